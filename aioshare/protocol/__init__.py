@@ -1,0 +1,1 @@
+"""Kafka's wire protocol, sans-IO: generated messages, framing, record batches, errors."""
