@@ -247,7 +247,7 @@ def emit_classes(msg: Message) -> list[str]:
     lines.append(f"    LATEST_VERSION_UNSTABLE: ClassVar[bool] = {msg.unstable_latest}")
     lines.append("")
     for s in msg.structs.values():
-        lines.append(f"    class {s.name}(msgspec.Struct, kw_only=True):")
+        lines.append(f"    class {s.name}(msgspec.Struct, kw_only=True, gc=False):")
         lines.extend(emit_class_fields(msg, s, "        "))
         lines.append("")
     lines.extend(emit_class_fields(msg, msg.top, "    "))

@@ -86,6 +86,9 @@ def w_nstr(out: bytearray, value: str | None) -> None:
 
 def w_cstr(out: bytearray, value: str) -> None:
     data = _utf8(value)
+    # Kafka caps every string at 32767 bytes, compact or not; a broker rejects longer ones.
+    if len(data) > 0x7FFF:
+        raise ProtocolError("string longer than 32767 bytes")
     write_uvarint(out, len(data) + 1)
     out += data
 
@@ -147,6 +150,8 @@ def r_cstr(buf: memoryview, pos: int) -> tuple[str, int]:
     if size == 0:
         raise MalformedMessage("null in a non-nullable compact string")
     size -= 1
+    if size > 0x7FFF:
+        raise MalformedMessage(f"compact string of {size} bytes exceeds 32767")
     return str(_take(buf, pos, size), "utf-8"), pos + size
 
 
@@ -155,6 +160,8 @@ def r_cnstr(buf: memoryview, pos: int) -> tuple[str | None, int]:
     if size == 0:
         return None, pos
     size -= 1
+    if size > 0x7FFF:
+        raise MalformedMessage(f"compact string of {size} bytes exceeds 32767")
     return str(_take(buf, pos, size), "utf-8"), pos + size
 
 
@@ -285,8 +292,12 @@ def version_error(field: str) -> UnsupportedVersionForField:
 # --------------------------------------------------------------------------- base class
 
 
-class ApiMessage(msgspec.Struct, kw_only=True):
-    """Base of every generated request, response and header class."""
+class ApiMessage(msgspec.Struct, kw_only=True, gc=False):
+    """Base of every generated request, response and header class.
+
+    gc=False: messages are trees (no reference cycles), and tracking the thousands of small
+    structs a large fetch decodes into was the largest single cost of decoding.
+    """
 
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0

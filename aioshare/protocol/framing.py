@@ -116,15 +116,20 @@ def peek_correlation_id(frame: Buffer) -> int:
     return int(_SIZE.unpack_from(frame, 0)[0])
 
 
-def decode_response(frame: Buffer, api_key: int, api_version: int) -> ApiMessage:
-    """Decodes a response frame (without its size prefix) for a request the caller sent."""
+def decode_response(frame: Buffer, api_key: int, api_version: int, *, strict: bool = True) -> ApiMessage:
+    """Decodes a response frame (without its size prefix) for a request the caller sent.
+
+    strict=False ignores bytes after the body, as Kafka's Java client and librdkafka do: a
+    client must stay readable against brokers that pad responses (librdkafka's mock cluster
+    adds a byte after some flexible responses).
+    """
     cls = RESPONSES.get(api_key)
     if cls is None:
         raise ProtocolError(f"no response type for API key {api_key}")
     view = frame if isinstance(frame, memoryview) else memoryview(frame)
     _, pos = ResponseHeader.decode_from(view, 0, response_header_version(api_key, api_version))
     body, end = cls.decode_from(view, pos, api_version)
-    if end != len(view):
+    if strict and end != len(view):
         raise MalformedMessage(f"{cls.__name__} v{api_version}: {len(view) - end} bytes left over")
     return body
 
@@ -150,8 +155,10 @@ class FrameSplitter:
             (size,) = _SIZE.unpack_from(buf, start)
             if size < 0 or size > self._max_frame:
                 self._buffer = bytearray()
-                raise FrameTooLarge(size, self._max_frame) if size >= 0 else MalformedMessage(
-                    f"negative frame size {size}"
+                raise (
+                    FrameTooLarge(size, self._max_frame)
+                    if size >= 0
+                    else MalformedMessage(f"negative frame size {size}")
                 )
             if end - start - 4 < size:
                 break

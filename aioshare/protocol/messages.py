@@ -109,11 +109,11 @@ class AlterShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AlterShareGroupOffsetsRequestPartition(msgspec.Struct, kw_only=True):
+    class AlterShareGroupOffsetsRequestPartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         start_offset: int = 0
 
-    class AlterShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True):
+    class AlterShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         partitions: list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition] = msgspec.field(default_factory=list)
 
@@ -128,12 +128,12 @@ class AlterShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AlterShareGroupOffsetsResponsePartition(msgspec.Struct, kw_only=True):
+    class AlterShareGroupOffsetsResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
 
-    class AlterShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True):
+    class AlterShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition] = msgspec.field(default_factory=list)
@@ -164,17 +164,17 @@ class ApiVersionsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 3
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class ApiVersion(msgspec.Struct, kw_only=True):
+    class ApiVersion(msgspec.Struct, kw_only=True, gc=False):
         api_key: int = 0
         min_version: int = 0
         max_version: int = 0
 
-    class SupportedFeatureKey(msgspec.Struct, kw_only=True):
+    class SupportedFeatureKey(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         min_version: int = 0
         max_version: int = 0
 
-    class FinalizedFeatureKey(msgspec.Struct, kw_only=True):
+    class FinalizedFeatureKey(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         max_version_level: int = 0
         min_version_level: int = 0
@@ -206,15 +206,15 @@ class ConsumerGroupDescribeResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicPartitions(msgspec.Struct, kw_only=True):
+    class TopicPartitions(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         topic_name: str = ''
         partitions: list[int] = msgspec.field(default_factory=list)
 
-    class Assignment(msgspec.Struct, kw_only=True):
+    class Assignment(msgspec.Struct, kw_only=True, gc=False):
         topic_partitions: list[ConsumerGroupDescribeResponse.TopicPartitions] = msgspec.field(default_factory=list)
 
-    class Member(msgspec.Struct, kw_only=True):
+    class Member(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         instance_id: str | None = None
         rack_id: str | None = None
@@ -227,7 +227,7 @@ class ConsumerGroupDescribeResponse(ApiMessage, kw_only=True):
         target_assignment: ConsumerGroupDescribeResponse.Assignment = msgspec.field(default_factory=lambda: ConsumerGroupDescribeResponse.Assignment())
         member_type: int = -1
 
-    class DescribedGroup(msgspec.Struct, kw_only=True):
+    class DescribedGroup(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''
@@ -249,7 +249,7 @@ class ConsumerGroupHeartbeatRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicPartitions(msgspec.Struct, kw_only=True):
+    class TopicPartitions(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[int] = msgspec.field(default_factory=list)
 
@@ -272,11 +272,11 @@ class ConsumerGroupHeartbeatResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicPartitions(msgspec.Struct, kw_only=True):
+    class TopicPartitions(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[int] = msgspec.field(default_factory=list)
 
-    class Assignment(msgspec.Struct, kw_only=True):
+    class Assignment(msgspec.Struct, kw_only=True, gc=False):
         topic_partitions: list[ConsumerGroupHeartbeatResponse.TopicPartitions] = msgspec.field(default_factory=list)
 
     throttle_time_ms: int = 0
@@ -295,10 +295,10 @@ class CreatePartitionsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 2
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class CreatePartitionsAssignment(msgspec.Struct, kw_only=True):
+    class CreatePartitionsAssignment(msgspec.Struct, kw_only=True, gc=False):
         broker_ids: list[int] = msgspec.field(default_factory=list)
 
-    class CreatePartitionsTopic(msgspec.Struct, kw_only=True):
+    class CreatePartitionsTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         count: int = 0
         assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None = msgspec.field(default_factory=list)
@@ -315,7 +315,7 @@ class CreatePartitionsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 2
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class CreatePartitionsTopicResult(msgspec.Struct, kw_only=True):
+    class CreatePartitionsTopicResult(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         error_code: int = 0
         error_message: str | None = None
@@ -331,15 +331,15 @@ class CreateTopicsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 5
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class CreatableReplicaAssignment(msgspec.Struct, kw_only=True):
+    class CreatableReplicaAssignment(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         broker_ids: list[int] = msgspec.field(default_factory=list)
 
-    class CreatableTopicConfig(msgspec.Struct, kw_only=True):
+    class CreatableTopicConfig(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         value: str | None = ''
 
-    class CreatableTopic(msgspec.Struct, kw_only=True):
+    class CreatableTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         num_partitions: int = 0
         replication_factor: int = 0
@@ -358,14 +358,14 @@ class CreateTopicsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 5
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class CreatableTopicConfigs(msgspec.Struct, kw_only=True):
+    class CreatableTopicConfigs(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         value: str | None = ''
         read_only: bool = False
         config_source: int = -1
         is_sensitive: bool = False
 
-    class CreatableTopicResult(msgspec.Struct, kw_only=True):
+    class CreatableTopicResult(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         error_code: int = 0
@@ -396,7 +396,7 @@ class DeleteGroupsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 2
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeletableGroupResult(msgspec.Struct, kw_only=True):
+    class DeletableGroupResult(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         error_code: int = 0
         error_message: str | None = None
@@ -412,11 +412,11 @@ class DeleteRecordsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 2
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeleteRecordsPartition(msgspec.Struct, kw_only=True):
+    class DeleteRecordsPartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         offset: int = 0
 
-    class DeleteRecordsTopic(msgspec.Struct, kw_only=True):
+    class DeleteRecordsTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partitions: list[DeleteRecordsRequest.DeleteRecordsPartition] = msgspec.field(default_factory=list)
 
@@ -431,12 +431,12 @@ class DeleteRecordsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 2
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeleteRecordsPartitionResult(msgspec.Struct, kw_only=True):
+    class DeleteRecordsPartitionResult(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         low_watermark: int = 0
         error_code: int = 0
 
-    class DeleteRecordsTopicResult(msgspec.Struct, kw_only=True):
+    class DeleteRecordsTopicResult(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = msgspec.field(default_factory=list)
 
@@ -451,7 +451,7 @@ class DeleteShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeleteShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True):
+    class DeleteShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
 
     group_id: str = ''
@@ -465,7 +465,7 @@ class DeleteShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeleteShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True):
+    class DeleteShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         error_code: int = 0
@@ -484,7 +484,7 @@ class DeleteTopicsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeleteTopicState(msgspec.Struct, kw_only=True):
+    class DeleteTopicState(msgspec.Struct, kw_only=True, gc=False):
         name: str | None = None
         topic_id: uuid.UUID = NIL_UUID
 
@@ -500,7 +500,7 @@ class DeleteTopicsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DeletableTopicResult(msgspec.Struct, kw_only=True):
+    class DeletableTopicResult(msgspec.Struct, kw_only=True, gc=False):
         name: str | None = ''
         topic_id: uuid.UUID = NIL_UUID
         error_code: int = 0
@@ -529,7 +529,7 @@ class DescribeClusterResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeClusterBroker(msgspec.Struct, kw_only=True):
+    class DescribeClusterBroker(msgspec.Struct, kw_only=True, gc=False):
         broker_id: int = 0
         host: str = ''
         port: int = 0
@@ -553,7 +553,7 @@ class DescribeConfigsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeConfigsResource(msgspec.Struct, kw_only=True):
+    class DescribeConfigsResource(msgspec.Struct, kw_only=True, gc=False):
         resource_type: int = 0
         resource_name: str = ''
         configuration_keys: list[str] | None = msgspec.field(default_factory=list)
@@ -570,12 +570,12 @@ class DescribeConfigsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeConfigsSynonym(msgspec.Struct, kw_only=True):
+    class DescribeConfigsSynonym(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         value: str | None = ''
         source: int = 0
 
-    class DescribeConfigsResourceResult(msgspec.Struct, kw_only=True):
+    class DescribeConfigsResourceResult(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         value: str | None = ''
         read_only: bool = False
@@ -585,7 +585,7 @@ class DescribeConfigsResponse(ApiMessage, kw_only=True):
         config_type: int = 0
         documentation: str | None = ''
 
-    class DescribeConfigsResult(msgspec.Struct, kw_only=True):
+    class DescribeConfigsResult(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0
@@ -614,7 +614,7 @@ class DescribeGroupsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 5
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribedGroupMember(msgspec.Struct, kw_only=True):
+    class DescribedGroupMember(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         group_instance_id: str | None = None
         client_id: str = ''
@@ -622,7 +622,7 @@ class DescribeGroupsResponse(ApiMessage, kw_only=True):
         member_metadata: bytes = b""
         member_assignment: bytes = b""
 
-    class DescribedGroup(msgspec.Struct, kw_only=True):
+    class DescribedGroup(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''
@@ -643,11 +643,11 @@ class DescribeShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True):
+    class DescribeShareGroupOffsetsRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         partitions: list[int] = msgspec.field(default_factory=list)
 
-    class DescribeShareGroupOffsetsRequestGroup(msgspec.Struct, kw_only=True):
+    class DescribeShareGroupOffsetsRequestGroup(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         topics: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic] | None = msgspec.field(default_factory=list)
 
@@ -661,7 +661,7 @@ class DescribeShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeShareGroupOffsetsResponsePartition(msgspec.Struct, kw_only=True):
+    class DescribeShareGroupOffsetsResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         start_offset: int = 0
         leader_epoch: int = 0
@@ -669,12 +669,12 @@ class DescribeShareGroupOffsetsResponse(ApiMessage, kw_only=True):
         error_code: int = 0
         error_message: str | None = None
 
-    class DescribeShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True):
+    class DescribeShareGroupOffsetsResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition] = msgspec.field(default_factory=list)
 
-    class DescribeShareGroupOffsetsResponseGroup(msgspec.Struct, kw_only=True):
+    class DescribeShareGroupOffsetsResponseGroup(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         topics: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic] = msgspec.field(default_factory=list)
         error_code: int = 0
@@ -691,10 +691,10 @@ class DescribeTopicPartitionsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicRequest(msgspec.Struct, kw_only=True):
+    class TopicRequest(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
 
-    class Cursor(msgspec.Struct, kw_only=True):
+    class Cursor(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         partition_index: int = 0
 
@@ -710,7 +710,7 @@ class DescribeTopicPartitionsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class DescribeTopicPartitionsResponsePartition(msgspec.Struct, kw_only=True):
+    class DescribeTopicPartitionsResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         partition_index: int = 0
         leader_id: int = 0
@@ -721,7 +721,7 @@ class DescribeTopicPartitionsResponse(ApiMessage, kw_only=True):
         last_known_elr: list[int] | None = None
         offline_replicas: list[int] = msgspec.field(default_factory=list)
 
-    class DescribeTopicPartitionsResponseTopic(msgspec.Struct, kw_only=True):
+    class DescribeTopicPartitionsResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         name: str | None = ''
         topic_id: uuid.UUID = NIL_UUID
@@ -729,7 +729,7 @@ class DescribeTopicPartitionsResponse(ApiMessage, kw_only=True):
         partitions: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition] = msgspec.field(default_factory=list)
         topic_authorized_operations: int = -2147483648
 
-    class Cursor(msgspec.Struct, kw_only=True):
+    class Cursor(msgspec.Struct, kw_only=True, gc=False):
         topic_name: str = ''
         partition_index: int = 0
 
@@ -745,11 +745,11 @@ class FetchRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 12
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class ReplicaState(msgspec.Struct, kw_only=True):
+    class ReplicaState(msgspec.Struct, kw_only=True, gc=False):
         replica_id: int = -1
         replica_epoch: int = -1
 
-    class FetchPartition(msgspec.Struct, kw_only=True):
+    class FetchPartition(msgspec.Struct, kw_only=True, gc=False):
         partition: int = 0
         current_leader_epoch: int = -1
         fetch_offset: int = 0
@@ -759,12 +759,12 @@ class FetchRequest(ApiMessage, kw_only=True):
         replica_directory_id: uuid.UUID = NIL_UUID
         high_watermark: int = 9223372036854775807
 
-    class FetchTopic(msgspec.Struct, kw_only=True):
+    class FetchTopic(msgspec.Struct, kw_only=True, gc=False):
         topic: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[FetchRequest.FetchPartition] = msgspec.field(default_factory=list)
 
-    class ForgottenTopic(msgspec.Struct, kw_only=True):
+    class ForgottenTopic(msgspec.Struct, kw_only=True, gc=False):
         topic: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[int] = msgspec.field(default_factory=list)
@@ -790,23 +790,23 @@ class FetchResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 12
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class EpochEndOffset(msgspec.Struct, kw_only=True):
+    class EpochEndOffset(msgspec.Struct, kw_only=True, gc=False):
         epoch: int = -1
         end_offset: int = -1
 
-    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True):
+    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True, gc=False):
         leader_id: int = -1
         leader_epoch: int = -1
 
-    class SnapshotId(msgspec.Struct, kw_only=True):
+    class SnapshotId(msgspec.Struct, kw_only=True, gc=False):
         end_offset: int = -1
         epoch: int = -1
 
-    class AbortedTransaction(msgspec.Struct, kw_only=True):
+    class AbortedTransaction(msgspec.Struct, kw_only=True, gc=False):
         producer_id: int = 0
         first_offset: int = 0
 
-    class PartitionData(msgspec.Struct, kw_only=True):
+    class PartitionData(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
         high_watermark: int = 0
@@ -819,12 +819,12 @@ class FetchResponse(ApiMessage, kw_only=True):
         preferred_read_replica: int = -1
         records: bytes | memoryview | None = b""
 
-    class FetchableTopicResponse(msgspec.Struct, kw_only=True):
+    class FetchableTopicResponse(msgspec.Struct, kw_only=True, gc=False):
         topic: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[FetchResponse.PartitionData] = msgspec.field(default_factory=list)
 
-    class NodeEndpoint(msgspec.Struct, kw_only=True):
+    class NodeEndpoint(msgspec.Struct, kw_only=True, gc=False):
         node_id: int = 0
         host: str = ''
         port: int = 0
@@ -856,7 +856,7 @@ class FindCoordinatorResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 3
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class Coordinator(msgspec.Struct, kw_only=True):
+    class Coordinator(msgspec.Struct, kw_only=True, gc=False):
         key: str = ''
         node_id: int = 0
         host: str = ''
@@ -932,12 +932,12 @@ class IncrementalAlterConfigsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 1
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AlterableConfig(msgspec.Struct, kw_only=True):
+    class AlterableConfig(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         config_operation: int = 0
         value: str | None = ''
 
-    class AlterConfigsResource(msgspec.Struct, kw_only=True):
+    class AlterConfigsResource(msgspec.Struct, kw_only=True, gc=False):
         resource_type: int = 0
         resource_name: str = ''
         configs: list[IncrementalAlterConfigsRequest.AlterableConfig] = msgspec.field(default_factory=list)
@@ -953,7 +953,7 @@ class IncrementalAlterConfigsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 1
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AlterConfigsResourceResponse(msgspec.Struct, kw_only=True):
+    class AlterConfigsResourceResponse(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0
@@ -1000,7 +1000,7 @@ class JoinGroupRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class JoinGroupRequestProtocol(msgspec.Struct, kw_only=True):
+    class JoinGroupRequestProtocol(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         metadata: bytes = b""
 
@@ -1021,7 +1021,7 @@ class JoinGroupResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class JoinGroupResponseMember(msgspec.Struct, kw_only=True):
+    class JoinGroupResponseMember(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         group_instance_id: str | None = None
         metadata: bytes = b""
@@ -1044,7 +1044,7 @@ class LeaveGroupRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class MemberIdentity(msgspec.Struct, kw_only=True):
+    class MemberIdentity(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         group_instance_id: str | None = None
         reason: str | None = None
@@ -1061,7 +1061,7 @@ class LeaveGroupResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class MemberResponse(msgspec.Struct, kw_only=True):
+    class MemberResponse(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         group_instance_id: str | None = ''
         error_code: int = 0
@@ -1089,7 +1089,7 @@ class ListGroupsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 3
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class ListedGroup(msgspec.Struct, kw_only=True):
+    class ListedGroup(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         protocol_type: str = ''
         group_state: str = ''
@@ -1107,12 +1107,12 @@ class ListOffsetsRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class ListOffsetsPartition(msgspec.Struct, kw_only=True):
+    class ListOffsetsPartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         current_leader_epoch: int = -1
         timestamp: int = 0
 
-    class ListOffsetsTopic(msgspec.Struct, kw_only=True):
+    class ListOffsetsTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partitions: list[ListOffsetsRequest.ListOffsetsPartition] = msgspec.field(default_factory=list)
 
@@ -1129,14 +1129,14 @@ class ListOffsetsResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class ListOffsetsPartitionResponse(msgspec.Struct, kw_only=True):
+    class ListOffsetsPartitionResponse(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
         timestamp: int = -1
         offset: int = -1
         leader_epoch: int = -1
 
-    class ListOffsetsTopicResponse(msgspec.Struct, kw_only=True):
+    class ListOffsetsTopicResponse(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse] = msgspec.field(default_factory=list)
 
@@ -1151,7 +1151,7 @@ class MetadataRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 9
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class MetadataRequestTopic(msgspec.Struct, kw_only=True):
+    class MetadataRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         name: str | None = ''
 
@@ -1168,13 +1168,13 @@ class MetadataResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 9
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class MetadataResponseBroker(msgspec.Struct, kw_only=True):
+    class MetadataResponseBroker(msgspec.Struct, kw_only=True, gc=False):
         node_id: int = 0
         host: str = ''
         port: int = 0
         rack: str | None = None
 
-    class MetadataResponsePartition(msgspec.Struct, kw_only=True):
+    class MetadataResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         partition_index: int = 0
         leader_id: int = 0
@@ -1183,7 +1183,7 @@ class MetadataResponse(ApiMessage, kw_only=True):
         isr_nodes: list[int] = msgspec.field(default_factory=list)
         offline_replicas: list[int] = msgspec.field(default_factory=list)
 
-    class MetadataResponseTopic(msgspec.Struct, kw_only=True):
+    class MetadataResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         name: str | None = ''
         topic_id: uuid.UUID = NIL_UUID
@@ -1207,13 +1207,13 @@ class OffsetCommitRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 8
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class OffsetCommitRequestPartition(msgspec.Struct, kw_only=True):
+    class OffsetCommitRequestPartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
         committed_metadata: str | None = ''
 
-    class OffsetCommitRequestTopic(msgspec.Struct, kw_only=True):
+    class OffsetCommitRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition] = msgspec.field(default_factory=list)
@@ -1233,11 +1233,11 @@ class OffsetCommitResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 8
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class OffsetCommitResponsePartition(msgspec.Struct, kw_only=True):
+    class OffsetCommitResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
 
-    class OffsetCommitResponseTopic(msgspec.Struct, kw_only=True):
+    class OffsetCommitResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition] = msgspec.field(default_factory=list)
@@ -1253,16 +1253,16 @@ class OffsetFetchRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class OffsetFetchRequestTopic(msgspec.Struct, kw_only=True):
+    class OffsetFetchRequestTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partition_indexes: list[int] = msgspec.field(default_factory=list)
 
-    class OffsetFetchRequestTopics(msgspec.Struct, kw_only=True):
+    class OffsetFetchRequestTopics(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partition_indexes: list[int] = msgspec.field(default_factory=list)
 
-    class OffsetFetchRequestGroup(msgspec.Struct, kw_only=True):
+    class OffsetFetchRequestGroup(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         member_id: str | None = None
         member_epoch: int = -1
@@ -1281,30 +1281,30 @@ class OffsetFetchResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 6
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class OffsetFetchResponsePartition(msgspec.Struct, kw_only=True):
+    class OffsetFetchResponsePartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
         metadata: str | None = ''
         error_code: int = 0
 
-    class OffsetFetchResponseTopic(msgspec.Struct, kw_only=True):
+    class OffsetFetchResponseTopic(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition] = msgspec.field(default_factory=list)
 
-    class OffsetFetchResponsePartitions(msgspec.Struct, kw_only=True):
+    class OffsetFetchResponsePartitions(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
         metadata: str | None = ''
         error_code: int = 0
 
-    class OffsetFetchResponseTopics(msgspec.Struct, kw_only=True):
+    class OffsetFetchResponseTopics(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions] = msgspec.field(default_factory=list)
 
-    class OffsetFetchResponseGroup(msgspec.Struct, kw_only=True):
+    class OffsetFetchResponseGroup(msgspec.Struct, kw_only=True, gc=False):
         group_id: str = ''
         topics: list[OffsetFetchResponse.OffsetFetchResponseTopics] = msgspec.field(default_factory=list)
         error_code: int = 0
@@ -1322,11 +1322,11 @@ class ProduceRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 9
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class PartitionProduceData(msgspec.Struct, kw_only=True):
+    class PartitionProduceData(msgspec.Struct, kw_only=True, gc=False):
         index: int = 0
         records: bytes | memoryview | None = b""
 
-    class TopicProduceData(msgspec.Struct, kw_only=True):
+    class TopicProduceData(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partition_data: list[ProduceRequest.PartitionProduceData] = msgspec.field(default_factory=list)
@@ -1344,15 +1344,15 @@ class ProduceResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 9
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class BatchIndexAndErrorMessage(msgspec.Struct, kw_only=True):
+    class BatchIndexAndErrorMessage(msgspec.Struct, kw_only=True, gc=False):
         batch_index: int = 0
         batch_index_error_message: str | None = None
 
-    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True):
+    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True, gc=False):
         leader_id: int = -1
         leader_epoch: int = -1
 
-    class PartitionProduceResponse(msgspec.Struct, kw_only=True):
+    class PartitionProduceResponse(msgspec.Struct, kw_only=True, gc=False):
         index: int = 0
         error_code: int = 0
         base_offset: int = 0
@@ -1362,12 +1362,12 @@ class ProduceResponse(ApiMessage, kw_only=True):
         error_message: str | None = None
         current_leader: ProduceResponse.LeaderIdAndEpoch = msgspec.field(default_factory=lambda: ProduceResponse.LeaderIdAndEpoch())
 
-    class TopicProduceResponse(msgspec.Struct, kw_only=True):
+    class TopicProduceResponse(msgspec.Struct, kw_only=True, gc=False):
         name: str = ''
         topic_id: uuid.UUID = NIL_UUID
         partition_responses: list[ProduceResponse.PartitionProduceResponse] = msgspec.field(default_factory=list)
 
-    class NodeEndpoint(msgspec.Struct, kw_only=True):
+    class NodeEndpoint(msgspec.Struct, kw_only=True, gc=False):
         node_id: int = 0
         host: str = ''
         port: int = 0
@@ -1477,16 +1477,16 @@ class ShareAcknowledgeRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AcknowledgementBatch(msgspec.Struct, kw_only=True):
+    class AcknowledgementBatch(msgspec.Struct, kw_only=True, gc=False):
         first_offset: int = 0
         last_offset: int = 0
         acknowledge_types: list[int] = msgspec.field(default_factory=list)
 
-    class AcknowledgePartition(msgspec.Struct, kw_only=True):
+    class AcknowledgePartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch] = msgspec.field(default_factory=list)
 
-    class AcknowledgeTopic(msgspec.Struct, kw_only=True):
+    class AcknowledgeTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[ShareAcknowledgeRequest.AcknowledgePartition] = msgspec.field(default_factory=list)
 
@@ -1504,21 +1504,21 @@ class ShareAcknowledgeResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True):
+    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True, gc=False):
         leader_id: int = 0
         leader_epoch: int = 0
 
-    class PartitionData(msgspec.Struct, kw_only=True):
+    class PartitionData(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
         current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch = msgspec.field(default_factory=lambda: ShareAcknowledgeResponse.LeaderIdAndEpoch())
 
-    class ShareAcknowledgeTopicResponse(msgspec.Struct, kw_only=True):
+    class ShareAcknowledgeTopicResponse(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[ShareAcknowledgeResponse.PartitionData] = msgspec.field(default_factory=list)
 
-    class NodeEndpoint(msgspec.Struct, kw_only=True):
+    class NodeEndpoint(msgspec.Struct, kw_only=True, gc=False):
         node_id: int = 0
         host: str = ''
         port: int = 0
@@ -1539,21 +1539,21 @@ class ShareFetchRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class AcknowledgementBatch(msgspec.Struct, kw_only=True):
+    class AcknowledgementBatch(msgspec.Struct, kw_only=True, gc=False):
         first_offset: int = 0
         last_offset: int = 0
         acknowledge_types: list[int] = msgspec.field(default_factory=list)
 
-    class FetchPartition(msgspec.Struct, kw_only=True):
+    class FetchPartition(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         partition_max_bytes: int = 0
         acknowledgement_batches: list[ShareFetchRequest.AcknowledgementBatch] = msgspec.field(default_factory=list)
 
-    class FetchTopic(msgspec.Struct, kw_only=True):
+    class FetchTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[ShareFetchRequest.FetchPartition] = msgspec.field(default_factory=list)
 
-    class ForgottenTopic(msgspec.Struct, kw_only=True):
+    class ForgottenTopic(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[int] = msgspec.field(default_factory=list)
 
@@ -1578,16 +1578,16 @@ class ShareFetchResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True):
+    class LeaderIdAndEpoch(msgspec.Struct, kw_only=True, gc=False):
         leader_id: int = 0
         leader_epoch: int = 0
 
-    class AcquiredRecords(msgspec.Struct, kw_only=True):
+    class AcquiredRecords(msgspec.Struct, kw_only=True, gc=False):
         first_offset: int = 0
         last_offset: int = 0
         delivery_count: int = 0
 
-    class PartitionData(msgspec.Struct, kw_only=True):
+    class PartitionData(msgspec.Struct, kw_only=True, gc=False):
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -1597,11 +1597,11 @@ class ShareFetchResponse(ApiMessage, kw_only=True):
         records: bytes | memoryview = b""
         acquired_records: list[ShareFetchResponse.AcquiredRecords] = msgspec.field(default_factory=list)
 
-    class ShareFetchableTopicResponse(msgspec.Struct, kw_only=True):
+    class ShareFetchableTopicResponse(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[ShareFetchResponse.PartitionData] = msgspec.field(default_factory=list)
 
-    class NodeEndpoint(msgspec.Struct, kw_only=True):
+    class NodeEndpoint(msgspec.Struct, kw_only=True, gc=False):
         node_id: int = 0
         host: str = ''
         port: int = 0
@@ -1633,15 +1633,15 @@ class ShareGroupDescribeResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicPartitions(msgspec.Struct, kw_only=True):
+    class TopicPartitions(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         topic_name: str = ''
         partitions: list[int] = msgspec.field(default_factory=list)
 
-    class Assignment(msgspec.Struct, kw_only=True):
+    class Assignment(msgspec.Struct, kw_only=True, gc=False):
         topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions] = msgspec.field(default_factory=list)
 
-    class Member(msgspec.Struct, kw_only=True):
+    class Member(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         rack_id: str | None = None
         member_epoch: int = 0
@@ -1650,7 +1650,7 @@ class ShareGroupDescribeResponse(ApiMessage, kw_only=True):
         subscribed_topic_names: list[str] = msgspec.field(default_factory=list)
         assignment: ShareGroupDescribeResponse.Assignment = msgspec.field(default_factory=lambda: ShareGroupDescribeResponse.Assignment())
 
-    class DescribedGroup(msgspec.Struct, kw_only=True):
+    class DescribedGroup(msgspec.Struct, kw_only=True, gc=False):
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''
@@ -1686,11 +1686,11 @@ class ShareGroupHeartbeatResponse(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 0
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class TopicPartitions(msgspec.Struct, kw_only=True):
+    class TopicPartitions(msgspec.Struct, kw_only=True, gc=False):
         topic_id: uuid.UUID = NIL_UUID
         partitions: list[int] = msgspec.field(default_factory=list)
 
-    class Assignment(msgspec.Struct, kw_only=True):
+    class Assignment(msgspec.Struct, kw_only=True, gc=False):
         topic_partitions: list[ShareGroupHeartbeatResponse.TopicPartitions] = msgspec.field(default_factory=list)
 
     throttle_time_ms: int = 0
@@ -1709,7 +1709,7 @@ class SyncGroupRequest(ApiMessage, kw_only=True):
     FLEXIBLE_MIN: ClassVar[int] = 4
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
-    class SyncGroupRequestAssignment(msgspec.Struct, kw_only=True):
+    class SyncGroupRequestAssignment(msgspec.Struct, kw_only=True, gc=False):
         member_id: str = ''
         assignment: bytes = b""
 

@@ -1,0 +1,223 @@
+"""Cluster-wide broker state shared by every node of an embedded cluster.
+
+Kafka keeps this in the metadata image every broker caches (brokers, topics, leaders) plus a
+few controller-owned counters (producer id blocks). Here it is one object the per-node servers
+and the API handlers share: nodes and their liveness, the topic registry, the group coordinator
+mapping, producer id allocation, and the extension points other handler modules plug into
+(config resources of other types, e.g. GROUP for share-group configs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from aioshare.broker.config import BrokerConfig, ConfigEntry
+from aioshare.broker.log import PartitionLog
+from aioshare.broker.topics import TopicRegistry
+from aioshare.protocol.types import kafka_uuid_str, random_kafka_uuid
+
+META_FILE = "meta.json"
+# Kafka's offsets.topic.num.partitions default: a group's coordinator is the leader of
+# partition abs(hash(group id)) % 50 of __consumer_offsets.
+OFFSETS_TOPIC_PARTITIONS = 50
+# Producer ids are handed out in blocks, and only the end of the current block is persisted
+# (Kafka's ProducerIdManager does the same through the controller).
+PRODUCER_ID_BLOCK = 1000
+
+
+class ResourceType(enum.IntEnum):
+    """ConfigResource.Type codes used by DescribeConfigs / IncrementalAlterConfigs."""
+
+    UNKNOWN = 0
+    TOPIC = 2
+    BROKER = 4
+    BROKER_LOGGER = 8
+    CLIENT_METRICS = 16
+    GROUP = 32
+
+
+class AlterOp(enum.IntEnum):
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+class ConfigChange(NamedTuple):
+    name: str
+    operation: AlterOp
+    value: str | None
+
+
+class ConfigResourceHandler(Protocol):
+    """Serves DescribeConfigs / IncrementalAlterConfigs for one resource type (e.g. GROUP).
+
+    Both raise a `BrokerError` (e.g. InvalidConfigError, GroupIdNotFoundError) to report a
+    resource-level error; its code and message go into the response.
+    """
+
+    def describe(self, resource_name: str, names: Sequence[str] | None) -> list[ConfigEntry]: ...
+
+    def alter(self, resource_name: str, changes: Sequence[ConfigChange], validate_only: bool) -> None: ...
+
+
+@dataclasses.dataclass(slots=True)
+class Node:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+    alive: bool = False
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units, int32 overflow)."""
+    value = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        value = (31 * value + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def kafka_abs(value: int) -> int:
+    """Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 instead of staying negative."""
+    return 0 if value == -(2**31) else abs(value)
+
+
+class Cluster:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        nodes: Sequence[Node],
+        data_dir: Path | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.nodes: dict[int, Node] = {node.node_id: node for node in nodes}
+        self.data_dir = data_dir
+        self._clock = clock
+        self.config_resources: dict[int, ConfigResourceHandler] = {}
+        self.topics = TopicRegistry(config, sorted(self.nodes), data_dir)
+        self.cluster_id = kafka_uuid_str(random_kafka_uuid())
+        self._producer_id_block_end = 0
+        self._load_meta()
+        self._next_producer_id = max(self._producer_id_block_end, self.topics.max_producer_id + 1)
+
+    # ------------------------------------------------------------------ time
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ------------------------------------------------------------------ nodes
+
+    @property
+    def node_ids(self) -> list[int]:
+        return sorted(self.nodes)
+
+    def alive_nodes(self) -> list[Node]:
+        return [node for node_id, node in sorted(self.nodes.items()) if node.alive]
+
+    def alive_node_ids(self) -> list[int]:
+        return [node.node_id for node in self.alive_nodes()]
+
+    def is_alive(self, node_id: int) -> bool:
+        node = self.nodes.get(node_id)
+        return node is not None and node.alive
+
+    def controller_id(self) -> int:
+        # KRaft brokers report some live broker as the "controller": clients send it admin
+        # requests, which it forwards. Any live node can serve them here.
+        alive = self.alive_node_ids()
+        return alive[0] if alive else -1
+
+    def endpoints(self, node_ids: Iterable[int]) -> list[Node]:
+        """The nodes behind `node_ids`, for NodeEndpoints in NOT_LEADER_OR_FOLLOWER answers."""
+        return [self.nodes[node_id] for node_id in sorted(set(node_ids)) if node_id in self.nodes]
+
+    # ------------------------------------------------------------------ coordinators
+
+    def group_coordinator(self, group_id: str) -> Node | None:
+        """The node that coordinates `group_id`: leader of its __consumer_offsets partition.
+
+        The offsets topic is modelled as fully replicated with partition p preferring node
+        p mod N, so when that node is down the next live node takes over, as a replica would.
+        """
+        partition = kafka_abs(java_string_hash(group_id)) % OFFSETS_TOPIC_PARTITIONS
+        ids = self.node_ids
+        for step in range(len(ids)):
+            node = self.nodes[ids[(partition + step) % len(ids)]]
+            if node.alive:
+                return node
+        return None
+
+    # ------------------------------------------------------------------ producer ids
+
+    def allocate_producer_id(self) -> int:
+        producer_id = self._next_producer_id
+        self._next_producer_id += 1
+        if self._next_producer_id > self._producer_id_block_end:
+            self._producer_id_block_end = producer_id + PRODUCER_ID_BLOCK
+            self._save_meta()
+        return producer_id
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load_meta(self) -> None:
+        if self.data_dir is None:
+            return
+        path = self.data_dir / META_FILE
+        if path.exists():
+            meta = json.loads(path.read_text())
+            self.cluster_id = str(meta["cluster_id"])
+            self._producer_id_block_end = int(meta.get("producer_id_block_end", 0))
+        else:
+            self._save_meta()
+
+    def _save_meta(self) -> None:
+        if self.data_dir is None:
+            return
+        path = self.data_dir / META_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"cluster_id": self.cluster_id, "producer_id_block_end": self._producer_id_block_end})
+        )
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        self.topics.close()
+
+
+async def wait_for_change(logs: Iterable[PartitionLog], max_wait: float) -> bool:
+    """Wait until any of `logs` changes (append, log start move, leader move) or `max_wait` seconds pass.
+
+    Returns True when woken by a change. This is the long-poll primitive for Fetch (and for
+    ShareFetch, which may also wake itself through `PartitionLog.notify`).
+    """
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    watched = list(logs)
+    for log in watched:
+        log.add_listener(wake)
+    try:
+        async with asyncio.timeout(max_wait):
+            await woken
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        for log in watched:
+            log.remove_listener(wake)

@@ -1,0 +1,418 @@
+"""Per-node listener: framing, request dispatch, responses. No broker state lives here.
+
+Handlers are registered in an `ApiRegistry` by API key with the version range they serve;
+ApiVersions advertises exactly that table. A handler is `async (ctx, request) -> response`;
+returning None sends nothing (Produce with acks=0), raising `CloseConnection` closes the
+connection (what Kafka does when an acks=0 produce fails).
+
+Like Kafka's SocketServer, which mutes a connection from the moment it reads a request until
+that request's response is sent, each connection processes one request at a time, in arrival
+order. Pipelined requests wait in the connection's queue, so responses always leave in request
+order even when a handler waits (a long-poll Fetch holds back everything behind it on its
+connection, exactly as on a real broker).
+
+Kafka's answers to bad input, kept here:
+* a frame that cannot be parsed, is larger than socket.request.max.bytes, or names an API key
+  or version the broker does not serve: the connection is closed (and logged), nothing else is
+  disturbed;
+* ApiVersions with a version above the supported maximum: an ApiVersionsResponse v0 carrying
+  UNSUPPORTED_VERSION and the ApiVersions range, so the client can retry with a version it
+  and the broker share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from aioshare.protocol._codec import ApiMessage
+from aioshare.protocol.errors import ErrorCode, ProtocolError
+from aioshare.protocol.framing import (
+    API_VERSIONS_KEY,
+    DEFAULT_MAX_FRAME,
+    FrameSplitter,
+    encode_response,
+    peek_request_header,
+    request_header_version,
+)
+from aioshare.protocol.messages import REQUESTS, ApiVersionsResponse, RequestHeader
+
+logger = logging.getLogger("aioshare.broker")
+
+# Frames queued on one connection before the socket stops being read (flow control).
+_QUEUE_HIGH = 64
+_QUEUE_LOW = 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """Identity of one client connection (Kafka's connection id format)."""
+
+    connection_id: str
+    node_id: int
+    client_host: str
+    client_port: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a handler knows about the request besides its body."""
+
+    node_id: int
+    connection: ConnectionInfo
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+
+
+Handler = Callable[[RequestContext, Any], Awaitable[ApiMessage | None]]
+DisconnectListener = Callable[[ConnectionInfo], None]
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection instead of answering."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Registration:
+    handler: Handler
+    min_version: int
+    max_version: int
+
+
+class ApiRegistry:
+    """The dispatch table shared by every node, plus connection-lifecycle listeners."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[int, _Registration] = {}
+        self._disconnect_listeners: list[DisconnectListener] = []
+
+    def register(
+        self,
+        api_key: int,
+        handler: Handler,
+        *,
+        min_version: int | None = None,
+        max_version: int | None = None,
+    ) -> None:
+        """Serve `api_key` with `handler`, for versions the codec knows, capped to the given range."""
+        request = REQUESTS.get(api_key)
+        if request is None:
+            raise ValueError(f"the codec has no request type for API key {api_key}")
+        low = request.MIN_VERSION if min_version is None else max(min_version, request.MIN_VERSION)
+        high = request.MAX_VERSION if max_version is None else min(max_version, request.MAX_VERSION)
+        if low > high:
+            raise ValueError(f"API key {api_key}: empty version range {low}..{high}")
+        self._handlers[api_key] = _Registration(handler, low, high)
+
+    def unregister(self, api_key: int) -> None:
+        self._handlers.pop(api_key, None)
+
+    def lookup(self, api_key: int, api_version: int) -> Handler | None:
+        registration = self._handlers.get(api_key)
+        if registration is None or not registration.min_version <= api_version <= registration.max_version:
+            return None
+        return registration.handler
+
+    def version_range(self, api_key: int) -> tuple[int, int] | None:
+        registration = self._handlers.get(api_key)
+        return None if registration is None else (registration.min_version, registration.max_version)
+
+    def versions(self) -> dict[int, tuple[int, int]]:
+        return {key: (r.min_version, r.max_version) for key, r in sorted(self._handlers.items())}
+
+    def add_disconnect_listener(self, listener: DisconnectListener) -> None:
+        """Called with the ConnectionInfo of every client connection that closes, on any node."""
+        self._disconnect_listeners.append(listener)
+
+    def remove_disconnect_listener(self, listener: DisconnectListener) -> None:
+        if listener in self._disconnect_listeners:
+            self._disconnect_listeners.remove(listener)
+
+    def connection_closed(self, info: ConnectionInfo) -> None:
+        for listener in list(self._disconnect_listeners):
+            try:
+                listener(info)
+            except Exception:
+                logger.exception("disconnect listener failed for %s", info.connection_id)
+
+
+class ResponseDelay:
+    """Fault injection: hold responses back before they are written (all nodes share one)."""
+
+    def __init__(self) -> None:
+        self._seconds = 0.0
+        self._api_keys: frozenset[int] | None = None
+
+    def set(self, seconds: float, api_keys: Collection[int] | None = None) -> None:
+        self._seconds = max(0.0, seconds)
+        self._api_keys = None if api_keys is None else frozenset(api_keys)
+
+    def for_api(self, api_key: int) -> float:
+        if self._seconds and (self._api_keys is None or api_key in self._api_keys):
+            return self._seconds
+        return 0.0
+
+
+class NodeServer:
+    """The listener of one node: accepts connections and owns their tasks."""
+
+    def __init__(
+        self,
+        node_id: int,
+        host: str,
+        port: int,
+        registry: ApiRegistry,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME,
+        delay: ResponseDelay | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self.max_frame_bytes = max_frame_bytes
+        self.delay = delay or ResponseDelay()
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._sequence = itertools.count()
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True
+        )
+        # With port 0 the OS picked one; keep it so a restart listens on the same port.
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection; returns when all their tasks are done."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        await self.drop_connections()
+        if server is not None:
+            await server.wait_closed()
+
+    async def drop_connections(self) -> None:
+        connections = list(self._connections)
+        for connection in connections:
+            connection.abort()
+        # connection_lost runs from the loop after abort(); waiting for it means the
+        # disconnect listeners have run when this returns.
+        waits = [c.lost for c in connections] + [c.task for c in connections if c.task is not None]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def _next_connection_number(self) -> int:
+        return next(self._sequence)
+
+    def _added(self, connection: _Connection) -> None:
+        self._connections.add(connection)
+
+    def _removed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: splits frames, processes them one by one, writes responses."""
+
+    def __init__(self, server: NodeServer) -> None:
+        self._server = server
+        self._splitter = FrameSplitter(server.max_frame_bytes)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._transport: asyncio.Transport | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._reading_paused = False
+        self.task: asyncio.Task[None] | None = None
+        self.info: ConnectionInfo | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if not self._server.serving:
+            # Accepted just before the listener stopped: the node is down, so refuse it.
+            transport.abort()
+            return
+        local = transport.get_extra_info("sockname") or ("", 0)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        number = self._server._next_connection_number()
+        self.info = ConnectionInfo(
+            f"{local[0]}:{local[1]}-{peer[0]}:{peer[1]}-{self._server.node_id}-{number}",
+            self._server.node_id,
+            str(peer[0]),
+            int(peer[1]),
+        )
+        self._server._added(self)
+        self.task = asyncio.get_running_loop().create_task(
+            self._serve(), name=f"kafka-conn-{self.info.connection_id}"
+        )
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._splitter.feed(data)
+        except ProtocolError as exc:
+            self._close(f"unreadable frame: {exc}")
+            return
+        for frame in frames:
+            self._queue.put_nowait(frame)
+        if self._queue.qsize() >= _QUEUE_HIGH and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._can_write.set()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._server._removed(self)
+        if self.info is not None:
+            self._server.registry.connection_closed(self.info)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # ------------------------------------------------------------------ processing
+
+    def abort(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+    def _close(self, reason: str) -> None:
+        info = self.info.connection_id if self.info is not None else "?"
+        logger.warning("node %d: closing connection %s: %s", self._server.node_id, info, reason)
+        self.abort()
+
+    async def _serve(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            if self._reading_paused and self._queue.qsize() <= _QUEUE_LOW and self._transport is not None:
+                self._reading_paused = False
+                self._transport.resume_reading()
+            if not await self._process(frame):
+                return
+
+    async def _process(self, frame: bytes) -> bool:
+        """Handle one request; False means the connection must close."""
+        registry = self._server.registry
+        try:
+            api_key, api_version, correlation_id = peek_request_header(frame)
+        except ProtocolError as exc:
+            self._close(f"malformed request header: {exc}")
+            return False
+        if api_key == API_VERSIONS_KEY:
+            supported = registry.version_range(API_VERSIONS_KEY)
+            if supported is not None and api_version > supported[1]:
+                await self._write(_unsupported_api_versions(supported), api_key, 0, correlation_id)
+                return True
+        handler = registry.lookup(api_key, api_version)
+        if handler is None:
+            self._close(f"unsupported request: API key {api_key} version {api_version}")
+            return False
+        try:
+            header, body = _decode(frame, api_key, api_version)
+        except ProtocolError as exc:
+            self._close(f"malformed request (API key {api_key} v{api_version}): {exc}")
+            return False
+        assert self.info is not None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "node %d: %s v%d from %s (%s)",
+                self._server.node_id,
+                type(body).__name__,
+                api_version,
+                self.info.connection_id,
+                header.client_id,
+            )
+        context = RequestContext(
+            self._server.node_id, self.info, api_key, api_version, correlation_id, header.client_id
+        )
+        try:
+            response = await handler(context, body)
+        except CloseConnection as exc:
+            self._close(str(exc) or f"handler for API key {api_key} asked to close")
+            return False
+        except Exception:
+            logger.exception(
+                "node %d: handler for API key %d v%d failed", self._server.node_id, api_key, api_version
+            )
+            self.abort()
+            return False
+        if response is None:
+            return True
+        return await self._write(response, api_key, api_version, correlation_id)
+
+    async def _write(self, response: ApiMessage, api_key: int, api_version: int, correlation_id: int) -> bool:
+        try:
+            data = encode_response(response, api_version, correlation_id)
+        except ProtocolError:
+            logger.exception(
+                "node %d: cannot encode the response to API key %d v%d",
+                self._server.node_id,
+                api_key,
+                api_version,
+            )
+            self.abort()
+            return False
+        delay = self._server.delay.for_api(api_key)
+        if delay:
+            await asyncio.sleep(delay)
+        await self._can_write.wait()
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._transport.write(data)
+        return True
+
+
+def _decode(frame: bytes, api_key: int, api_version: int) -> tuple[RequestHeader, ApiMessage]:
+    """Header and body of a request, ignoring bytes after the body.
+
+    Kafka's request parsing reads the fields it knows and never checks for leftovers, and
+    clients rely on that: librdkafka 2.x sends three stray bytes after some Metadata v13
+    bodies. framing.decode_request is stricter, so the broker decodes here.
+    """
+    view = memoryview(frame)
+    header, pos = RequestHeader.decode_from(view, 0, request_header_version(api_key, api_version))
+    body, _ = REQUESTS[api_key].decode_from(view, pos, api_version)
+    return header, body
+
+
+def _unsupported_api_versions(supported: tuple[int, int]) -> ApiVersionsResponse:
+    # Kafka's ApiVersionsRequest.getErrorResponse: only the ApiVersions range is listed, so
+    # the client can pick a version both sides know and ask again.
+    return ApiVersionsResponse(
+        error_code=ErrorCode.UNSUPPORTED_VERSION,
+        api_keys=[
+            ApiVersionsResponse.ApiVersion(
+                api_key=API_VERSIONS_KEY, min_version=supported[0], max_version=supported[1]
+            )
+        ],
+    )

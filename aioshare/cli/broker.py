@@ -1,0 +1,42 @@
+"""`aioshare broker`: an embedded Kafka-protocol broker in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from aioshare.broker.embedded import EmbeddedBroker
+from aioshare.cli._loop import run
+
+
+async def serve(host: str, port: int, nodes: int, data_dir: str | None, config: dict[str, str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with EmbeddedBroker(
+            host=host, port=port, nodes=nodes, data_dir=data_dir, config=config
+        ) as broker:
+            # Scripts wait for this exact line before they connect.
+            print(f"aioshare broker listening on {broker.bootstrap_servers}", flush=True)
+            await stop.wait()
+            print("aioshare broker stopping", flush=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run_broker(host: str, port: int, nodes: int, data_dir: str | None, config: dict[str, str]) -> int:
+    from aioshare.protocol.errors import ConfigError
+
+    try:
+        run(serve(host, port, nodes, data_dir, config))
+    except (ConfigError, ValueError) as exc:
+        print(f"aioshare broker: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"aioshare broker: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

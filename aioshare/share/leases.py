@@ -1,0 +1,472 @@
+"""Acquisition-lock bookkeeping for every record a share consumer holds (sans-IO).
+
+Records are tracked as acquired *ranges* (one ``AcquiredRecords`` entry of a ShareFetch
+response), not one object per record: a 500-record range costs one small object and one
+heap entry.  Settling single offsets punches holes into a per-range bitmap instead of
+splitting, so out-of-order completion by a worker pool does not fragment the table.
+Ranges are split physically only where deadlines or delivery counts really differ
+(renewals, re-acquisition of an overlapping span).
+
+All deadlines share one heap with lazy invalidation, so the shell needs exactly one timer:
+sleep until ``next_deadline()``, then call ``expire(now)``.
+
+Costs (r = ranges in one partition, h = heap entries): lookups, in-order settles and
+appends O(log r + log h).  Splits and removals add an O(r) ``list`` memmove; that is a
+deliberate trade against a tree: r counts ranges, not records, and the broker caps one
+partition's in-flight window at ``share.partition.max.record.locks`` (2000 by default,
+10000 at most), so even a fully fragmented partition moves at most ~80 KB of pointers.
+``expire`` drops many ranges of one partition in a single pass.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from bisect import bisect_right
+from typing import NamedTuple
+
+from aioshare.protocol.types import TopicIdPartition
+
+__all__ = ["ExpiredRange", "HeldRange", "LeaseInfo", "LeaseTable"]
+
+
+class HeldRange(NamedTuple):
+    tp: TopicIdPartition
+    first: int
+    last: int
+    delivery_count: int
+    deadline: float
+
+
+class ExpiredRange(NamedTuple):
+    tp: TopicIdPartition
+    first: int
+    last: int
+
+
+class LeaseInfo(NamedTuple):
+    deadline: float
+    delivery_count: int
+
+
+class _Lease:
+    """A contiguous span sharing one deadline and delivery count.
+
+    ``held`` is None while every offset in [first, last] is held; otherwise a bitmap
+    (1 = held).  Invariant: ``first`` and ``last`` are always held offsets.
+    """
+
+    __slots__ = ("alive", "count", "deadline", "delivery_count", "first", "held", "last", "seq", "tp")
+
+    def __init__(
+        self,
+        tp: TopicIdPartition,
+        first: int,
+        last: int,
+        delivery_count: int,
+        deadline: float,
+        seq: int,
+        held: bytearray | None = None,
+        count: int | None = None,
+    ) -> None:
+        self.tp = tp
+        self.first = first
+        self.last = last
+        self.delivery_count = delivery_count
+        self.deadline = deadline
+        self.seq = seq
+        self.held = held
+        self.count = last - first + 1 if count is None else count
+        self.alive = True
+
+    def holds(self, offset: int) -> bool:
+        return self.held is None or self.held[offset - self.first] == 1
+
+    def runs(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Maximal runs of held offsets inside [lo, hi] (clipped to the lease)."""
+        lo = max(lo, self.first)
+        hi = min(hi, self.last)
+        if lo > hi:
+            return []
+        if self.held is None:
+            return [(lo, hi)]
+        bits, base = self.held, self.first
+        out: list[tuple[int, int]] = []
+        i, end = lo - base, hi - base + 1
+        while i < end:
+            start = bits.find(1, i, end)
+            if start < 0:
+                break
+            stop = bits.find(0, start, end)
+            if stop < 0:
+                stop = end
+            out.append((base + start, base + stop - 1))
+            i = stop
+        return out
+
+    def normalize(self) -> None:
+        """Trim unheld edges and drop the bitmap once it is all ones (requires count > 0)."""
+        bits = self.held
+        if bits is None:
+            return
+        start = bits.find(1)
+        stop = bits.rfind(1)
+        if start > 0 or stop < len(bits) - 1:
+            bits = bits[start : stop + 1]
+            self.first += start
+            self.last = self.first + len(bits) - 1
+        self.held = None if self.count == len(bits) else bits
+
+
+class _Partition:
+    __slots__ = ("count", "leases", "starts")
+
+    def __init__(self) -> None:
+        # Parallel sorted lists: starts[i] == leases[i].first; spans never overlap.
+        self.starts: list[int] = []
+        self.leases: list[_Lease] = []
+        self.count = 0
+
+    def find(self, offset: int) -> int:
+        i = bisect_right(self.starts, offset) - 1
+        if i >= 0 and self.leases[i].last >= offset:
+            return i
+        return -1
+
+
+class LeaseTable:
+    """Deadlines and delivery counts of held records, keyed by (partition, offset)."""
+
+    # Rebuild the heap when dead entries outnumber live ranges by this factor, so that
+    # settling ranges long before their deadline cannot grow the heap without bound.
+    _COMPACT_FACTOR = 2
+    _COMPACT_MIN = 64
+
+    def __init__(self) -> None:
+        self._parts: dict[TopicIdPartition, _Partition] = {}
+        self._heap: list[tuple[float, int, _Lease]] = []
+        self._seq = itertools.count()
+        self._held = 0
+        self._live = 0
+        self._stale = 0
+
+    # -- queries ---------------------------------------------------------------------
+
+    @property
+    def held_count(self) -> int:
+        return self._held
+
+    def held_in(self, tp: TopicIdPartition) -> int:
+        part = self._parts.get(tp)
+        return 0 if part is None else part.count
+
+    def partitions(self) -> list[TopicIdPartition]:
+        return list(self._parts)
+
+    def get(self, tp: TopicIdPartition, offset: int) -> LeaseInfo | None:
+        lease = self._lease_at(tp, offset)
+        return None if lease is None else LeaseInfo(lease.deadline, lease.delivery_count)
+
+    def deadline_of(self, tp: TopicIdPartition, offset: int) -> float | None:
+        lease = self._lease_at(tp, offset)
+        return None if lease is None else lease.deadline
+
+    def delivery_count_of(self, tp: TopicIdPartition, offset: int) -> int | None:
+        lease = self._lease_at(tp, offset)
+        return None if lease is None else lease.delivery_count
+
+    def is_held(self, tp: TopicIdPartition, offset: int, now: float) -> bool:
+        """Held and not yet past its deadline (expiry may not have been swept yet)."""
+        lease = self._lease_at(tp, offset)
+        return lease is not None and lease.deadline > now
+
+    def ranges(self, tp: TopicIdPartition | None = None) -> list[HeldRange]:
+        """Held offsets as maximal runs per lease, ascending per partition."""
+        tps = list(self._parts) if tp is None else [tp]
+        out: list[HeldRange] = []
+        for key in tps:
+            part = self._parts.get(key)
+            if part is None:
+                continue
+            for lease in part.leases:
+                out.extend(
+                    HeldRange(key, f, last, lease.delivery_count, lease.deadline)
+                    for f, last in lease.runs(lease.first, lease.last)
+                )
+        return out
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and not heap[0][2].alive:
+            heapq.heappop(heap)
+            self._stale -= 1
+        return heap[0][0] if heap else None
+
+    # -- mutations -------------------------------------------------------------------
+
+    def add_acquired(
+        self, tp: TopicIdPartition, first: int, last: int, delivery_count: int, deadline: float
+    ) -> int:
+        """Record an acquired range; returns how many already-held offsets it replaced.
+
+        Replacement happens when the broker re-acquired offsets for us whose old lock we
+        had not swept yet; the newer lease is the truth.
+        """
+        if first > last:
+            raise ValueError(f"empty range {first}..{last}")
+        replaced = 0
+        part = self._parts.get(tp)
+        if part is not None and part.leases and part.leases[-1].last >= first:
+            replaced = sum(hi - lo + 1 for lo, hi, _ in self._cut(tp, first, last))
+        self._insert(tp, first, last, delivery_count, deadline)
+        return replaced
+
+    def settle(self, tp: TopicIdPartition, offset: int) -> bool:
+        """End the lease of one offset (an ack was recorded); False if it was not held."""
+        part = self._parts.get(tp)
+        if part is None:
+            return False
+        i = part.find(offset)
+        if i < 0:
+            return False
+        lease = part.leases[i]
+        if not lease.holds(offset):
+            return False
+        lease.count -= 1
+        part.count -= 1
+        self._held -= 1
+        if lease.count == 0:
+            self._unlink(tp, part, i)
+            return True
+        if lease.held is None:
+            # Settling in order trims the edge in place: no bitmap, no re-keying cost.
+            if offset == lease.first:
+                lease.first += 1
+                part.starts[i] = lease.first
+                return True
+            if offset == lease.last:
+                lease.last -= 1
+                return True
+            lease.held = bytearray(b"\x01") * (lease.last - lease.first + 1)
+        lease.held[offset - lease.first] = 0
+        if offset == lease.first or offset == lease.last:
+            lease.normalize()
+            part.starts[i] = lease.first
+        return True
+
+    # A RELEASE ends the lease exactly like ACCEPT/REJECT do; the name reads better at call sites.
+    release = settle
+
+    def settle_range(self, tp: TopicIdPartition, first: int, last: int) -> int:
+        """End the leases of every held offset in [first, last]; returns how many."""
+        return sum(hi - lo + 1 for lo, hi, _ in self._cut(tp, first, last))
+
+    def renew(self, tp: TopicIdPartition, offset: int, new_deadline: float) -> bool:
+        return self.renew_range(tp, offset, offset, new_deadline) > 0
+
+    def renew_range(self, tp: TopicIdPartition, first: int, last: int, new_deadline: float) -> int:
+        """Move held offsets in [first, last] to ``new_deadline``; returns how many moved.
+
+        Renewing consecutive offsets to the same deadline coalesces into one range.
+        """
+        moved = 0
+        for lo, hi, dc in self._cut(tp, first, last):
+            self._insert(tp, lo, hi, dc, new_deadline)
+            moved += hi - lo + 1
+        return moved
+
+    def expire(self, now: float) -> list[ExpiredRange]:
+        """Remove and return every held run whose deadline is <= now."""
+        out: list[ExpiredRange] = []
+        heap = self._heap
+        dead: dict[TopicIdPartition, list[_Lease]] = {}
+        while heap and heap[0][0] <= now:
+            lease = heapq.heappop(heap)[2]
+            if not lease.alive:
+                self._stale -= 1
+                continue
+            out.extend(ExpiredRange(lease.tp, lo, hi) for lo, hi in lease.runs(lease.first, lease.last))
+            lease.alive = False
+            dead.setdefault(lease.tp, []).append(lease)
+        for tp, leases in dead.items():
+            part = self._parts[tp]
+            n = sum(lease.count for lease in leases)
+            part.count -= n
+            self._held -= n
+            self._live -= len(leases)
+            if len(leases) <= 8:
+                for lease in leases:
+                    i = part.find(lease.first)
+                    del part.leases[i], part.starts[i]
+            else:
+                # One pass instead of many list.pop memmoves when a whole fetch expires.
+                part.leases = [lease for lease in part.leases if lease.alive]
+                part.starts = [lease.first for lease in part.leases]
+            if not part.leases:
+                del self._parts[tp]
+        return out
+
+    def drop_partition(self, tp: TopicIdPartition) -> int:
+        """Forget a partition (revoked, or its leader's session was lost); returns offsets dropped."""
+        part = self._parts.pop(tp, None)
+        if part is None:
+            return 0
+        for lease in part.leases:
+            lease.alive = False
+        self._live -= len(part.leases)
+        self._stale += len(part.leases)
+        self._held -= part.count
+        self._maybe_compact()
+        return part.count
+
+    def drop_all(self) -> int:
+        """Forget everything (the consumer's sessions are gone); returns offsets dropped."""
+        dropped = self._held
+        for part in self._parts.values():
+            for lease in part.leases:
+                lease.alive = False
+        self._parts.clear()
+        self._heap.clear()
+        self._held = self._live = self._stale = 0
+        return dropped
+
+    # -- internals -------------------------------------------------------------------
+
+    def _lease_at(self, tp: TopicIdPartition, offset: int) -> _Lease | None:
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        i = part.find(offset)
+        if i < 0:
+            return None
+        lease = part.leases[i]
+        return lease if lease.holds(offset) else None
+
+    def _new_lease(
+        self,
+        tp: TopicIdPartition,
+        first: int,
+        last: int,
+        delivery_count: int,
+        deadline: float,
+        held: bytearray | None = None,
+        count: int | None = None,
+    ) -> _Lease:
+        lease = _Lease(tp, first, last, delivery_count, deadline, next(self._seq), held, count)
+        heapq.heappush(self._heap, (deadline, lease.seq, lease))
+        self._live += 1
+        return lease
+
+    def _insert(
+        self, tp: TopicIdPartition, first: int, last: int, delivery_count: int, deadline: float
+    ) -> None:
+        """Add a fully held span; the caller guarantees no existing lease overlaps it."""
+        part = self._parts.get(tp)
+        if part is None:
+            part = self._parts[tp] = _Partition()
+        n = last - first + 1
+        part.count += n
+        self._held += n
+        i = bisect_right(part.starts, first)
+        if i > 0:
+            left = part.leases[i - 1]
+            if left.last == first - 1 and left.deadline == deadline and left.delivery_count == delivery_count:
+                if left.held is not None:
+                    left.held.extend(b"\x01" * n)
+                left.last = last
+                left.count += n
+                return
+        lease = self._new_lease(tp, first, last, delivery_count, deadline)
+        if i == len(part.leases):
+            part.leases.append(lease)
+            part.starts.append(first)
+        else:
+            part.leases.insert(i, lease)
+            part.starts.insert(i, first)
+
+    def _unlink(self, tp: TopicIdPartition, part: _Partition, i: int) -> None:
+        lease = part.leases.pop(i)
+        del part.starts[i]
+        lease.alive = False
+        self._live -= 1
+        if not part.leases:
+            del self._parts[tp]
+        self._stale += 1  # its heap entry stays until popped or compacted
+        self._maybe_compact()
+
+    def _cut(self, tp: TopicIdPartition, first: int, last: int) -> list[tuple[int, int, int]]:
+        """Remove [first, last] from every lease span; return the held runs removed.
+
+        Leases straddling the cut keep their original object (and heap entry) for one
+        side; only a lease cut in the middle spawns a new object for its right side.
+        """
+        part = self._parts.get(tp)
+        if part is None or first > last:
+            return []
+        leases = part.leases
+        i = bisect_right(part.starts, first) - 1
+        if i < 0 or leases[i].last < first:
+            i += 1
+        j = i
+        while j < len(leases) and leases[j].first <= last:
+            j += 1
+        if i == j:
+            return []
+        removed: list[tuple[int, int, int]] = []
+        survivors: list[_Lease] = []
+        removed_count = 0
+        for lease in leases[i:j]:
+            lo, hi = max(first, lease.first), min(last, lease.last)
+            runs = lease.runs(lo, hi)
+            removed.extend((a, b, lease.delivery_count) for a, b in runs)
+            removed_count += sum(b - a + 1 for a, b in runs)
+            pieces = self._split_off(lease, lo, hi)
+            if not pieces:
+                lease.alive = False
+                self._live -= 1
+                self._stale += 1
+            survivors.extend(pieces)
+        leases[i:j] = survivors
+        part.starts[i:j] = [s.first for s in survivors]
+        part.count -= removed_count
+        self._held -= removed_count
+        if not leases:
+            del self._parts[tp]
+        self._maybe_compact()
+        return removed
+
+    def _split_off(self, lease: _Lease, lo: int, hi: int) -> list[_Lease]:
+        """What remains of ``lease`` outside [lo, hi]; reuses ``lease`` for the first piece."""
+        base, bits = lease.first, lease.held
+        sides: list[tuple[int, int, bytearray | None, int]] = []
+        if lease.first < lo:
+            left_bits = None if bits is None else bits[: lo - base]
+            left_count = lo - base if left_bits is None else left_bits.count(1)
+            if left_count:
+                sides.append((lease.first, lo - 1, left_bits, left_count))
+        if hi < lease.last:
+            right_bits = None if bits is None else bits[hi + 1 - base :]
+            right_count = lease.last - hi if right_bits is None else right_bits.count(1)
+            if right_count:
+                sides.append((hi + 1, lease.last, right_bits, right_count))
+        pieces: list[_Lease] = []
+        for k, (a, b, piece_bits, count) in enumerate(sides):
+            if k == 0:
+                piece = lease
+                piece.first, piece.last, piece.held, piece.count = a, b, piece_bits, count
+            else:
+                piece = self._new_lease(
+                    lease.tp, a, b, lease.delivery_count, lease.deadline, piece_bits, count
+                )
+            piece.normalize()
+            pieces.append(piece)
+        return pieces
+
+    def _maybe_compact(self) -> None:
+        if self._stale > self._COMPACT_MIN and self._stale > self._COMPACT_FACTOR * self._live:
+            self._heap = [(lease.deadline, lease.seq, lease) for lease in self._heap_live()]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def _heap_live(self) -> list[_Lease]:
+        return [entry[2] for entry in self._heap if entry[2].alive]

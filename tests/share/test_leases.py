@@ -1,0 +1,353 @@
+import random
+import uuid
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aioshare.protocol.types import TopicIdPartition
+from aioshare.share.leases import ExpiredRange, LeaseInfo, LeaseTable
+
+T1 = TopicIdPartition(uuid.UUID(int=11), 0)
+T2 = TopicIdPartition(uuid.UUID(int=22), 3)
+
+
+def check_invariants(table: LeaseTable) -> None:
+    total = 0
+    live = 0
+    for tp, part in table._parts.items():
+        assert part.leases, "empty partitions are removed"
+        assert part.starts == [lease.first for lease in part.leases]
+        prev_last = None
+        count = 0
+        for lease in part.leases:
+            assert lease.alive and lease.tp == tp
+            assert lease.first <= lease.last
+            if prev_last is not None:
+                assert lease.first > prev_last
+            prev_last = lease.last
+            assert lease.holds(lease.first) and lease.holds(lease.last)
+            if lease.held is None:
+                assert lease.count == lease.last - lease.first + 1
+            else:
+                assert len(lease.held) == lease.last - lease.first + 1
+                assert lease.held.count(1) == lease.count
+                assert lease.count < len(lease.held)
+            count += lease.count
+        assert count == part.count
+        total += count
+        live += len(part.leases)
+    assert total == table.held_count
+    assert live == table._live
+    assert sum(1 for e in table._heap if e[2].alive) == live
+    assert sum(1 for e in table._heap if not e[2].alive) == table._stale
+
+
+def expand(table: LeaseTable) -> dict[tuple[TopicIdPartition, int], tuple[float, int]]:
+    out = {}
+    for r in table.ranges():
+        for o in range(r.first, r.last + 1):
+            key = (r.tp, o)
+            assert key not in out
+            out[key] = (r.deadline, r.delivery_count)
+    return out
+
+
+def test_add_and_query() -> None:
+    t = LeaseTable()
+    assert t.add_acquired(T1, 10, 19, 1, 30.0) == 0
+    assert t.held_count == 10
+    assert t.is_held(T1, 10, now=0.0)
+    assert t.is_held(T1, 19, now=29.9)
+    assert not t.is_held(T1, 20, now=0.0)
+    assert not t.is_held(T2, 10, now=0.0)
+    assert t.deadline_of(T1, 15) == 30.0
+    assert t.delivery_count_of(T1, 15) == 1
+    assert t.get(T1, 15) == LeaseInfo(30.0, 1)
+    assert t.get(T1, 9) is None
+    assert t.next_deadline() == 30.0
+    check_invariants(t)
+
+
+def test_not_held_once_the_deadline_passes_even_before_the_sweep() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 4, 1, 30.0)
+    assert not t.is_held(T1, 0, now=30.0)
+    assert t.held_count == 5  # still tracked until expire() runs
+
+
+def test_expire_returns_expired_ranges_and_removes_them() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.add_acquired(T2, 100, 104, 2, 40.0)
+    assert t.expire(29.999) == []
+    assert t.expire(30.0) == [ExpiredRange(T1, 0, 9)]
+    assert t.held_count == 5
+    assert t.next_deadline() == 40.0
+    assert t.expire(100.0) == [ExpiredRange(T2, 100, 104)]
+    assert t.held_count == 0
+    assert t.next_deadline() is None
+    check_invariants(t)
+
+
+def test_expire_reports_only_unsettled_runs() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    for o in (0, 4, 5, 9):
+        assert t.settle(T1, o)
+    assert sorted(t.expire(30.0)) == [ExpiredRange(T1, 1, 3), ExpiredRange(T1, 6, 8)]
+
+
+def test_settling_in_order_keeps_one_range_and_no_bitmap() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 499, 1, 30.0)
+    for o in range(250):
+        assert t.settle(T1, o)
+    (lease,) = t._parts[T1].leases
+    assert (lease.first, lease.last, lease.held) == (250, 499, None)
+    assert t.held_count == 250
+    check_invariants(t)
+
+
+def test_settle_twice_and_settle_unknown_return_false() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    assert t.settle(T1, 5)
+    assert not t.settle(T1, 5)
+    assert not t.settle(T1, 50)
+    assert not t.settle(T2, 5)
+    assert t.held_count == 9
+    check_invariants(t)
+
+
+def test_settling_edges_of_a_holed_range_trims_it() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    for o in (5, 9, 0):
+        t.settle(T1, o)
+        check_invariants(t)
+    assert [(r.first, r.last) for r in t.ranges(T1)] == [(1, 4), (6, 8)]
+    (lease,) = t._parts[T1].leases
+    assert (lease.first, lease.last) == (1, 8)
+
+
+def test_release_is_settle() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 0, 1, 30.0)
+    assert t.release(T1, 0)
+    assert t.held_count == 0
+    assert t.next_deadline() is None
+
+
+def test_settling_the_last_offset_removes_the_deadline() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 2, 1, 30.0)
+    t.add_acquired(T1, 10, 12, 1, 50.0)
+    for o in (1, 0, 2):
+        t.settle(T1, o)
+    assert t.next_deadline() == 50.0
+    check_invariants(t)
+
+
+def test_random_order_settles_do_not_fragment_the_table() -> None:
+    t = LeaseTable()
+    for i in range(200):
+        t.add_acquired(T1, i * 1000, i * 1000 + 499, 1, 30.0 + i)
+    assert t.held_count == 100_000
+    offsets = [i * 1000 + k for i in range(200) for k in range(500)]
+    random.Random(5).shuffle(offsets)
+    for n, o in enumerate(offsets):
+        assert t.settle(T1, o)
+        if n % 20_000 == 0:
+            assert len(t._parts[T1].leases) <= 200
+    assert t.held_count == 0
+    check_invariants(t)
+
+
+def test_settle_range() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.add_acquired(T1, 20, 29, 1, 30.0)
+    assert t.settle_range(T1, 5, 24) == 10
+    assert [(r.first, r.last) for r in t.ranges(T1)] == [(0, 4), (25, 29)]
+    check_invariants(t)
+
+
+def test_renew_moves_the_deadline_of_one_offset() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 3, 30.0)
+    assert t.renew(T1, 5, 60.0)
+    assert t.deadline_of(T1, 5) == 60.0
+    assert t.delivery_count_of(T1, 5) == 3
+    assert t.deadline_of(T1, 4) == 30.0
+    expired = t.expire(30.0)
+    assert sorted(expired) == [ExpiredRange(T1, 0, 4), ExpiredRange(T1, 6, 9)]
+    assert t.is_held(T1, 5, now=59.0)
+    assert t.next_deadline() == 60.0
+    check_invariants(t)
+
+
+def test_renewing_consecutive_offsets_coalesces() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 499, 1, 30.0)
+    for o in range(500):
+        assert t.renew(T1, o, 60.0)
+    assert len(t._parts[T1].leases) == 1
+    assert t.ranges(T1)[0][1:] == (0, 499, 1, 60.0)
+    check_invariants(t)
+
+
+def test_renew_of_unheld_offset_is_false() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.settle(T1, 3)
+    assert not t.renew(T1, 3, 60.0)
+    assert not t.renew(T1, 99, 60.0)
+    assert t.renew_range(T1, 0, 9, 60.0) == 9
+    check_invariants(t)
+
+
+def test_reacquiring_held_offsets_replaces_the_old_lease() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    assert t.add_acquired(T1, 5, 14, 2, 50.0) == 5
+    assert t.held_count == 15
+    assert t.get(T1, 4) == LeaseInfo(30.0, 1)
+    assert t.get(T1, 5) == LeaseInfo(50.0, 2)
+    assert t.get(T1, 14) == LeaseInfo(50.0, 2)
+    check_invariants(t)
+
+
+def test_adjacent_ranges_with_same_deadline_and_count_merge() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.add_acquired(T1, 10, 19, 1, 30.0)
+    t.add_acquired(T1, 20, 29, 2, 30.0)
+    assert len(t._parts[T1].leases) == 2
+    check_invariants(t)
+
+
+def test_drop_partition_and_drop_all() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.add_acquired(T2, 0, 4, 1, 20.0)
+    assert t.drop_partition(T2) == 5
+    assert t.drop_partition(T2) == 0
+    assert t.held_count == 10
+    assert t.next_deadline() == 30.0
+    assert t.expire(100.0) == [ExpiredRange(T1, 0, 9)]
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    assert t.drop_all() == 10
+    assert t.held_count == 0
+    assert t.next_deadline() is None
+    assert t.partitions() == []
+    check_invariants(t)
+
+
+def test_heap_stays_bounded_when_ranges_settle_before_their_deadline() -> None:
+    t = LeaseTable()
+    for i in range(10_000):
+        t.add_acquired(T1, i, i, 1, 1000.0 + i)
+        t.settle(T1, i)
+    assert len(t._heap) < 200
+    check_invariants(t)
+
+
+def test_empty_range_is_rejected() -> None:
+    t = LeaseTable()
+    try:
+        t.add_acquired(T1, 5, 4, 1, 1.0)
+    except ValueError:
+        return
+    raise AssertionError("expected ValueError")
+
+
+# -- property test against a naive per-record model ---------------------------------
+
+TPS = [T1, T2]
+DEADLINES = [10.0, 20.0, 30.0, 40.0]
+KINDS = ["add", "settle", "settle_range", "renew", "renew_range", "expire", "drop", "is_held"]
+WEIGHTED_KINDS = st.sampled_from(["add"] * 3 + ["settle"] * 4 + ["renew"] * 3 + KINDS)
+
+
+Model = dict[tuple[TopicIdPartition, int], tuple[float, int]]
+
+
+def draw_point(data: st.DataObject, model: Model) -> tuple[TopicIdPartition, int]:
+    # Mostly aim at held offsets and their neighbours, where splits and merges happen.
+    aim = data.draw(st.booleans())
+    if model and aim:
+        tp, o = data.draw(st.sampled_from(sorted(model, key=lambda k: (k[0].topic_id.int, k[1]))))
+        return tp, max(0, o + data.draw(st.integers(-1, 1)))
+    return data.draw(st.sampled_from(TPS)), data.draw(st.integers(0, 24))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_matches_a_naive_model(data: st.DataObject) -> None:
+    table = LeaseTable()
+    model: Model = {}
+    for _ in range(data.draw(st.integers(5, 60))):
+        kind = data.draw(WEIGHTED_KINDS)
+        if kind == "add":
+            tp, first = data.draw(st.sampled_from(TPS)), data.draw(st.integers(0, 24))
+            n, dc, dl = (
+                data.draw(st.integers(1, 10)),
+                data.draw(st.integers(1, 3)),
+                data.draw(st.sampled_from(DEADLINES)),
+            )
+            keys = [(tp, o) for o in range(first, first + n)]
+            expected = sum(1 for k in keys if k in model)
+            assert table.add_acquired(tp, first, first + n - 1, dc, dl) == expected
+            model.update(dict.fromkeys(keys, (dl, dc)))
+        elif kind == "settle":
+            tp, o = draw_point(data, model)
+            assert table.settle(tp, o) == ((tp, o) in model)
+            model.pop((tp, o), None)
+        elif kind == "settle_range":
+            tp, first = draw_point(data, model)
+            n = data.draw(st.integers(1, 6))
+            keys = [(tp, o) for o in range(first, first + n) if (tp, o) in model]
+            assert table.settle_range(tp, first, first + n - 1) == len(keys)
+            for k in keys:
+                del model[k]
+        elif kind == "renew":
+            tp, o = draw_point(data, model)
+            dl = data.draw(st.sampled_from(DEADLINES))
+            assert table.renew(tp, o, dl) == ((tp, o) in model)
+            if (tp, o) in model:
+                model[(tp, o)] = (dl, model[(tp, o)][1])
+        elif kind == "renew_range":
+            tp, first = draw_point(data, model)
+            n, dl = data.draw(st.integers(1, 6)), data.draw(st.sampled_from(DEADLINES))
+            keys = [(tp, o) for o in range(first, first + n) if (tp, o) in model]
+            assert table.renew_range(tp, first, first + n - 1, dl) == len(keys)
+            for k in keys:
+                model[k] = (dl, model[k][1])
+        elif kind == "expire":
+            now = data.draw(st.sampled_from([5.0, 10.0, 15.0, 20.0, 30.0]))
+            gone = {k for k, (dl, _) in model.items() if dl <= now}
+            got = set()
+            for r in table.expire(now):
+                for o in range(r.first, r.last + 1):
+                    assert (r.tp, o) not in got
+                    got.add((r.tp, o))
+            assert got == gone
+            for k in gone:
+                del model[k]
+        elif kind == "drop":
+            tp = data.draw(st.sampled_from(TPS))
+            keys = [k for k in model if k[0] == tp]
+            assert table.drop_partition(tp) == len(keys)
+            for k in keys:
+                del model[k]
+        else:
+            tp, o = draw_point(data, model)
+            now = data.draw(st.sampled_from([0.0, 10.0, 25.0]))
+            v = model.get((tp, o))
+            assert table.is_held(tp, o, now) == (v is not None and v[0] > now)
+            assert table.deadline_of(tp, o) == (None if v is None else v[0])
+            assert table.delivery_count_of(tp, o) == (None if v is None else v[1])
+        check_invariants(table)
+        assert expand(table) == model
+        assert table.held_count == len(model)
+        assert table.next_deadline() == (min(v[0] for v in model.values()) if model else None)
