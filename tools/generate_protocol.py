@@ -251,6 +251,11 @@ def emit_classes(msg: Message) -> list[str]:
         lines.extend(emit_class_fields(msg, s, "        "))
         lines.append("")
     lines.extend(emit_class_fields(msg, msg.top, "    "))
+    lines.append("")
+    lines.append("")
+    # Module-level aliases: decoders construct nested structs without an attribute lookup.
+    for s in msg.structs.values():
+        lines.append(f"_C_{msg.name}_{s.name} = {msg.name}.{s.name}")
     return lines
 
 
@@ -324,7 +329,14 @@ def encode_value(msg: Message, f: Field, vv: VersionView, expr: str, out: str, i
         if not nullable and f.ever_nullable(msg.valid):
             lines.append(f"{ind}if {a} is None:")
             lines.append(f"{ind}    raise null_error({f.name!r})")
-        lines.append(f"{ind}{'w_carray_len' if compact else 'w_array_len'}({out}, {a})")
+        if compact and not nullable:
+            # Most arrays are short: one byte of length, without a function call.
+            lines.append(f"{ind}if len({a}) < 127:")
+            lines.append(f"{ind}    {out}.append(len({a}) + 1)")
+            lines.append(f"{ind}else:")
+            lines.append(f"{ind}    w_carray_len({out}, {a})")
+        else:
+            lines.append(f"{ind}{'w_carray_len' if compact else 'w_array_len'}({out}, {a})")
         guard = ind
         if nullable:
             lines.append(f"{ind}if {a} is not None:")
@@ -392,7 +404,15 @@ def decode_value(msg: Message, f: Field, vv: VersionView, target: str, ind: str,
         lines.append(f"{ind}{target}: Any")
     if f.is_array:
         items, x = f"items_{f.attr}", f"x_{f.attr}"
-        lines.append(f"{ind}n, pos = {'carray_len' if compact else 'array_len'}(buf, pos)")
+        if compact:
+            # Inline one-byte lengths; a short array needs no bound check against the buffer.
+            lines.append(f"{ind}n = buf[pos] - 1")
+            lines.append(f"{ind}if n < 0x7F:")
+            lines.append(f"{ind}    pos += 1")
+            lines.append(f"{ind}else:")
+            lines.append(f"{ind}    n, pos = carray_len(buf, pos)")
+        else:
+            lines.append(f"{ind}n, pos = array_len(buf, pos)")
         if nullable:
             lines.append(f"{ind}if n < 0:")
             lines.append(f"{ind}    {target} = None")
@@ -456,6 +476,12 @@ def decoded_default(msg: Message, f: Field) -> str:
     if not factory:
         return expr
     return "[]" if f.is_array else f"{msg.name}.{f.element}()"
+
+
+def struct_size(fmt: str) -> int:
+    import struct as _struct
+
+    return _struct.calcsize(">" + fmt)
 
 
 def emit_encoder(msg: Message, s: Struct, version: int, pool: StructPool) -> list[str]:
@@ -524,7 +550,7 @@ def emit_decoder(msg: Message, s: Struct, version: int, pool: StructPool) -> lis
         targets = ", ".join(f"f_{f.attr}" for f in run)
         trailing = "," if len(run) == 1 else ""
         body.append(f"    {targets}{trailing} = {name}.unpack_from(buf, pos)")
-        body.append(f"    pos += {name}.size")
+        body.append(f"    pos += {struct_size(fmt)}")
         for f in run:
             if f.element == "uuid":
                 body.append(f"    f_{f.attr} = make_uuid(f_{f.attr})")
@@ -569,7 +595,8 @@ def emit_decoder(msg: Message, s: Struct, version: int, pool: StructPool) -> lis
                 body.append("            if pos != end:")
                 body.append(f"                raise MalformedMessage('tagged field {f.name} has the wrong size')")
             body.append("        pos = end")
-    body.append(f"    return {cls}({', '.join(kwargs)}), pos")
+    ctor = cls if s is msg.top else f"_C_{msg.name}_{s.name}"
+    body.append(f"    return {ctor}({', '.join(kwargs)}), pos")
     return lines + body
 
 

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
 
-from aioshare.broker.config import BrokerConfig, ConfigEntry
+from aioshare.broker.config import BrokerConfig
+from aioshare.broker.config_resources import (
+    AlterOp,
+    ConfigChange,
+    ConfigResourceHandler,
+    ResourceType,
+)
+from aioshare.broker.group_config_store import GroupConfigStore
 from aioshare.broker.log import PartitionLog
+from aioshare.broker.share_state import ShareStateStore
 from aioshare.broker.topics import TopicRegistry
 from aioshare.protocol.types import kafka_uuid_str, random_kafka_uuid
 
@@ -32,41 +38,8 @@ OFFSETS_TOPIC_PARTITIONS = 50
 # (Kafka's ProducerIdManager does the same through the controller).
 PRODUCER_ID_BLOCK = 1000
 
-
-class ResourceType(enum.IntEnum):
-    """ConfigResource.Type codes used by DescribeConfigs / IncrementalAlterConfigs."""
-
-    UNKNOWN = 0
-    TOPIC = 2
-    BROKER = 4
-    BROKER_LOGGER = 8
-    CLIENT_METRICS = 16
-    GROUP = 32
-
-
-class AlterOp(enum.IntEnum):
-    SET = 0
-    DELETE = 1
-    APPEND = 2
-    SUBTRACT = 3
-
-
-class ConfigChange(NamedTuple):
-    name: str
-    operation: AlterOp
-    value: str | None
-
-
-class ConfigResourceHandler(Protocol):
-    """Serves DescribeConfigs / IncrementalAlterConfigs for one resource type (e.g. GROUP).
-
-    Both raise a `BrokerError` (e.g. InvalidConfigError, GroupIdNotFoundError) to report a
-    resource-level error; its code and message go into the response.
-    """
-
-    def describe(self, resource_name: str, names: Sequence[str] | None) -> list[ConfigEntry]: ...
-
-    def alter(self, resource_name: str, changes: Sequence[ConfigChange], validate_only: bool) -> None: ...
+# Re-exported: the config-resource types used to live here.
+__all__ = ["AlterOp", "Cluster", "ConfigChange", "ConfigResourceHandler", "Node", "ResourceType"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -107,6 +80,11 @@ class Cluster:
         self._clock = clock
         self.config_resources: dict[int, ConfigResourceHandler] = {}
         self.topics = TopicRegistry(config, sorted(self.nodes), data_dir)
+        # Shared by the group coordinator and the partition leaders, as Kafka's share
+        # coordinator and GROUP config resources are.
+        self.share_state = ShareStateStore(data_dir / "share-state" if data_dir is not None else None)
+        self.group_configs = GroupConfigStore(config, data_dir)
+        self.config_resources[ResourceType.GROUP] = self.group_configs
         self.cluster_id = kafka_uuid_str(random_kafka_uuid())
         self._producer_id_block_end = 0
         self._load_meta()

@@ -121,6 +121,10 @@ class AlterShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     topics: list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic] = msgspec.field(default_factory=list)
 
 
+_C_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition = AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition
+_C_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic = AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic
+
+
 class AlterShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 91
     MIN_VERSION: ClassVar[int] = 0
@@ -144,6 +148,10 @@ class AlterShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     responses: list[AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic] = msgspec.field(default_factory=list)
 
 
+_C_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponsePartition = AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition
+_C_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic = AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic
+
+
 class ApiVersionsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 18
     MIN_VERSION: ClassVar[int] = 0
@@ -155,6 +163,8 @@ class ApiVersionsRequest(ApiMessage, kw_only=True):
     client_software_version: str = ''
     cluster_id: str | None = None
     node_id: int = -1
+
+
 
 
 class ApiVersionsResponse(ApiMessage, kw_only=True):
@@ -188,6 +198,11 @@ class ApiVersionsResponse(ApiMessage, kw_only=True):
     zk_migration_ready: bool = False
 
 
+_C_ApiVersionsResponse_ApiVersion = ApiVersionsResponse.ApiVersion
+_C_ApiVersionsResponse_SupportedFeatureKey = ApiVersionsResponse.SupportedFeatureKey
+_C_ApiVersionsResponse_FinalizedFeatureKey = ApiVersionsResponse.FinalizedFeatureKey
+
+
 class ConsumerGroupDescribeRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 69
     MIN_VERSION: ClassVar[int] = 0
@@ -197,6 +212,8 @@ class ConsumerGroupDescribeRequest(ApiMessage, kw_only=True):
 
     group_ids: list[str] = msgspec.field(default_factory=list)
     include_authorized_operations: bool = False
+
+
 
 
 class ConsumerGroupDescribeResponse(ApiMessage, kw_only=True):
@@ -242,6 +259,12 @@ class ConsumerGroupDescribeResponse(ApiMessage, kw_only=True):
     groups: list[ConsumerGroupDescribeResponse.DescribedGroup] = msgspec.field(default_factory=list)
 
 
+_C_ConsumerGroupDescribeResponse_TopicPartitions = ConsumerGroupDescribeResponse.TopicPartitions
+_C_ConsumerGroupDescribeResponse_Assignment = ConsumerGroupDescribeResponse.Assignment
+_C_ConsumerGroupDescribeResponse_Member = ConsumerGroupDescribeResponse.Member
+_C_ConsumerGroupDescribeResponse_DescribedGroup = ConsumerGroupDescribeResponse.DescribedGroup
+
+
 class ConsumerGroupHeartbeatRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 68
     MIN_VERSION: ClassVar[int] = 0
@@ -263,6 +286,9 @@ class ConsumerGroupHeartbeatRequest(ApiMessage, kw_only=True):
     subscribed_topic_regex: str | None = None
     server_assignor: str | None = None
     topic_partitions: list[ConsumerGroupHeartbeatRequest.TopicPartitions] | None = None
+
+
+_C_ConsumerGroupHeartbeatRequest_TopicPartitions = ConsumerGroupHeartbeatRequest.TopicPartitions
 
 
 class ConsumerGroupHeartbeatResponse(ApiMessage, kw_only=True):
@@ -288,6 +314,10 @@ class ConsumerGroupHeartbeatResponse(ApiMessage, kw_only=True):
     assignment: ConsumerGroupHeartbeatResponse.Assignment | None = None
 
 
+_C_ConsumerGroupHeartbeatResponse_TopicPartitions = ConsumerGroupHeartbeatResponse.TopicPartitions
+_C_ConsumerGroupHeartbeatResponse_Assignment = ConsumerGroupHeartbeatResponse.Assignment
+
+
 class CreatePartitionsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 37
     MIN_VERSION: ClassVar[int] = 0
@@ -308,6 +338,10 @@ class CreatePartitionsRequest(ApiMessage, kw_only=True):
     validate_only: bool = False
 
 
+_C_CreatePartitionsRequest_CreatePartitionsAssignment = CreatePartitionsRequest.CreatePartitionsAssignment
+_C_CreatePartitionsRequest_CreatePartitionsTopic = CreatePartitionsRequest.CreatePartitionsTopic
+
+
 class CreatePartitionsResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 37
     MIN_VERSION: ClassVar[int] = 0
@@ -322,6 +356,9 @@ class CreatePartitionsResponse(ApiMessage, kw_only=True):
 
     throttle_time_ms: int = 0
     results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = msgspec.field(default_factory=list)
+
+
+_C_CreatePartitionsResponse_CreatePartitionsTopicResult = CreatePartitionsResponse.CreatePartitionsTopicResult
 
 
 class CreateTopicsRequest(ApiMessage, kw_only=True):
@@ -349,6 +386,11 @@ class CreateTopicsRequest(ApiMessage, kw_only=True):
     topics: list[CreateTopicsRequest.CreatableTopic] = msgspec.field(default_factory=list)
     timeout_ms: int = 60000
     validate_only: bool = False
+
+
+_C_CreateTopicsRequest_CreatableReplicaAssignment = CreateTopicsRequest.CreatableReplicaAssignment
+_C_CreateTopicsRequest_CreatableTopicConfig = CreateTopicsRequest.CreatableTopicConfig
+_C_CreateTopicsRequest_CreatableTopic = CreateTopicsRequest.CreatableTopic
 
 
 class CreateTopicsResponse(ApiMessage, kw_only=True):
@@ -379,6 +421,10 @@ class CreateTopicsResponse(ApiMessage, kw_only=True):
     topics: list[CreateTopicsResponse.CreatableTopicResult] = msgspec.field(default_factory=list)
 
 
+_C_CreateTopicsResponse_CreatableTopicConfigs = CreateTopicsResponse.CreatableTopicConfigs
+_C_CreateTopicsResponse_CreatableTopicResult = CreateTopicsResponse.CreatableTopicResult
+
+
 class DeleteGroupsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 42
     MIN_VERSION: ClassVar[int] = 0
@@ -387,6 +433,8 @@ class DeleteGroupsRequest(ApiMessage, kw_only=True):
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
     groups_names: list[str] = msgspec.field(default_factory=list)
+
+
 
 
 class DeleteGroupsResponse(ApiMessage, kw_only=True):
@@ -403,6 +451,9 @@ class DeleteGroupsResponse(ApiMessage, kw_only=True):
 
     throttle_time_ms: int = 0
     results: list[DeleteGroupsResponse.DeletableGroupResult] = msgspec.field(default_factory=list)
+
+
+_C_DeleteGroupsResponse_DeletableGroupResult = DeleteGroupsResponse.DeletableGroupResult
 
 
 class DeleteRecordsRequest(ApiMessage, kw_only=True):
@@ -422,6 +473,10 @@ class DeleteRecordsRequest(ApiMessage, kw_only=True):
 
     topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = msgspec.field(default_factory=list)
     timeout_ms: int = 0
+
+
+_C_DeleteRecordsRequest_DeleteRecordsPartition = DeleteRecordsRequest.DeleteRecordsPartition
+_C_DeleteRecordsRequest_DeleteRecordsTopic = DeleteRecordsRequest.DeleteRecordsTopic
 
 
 class DeleteRecordsResponse(ApiMessage, kw_only=True):
@@ -444,6 +499,10 @@ class DeleteRecordsResponse(ApiMessage, kw_only=True):
     topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = msgspec.field(default_factory=list)
 
 
+_C_DeleteRecordsResponse_DeleteRecordsPartitionResult = DeleteRecordsResponse.DeleteRecordsPartitionResult
+_C_DeleteRecordsResponse_DeleteRecordsTopicResult = DeleteRecordsResponse.DeleteRecordsTopicResult
+
+
 class DeleteShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 92
     MIN_VERSION: ClassVar[int] = 0
@@ -456,6 +515,9 @@ class DeleteShareGroupOffsetsRequest(ApiMessage, kw_only=True):
 
     group_id: str = ''
     topics: list[DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic] = msgspec.field(default_factory=list)
+
+
+_C_DeleteShareGroupOffsetsRequest_DeleteShareGroupOffsetsRequestTopic = DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic
 
 
 class DeleteShareGroupOffsetsResponse(ApiMessage, kw_only=True):
@@ -477,6 +539,9 @@ class DeleteShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     responses: list[DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic] = msgspec.field(default_factory=list)
 
 
+_C_DeleteShareGroupOffsetsResponse_DeleteShareGroupOffsetsResponseTopic = DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic
+
+
 class DeleteTopicsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 20
     MIN_VERSION: ClassVar[int] = 1
@@ -491,6 +556,9 @@ class DeleteTopicsRequest(ApiMessage, kw_only=True):
     topics: list[DeleteTopicsRequest.DeleteTopicState] = msgspec.field(default_factory=list)
     topic_names: list[str] = msgspec.field(default_factory=list)
     timeout_ms: int = 0
+
+
+_C_DeleteTopicsRequest_DeleteTopicState = DeleteTopicsRequest.DeleteTopicState
 
 
 class DeleteTopicsResponse(ApiMessage, kw_only=True):
@@ -510,6 +578,9 @@ class DeleteTopicsResponse(ApiMessage, kw_only=True):
     responses: list[DeleteTopicsResponse.DeletableTopicResult] = msgspec.field(default_factory=list)
 
 
+_C_DeleteTopicsResponse_DeletableTopicResult = DeleteTopicsResponse.DeletableTopicResult
+
+
 class DescribeClusterRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 60
     MIN_VERSION: ClassVar[int] = 0
@@ -520,6 +591,8 @@ class DescribeClusterRequest(ApiMessage, kw_only=True):
     include_cluster_authorized_operations: bool = False
     endpoint_type: int = 1
     include_fenced_brokers: bool = False
+
+
 
 
 class DescribeClusterResponse(ApiMessage, kw_only=True):
@@ -546,6 +619,9 @@ class DescribeClusterResponse(ApiMessage, kw_only=True):
     cluster_authorized_operations: int = -2147483648
 
 
+_C_DescribeClusterResponse_DescribeClusterBroker = DescribeClusterResponse.DescribeClusterBroker
+
+
 class DescribeConfigsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 32
     MIN_VERSION: ClassVar[int] = 1
@@ -561,6 +637,9 @@ class DescribeConfigsRequest(ApiMessage, kw_only=True):
     resources: list[DescribeConfigsRequest.DescribeConfigsResource] = msgspec.field(default_factory=list)
     include_synonyms: bool = False
     include_documentation: bool = False
+
+
+_C_DescribeConfigsRequest_DescribeConfigsResource = DescribeConfigsRequest.DescribeConfigsResource
 
 
 class DescribeConfigsResponse(ApiMessage, kw_only=True):
@@ -596,6 +675,11 @@ class DescribeConfigsResponse(ApiMessage, kw_only=True):
     results: list[DescribeConfigsResponse.DescribeConfigsResult] = msgspec.field(default_factory=list)
 
 
+_C_DescribeConfigsResponse_DescribeConfigsSynonym = DescribeConfigsResponse.DescribeConfigsSynonym
+_C_DescribeConfigsResponse_DescribeConfigsResourceResult = DescribeConfigsResponse.DescribeConfigsResourceResult
+_C_DescribeConfigsResponse_DescribeConfigsResult = DescribeConfigsResponse.DescribeConfigsResult
+
+
 class DescribeGroupsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 15
     MIN_VERSION: ClassVar[int] = 0
@@ -605,6 +689,8 @@ class DescribeGroupsRequest(ApiMessage, kw_only=True):
 
     groups: list[str] = msgspec.field(default_factory=list)
     include_authorized_operations: bool = False
+
+
 
 
 class DescribeGroupsResponse(ApiMessage, kw_only=True):
@@ -636,6 +722,10 @@ class DescribeGroupsResponse(ApiMessage, kw_only=True):
     groups: list[DescribeGroupsResponse.DescribedGroup] = msgspec.field(default_factory=list)
 
 
+_C_DescribeGroupsResponse_DescribedGroupMember = DescribeGroupsResponse.DescribedGroupMember
+_C_DescribeGroupsResponse_DescribedGroup = DescribeGroupsResponse.DescribedGroup
+
+
 class DescribeShareGroupOffsetsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 90
     MIN_VERSION: ClassVar[int] = 0
@@ -652,6 +742,10 @@ class DescribeShareGroupOffsetsRequest(ApiMessage, kw_only=True):
         topics: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic] | None = msgspec.field(default_factory=list)
 
     groups: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup] = msgspec.field(default_factory=list)
+
+
+_C_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic = DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic
+_C_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup = DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup
 
 
 class DescribeShareGroupOffsetsResponse(ApiMessage, kw_only=True):
@@ -684,6 +778,11 @@ class DescribeShareGroupOffsetsResponse(ApiMessage, kw_only=True):
     groups: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup] = msgspec.field(default_factory=list)
 
 
+_C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition = DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition
+_C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic = DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic
+_C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup = DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup
+
+
 class DescribeTopicPartitionsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 75
     MIN_VERSION: ClassVar[int] = 0
@@ -701,6 +800,10 @@ class DescribeTopicPartitionsRequest(ApiMessage, kw_only=True):
     topics: list[DescribeTopicPartitionsRequest.TopicRequest] = msgspec.field(default_factory=list)
     response_partition_limit: int = 2000
     cursor: DescribeTopicPartitionsRequest.Cursor | None = None
+
+
+_C_DescribeTopicPartitionsRequest_TopicRequest = DescribeTopicPartitionsRequest.TopicRequest
+_C_DescribeTopicPartitionsRequest_Cursor = DescribeTopicPartitionsRequest.Cursor
 
 
 class DescribeTopicPartitionsResponse(ApiMessage, kw_only=True):
@@ -736,6 +839,11 @@ class DescribeTopicPartitionsResponse(ApiMessage, kw_only=True):
     throttle_time_ms: int = 0
     topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic] = msgspec.field(default_factory=list)
     next_cursor: DescribeTopicPartitionsResponse.Cursor | None = None
+
+
+_C_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+_C_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic
+_C_DescribeTopicPartitionsResponse_Cursor = DescribeTopicPartitionsResponse.Cursor
 
 
 class FetchRequest(ApiMessage, kw_only=True):
@@ -781,6 +889,12 @@ class FetchRequest(ApiMessage, kw_only=True):
     topics: list[FetchRequest.FetchTopic] = msgspec.field(default_factory=list)
     forgotten_topics_data: list[FetchRequest.ForgottenTopic] = msgspec.field(default_factory=list)
     rack_id: str = ''
+
+
+_C_FetchRequest_ReplicaState = FetchRequest.ReplicaState
+_C_FetchRequest_FetchPartition = FetchRequest.FetchPartition
+_C_FetchRequest_FetchTopic = FetchRequest.FetchTopic
+_C_FetchRequest_ForgottenTopic = FetchRequest.ForgottenTopic
 
 
 class FetchResponse(ApiMessage, kw_only=True):
@@ -837,6 +951,15 @@ class FetchResponse(ApiMessage, kw_only=True):
     node_endpoints: list[FetchResponse.NodeEndpoint] = msgspec.field(default_factory=list)
 
 
+_C_FetchResponse_EpochEndOffset = FetchResponse.EpochEndOffset
+_C_FetchResponse_LeaderIdAndEpoch = FetchResponse.LeaderIdAndEpoch
+_C_FetchResponse_SnapshotId = FetchResponse.SnapshotId
+_C_FetchResponse_AbortedTransaction = FetchResponse.AbortedTransaction
+_C_FetchResponse_PartitionData = FetchResponse.PartitionData
+_C_FetchResponse_FetchableTopicResponse = FetchResponse.FetchableTopicResponse
+_C_FetchResponse_NodeEndpoint = FetchResponse.NodeEndpoint
+
+
 class FindCoordinatorRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 10
     MIN_VERSION: ClassVar[int] = 0
@@ -847,6 +970,8 @@ class FindCoordinatorRequest(ApiMessage, kw_only=True):
     key: str = ''
     key_type: int = 0
     coordinator_keys: list[str] = msgspec.field(default_factory=list)
+
+
 
 
 class FindCoordinatorResponse(ApiMessage, kw_only=True):
@@ -873,6 +998,9 @@ class FindCoordinatorResponse(ApiMessage, kw_only=True):
     coordinators: list[FindCoordinatorResponse.Coordinator] = msgspec.field(default_factory=list)
 
 
+_C_FindCoordinatorResponse_Coordinator = FindCoordinatorResponse.Coordinator
+
+
 class GetTelemetrySubscriptionsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 71
     MIN_VERSION: ClassVar[int] = 0
@@ -881,6 +1009,8 @@ class GetTelemetrySubscriptionsRequest(ApiMessage, kw_only=True):
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
     client_instance_id: uuid.UUID = NIL_UUID
+
+
 
 
 class GetTelemetrySubscriptionsResponse(ApiMessage, kw_only=True):
@@ -901,6 +1031,8 @@ class GetTelemetrySubscriptionsResponse(ApiMessage, kw_only=True):
     requested_metrics: list[str] = msgspec.field(default_factory=list)
 
 
+
+
 class HeartbeatRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 12
     MIN_VERSION: ClassVar[int] = 0
@@ -914,6 +1046,8 @@ class HeartbeatRequest(ApiMessage, kw_only=True):
     group_instance_id: str | None = None
 
 
+
+
 class HeartbeatResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 12
     MIN_VERSION: ClassVar[int] = 0
@@ -923,6 +1057,8 @@ class HeartbeatResponse(ApiMessage, kw_only=True):
 
     throttle_time_ms: int = 0
     error_code: int = 0
+
+
 
 
 class IncrementalAlterConfigsRequest(ApiMessage, kw_only=True):
@@ -946,6 +1082,10 @@ class IncrementalAlterConfigsRequest(ApiMessage, kw_only=True):
     validate_only: bool = False
 
 
+_C_IncrementalAlterConfigsRequest_AlterableConfig = IncrementalAlterConfigsRequest.AlterableConfig
+_C_IncrementalAlterConfigsRequest_AlterConfigsResource = IncrementalAlterConfigsRequest.AlterConfigsResource
+
+
 class IncrementalAlterConfigsResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 44
     MIN_VERSION: ClassVar[int] = 0
@@ -963,6 +1103,9 @@ class IncrementalAlterConfigsResponse(ApiMessage, kw_only=True):
     responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = msgspec.field(default_factory=list)
 
 
+_C_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+
+
 class InitProducerIdRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 22
     MIN_VERSION: ClassVar[int] = 0
@@ -978,6 +1121,8 @@ class InitProducerIdRequest(ApiMessage, kw_only=True):
     keep_prepared_txn: bool = False
 
 
+
+
 class InitProducerIdResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 22
     MIN_VERSION: ClassVar[int] = 0
@@ -991,6 +1136,8 @@ class InitProducerIdResponse(ApiMessage, kw_only=True):
     producer_epoch: int = 0
     ongoing_txn_producer_id: int = -1
     ongoing_txn_producer_epoch: int = -1
+
+
 
 
 class JoinGroupRequest(ApiMessage, kw_only=True):
@@ -1012,6 +1159,9 @@ class JoinGroupRequest(ApiMessage, kw_only=True):
     protocol_type: str = ''
     protocols: list[JoinGroupRequest.JoinGroupRequestProtocol] = msgspec.field(default_factory=list)
     reason: str | None = None
+
+
+_C_JoinGroupRequest_JoinGroupRequestProtocol = JoinGroupRequest.JoinGroupRequestProtocol
 
 
 class JoinGroupResponse(ApiMessage, kw_only=True):
@@ -1037,6 +1187,9 @@ class JoinGroupResponse(ApiMessage, kw_only=True):
     members: list[JoinGroupResponse.JoinGroupResponseMember] = msgspec.field(default_factory=list)
 
 
+_C_JoinGroupResponse_JoinGroupResponseMember = JoinGroupResponse.JoinGroupResponseMember
+
+
 class LeaveGroupRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 13
     MIN_VERSION: ClassVar[int] = 0
@@ -1052,6 +1205,9 @@ class LeaveGroupRequest(ApiMessage, kw_only=True):
     group_id: str = ''
     member_id: str = ''
     members: list[LeaveGroupRequest.MemberIdentity] = msgspec.field(default_factory=list)
+
+
+_C_LeaveGroupRequest_MemberIdentity = LeaveGroupRequest.MemberIdentity
 
 
 class LeaveGroupResponse(ApiMessage, kw_only=True):
@@ -1071,6 +1227,9 @@ class LeaveGroupResponse(ApiMessage, kw_only=True):
     members: list[LeaveGroupResponse.MemberResponse] = msgspec.field(default_factory=list)
 
 
+_C_LeaveGroupResponse_MemberResponse = LeaveGroupResponse.MemberResponse
+
+
 class ListGroupsRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 16
     MIN_VERSION: ClassVar[int] = 0
@@ -1080,6 +1239,8 @@ class ListGroupsRequest(ApiMessage, kw_only=True):
 
     states_filter: list[str] = msgspec.field(default_factory=list)
     types_filter: list[str] = msgspec.field(default_factory=list)
+
+
 
 
 class ListGroupsResponse(ApiMessage, kw_only=True):
@@ -1098,6 +1259,9 @@ class ListGroupsResponse(ApiMessage, kw_only=True):
     throttle_time_ms: int = 0
     error_code: int = 0
     groups: list[ListGroupsResponse.ListedGroup] = msgspec.field(default_factory=list)
+
+
+_C_ListGroupsResponse_ListedGroup = ListGroupsResponse.ListedGroup
 
 
 class ListOffsetsRequest(ApiMessage, kw_only=True):
@@ -1122,6 +1286,10 @@ class ListOffsetsRequest(ApiMessage, kw_only=True):
     timeout_ms: int = 0
 
 
+_C_ListOffsetsRequest_ListOffsetsPartition = ListOffsetsRequest.ListOffsetsPartition
+_C_ListOffsetsRequest_ListOffsetsTopic = ListOffsetsRequest.ListOffsetsTopic
+
+
 class ListOffsetsResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 2
     MIN_VERSION: ClassVar[int] = 1
@@ -1144,6 +1312,10 @@ class ListOffsetsResponse(ApiMessage, kw_only=True):
     topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = msgspec.field(default_factory=list)
 
 
+_C_ListOffsetsResponse_ListOffsetsPartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
+_C_ListOffsetsResponse_ListOffsetsTopicResponse = ListOffsetsResponse.ListOffsetsTopicResponse
+
+
 class MetadataRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 3
     MIN_VERSION: ClassVar[int] = 0
@@ -1159,6 +1331,9 @@ class MetadataRequest(ApiMessage, kw_only=True):
     allow_auto_topic_creation: bool = True
     include_cluster_authorized_operations: bool = False
     include_topic_authorized_operations: bool = False
+
+
+_C_MetadataRequest_MetadataRequestTopic = MetadataRequest.MetadataRequestTopic
 
 
 class MetadataResponse(ApiMessage, kw_only=True):
@@ -1200,6 +1375,11 @@ class MetadataResponse(ApiMessage, kw_only=True):
     error_code: int = 0
 
 
+_C_MetadataResponse_MetadataResponseBroker = MetadataResponse.MetadataResponseBroker
+_C_MetadataResponse_MetadataResponsePartition = MetadataResponse.MetadataResponsePartition
+_C_MetadataResponse_MetadataResponseTopic = MetadataResponse.MetadataResponseTopic
+
+
 class OffsetCommitRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 8
     MIN_VERSION: ClassVar[int] = 2
@@ -1226,6 +1406,10 @@ class OffsetCommitRequest(ApiMessage, kw_only=True):
     topics: list[OffsetCommitRequest.OffsetCommitRequestTopic] = msgspec.field(default_factory=list)
 
 
+_C_OffsetCommitRequest_OffsetCommitRequestPartition = OffsetCommitRequest.OffsetCommitRequestPartition
+_C_OffsetCommitRequest_OffsetCommitRequestTopic = OffsetCommitRequest.OffsetCommitRequestTopic
+
+
 class OffsetCommitResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 8
     MIN_VERSION: ClassVar[int] = 2
@@ -1244,6 +1428,10 @@ class OffsetCommitResponse(ApiMessage, kw_only=True):
 
     throttle_time_ms: int = 0
     topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = msgspec.field(default_factory=list)
+
+
+_C_OffsetCommitResponse_OffsetCommitResponsePartition = OffsetCommitResponse.OffsetCommitResponsePartition
+_C_OffsetCommitResponse_OffsetCommitResponseTopic = OffsetCommitResponse.OffsetCommitResponseTopic
 
 
 class OffsetFetchRequest(ApiMessage, kw_only=True):
@@ -1272,6 +1460,11 @@ class OffsetFetchRequest(ApiMessage, kw_only=True):
     topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = msgspec.field(default_factory=list)
     groups: list[OffsetFetchRequest.OffsetFetchRequestGroup] = msgspec.field(default_factory=list)
     require_stable: bool = False
+
+
+_C_OffsetFetchRequest_OffsetFetchRequestTopic = OffsetFetchRequest.OffsetFetchRequestTopic
+_C_OffsetFetchRequest_OffsetFetchRequestTopics = OffsetFetchRequest.OffsetFetchRequestTopics
+_C_OffsetFetchRequest_OffsetFetchRequestGroup = OffsetFetchRequest.OffsetFetchRequestGroup
 
 
 class OffsetFetchResponse(ApiMessage, kw_only=True):
@@ -1315,6 +1508,13 @@ class OffsetFetchResponse(ApiMessage, kw_only=True):
     groups: list[OffsetFetchResponse.OffsetFetchResponseGroup] = msgspec.field(default_factory=list)
 
 
+_C_OffsetFetchResponse_OffsetFetchResponsePartition = OffsetFetchResponse.OffsetFetchResponsePartition
+_C_OffsetFetchResponse_OffsetFetchResponseTopic = OffsetFetchResponse.OffsetFetchResponseTopic
+_C_OffsetFetchResponse_OffsetFetchResponsePartitions = OffsetFetchResponse.OffsetFetchResponsePartitions
+_C_OffsetFetchResponse_OffsetFetchResponseTopics = OffsetFetchResponse.OffsetFetchResponseTopics
+_C_OffsetFetchResponse_OffsetFetchResponseGroup = OffsetFetchResponse.OffsetFetchResponseGroup
+
+
 class ProduceRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 0
     MIN_VERSION: ClassVar[int] = 3
@@ -1335,6 +1535,10 @@ class ProduceRequest(ApiMessage, kw_only=True):
     acks: int = 0
     timeout_ms: int = 0
     topic_data: list[ProduceRequest.TopicProduceData] = msgspec.field(default_factory=list)
+
+
+_C_ProduceRequest_PartitionProduceData = ProduceRequest.PartitionProduceData
+_C_ProduceRequest_TopicProduceData = ProduceRequest.TopicProduceData
 
 
 class ProduceResponse(ApiMessage, kw_only=True):
@@ -1378,6 +1582,13 @@ class ProduceResponse(ApiMessage, kw_only=True):
     node_endpoints: list[ProduceResponse.NodeEndpoint] = msgspec.field(default_factory=list)
 
 
+_C_ProduceResponse_BatchIndexAndErrorMessage = ProduceResponse.BatchIndexAndErrorMessage
+_C_ProduceResponse_LeaderIdAndEpoch = ProduceResponse.LeaderIdAndEpoch
+_C_ProduceResponse_PartitionProduceResponse = ProduceResponse.PartitionProduceResponse
+_C_ProduceResponse_TopicProduceResponse = ProduceResponse.TopicProduceResponse
+_C_ProduceResponse_NodeEndpoint = ProduceResponse.NodeEndpoint
+
+
 class PushTelemetryRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 72
     MIN_VERSION: ClassVar[int] = 0
@@ -1392,6 +1603,8 @@ class PushTelemetryRequest(ApiMessage, kw_only=True):
     metrics: bytes = b""
 
 
+
+
 class PushTelemetryResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 72
     MIN_VERSION: ClassVar[int] = 0
@@ -1401,6 +1614,8 @@ class PushTelemetryResponse(ApiMessage, kw_only=True):
 
     throttle_time_ms: int = 0
     error_code: int = 0
+
+
 
 
 class RequestHeader(ApiMessage, kw_only=True):
@@ -1416,6 +1631,8 @@ class RequestHeader(ApiMessage, kw_only=True):
     client_id: str | None = ''
 
 
+
+
 class ResponseHeader(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = -1
     MIN_VERSION: ClassVar[int] = 0
@@ -1426,6 +1643,8 @@ class ResponseHeader(ApiMessage, kw_only=True):
     correlation_id: int = 0
 
 
+
+
 class SaslAuthenticateRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 36
     MIN_VERSION: ClassVar[int] = 0
@@ -1434,6 +1653,8 @@ class SaslAuthenticateRequest(ApiMessage, kw_only=True):
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
     auth_bytes: bytes = b""
+
+
 
 
 class SaslAuthenticateResponse(ApiMessage, kw_only=True):
@@ -1449,6 +1670,8 @@ class SaslAuthenticateResponse(ApiMessage, kw_only=True):
     session_lifetime_ms: int = 0
 
 
+
+
 class SaslHandshakeRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 17
     MIN_VERSION: ClassVar[int] = 0
@@ -1457,6 +1680,8 @@ class SaslHandshakeRequest(ApiMessage, kw_only=True):
     LATEST_VERSION_UNSTABLE: ClassVar[bool] = False
 
     mechanism: str = ''
+
+
 
 
 class SaslHandshakeResponse(ApiMessage, kw_only=True):
@@ -1468,6 +1693,8 @@ class SaslHandshakeResponse(ApiMessage, kw_only=True):
 
     error_code: int = 0
     mechanisms: list[str] = msgspec.field(default_factory=list)
+
+
 
 
 class ShareAcknowledgeRequest(ApiMessage, kw_only=True):
@@ -1495,6 +1722,11 @@ class ShareAcknowledgeRequest(ApiMessage, kw_only=True):
     share_session_epoch: int = 0
     is_renew_ack: bool = False
     topics: list[ShareAcknowledgeRequest.AcknowledgeTopic] = msgspec.field(default_factory=list)
+
+
+_C_ShareAcknowledgeRequest_AcknowledgementBatch = ShareAcknowledgeRequest.AcknowledgementBatch
+_C_ShareAcknowledgeRequest_AcknowledgePartition = ShareAcknowledgeRequest.AcknowledgePartition
+_C_ShareAcknowledgeRequest_AcknowledgeTopic = ShareAcknowledgeRequest.AcknowledgeTopic
 
 
 class ShareAcknowledgeResponse(ApiMessage, kw_only=True):
@@ -1530,6 +1762,12 @@ class ShareAcknowledgeResponse(ApiMessage, kw_only=True):
     acquisition_lock_timeout_ms: int = 0
     responses: list[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse] = msgspec.field(default_factory=list)
     node_endpoints: list[ShareAcknowledgeResponse.NodeEndpoint] = msgspec.field(default_factory=list)
+
+
+_C_ShareAcknowledgeResponse_LeaderIdAndEpoch = ShareAcknowledgeResponse.LeaderIdAndEpoch
+_C_ShareAcknowledgeResponse_PartitionData = ShareAcknowledgeResponse.PartitionData
+_C_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse = ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse
+_C_ShareAcknowledgeResponse_NodeEndpoint = ShareAcknowledgeResponse.NodeEndpoint
 
 
 class ShareFetchRequest(ApiMessage, kw_only=True):
@@ -1569,6 +1807,12 @@ class ShareFetchRequest(ApiMessage, kw_only=True):
     is_renew_ack: bool = False
     topics: list[ShareFetchRequest.FetchTopic] = msgspec.field(default_factory=list)
     forgotten_topics_data: list[ShareFetchRequest.ForgottenTopic] = msgspec.field(default_factory=list)
+
+
+_C_ShareFetchRequest_AcknowledgementBatch = ShareFetchRequest.AcknowledgementBatch
+_C_ShareFetchRequest_FetchPartition = ShareFetchRequest.FetchPartition
+_C_ShareFetchRequest_FetchTopic = ShareFetchRequest.FetchTopic
+_C_ShareFetchRequest_ForgottenTopic = ShareFetchRequest.ForgottenTopic
 
 
 class ShareFetchResponse(ApiMessage, kw_only=True):
@@ -1615,6 +1859,13 @@ class ShareFetchResponse(ApiMessage, kw_only=True):
     node_endpoints: list[ShareFetchResponse.NodeEndpoint] = msgspec.field(default_factory=list)
 
 
+_C_ShareFetchResponse_LeaderIdAndEpoch = ShareFetchResponse.LeaderIdAndEpoch
+_C_ShareFetchResponse_AcquiredRecords = ShareFetchResponse.AcquiredRecords
+_C_ShareFetchResponse_PartitionData = ShareFetchResponse.PartitionData
+_C_ShareFetchResponse_ShareFetchableTopicResponse = ShareFetchResponse.ShareFetchableTopicResponse
+_C_ShareFetchResponse_NodeEndpoint = ShareFetchResponse.NodeEndpoint
+
+
 class ShareGroupDescribeRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 77
     MIN_VERSION: ClassVar[int] = 1
@@ -1624,6 +1875,8 @@ class ShareGroupDescribeRequest(ApiMessage, kw_only=True):
 
     group_ids: list[str] = msgspec.field(default_factory=list)
     include_authorized_operations: bool = False
+
+
 
 
 class ShareGroupDescribeResponse(ApiMessage, kw_only=True):
@@ -1665,6 +1918,12 @@ class ShareGroupDescribeResponse(ApiMessage, kw_only=True):
     groups: list[ShareGroupDescribeResponse.DescribedGroup] = msgspec.field(default_factory=list)
 
 
+_C_ShareGroupDescribeResponse_TopicPartitions = ShareGroupDescribeResponse.TopicPartitions
+_C_ShareGroupDescribeResponse_Assignment = ShareGroupDescribeResponse.Assignment
+_C_ShareGroupDescribeResponse_Member = ShareGroupDescribeResponse.Member
+_C_ShareGroupDescribeResponse_DescribedGroup = ShareGroupDescribeResponse.DescribedGroup
+
+
 class ShareGroupHeartbeatRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 76
     MIN_VERSION: ClassVar[int] = 1
@@ -1677,6 +1936,8 @@ class ShareGroupHeartbeatRequest(ApiMessage, kw_only=True):
     member_epoch: int = 0
     rack_id: str | None = None
     subscribed_topic_names: list[str] | None = None
+
+
 
 
 class ShareGroupHeartbeatResponse(ApiMessage, kw_only=True):
@@ -1702,6 +1963,10 @@ class ShareGroupHeartbeatResponse(ApiMessage, kw_only=True):
     assignment: ShareGroupHeartbeatResponse.Assignment | None = None
 
 
+_C_ShareGroupHeartbeatResponse_TopicPartitions = ShareGroupHeartbeatResponse.TopicPartitions
+_C_ShareGroupHeartbeatResponse_Assignment = ShareGroupHeartbeatResponse.Assignment
+
+
 class SyncGroupRequest(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 14
     MIN_VERSION: ClassVar[int] = 0
@@ -1722,6 +1987,9 @@ class SyncGroupRequest(ApiMessage, kw_only=True):
     assignments: list[SyncGroupRequest.SyncGroupRequestAssignment] = msgspec.field(default_factory=list)
 
 
+_C_SyncGroupRequest_SyncGroupRequestAssignment = SyncGroupRequest.SyncGroupRequestAssignment
+
+
 class SyncGroupResponse(ApiMessage, kw_only=True):
     API_KEY: ClassVar[int] = 14
     MIN_VERSION: ClassVar[int] = 0
@@ -1735,6 +2003,8 @@ class SyncGroupResponse(ApiMessage, kw_only=True):
     protocol_name: str | None = None
     assignment: bytes = b""
 
+
+
 def _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition_v0(o: AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition, out: bytearray) -> None:
     out += _S_iq.pack(o.partition_index, o.start_offset)
     out.append(0)
@@ -1742,18 +2012,21 @@ def _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition_v0(o
 
 def _d_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition, int]:
     f_partition_index, f_start_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition(partition_index=f_partition_index, start_offset=f_start_offset), pos
+    return _C_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition(partition_index=f_partition_index, start_offset=f_start_offset), pos
 
 
 def _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic_v0(o: AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic, out: bytearray) -> None:
     w_cstr(out, o.topic_name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestPartition_v0(x_partitions, out)
     out.append(0)
@@ -1761,7 +2034,11 @@ def _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic_v0(o: Al
 
 def _d_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -1773,13 +2050,16 @@ def _d_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic_v0(buf: 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic(topic_name=f_topic_name, partitions=f_partitions), pos
+    return _C_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic(topic_name=f_topic_name, partitions=f_partitions), pos
 
 
 def _e_AlterShareGroupOffsetsRequest_v0(o: AlterShareGroupOffsetsRequest, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_AlterShareGroupOffsetsRequest_AlterShareGroupOffsetsRequestTopic_v0(x_topics, out)
     out.append(0)
@@ -1787,7 +2067,11 @@ def _e_AlterShareGroupOffsetsRequest_v0(o: AlterShareGroupOffsetsRequest, out: b
 
 def _d_AlterShareGroupOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -1814,20 +2098,23 @@ def _e_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponsePartition_v0
 
 def _d_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponsePartition_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition, int]:
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponsePartition(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic_v0(o: AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic, out: bytearray) -> None:
     w_cstr(out, o.topic_name)
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponsePartition_v0(x_partitions, out)
     out.append(0)
@@ -1836,9 +2123,13 @@ def _e_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic_v0(o: 
 def _d_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -1850,14 +2141,17 @@ def _d_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic_v0(buf
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_AlterShareGroupOffsetsResponse_v0(o: AlterShareGroupOffsetsResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     w_cnstr(out, o.error_message)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_AlterShareGroupOffsetsResponse_AlterShareGroupOffsetsResponseTopic_v0(x_responses, out)
     out.append(0)
@@ -1865,9 +2159,13 @@ def _e_AlterShareGroupOffsetsResponse_v0(o: AlterShareGroupOffsetsResponse, out:
 
 def _d_AlterShareGroupOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[AlterShareGroupOffsetsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -1923,7 +2221,7 @@ def _d_ApiVersionsRequest_v5(buf: memoryview, pos: int) -> tuple[ApiVersionsRequ
     f_client_software_version, pos = r_cstr(buf, pos)
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -1941,8 +2239,8 @@ def _e_ApiVersionsResponse_ApiVersion_v0(o: ApiVersionsResponse.ApiVersion, out:
 
 def _d_ApiVersionsResponse_ApiVersion_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.ApiVersion, int]:
     f_api_key, f_min_version, f_max_version = _S_hhh.unpack_from(buf, pos)
-    pos += _S_hhh.size
-    return ApiVersionsResponse.ApiVersion(api_key=f_api_key, min_version=f_min_version, max_version=f_max_version), pos
+    pos += 6
+    return _C_ApiVersionsResponse_ApiVersion(api_key=f_api_key, min_version=f_min_version, max_version=f_max_version), pos
 
 
 def _e_ApiVersionsResponse_ApiVersion_v3(o: ApiVersionsResponse.ApiVersion, out: bytearray) -> None:
@@ -1952,12 +2250,12 @@ def _e_ApiVersionsResponse_ApiVersion_v3(o: ApiVersionsResponse.ApiVersion, out:
 
 def _d_ApiVersionsResponse_ApiVersion_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.ApiVersion, int]:
     f_api_key, f_min_version, f_max_version = _S_hhh.unpack_from(buf, pos)
-    pos += _S_hhh.size
+    pos += 6
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ApiVersionsResponse.ApiVersion(api_key=f_api_key, min_version=f_min_version, max_version=f_max_version), pos
+    return _C_ApiVersionsResponse_ApiVersion(api_key=f_api_key, min_version=f_min_version, max_version=f_max_version), pos
 
 
 def _e_ApiVersionsResponse_SupportedFeatureKey_v0(o: ApiVersionsResponse.SupportedFeatureKey, out: bytearray) -> None:
@@ -1970,7 +2268,7 @@ def _e_ApiVersionsResponse_SupportedFeatureKey_v0(o: ApiVersionsResponse.Support
 
 
 def _d_ApiVersionsResponse_SupportedFeatureKey_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.SupportedFeatureKey, int]:
-    return ApiVersionsResponse.SupportedFeatureKey(), pos
+    return _C_ApiVersionsResponse_SupportedFeatureKey(), pos
 
 
 def _e_ApiVersionsResponse_SupportedFeatureKey_v3(o: ApiVersionsResponse.SupportedFeatureKey, out: bytearray) -> None:
@@ -1982,12 +2280,12 @@ def _e_ApiVersionsResponse_SupportedFeatureKey_v3(o: ApiVersionsResponse.Support
 def _d_ApiVersionsResponse_SupportedFeatureKey_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.SupportedFeatureKey, int]:
     f_name, pos = r_cstr(buf, pos)
     f_min_version, f_max_version = _S_hh.unpack_from(buf, pos)
-    pos += _S_hh.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ApiVersionsResponse.SupportedFeatureKey(name=f_name, min_version=f_min_version, max_version=f_max_version), pos
+    return _C_ApiVersionsResponse_SupportedFeatureKey(name=f_name, min_version=f_min_version, max_version=f_max_version), pos
 
 
 def _e_ApiVersionsResponse_FinalizedFeatureKey_v0(o: ApiVersionsResponse.FinalizedFeatureKey, out: bytearray) -> None:
@@ -2000,7 +2298,7 @@ def _e_ApiVersionsResponse_FinalizedFeatureKey_v0(o: ApiVersionsResponse.Finaliz
 
 
 def _d_ApiVersionsResponse_FinalizedFeatureKey_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.FinalizedFeatureKey, int]:
-    return ApiVersionsResponse.FinalizedFeatureKey(), pos
+    return _C_ApiVersionsResponse_FinalizedFeatureKey(), pos
 
 
 def _e_ApiVersionsResponse_FinalizedFeatureKey_v3(o: ApiVersionsResponse.FinalizedFeatureKey, out: bytearray) -> None:
@@ -2012,12 +2310,12 @@ def _e_ApiVersionsResponse_FinalizedFeatureKey_v3(o: ApiVersionsResponse.Finaliz
 def _d_ApiVersionsResponse_FinalizedFeatureKey_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse.FinalizedFeatureKey, int]:
     f_name, pos = r_cstr(buf, pos)
     f_max_version_level, f_min_version_level = _S_hh.unpack_from(buf, pos)
-    pos += _S_hh.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ApiVersionsResponse.FinalizedFeatureKey(name=f_name, max_version_level=f_max_version_level, min_version_level=f_min_version_level), pos
+    return _C_ApiVersionsResponse_FinalizedFeatureKey(name=f_name, max_version_level=f_max_version_level, min_version_level=f_min_version_level), pos
 
 
 def _e_ApiVersionsResponse_v0(o: ApiVersionsResponse, out: bytearray) -> None:
@@ -2030,7 +2328,7 @@ def _e_ApiVersionsResponse_v0(o: ApiVersionsResponse, out: bytearray) -> None:
 
 def _d_ApiVersionsResponse_v0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ApiKeys')
@@ -2053,7 +2351,7 @@ def _e_ApiVersionsResponse_v1(o: ApiVersionsResponse, out: bytearray) -> None:
 
 def _d_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ApiKeys')
@@ -2063,14 +2361,17 @@ def _d_ApiVersionsResponse_v1(buf: memoryview, pos: int) -> tuple[ApiVersionsRes
         items_api_keys.append(x_api_keys)
     f_api_keys = items_api_keys
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return ApiVersionsResponse(error_code=f_error_code, api_keys=f_api_keys, throttle_time_ms=f_throttle_time_ms), pos
 
 
 def _e_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> None:
     out += _S_h.pack(o.error_code)
     a_api_keys = o.api_keys
-    w_carray_len(out, a_api_keys)
+    if len(a_api_keys) < 127:
+        out.append(len(a_api_keys) + 1)
+    else:
+        w_carray_len(out, a_api_keys)
     for x_api_keys in a_api_keys:
         _e_ApiVersionsResponse_ApiVersion_v3(x_api_keys, out)
     out += _S_i.pack(o.throttle_time_ms)
@@ -2078,7 +2379,10 @@ def _e_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> None:
     if o.supported_features:
         t = bytearray()
         a_supported_features = o.supported_features
-        w_carray_len(t, a_supported_features)
+        if len(a_supported_features) < 127:
+            t.append(len(a_supported_features) + 1)
+        else:
+            w_carray_len(t, a_supported_features)
         for x_supported_features in a_supported_features:
             _e_ApiVersionsResponse_SupportedFeatureKey_v3(x_supported_features, t)
         tags.append((0, t))
@@ -2089,7 +2393,10 @@ def _e_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> None:
     if o.finalized_features:
         t = bytearray()
         a_finalized_features = o.finalized_features
-        w_carray_len(t, a_finalized_features)
+        if len(a_finalized_features) < 127:
+            t.append(len(a_finalized_features) + 1)
+        else:
+            w_carray_len(t, a_finalized_features)
         for x_finalized_features in a_finalized_features:
             _e_ApiVersionsResponse_FinalizedFeatureKey_v3(x_finalized_features, t)
         tags.append((2, t))
@@ -2104,8 +2411,12 @@ def _e_ApiVersionsResponse_v3(o: ApiVersionsResponse, out: bytearray) -> None:
 
 def _d_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    n, pos = carray_len(buf, pos)
+    pos += 2
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ApiKeys')
     items_api_keys: list[Any] = []
@@ -2114,7 +2425,7 @@ def _d_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRes
         items_api_keys.append(x_api_keys)
     f_api_keys = items_api_keys
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_supported_features: Any = []
     f_finalized_features_epoch: Any = -1
     f_finalized_features: Any = []
@@ -2127,7 +2438,11 @@ def _d_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRes
         if end > len(buf):
             raise MalformedMessage('tagged field runs past the end')
         if tag == 0:
-            n, pos = carray_len(buf, pos)
+            n = buf[pos] - 1
+            if n < 0x7F:
+                pos += 1
+            else:
+                n, pos = carray_len(buf, pos)
             if n < 0:
                 raise MalformedMessage('null in non-nullable array SupportedFeatures')
             items_supported_features: list[Any] = []
@@ -2143,7 +2458,11 @@ def _d_ApiVersionsResponse_v3(buf: memoryview, pos: int) -> tuple[ApiVersionsRes
             if pos != end:
                 raise MalformedMessage('tagged field FinalizedFeaturesEpoch has the wrong size')
         elif tag == 2:
-            n, pos = carray_len(buf, pos)
+            n = buf[pos] - 1
+            if n < 0x7F:
+                pos += 1
+            else:
+                n, pos = carray_len(buf, pos)
             if n < 0:
                 raise MalformedMessage('null in non-nullable array FinalizedFeatures')
             items_finalized_features: list[Any] = []
@@ -2168,7 +2487,10 @@ ApiVersionsResponse._decoders = {0: _d_ApiVersionsResponse_v0, 1: _d_ApiVersions
 
 def _e_ConsumerGroupDescribeRequest_v0(o: ConsumerGroupDescribeRequest, out: bytearray) -> None:
     a_group_ids = o.group_ids
-    w_carray_len(out, a_group_ids)
+    if len(a_group_ids) < 127:
+        out.append(len(a_group_ids) + 1)
+    else:
+        w_carray_len(out, a_group_ids)
     for x_group_ids in a_group_ids:
         w_cstr(out, x_group_ids)
     out += _S_o.pack(o.include_authorized_operations)
@@ -2176,7 +2498,11 @@ def _e_ConsumerGroupDescribeRequest_v0(o: ConsumerGroupDescribeRequest, out: byt
 
 
 def _d_ConsumerGroupDescribeRequest_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array GroupIds')
     items_group_ids: list[Any] = []
@@ -2185,7 +2511,7 @@ def _d_ConsumerGroupDescribeRequest_v0(buf: memoryview, pos: int) -> tuple[Consu
         items_group_ids.append(x_group_ids)
     f_group_ids = items_group_ids
     f_include_authorized_operations, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -2201,17 +2527,24 @@ def _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(o: ConsumerGroupDescribe
     out += _S_16s.pack(o.topic_id.bytes)
     w_cstr(out, o.topic_name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse.TopicPartitions, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
     f_topic_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -2220,19 +2553,26 @@ def _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.TopicPartitions(topic_id=f_topic_id, topic_name=f_topic_name, partitions=f_partitions), pos
+    return _C_ConsumerGroupDescribeResponse_TopicPartitions(topic_id=f_topic_id, topic_name=f_topic_name, partitions=f_partitions), pos
 
 
 def _e_ConsumerGroupDescribeResponse_Assignment_v0(o: ConsumerGroupDescribeResponse.Assignment, out: bytearray) -> None:
     a_topic_partitions = o.topic_partitions
-    w_carray_len(out, a_topic_partitions)
+    if len(a_topic_partitions) < 127:
+        out.append(len(a_topic_partitions) + 1)
+    else:
+        w_carray_len(out, a_topic_partitions)
     for x_topic_partitions in a_topic_partitions:
         _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(x_topic_partitions, out)
     out.append(0)
 
 
 def _d_ConsumerGroupDescribeResponse_Assignment_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse.Assignment, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicPartitions')
     items_topic_partitions: list[Any] = []
@@ -2244,7 +2584,7 @@ def _d_ConsumerGroupDescribeResponse_Assignment_v0(buf: memoryview, pos: int) ->
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.Assignment(topic_partitions=f_topic_partitions), pos
+    return _C_ConsumerGroupDescribeResponse_Assignment(topic_partitions=f_topic_partitions), pos
 
 
 def _e_ConsumerGroupDescribeResponse_Member_v0(o: ConsumerGroupDescribeResponse.Member, out: bytearray) -> None:
@@ -2255,7 +2595,10 @@ def _e_ConsumerGroupDescribeResponse_Member_v0(o: ConsumerGroupDescribeResponse.
     w_cstr(out, o.client_id)
     w_cstr(out, o.client_host)
     a_subscribed_topic_names = o.subscribed_topic_names
-    w_carray_len(out, a_subscribed_topic_names)
+    if len(a_subscribed_topic_names) < 127:
+        out.append(len(a_subscribed_topic_names) + 1)
+    else:
+        w_carray_len(out, a_subscribed_topic_names)
     for x_subscribed_topic_names in a_subscribed_topic_names:
         w_cstr(out, x_subscribed_topic_names)
     w_cnstr(out, o.subscribed_topic_regex)
@@ -2269,10 +2612,14 @@ def _d_ConsumerGroupDescribeResponse_Member_v0(buf: memoryview, pos: int) -> tup
     f_instance_id, pos = r_cnstr(buf, pos)
     f_rack_id, pos = r_cnstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_client_id, pos = r_cstr(buf, pos)
     f_client_host, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array SubscribedTopicNames')
     items_subscribed_topic_names: list[Any] = []
@@ -2287,7 +2634,7 @@ def _d_ConsumerGroupDescribeResponse_Member_v0(buf: memoryview, pos: int) -> tup
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.Member(member_id=f_member_id, instance_id=f_instance_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, subscribed_topic_regex=f_subscribed_topic_regex, assignment=f_assignment, target_assignment=f_target_assignment), pos
+    return _C_ConsumerGroupDescribeResponse_Member(member_id=f_member_id, instance_id=f_instance_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, subscribed_topic_regex=f_subscribed_topic_regex, assignment=f_assignment, target_assignment=f_target_assignment), pos
 
 
 def _e_ConsumerGroupDescribeResponse_Member_v1(o: ConsumerGroupDescribeResponse.Member, out: bytearray) -> None:
@@ -2298,7 +2645,10 @@ def _e_ConsumerGroupDescribeResponse_Member_v1(o: ConsumerGroupDescribeResponse.
     w_cstr(out, o.client_id)
     w_cstr(out, o.client_host)
     a_subscribed_topic_names = o.subscribed_topic_names
-    w_carray_len(out, a_subscribed_topic_names)
+    if len(a_subscribed_topic_names) < 127:
+        out.append(len(a_subscribed_topic_names) + 1)
+    else:
+        w_carray_len(out, a_subscribed_topic_names)
     for x_subscribed_topic_names in a_subscribed_topic_names:
         w_cstr(out, x_subscribed_topic_names)
     w_cnstr(out, o.subscribed_topic_regex)
@@ -2313,10 +2663,14 @@ def _d_ConsumerGroupDescribeResponse_Member_v1(buf: memoryview, pos: int) -> tup
     f_instance_id, pos = r_cnstr(buf, pos)
     f_rack_id, pos = r_cnstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_client_id, pos = r_cstr(buf, pos)
     f_client_host, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array SubscribedTopicNames')
     items_subscribed_topic_names: list[Any] = []
@@ -2328,12 +2682,12 @@ def _d_ConsumerGroupDescribeResponse_Member_v1(buf: memoryview, pos: int) -> tup
     f_assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     f_target_assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     f_member_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.Member(member_id=f_member_id, instance_id=f_instance_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, subscribed_topic_regex=f_subscribed_topic_regex, assignment=f_assignment, target_assignment=f_target_assignment, member_type=f_member_type), pos
+    return _C_ConsumerGroupDescribeResponse_Member(member_id=f_member_id, instance_id=f_instance_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, subscribed_topic_regex=f_subscribed_topic_regex, assignment=f_assignment, target_assignment=f_target_assignment, member_type=f_member_type), pos
 
 
 def _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(o: ConsumerGroupDescribeResponse.DescribedGroup, out: bytearray) -> None:
@@ -2344,7 +2698,10 @@ def _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(o: ConsumerGroupDescribeR
     out += _S_ii.pack(o.group_epoch, o.assignment_epoch)
     w_cstr(out, o.assignor_name)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_ConsumerGroupDescribeResponse_Member_v0(x_members, out)
     out += _S_i.pack(o.authorized_operations)
@@ -2353,14 +2710,18 @@ def _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(o: ConsumerGroupDescribeR
 
 def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_group_id, pos = r_cstr(buf, pos)
     f_group_state, pos = r_cstr(buf, pos)
     f_group_epoch, f_assignment_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_assignor_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -2369,12 +2730,12 @@ def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf: memoryview, pos: int
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
+    return _C_ConsumerGroupDescribeResponse_DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_ConsumerGroupDescribeResponse_DescribedGroup_v1(o: ConsumerGroupDescribeResponse.DescribedGroup, out: bytearray) -> None:
@@ -2385,7 +2746,10 @@ def _e_ConsumerGroupDescribeResponse_DescribedGroup_v1(o: ConsumerGroupDescribeR
     out += _S_ii.pack(o.group_epoch, o.assignment_epoch)
     w_cstr(out, o.assignor_name)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_ConsumerGroupDescribeResponse_Member_v1(x_members, out)
     out += _S_i.pack(o.authorized_operations)
@@ -2394,14 +2758,18 @@ def _e_ConsumerGroupDescribeResponse_DescribedGroup_v1(o: ConsumerGroupDescribeR
 
 def _d_ConsumerGroupDescribeResponse_DescribedGroup_v1(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_group_id, pos = r_cstr(buf, pos)
     f_group_state, pos = r_cstr(buf, pos)
     f_group_epoch, f_assignment_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_assignor_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -2410,18 +2778,21 @@ def _d_ConsumerGroupDescribeResponse_DescribedGroup_v1(buf: memoryview, pos: int
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupDescribeResponse.DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
+    return _C_ConsumerGroupDescribeResponse_DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_ConsumerGroupDescribeResponse_v0(o: ConsumerGroupDescribeResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(x_groups, out)
     out.append(0)
@@ -2429,8 +2800,12 @@ def _e_ConsumerGroupDescribeResponse_v0(o: ConsumerGroupDescribeResponse, out: b
 
 def _d_ConsumerGroupDescribeResponse_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -2448,7 +2823,10 @@ def _d_ConsumerGroupDescribeResponse_v0(buf: memoryview, pos: int) -> tuple[Cons
 def _e_ConsumerGroupDescribeResponse_v1(o: ConsumerGroupDescribeResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ConsumerGroupDescribeResponse_DescribedGroup_v1(x_groups, out)
     out.append(0)
@@ -2456,8 +2834,12 @@ def _e_ConsumerGroupDescribeResponse_v1(o: ConsumerGroupDescribeResponse, out: b
 
 def _d_ConsumerGroupDescribeResponse_v1(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -2479,16 +2861,23 @@ ConsumerGroupDescribeResponse._decoders = {0: _d_ConsumerGroupDescribeResponse_v
 def _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(o: ConsumerGroupHeartbeatRequest.TopicPartitions, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatRequest.TopicPartitions, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -2497,7 +2886,7 @@ def _d_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupHeartbeatRequest.TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ConsumerGroupHeartbeatRequest_TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ConsumerGroupHeartbeatRequest_v0(o: ConsumerGroupHeartbeatRequest, out: bytearray) -> None:
@@ -2527,13 +2916,17 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[Cons
     f_group_id, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_instance_id, pos = r_cnstr(buf, pos)
     f_rack_id, pos = r_cnstr(buf, pos)
     f_rebalance_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_subscribed_topic_names: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_subscribed_topic_names = None
     else:
@@ -2544,7 +2937,11 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[Cons
         f_subscribed_topic_names = items_subscribed_topic_names
     f_server_assignor, pos = r_cnstr(buf, pos)
     f_topic_partitions: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topic_partitions = None
     else:
@@ -2586,13 +2983,17 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf: memoryview, pos: int) -> tuple[Cons
     f_group_id, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_instance_id, pos = r_cnstr(buf, pos)
     f_rack_id, pos = r_cnstr(buf, pos)
     f_rebalance_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_subscribed_topic_names: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_subscribed_topic_names = None
     else:
@@ -2604,7 +3005,11 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf: memoryview, pos: int) -> tuple[Cons
     f_subscribed_topic_regex, pos = r_cnstr(buf, pos)
     f_server_assignor, pos = r_cnstr(buf, pos)
     f_topic_partitions: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topic_partitions = None
     else:
@@ -2627,16 +3032,23 @@ ConsumerGroupHeartbeatRequest._decoders = {0: _d_ConsumerGroupHeartbeatRequest_v
 def _e_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(o: ConsumerGroupHeartbeatResponse.TopicPartitions, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatResponse.TopicPartitions, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -2645,19 +3057,26 @@ def _d_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupHeartbeatResponse.TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ConsumerGroupHeartbeatResponse_TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ConsumerGroupHeartbeatResponse_Assignment_v0(o: ConsumerGroupHeartbeatResponse.Assignment, out: bytearray) -> None:
     a_topic_partitions = o.topic_partitions
-    w_carray_len(out, a_topic_partitions)
+    if len(a_topic_partitions) < 127:
+        out.append(len(a_topic_partitions) + 1)
+    else:
+        w_carray_len(out, a_topic_partitions)
     for x_topic_partitions in a_topic_partitions:
         _e_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(x_topic_partitions, out)
     out.append(0)
 
 
 def _d_ConsumerGroupHeartbeatResponse_Assignment_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatResponse.Assignment, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicPartitions')
     items_topic_partitions: list[Any] = []
@@ -2669,7 +3088,7 @@ def _d_ConsumerGroupHeartbeatResponse_Assignment_v0(buf: memoryview, pos: int) -
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ConsumerGroupHeartbeatResponse.Assignment(topic_partitions=f_topic_partitions), pos
+    return _C_ConsumerGroupHeartbeatResponse_Assignment(topic_partitions=f_topic_partitions), pos
 
 
 def _e_ConsumerGroupHeartbeatResponse_v0(o: ConsumerGroupHeartbeatResponse, out: bytearray) -> None:
@@ -2687,11 +3106,11 @@ def _e_ConsumerGroupHeartbeatResponse_v0(o: ConsumerGroupHeartbeatResponse, out:
 
 def _d_ConsumerGroupHeartbeatResponse_v0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_member_epoch, f_heartbeat_interval_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_assignment: Any
     (marker,) = _S_b.unpack_from(buf, pos)
     pos += 1
@@ -2722,18 +3141,25 @@ def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf: memoryview, po
         raise MalformedMessage('null in non-nullable array BrokerIds')
     f_broker_ids = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return CreatePartitionsRequest.CreatePartitionsAssignment(broker_ids=f_broker_ids), pos
+    return _C_CreatePartitionsRequest_CreatePartitionsAssignment(broker_ids=f_broker_ids), pos
 
 
 def _e_CreatePartitionsRequest_CreatePartitionsAssignment_v2(o: CreatePartitionsRequest.CreatePartitionsAssignment, out: bytearray) -> None:
     a_broker_ids = o.broker_ids
-    w_carray_len(out, a_broker_ids)
+    if len(a_broker_ids) < 127:
+        out.append(len(a_broker_ids) + 1)
+    else:
+        w_carray_len(out, a_broker_ids)
     out += struct.pack(">%di" % len(a_broker_ids), *a_broker_ids)
     out.append(0)
 
 
 def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest.CreatePartitionsAssignment, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array BrokerIds')
     f_broker_ids = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -2742,7 +3168,7 @@ def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v2(buf: memoryview, po
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreatePartitionsRequest.CreatePartitionsAssignment(broker_ids=f_broker_ids), pos
+    return _C_CreatePartitionsRequest_CreatePartitionsAssignment(broker_ids=f_broker_ids), pos
 
 
 def _e_CreatePartitionsRequest_CreatePartitionsTopic_v0(o: CreatePartitionsRequest.CreatePartitionsTopic, out: bytearray) -> None:
@@ -2758,7 +3184,7 @@ def _e_CreatePartitionsRequest_CreatePartitionsTopic_v0(o: CreatePartitionsReque
 def _d_CreatePartitionsRequest_CreatePartitionsTopic_v0(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest.CreatePartitionsTopic, int]:
     f_name, pos = r_str(buf, pos)
     f_count, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_assignments: Any
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -2769,7 +3195,7 @@ def _d_CreatePartitionsRequest_CreatePartitionsTopic_v0(buf: memoryview, pos: in
             x_assignments, pos = _d_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf, pos)
             items_assignments.append(x_assignments)
         f_assignments = items_assignments
-    return CreatePartitionsRequest.CreatePartitionsTopic(name=f_name, count=f_count, assignments=f_assignments), pos
+    return _C_CreatePartitionsRequest_CreatePartitionsTopic(name=f_name, count=f_count, assignments=f_assignments), pos
 
 
 def _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(o: CreatePartitionsRequest.CreatePartitionsTopic, out: bytearray) -> None:
@@ -2786,9 +3212,13 @@ def _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(o: CreatePartitionsReque
 def _d_CreatePartitionsRequest_CreatePartitionsTopic_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest.CreatePartitionsTopic, int]:
     f_name, pos = r_cstr(buf, pos)
     f_count, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_assignments: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_assignments = None
     else:
@@ -2801,7 +3231,7 @@ def _d_CreatePartitionsRequest_CreatePartitionsTopic_v2(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreatePartitionsRequest.CreatePartitionsTopic(name=f_name, count=f_count, assignments=f_assignments), pos
+    return _C_CreatePartitionsRequest_CreatePartitionsTopic(name=f_name, count=f_count, assignments=f_assignments), pos
 
 
 def _e_CreatePartitionsRequest_v0(o: CreatePartitionsRequest, out: bytearray) -> None:
@@ -2822,13 +3252,16 @@ def _d_CreatePartitionsRequest_v0(buf: memoryview, pos: int) -> tuple[CreatePart
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += _S_io.size
+    pos += 5
     return CreatePartitionsRequest(topics=f_topics, timeout_ms=f_timeout_ms, validate_only=f_validate_only), pos
 
 
 def _e_CreatePartitionsRequest_v2(o: CreatePartitionsRequest, out: bytearray) -> None:
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(x_topics, out)
     out += _S_io.pack(o.timeout_ms, o.validate_only)
@@ -2836,7 +3269,11 @@ def _e_CreatePartitionsRequest_v2(o: CreatePartitionsRequest, out: bytearray) ->
 
 
 def _d_CreatePartitionsRequest_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -2845,7 +3282,7 @@ def _d_CreatePartitionsRequest_v2(buf: memoryview, pos: int) -> tuple[CreatePart
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += _S_io.size
+    pos += 5
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -2866,9 +3303,9 @@ def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(o: CreatePartitio
 def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse.CreatePartitionsTopicResult, int]:
     f_name, pos = r_str(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
-    return CreatePartitionsResponse.CreatePartitionsTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_CreatePartitionsResponse_CreatePartitionsTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(o: CreatePartitionsResponse.CreatePartitionsTopicResult, out: bytearray) -> None:
@@ -2881,13 +3318,13 @@ def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(o: CreatePartitio
 def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse.CreatePartitionsTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreatePartitionsResponse.CreatePartitionsTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_CreatePartitionsResponse_CreatePartitionsTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_CreatePartitionsResponse_v0(o: CreatePartitionsResponse, out: bytearray) -> None:
@@ -2900,7 +3337,7 @@ def _e_CreatePartitionsResponse_v0(o: CreatePartitionsResponse, out: bytearray) 
 
 def _d_CreatePartitionsResponse_v0(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
@@ -2915,7 +3352,10 @@ def _d_CreatePartitionsResponse_v0(buf: memoryview, pos: int) -> tuple[CreatePar
 def _e_CreatePartitionsResponse_v2(o: CreatePartitionsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_results = o.results
-    w_carray_len(out, a_results)
+    if len(a_results) < 127:
+        out.append(len(a_results) + 1)
+    else:
+        w_carray_len(out, a_results)
     for x_results in a_results:
         _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(x_results, out)
     out.append(0)
@@ -2923,8 +3363,12 @@ def _e_CreatePartitionsResponse_v2(o: CreatePartitionsResponse, out: bytearray) 
 
 def _d_CreatePartitionsResponse_v2(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
     items_results: list[Any] = []
@@ -2952,27 +3396,34 @@ def _e_CreateTopicsRequest_CreatableReplicaAssignment_v2(o: CreateTopicsRequest.
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest.CreatableReplicaAssignment, int]:
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array BrokerIds')
     f_broker_ids = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return CreateTopicsRequest.CreatableReplicaAssignment(partition_index=f_partition_index, broker_ids=f_broker_ids), pos
+    return _C_CreateTopicsRequest_CreatableReplicaAssignment(partition_index=f_partition_index, broker_ids=f_broker_ids), pos
 
 
 def _e_CreateTopicsRequest_CreatableReplicaAssignment_v5(o: CreateTopicsRequest.CreatableReplicaAssignment, out: bytearray) -> None:
     out += _S_i.pack(o.partition_index)
     a_broker_ids = o.broker_ids
-    w_carray_len(out, a_broker_ids)
+    if len(a_broker_ids) < 127:
+        out.append(len(a_broker_ids) + 1)
+    else:
+        w_carray_len(out, a_broker_ids)
     out += struct.pack(">%di" % len(a_broker_ids), *a_broker_ids)
     out.append(0)
 
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest.CreatableReplicaAssignment, int]:
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array BrokerIds')
     f_broker_ids = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -2981,7 +3432,7 @@ def _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreateTopicsRequest.CreatableReplicaAssignment(partition_index=f_partition_index, broker_ids=f_broker_ids), pos
+    return _C_CreateTopicsRequest_CreatableReplicaAssignment(partition_index=f_partition_index, broker_ids=f_broker_ids), pos
 
 
 def _e_CreateTopicsRequest_CreatableTopicConfig_v2(o: CreateTopicsRequest.CreatableTopicConfig, out: bytearray) -> None:
@@ -2992,7 +3443,7 @@ def _e_CreateTopicsRequest_CreatableTopicConfig_v2(o: CreateTopicsRequest.Creata
 def _d_CreateTopicsRequest_CreatableTopicConfig_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest.CreatableTopicConfig, int]:
     f_name, pos = r_str(buf, pos)
     f_value, pos = r_nstr(buf, pos)
-    return CreateTopicsRequest.CreatableTopicConfig(name=f_name, value=f_value), pos
+    return _C_CreateTopicsRequest_CreatableTopicConfig(name=f_name, value=f_value), pos
 
 
 def _e_CreateTopicsRequest_CreatableTopicConfig_v5(o: CreateTopicsRequest.CreatableTopicConfig, out: bytearray) -> None:
@@ -3008,7 +3459,7 @@ def _d_CreateTopicsRequest_CreatableTopicConfig_v5(buf: memoryview, pos: int) ->
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreateTopicsRequest.CreatableTopicConfig(name=f_name, value=f_value), pos
+    return _C_CreateTopicsRequest_CreatableTopicConfig(name=f_name, value=f_value), pos
 
 
 def _e_CreateTopicsRequest_CreatableTopic_v2(o: CreateTopicsRequest.CreatableTopic, out: bytearray) -> None:
@@ -3027,7 +3478,7 @@ def _e_CreateTopicsRequest_CreatableTopic_v2(o: CreateTopicsRequest.CreatableTop
 def _d_CreateTopicsRequest_CreatableTopic_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest.CreatableTopic, int]:
     f_name, pos = r_str(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Assignments')
@@ -3044,18 +3495,24 @@ def _d_CreateTopicsRequest_CreatableTopic_v2(buf: memoryview, pos: int) -> tuple
         x_configs, pos = _d_CreateTopicsRequest_CreatableTopicConfig_v2(buf, pos)
         items_configs.append(x_configs)
     f_configs = items_configs
-    return CreateTopicsRequest.CreatableTopic(name=f_name, num_partitions=f_num_partitions, replication_factor=f_replication_factor, assignments=f_assignments, configs=f_configs), pos
+    return _C_CreateTopicsRequest_CreatableTopic(name=f_name, num_partitions=f_num_partitions, replication_factor=f_replication_factor, assignments=f_assignments, configs=f_configs), pos
 
 
 def _e_CreateTopicsRequest_CreatableTopic_v5(o: CreateTopicsRequest.CreatableTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     out += _S_ih.pack(o.num_partitions, o.replication_factor)
     a_assignments = o.assignments
-    w_carray_len(out, a_assignments)
+    if len(a_assignments) < 127:
+        out.append(len(a_assignments) + 1)
+    else:
+        w_carray_len(out, a_assignments)
     for x_assignments in a_assignments:
         _e_CreateTopicsRequest_CreatableReplicaAssignment_v5(x_assignments, out)
     a_configs = o.configs
-    w_carray_len(out, a_configs)
+    if len(a_configs) < 127:
+        out.append(len(a_configs) + 1)
+    else:
+        w_carray_len(out, a_configs)
     for x_configs in a_configs:
         _e_CreateTopicsRequest_CreatableTopicConfig_v5(x_configs, out)
     out.append(0)
@@ -3064,8 +3521,12 @@ def _e_CreateTopicsRequest_CreatableTopic_v5(o: CreateTopicsRequest.CreatableTop
 def _d_CreateTopicsRequest_CreatableTopic_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest.CreatableTopic, int]:
     f_name, pos = r_cstr(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Assignments')
     items_assignments: list[Any] = []
@@ -3073,7 +3534,11 @@ def _d_CreateTopicsRequest_CreatableTopic_v5(buf: memoryview, pos: int) -> tuple
         x_assignments, pos = _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf, pos)
         items_assignments.append(x_assignments)
     f_assignments = items_assignments
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Configs')
     items_configs: list[Any] = []
@@ -3085,7 +3550,7 @@ def _d_CreateTopicsRequest_CreatableTopic_v5(buf: memoryview, pos: int) -> tuple
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreateTopicsRequest.CreatableTopic(name=f_name, num_partitions=f_num_partitions, replication_factor=f_replication_factor, assignments=f_assignments, configs=f_configs), pos
+    return _C_CreateTopicsRequest_CreatableTopic(name=f_name, num_partitions=f_num_partitions, replication_factor=f_replication_factor, assignments=f_assignments, configs=f_configs), pos
 
 
 def _e_CreateTopicsRequest_v2(o: CreateTopicsRequest, out: bytearray) -> None:
@@ -3106,13 +3571,16 @@ def _d_CreateTopicsRequest_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += _S_io.size
+    pos += 5
     return CreateTopicsRequest(topics=f_topics, timeout_ms=f_timeout_ms, validate_only=f_validate_only), pos
 
 
 def _e_CreateTopicsRequest_v5(o: CreateTopicsRequest, out: bytearray) -> None:
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_CreateTopicsRequest_CreatableTopic_v5(x_topics, out)
     out += _S_io.pack(o.timeout_ms, o.validate_only)
@@ -3120,7 +3588,11 @@ def _e_CreateTopicsRequest_v5(o: CreateTopicsRequest, out: bytearray) -> None:
 
 
 def _d_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3129,7 +3601,7 @@ def _d_CreateTopicsRequest_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, f_validate_only = _S_io.unpack_from(buf, pos)
-    pos += _S_io.size
+    pos += 5
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -3153,7 +3625,7 @@ def _e_CreateTopicsResponse_CreatableTopicConfigs_v2(o: CreateTopicsResponse.Cre
 
 
 def _d_CreateTopicsResponse_CreatableTopicConfigs_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse.CreatableTopicConfigs, int]:
-    return CreateTopicsResponse.CreatableTopicConfigs(), pos
+    return _C_CreateTopicsResponse_CreatableTopicConfigs(), pos
 
 
 def _e_CreateTopicsResponse_CreatableTopicConfigs_v5(o: CreateTopicsResponse.CreatableTopicConfigs, out: bytearray) -> None:
@@ -3167,12 +3639,12 @@ def _d_CreateTopicsResponse_CreatableTopicConfigs_v5(buf: memoryview, pos: int) 
     f_name, pos = r_cstr(buf, pos)
     f_value, pos = r_cnstr(buf, pos)
     f_read_only, f_config_source, f_is_sensitive = _S_obo.unpack_from(buf, pos)
-    pos += _S_obo.size
+    pos += 3
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return CreateTopicsResponse.CreatableTopicConfigs(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive), pos
+    return _C_CreateTopicsResponse_CreatableTopicConfigs(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive), pos
 
 
 def _e_CreateTopicsResponse_CreatableTopicResult_v2(o: CreateTopicsResponse.CreatableTopicResult, out: bytearray) -> None:
@@ -3184,9 +3656,9 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v2(o: CreateTopicsResponse.Crea
 def _d_CreateTopicsResponse_CreatableTopicResult_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse.CreatableTopicResult, int]:
     f_name, pos = r_str(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
-    return CreateTopicsResponse.CreatableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_CreateTopicsResponse_CreatableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_CreateTopicsResponse_CreatableTopicResult_v5(o: CreateTopicsResponse.CreatableTopicResult, out: bytearray) -> None:
@@ -3212,12 +3684,16 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v5(o: CreateTopicsResponse.Crea
 def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse.CreatableTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_configs: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_configs = None
     else:
@@ -3240,7 +3716,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf: memoryview, pos: int) -
             if pos != end:
                 raise MalformedMessage('tagged field TopicConfigErrorCode has the wrong size')
         pos = end
-    return CreateTopicsResponse.CreatableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message, num_partitions=f_num_partitions, replication_factor=f_replication_factor, configs=f_configs, topic_config_error_code=f_topic_config_error_code), pos
+    return _C_CreateTopicsResponse_CreatableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message, num_partitions=f_num_partitions, replication_factor=f_replication_factor, configs=f_configs, topic_config_error_code=f_topic_config_error_code), pos
 
 
 def _e_CreateTopicsResponse_CreatableTopicResult_v7(o: CreateTopicsResponse.CreatableTopicResult, out: bytearray) -> None:
@@ -3266,13 +3742,17 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v7(o: CreateTopicsResponse.Crea
 def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse.CreatableTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
     f_topic_id, f_error_code = _S_16sh.unpack_from(buf, pos)
-    pos += _S_16sh.size
+    pos += 18
     f_topic_id = make_uuid(f_topic_id)
     f_error_message, pos = r_cnstr(buf, pos)
     f_num_partitions, f_replication_factor = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_configs: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_configs = None
     else:
@@ -3295,7 +3775,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf: memoryview, pos: int) -
             if pos != end:
                 raise MalformedMessage('tagged field TopicConfigErrorCode has the wrong size')
         pos = end
-    return CreateTopicsResponse.CreatableTopicResult(name=f_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message, num_partitions=f_num_partitions, replication_factor=f_replication_factor, configs=f_configs, topic_config_error_code=f_topic_config_error_code), pos
+    return _C_CreateTopicsResponse_CreatableTopicResult(name=f_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message, num_partitions=f_num_partitions, replication_factor=f_replication_factor, configs=f_configs, topic_config_error_code=f_topic_config_error_code), pos
 
 
 def _e_CreateTopicsResponse_v2(o: CreateTopicsResponse, out: bytearray) -> None:
@@ -3308,7 +3788,7 @@ def _e_CreateTopicsResponse_v2(o: CreateTopicsResponse, out: bytearray) -> None:
 
 def _d_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -3323,7 +3803,10 @@ def _d_CreateTopicsResponse_v2(buf: memoryview, pos: int) -> tuple[CreateTopicsR
 def _e_CreateTopicsResponse_v5(o: CreateTopicsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_CreateTopicsResponse_CreatableTopicResult_v5(x_topics, out)
     out.append(0)
@@ -3331,8 +3814,12 @@ def _e_CreateTopicsResponse_v5(o: CreateTopicsResponse, out: bytearray) -> None:
 
 def _d_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3350,7 +3837,10 @@ def _d_CreateTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[CreateTopicsR
 def _e_CreateTopicsResponse_v7(o: CreateTopicsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_CreateTopicsResponse_CreatableTopicResult_v7(x_topics, out)
     out.append(0)
@@ -3358,8 +3848,12 @@ def _e_CreateTopicsResponse_v7(o: CreateTopicsResponse, out: bytearray) -> None:
 
 def _d_CreateTopicsResponse_v7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3399,14 +3893,21 @@ def _d_DeleteGroupsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
 
 def _e_DeleteGroupsRequest_v2(o: DeleteGroupsRequest, out: bytearray) -> None:
     a_groups_names = o.groups_names
-    w_carray_len(out, a_groups_names)
+    if len(a_groups_names) < 127:
+        out.append(len(a_groups_names) + 1)
+    else:
+        w_carray_len(out, a_groups_names)
     for x_groups_names in a_groups_names:
         w_cstr(out, x_groups_names)
     out.append(0)
 
 
 def _d_DeleteGroupsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array GroupsNames')
     items_groups_names: list[Any] = []
@@ -3433,8 +3934,8 @@ def _e_DeleteGroupsResponse_DeletableGroupResult_v0(o: DeleteGroupsResponse.Dele
 def _d_DeleteGroupsResponse_DeletableGroupResult_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse.DeletableGroupResult, int]:
     f_group_id, pos = r_str(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    return DeleteGroupsResponse.DeletableGroupResult(group_id=f_group_id, error_code=f_error_code), pos
+    pos += 2
+    return _C_DeleteGroupsResponse_DeletableGroupResult(group_id=f_group_id, error_code=f_error_code), pos
 
 
 def _e_DeleteGroupsResponse_DeletableGroupResult_v2(o: DeleteGroupsResponse.DeletableGroupResult, out: bytearray) -> None:
@@ -3446,12 +3947,12 @@ def _e_DeleteGroupsResponse_DeletableGroupResult_v2(o: DeleteGroupsResponse.Dele
 def _d_DeleteGroupsResponse_DeletableGroupResult_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse.DeletableGroupResult, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteGroupsResponse.DeletableGroupResult(group_id=f_group_id, error_code=f_error_code), pos
+    return _C_DeleteGroupsResponse_DeletableGroupResult(group_id=f_group_id, error_code=f_error_code), pos
 
 
 def _e_DeleteGroupsResponse_DeletableGroupResult_v3(o: DeleteGroupsResponse.DeletableGroupResult, out: bytearray) -> None:
@@ -3464,13 +3965,13 @@ def _e_DeleteGroupsResponse_DeletableGroupResult_v3(o: DeleteGroupsResponse.Dele
 def _d_DeleteGroupsResponse_DeletableGroupResult_v3(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse.DeletableGroupResult, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteGroupsResponse.DeletableGroupResult(group_id=f_group_id, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DeleteGroupsResponse_DeletableGroupResult(group_id=f_group_id, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DeleteGroupsResponse_v0(o: DeleteGroupsResponse, out: bytearray) -> None:
@@ -3483,7 +3984,7 @@ def _e_DeleteGroupsResponse_v0(o: DeleteGroupsResponse, out: bytearray) -> None:
 
 def _d_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
@@ -3498,7 +3999,10 @@ def _d_DeleteGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteGroupsR
 def _e_DeleteGroupsResponse_v2(o: DeleteGroupsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_results = o.results
-    w_carray_len(out, a_results)
+    if len(a_results) < 127:
+        out.append(len(a_results) + 1)
+    else:
+        w_carray_len(out, a_results)
     for x_results in a_results:
         _e_DeleteGroupsResponse_DeletableGroupResult_v2(x_results, out)
     out.append(0)
@@ -3506,8 +4010,12 @@ def _e_DeleteGroupsResponse_v2(o: DeleteGroupsResponse, out: bytearray) -> None:
 
 def _d_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
     items_results: list[Any] = []
@@ -3525,7 +4033,10 @@ def _d_DeleteGroupsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteGroupsR
 def _e_DeleteGroupsResponse_v3(o: DeleteGroupsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_results = o.results
-    w_carray_len(out, a_results)
+    if len(a_results) < 127:
+        out.append(len(a_results) + 1)
+    else:
+        w_carray_len(out, a_results)
     for x_results in a_results:
         _e_DeleteGroupsResponse_DeletableGroupResult_v3(x_results, out)
     out.append(0)
@@ -3533,8 +4044,12 @@ def _e_DeleteGroupsResponse_v3(o: DeleteGroupsResponse, out: bytearray) -> None:
 
 def _d_DeleteGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
     items_results: list[Any] = []
@@ -3559,8 +4074,8 @@ def _e_DeleteRecordsRequest_DeleteRecordsPartition_v0(o: DeleteRecordsRequest.De
 
 def _d_DeleteRecordsRequest_DeleteRecordsPartition_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest.DeleteRecordsPartition, int]:
     f_partition_index, f_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
-    return DeleteRecordsRequest.DeleteRecordsPartition(partition_index=f_partition_index, offset=f_offset), pos
+    pos += 12
+    return _C_DeleteRecordsRequest_DeleteRecordsPartition(partition_index=f_partition_index, offset=f_offset), pos
 
 
 def _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(o: DeleteRecordsRequest.DeleteRecordsPartition, out: bytearray) -> None:
@@ -3570,12 +4085,12 @@ def _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(o: DeleteRecordsRequest.De
 
 def _d_DeleteRecordsRequest_DeleteRecordsPartition_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest.DeleteRecordsPartition, int]:
     f_partition_index, f_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteRecordsRequest.DeleteRecordsPartition(partition_index=f_partition_index, offset=f_offset), pos
+    return _C_DeleteRecordsRequest_DeleteRecordsPartition(partition_index=f_partition_index, offset=f_offset), pos
 
 
 def _e_DeleteRecordsRequest_DeleteRecordsTopic_v0(o: DeleteRecordsRequest.DeleteRecordsTopic, out: bytearray) -> None:
@@ -3596,13 +4111,16 @@ def _d_DeleteRecordsRequest_DeleteRecordsTopic_v0(buf: memoryview, pos: int) -> 
         x_partitions, pos = _d_DeleteRecordsRequest_DeleteRecordsPartition_v0(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return DeleteRecordsRequest.DeleteRecordsTopic(name=f_name, partitions=f_partitions), pos
+    return _C_DeleteRecordsRequest_DeleteRecordsTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(o: DeleteRecordsRequest.DeleteRecordsTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(x_partitions, out)
     out.append(0)
@@ -3610,7 +4128,11 @@ def _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(o: DeleteRecordsRequest.Delete
 
 def _d_DeleteRecordsRequest_DeleteRecordsTopic_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest.DeleteRecordsTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -3622,7 +4144,7 @@ def _d_DeleteRecordsRequest_DeleteRecordsTopic_v2(buf: memoryview, pos: int) -> 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteRecordsRequest.DeleteRecordsTopic(name=f_name, partitions=f_partitions), pos
+    return _C_DeleteRecordsRequest_DeleteRecordsTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_DeleteRecordsRequest_v0(o: DeleteRecordsRequest, out: bytearray) -> None:
@@ -3643,13 +4165,16 @@ def _d_DeleteRecordsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteRecords
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return DeleteRecordsRequest(topics=f_topics, timeout_ms=f_timeout_ms), pos
 
 
 def _e_DeleteRecordsRequest_v2(o: DeleteRecordsRequest, out: bytearray) -> None:
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(x_topics, out)
     out += _S_i.pack(o.timeout_ms)
@@ -3657,7 +4182,11 @@ def _e_DeleteRecordsRequest_v2(o: DeleteRecordsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3666,7 +4195,7 @@ def _d_DeleteRecordsRequest_v2(buf: memoryview, pos: int) -> tuple[DeleteRecords
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -3684,8 +4213,8 @@ def _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(o: DeleteRecordsRes
 
 def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse.DeleteRecordsPartitionResult, int]:
     f_partition_index, f_low_watermark, f_error_code = _S_iqh.unpack_from(buf, pos)
-    pos += _S_iqh.size
-    return DeleteRecordsResponse.DeleteRecordsPartitionResult(partition_index=f_partition_index, low_watermark=f_low_watermark, error_code=f_error_code), pos
+    pos += 14
+    return _C_DeleteRecordsResponse_DeleteRecordsPartitionResult(partition_index=f_partition_index, low_watermark=f_low_watermark, error_code=f_error_code), pos
 
 
 def _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(o: DeleteRecordsResponse.DeleteRecordsPartitionResult, out: bytearray) -> None:
@@ -3695,12 +4224,12 @@ def _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(o: DeleteRecordsRes
 
 def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse.DeleteRecordsPartitionResult, int]:
     f_partition_index, f_low_watermark, f_error_code = _S_iqh.unpack_from(buf, pos)
-    pos += _S_iqh.size
+    pos += 14
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteRecordsResponse.DeleteRecordsPartitionResult(partition_index=f_partition_index, low_watermark=f_low_watermark, error_code=f_error_code), pos
+    return _C_DeleteRecordsResponse_DeleteRecordsPartitionResult(partition_index=f_partition_index, low_watermark=f_low_watermark, error_code=f_error_code), pos
 
 
 def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(o: DeleteRecordsResponse.DeleteRecordsTopicResult, out: bytearray) -> None:
@@ -3721,13 +4250,16 @@ def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(buf: memoryview, pos: i
         x_partitions, pos = _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return DeleteRecordsResponse.DeleteRecordsTopicResult(name=f_name, partitions=f_partitions), pos
+    return _C_DeleteRecordsResponse_DeleteRecordsTopicResult(name=f_name, partitions=f_partitions), pos
 
 
 def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(o: DeleteRecordsResponse.DeleteRecordsTopicResult, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(x_partitions, out)
     out.append(0)
@@ -3735,7 +4267,11 @@ def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(o: DeleteRecordsRespons
 
 def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse.DeleteRecordsTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -3747,7 +4283,7 @@ def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteRecordsResponse.DeleteRecordsTopicResult(name=f_name, partitions=f_partitions), pos
+    return _C_DeleteRecordsResponse_DeleteRecordsTopicResult(name=f_name, partitions=f_partitions), pos
 
 
 def _e_DeleteRecordsResponse_v0(o: DeleteRecordsResponse, out: bytearray) -> None:
@@ -3760,7 +4296,7 @@ def _e_DeleteRecordsResponse_v0(o: DeleteRecordsResponse, out: bytearray) -> Non
 
 def _d_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -3775,7 +4311,10 @@ def _d_DeleteRecordsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteRecord
 def _e_DeleteRecordsResponse_v2(o: DeleteRecordsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(x_topics, out)
     out.append(0)
@@ -3783,8 +4322,12 @@ def _e_DeleteRecordsResponse_v2(o: DeleteRecordsResponse, out: bytearray) -> Non
 
 def _d_DeleteRecordsResponse_v2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3814,13 +4357,16 @@ def _d_DeleteShareGroupOffsetsRequest_DeleteShareGroupOffsetsRequestTopic_v0(buf
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic(topic_name=f_topic_name), pos
+    return _C_DeleteShareGroupOffsetsRequest_DeleteShareGroupOffsetsRequestTopic(topic_name=f_topic_name), pos
 
 
 def _e_DeleteShareGroupOffsetsRequest_v0(o: DeleteShareGroupOffsetsRequest, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DeleteShareGroupOffsetsRequest_DeleteShareGroupOffsetsRequestTopic_v0(x_topics, out)
     out.append(0)
@@ -3828,7 +4374,11 @@ def _e_DeleteShareGroupOffsetsRequest_v0(o: DeleteShareGroupOffsetsRequest, out:
 
 def _d_DeleteShareGroupOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[DeleteShareGroupOffsetsRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -3857,21 +4407,24 @@ def _e_DeleteShareGroupOffsetsResponse_DeleteShareGroupOffsetsResponseTopic_v0(o
 def _d_DeleteShareGroupOffsetsResponse_DeleteShareGroupOffsetsResponseTopic_v0(buf: memoryview, pos: int) -> tuple[DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_topic_id, f_error_code = _S_16sh.unpack_from(buf, pos)
-    pos += _S_16sh.size
+    pos += 18
     f_topic_id = make_uuid(f_topic_id)
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DeleteShareGroupOffsetsResponse_DeleteShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DeleteShareGroupOffsetsResponse_v0(o: DeleteShareGroupOffsetsResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     w_cnstr(out, o.error_message)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_DeleteShareGroupOffsetsResponse_DeleteShareGroupOffsetsResponseTopic_v0(x_responses, out)
     out.append(0)
@@ -3879,9 +4432,13 @@ def _e_DeleteShareGroupOffsetsResponse_v0(o: DeleteShareGroupOffsetsResponse, ou
 
 def _d_DeleteShareGroupOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[DeleteShareGroupOffsetsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -3908,7 +4465,7 @@ def _e_DeleteTopicsRequest_DeleteTopicState_v1(o: DeleteTopicsRequest.DeleteTopi
 
 
 def _d_DeleteTopicsRequest_DeleteTopicState_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest.DeleteTopicState, int]:
-    return DeleteTopicsRequest.DeleteTopicState(), pos
+    return _C_DeleteTopicsRequest_DeleteTopicState(), pos
 
 
 def _e_DeleteTopicsRequest_DeleteTopicState_v4(o: DeleteTopicsRequest.DeleteTopicState, out: bytearray) -> None:
@@ -3924,7 +4481,7 @@ def _d_DeleteTopicsRequest_DeleteTopicState_v4(buf: memoryview, pos: int) -> tup
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteTopicsRequest.DeleteTopicState(), pos
+    return _C_DeleteTopicsRequest_DeleteTopicState(), pos
 
 
 def _e_DeleteTopicsRequest_DeleteTopicState_v6(o: DeleteTopicsRequest.DeleteTopicState, out: bytearray) -> None:
@@ -3936,13 +4493,13 @@ def _e_DeleteTopicsRequest_DeleteTopicState_v6(o: DeleteTopicsRequest.DeleteTopi
 def _d_DeleteTopicsRequest_DeleteTopicState_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest.DeleteTopicState, int]:
     f_name, pos = r_cnstr(buf, pos)
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteTopicsRequest.DeleteTopicState(name=f_name, topic_id=f_topic_id), pos
+    return _C_DeleteTopicsRequest_DeleteTopicState(name=f_name, topic_id=f_topic_id), pos
 
 
 def _e_DeleteTopicsRequest_v1(o: DeleteTopicsRequest, out: bytearray) -> None:
@@ -3965,7 +4522,7 @@ def _d_DeleteTopicsRequest_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         items_topic_names.append(x_topic_names)
     f_topic_names = items_topic_names
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return DeleteTopicsRequest(topic_names=f_topic_names, timeout_ms=f_timeout_ms), pos
 
 
@@ -3973,7 +4530,10 @@ def _e_DeleteTopicsRequest_v4(o: DeleteTopicsRequest, out: bytearray) -> None:
     if o.topics:
         raise version_error('Topics')
     a_topic_names = o.topic_names
-    w_carray_len(out, a_topic_names)
+    if len(a_topic_names) < 127:
+        out.append(len(a_topic_names) + 1)
+    else:
+        w_carray_len(out, a_topic_names)
     for x_topic_names in a_topic_names:
         w_cstr(out, x_topic_names)
     out += _S_i.pack(o.timeout_ms)
@@ -3981,7 +4541,11 @@ def _e_DeleteTopicsRequest_v4(o: DeleteTopicsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicNames')
     items_topic_names: list[Any] = []
@@ -3990,7 +4554,7 @@ def _d_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         items_topic_names.append(x_topic_names)
     f_topic_names = items_topic_names
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4000,7 +4564,10 @@ def _d_DeleteTopicsRequest_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 
 def _e_DeleteTopicsRequest_v6(o: DeleteTopicsRequest, out: bytearray) -> None:
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DeleteTopicsRequest_DeleteTopicState_v6(x_topics, out)
     out += _S_i.pack(o.timeout_ms)
@@ -4008,7 +4575,11 @@ def _e_DeleteTopicsRequest_v6(o: DeleteTopicsRequest, out: bytearray) -> None:
 
 
 def _d_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -4017,7 +4588,7 @@ def _d_DeleteTopicsRequest_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4039,8 +4610,8 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_v1(o: DeleteTopicsResponse.Dele
 def _d_DeleteTopicsResponse_DeletableTopicResult_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse.DeletableTopicResult, int]:
     f_name, pos = r_str(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    return DeleteTopicsResponse.DeletableTopicResult(name=f_name, error_code=f_error_code), pos
+    pos += 2
+    return _C_DeleteTopicsResponse_DeletableTopicResult(name=f_name, error_code=f_error_code), pos
 
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v4(o: DeleteTopicsResponse.DeletableTopicResult, out: bytearray) -> None:
@@ -4054,12 +4625,12 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_v4(o: DeleteTopicsResponse.Dele
 def _d_DeleteTopicsResponse_DeletableTopicResult_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse.DeletableTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteTopicsResponse.DeletableTopicResult(name=f_name, error_code=f_error_code), pos
+    return _C_DeleteTopicsResponse_DeletableTopicResult(name=f_name, error_code=f_error_code), pos
 
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v5(o: DeleteTopicsResponse.DeletableTopicResult, out: bytearray) -> None:
@@ -4074,13 +4645,13 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_v5(o: DeleteTopicsResponse.Dele
 def _d_DeleteTopicsResponse_DeletableTopicResult_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse.DeletableTopicResult, int]:
     f_name, pos = r_cstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteTopicsResponse.DeletableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DeleteTopicsResponse_DeletableTopicResult(name=f_name, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v6(o: DeleteTopicsResponse.DeletableTopicResult, out: bytearray) -> None:
@@ -4093,14 +4664,14 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_v6(o: DeleteTopicsResponse.Dele
 def _d_DeleteTopicsResponse_DeletableTopicResult_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse.DeletableTopicResult, int]:
     f_name, pos = r_cnstr(buf, pos)
     f_topic_id, f_error_code = _S_16sh.unpack_from(buf, pos)
-    pos += _S_16sh.size
+    pos += 18
     f_topic_id = make_uuid(f_topic_id)
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DeleteTopicsResponse.DeletableTopicResult(name=f_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DeleteTopicsResponse_DeletableTopicResult(name=f_name, topic_id=f_topic_id, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DeleteTopicsResponse_v1(o: DeleteTopicsResponse, out: bytearray) -> None:
@@ -4113,7 +4684,7 @@ def _e_DeleteTopicsResponse_v1(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 def _d_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -4128,7 +4699,10 @@ def _d_DeleteTopicsResponse_v1(buf: memoryview, pos: int) -> tuple[DeleteTopicsR
 def _e_DeleteTopicsResponse_v4(o: DeleteTopicsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_DeleteTopicsResponse_DeletableTopicResult_v4(x_responses, out)
     out.append(0)
@@ -4136,8 +4710,12 @@ def _e_DeleteTopicsResponse_v4(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 def _d_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -4155,7 +4733,10 @@ def _d_DeleteTopicsResponse_v4(buf: memoryview, pos: int) -> tuple[DeleteTopicsR
 def _e_DeleteTopicsResponse_v5(o: DeleteTopicsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_DeleteTopicsResponse_DeletableTopicResult_v5(x_responses, out)
     out.append(0)
@@ -4163,8 +4744,12 @@ def _e_DeleteTopicsResponse_v5(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 def _d_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -4182,7 +4767,10 @@ def _d_DeleteTopicsResponse_v5(buf: memoryview, pos: int) -> tuple[DeleteTopicsR
 def _e_DeleteTopicsResponse_v6(o: DeleteTopicsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_DeleteTopicsResponse_DeletableTopicResult_v6(x_responses, out)
     out.append(0)
@@ -4190,8 +4778,12 @@ def _e_DeleteTopicsResponse_v6(o: DeleteTopicsResponse, out: bytearray) -> None:
 
 def _d_DeleteTopicsResponse_v6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -4221,7 +4813,7 @@ def _e_DescribeClusterRequest_v0(o: DescribeClusterRequest, out: bytearray) -> N
 
 def _d_DescribeClusterRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     f_include_cluster_authorized_operations, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4238,7 +4830,7 @@ def _e_DescribeClusterRequest_v1(o: DescribeClusterRequest, out: bytearray) -> N
 
 def _d_DescribeClusterRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     f_include_cluster_authorized_operations, f_endpoint_type = _S_ob.unpack_from(buf, pos)
-    pos += _S_ob.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4253,7 +4845,7 @@ def _e_DescribeClusterRequest_v2(o: DescribeClusterRequest, out: bytearray) -> N
 
 def _d_DescribeClusterRequest_v2(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:
     f_include_cluster_authorized_operations, f_endpoint_type, f_include_fenced_brokers = _S_obo.unpack_from(buf, pos)
-    pos += _S_obo.size
+    pos += 3
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4277,16 +4869,16 @@ def _e_DescribeClusterResponse_DescribeClusterBroker_v0(o: DescribeClusterRespon
 
 def _d_DescribeClusterResponse_DescribeClusterBroker_v0(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse.DescribeClusterBroker, int]:
     f_broker_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeClusterResponse.DescribeClusterBroker(broker_id=f_broker_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_DescribeClusterResponse_DescribeClusterBroker(broker_id=f_broker_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_DescribeClusterResponse_DescribeClusterBroker_v2(o: DescribeClusterResponse.DescribeClusterBroker, out: bytearray) -> None:
@@ -4300,18 +4892,18 @@ def _e_DescribeClusterResponse_DescribeClusterBroker_v2(o: DescribeClusterRespon
 
 def _d_DescribeClusterResponse_DescribeClusterBroker_v2(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse.DescribeClusterBroker, int]:
     f_broker_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     f_is_fenced, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeClusterResponse.DescribeClusterBroker(broker_id=f_broker_id, host=f_host, port=f_port, rack=f_rack, is_fenced=f_is_fenced), pos
+    return _C_DescribeClusterResponse_DescribeClusterBroker(broker_id=f_broker_id, host=f_host, port=f_port, rack=f_rack, is_fenced=f_is_fenced), pos
 
 
 def _e_DescribeClusterResponse_v0(o: DescribeClusterResponse, out: bytearray) -> None:
@@ -4322,7 +4914,10 @@ def _e_DescribeClusterResponse_v0(o: DescribeClusterResponse, out: bytearray) ->
     w_cstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_DescribeClusterResponse_DescribeClusterBroker_v0(x_brokers, out)
     out += _S_i.pack(o.cluster_authorized_operations)
@@ -4331,12 +4926,16 @@ def _e_DescribeClusterResponse_v0(o: DescribeClusterResponse, out: bytearray) ->
 
 def _d_DescribeClusterResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_cluster_id, pos = r_cstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -4345,7 +4944,7 @@ def _d_DescribeClusterResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeCl
         items_brokers.append(x_brokers)
     f_brokers = items_brokers
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4360,7 +4959,10 @@ def _e_DescribeClusterResponse_v1(o: DescribeClusterResponse, out: bytearray) ->
     w_cstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_DescribeClusterResponse_DescribeClusterBroker_v0(x_brokers, out)
     out += _S_i.pack(o.cluster_authorized_operations)
@@ -4369,14 +4971,18 @@ def _e_DescribeClusterResponse_v1(o: DescribeClusterResponse, out: bytearray) ->
 
 def _d_DescribeClusterResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_endpoint_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_cluster_id, pos = r_cstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -4385,7 +4991,7 @@ def _d_DescribeClusterResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeCl
         items_brokers.append(x_brokers)
     f_brokers = items_brokers
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4400,7 +5006,10 @@ def _e_DescribeClusterResponse_v2(o: DescribeClusterResponse, out: bytearray) ->
     w_cstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_DescribeClusterResponse_DescribeClusterBroker_v2(x_brokers, out)
     out += _S_i.pack(o.cluster_authorized_operations)
@@ -4409,14 +5018,18 @@ def _e_DescribeClusterResponse_v2(o: DescribeClusterResponse, out: bytearray) ->
 
 def _d_DescribeClusterResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_endpoint_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_cluster_id, pos = r_cstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -4425,7 +5038,7 @@ def _d_DescribeClusterResponse_v2(buf: memoryview, pos: int) -> tuple[DescribeCl
         items_brokers.append(x_brokers)
     f_brokers = items_brokers
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4449,7 +5062,7 @@ def _e_DescribeConfigsRequest_DescribeConfigsResource_v1(o: DescribeConfigsReque
 
 def _d_DescribeConfigsRequest_DescribeConfigsResource_v1(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest.DescribeConfigsResource, int]:
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_str(buf, pos)
     f_configuration_keys: Any
     n, pos = array_len(buf, pos)
@@ -4461,7 +5074,7 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_v1(buf: memoryview, pos: i
             x_configuration_keys, pos = r_str(buf, pos)
             items_configuration_keys.append(x_configuration_keys)
         f_configuration_keys = items_configuration_keys
-    return DescribeConfigsRequest.DescribeConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configuration_keys=f_configuration_keys), pos
+    return _C_DescribeConfigsRequest_DescribeConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configuration_keys=f_configuration_keys), pos
 
 
 def _e_DescribeConfigsRequest_DescribeConfigsResource_v4(o: DescribeConfigsRequest.DescribeConfigsResource, out: bytearray) -> None:
@@ -4477,10 +5090,14 @@ def _e_DescribeConfigsRequest_DescribeConfigsResource_v4(o: DescribeConfigsReque
 
 def _d_DescribeConfigsRequest_DescribeConfigsResource_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest.DescribeConfigsResource, int]:
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_cstr(buf, pos)
     f_configuration_keys: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_configuration_keys = None
     else:
@@ -4493,7 +5110,7 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_v4(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeConfigsRequest.DescribeConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configuration_keys=f_configuration_keys), pos
+    return _C_DescribeConfigsRequest_DescribeConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configuration_keys=f_configuration_keys), pos
 
 
 def _e_DescribeConfigsRequest_v1(o: DescribeConfigsRequest, out: bytearray) -> None:
@@ -4516,7 +5133,7 @@ def _d_DescribeConfigsRequest_v1(buf: memoryview, pos: int) -> tuple[DescribeCon
         items_resources.append(x_resources)
     f_resources = items_resources
     f_include_synonyms, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     return DescribeConfigsRequest(resources=f_resources, include_synonyms=f_include_synonyms), pos
 
 
@@ -4538,13 +5155,16 @@ def _d_DescribeConfigsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeCon
         items_resources.append(x_resources)
     f_resources = items_resources
     f_include_synonyms, f_include_documentation = _S_oo.unpack_from(buf, pos)
-    pos += _S_oo.size
+    pos += 2
     return DescribeConfigsRequest(resources=f_resources, include_synonyms=f_include_synonyms, include_documentation=f_include_documentation), pos
 
 
 def _e_DescribeConfigsRequest_v4(o: DescribeConfigsRequest, out: bytearray) -> None:
     a_resources = o.resources
-    w_carray_len(out, a_resources)
+    if len(a_resources) < 127:
+        out.append(len(a_resources) + 1)
+    else:
+        w_carray_len(out, a_resources)
     for x_resources in a_resources:
         _e_DescribeConfigsRequest_DescribeConfigsResource_v4(x_resources, out)
     out += _S_oo.pack(o.include_synonyms, o.include_documentation)
@@ -4552,7 +5172,11 @@ def _e_DescribeConfigsRequest_v4(o: DescribeConfigsRequest, out: bytearray) -> N
 
 
 def _d_DescribeConfigsRequest_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Resources')
     items_resources: list[Any] = []
@@ -4561,7 +5185,7 @@ def _d_DescribeConfigsRequest_v4(buf: memoryview, pos: int) -> tuple[DescribeCon
         items_resources.append(x_resources)
     f_resources = items_resources
     f_include_synonyms, f_include_documentation = _S_oo.unpack_from(buf, pos)
-    pos += _S_oo.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4583,8 +5207,8 @@ def _d_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf: memoryview, pos: i
     f_name, pos = r_str(buf, pos)
     f_value, pos = r_nstr(buf, pos)
     f_source, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
-    return DescribeConfigsResponse.DescribeConfigsSynonym(name=f_name, value=f_value, source=f_source), pos
+    pos += 1
+    return _C_DescribeConfigsResponse_DescribeConfigsSynonym(name=f_name, value=f_value, source=f_source), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(o: DescribeConfigsResponse.DescribeConfigsSynonym, out: bytearray) -> None:
@@ -4598,12 +5222,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsSynonym_v4(buf: memoryview, pos: i
     f_name, pos = r_cstr(buf, pos)
     f_value, pos = r_cnstr(buf, pos)
     f_source, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeConfigsResponse.DescribeConfigsSynonym(name=f_name, value=f_value, source=f_source), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsSynonym(name=f_name, value=f_value, source=f_source), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(o: DescribeConfigsResponse.DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -4620,7 +5244,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf: memoryview,
     f_name, pos = r_str(buf, pos)
     f_value, pos = r_nstr(buf, pos)
     f_read_only, f_config_source, f_is_sensitive = _S_obo.unpack_from(buf, pos)
-    pos += _S_obo.size
+    pos += 3
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Synonyms')
@@ -4629,7 +5253,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf: memoryview,
         x_synonyms, pos = _d_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos)
         items_synonyms.append(x_synonyms)
     f_synonyms = items_synonyms
-    return DescribeConfigsResponse.DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(o: DescribeConfigsResponse.DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -4648,7 +5272,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf: memoryview,
     f_name, pos = r_str(buf, pos)
     f_value, pos = r_nstr(buf, pos)
     f_read_only, f_config_source, f_is_sensitive = _S_obo.unpack_from(buf, pos)
-    pos += _S_obo.size
+    pos += 3
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Synonyms')
@@ -4658,9 +5282,9 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf: memoryview,
         items_synonyms.append(x_synonyms)
     f_synonyms = items_synonyms
     f_config_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_documentation, pos = r_nstr(buf, pos)
-    return DescribeConfigsResponse.DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms, config_type=f_config_type, documentation=f_documentation), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms, config_type=f_config_type, documentation=f_documentation), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(o: DescribeConfigsResponse.DescribeConfigsResourceResult, out: bytearray) -> None:
@@ -4668,7 +5292,10 @@ def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(o: DescribeConfi
     w_cnstr(out, o.value)
     out += _S_obo.pack(o.read_only, o.config_source, o.is_sensitive)
     a_synonyms = o.synonyms
-    w_carray_len(out, a_synonyms)
+    if len(a_synonyms) < 127:
+        out.append(len(a_synonyms) + 1)
+    else:
+        w_carray_len(out, a_synonyms)
     for x_synonyms in a_synonyms:
         _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(x_synonyms, out)
     out += _S_b.pack(o.config_type)
@@ -4680,8 +5307,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf: memoryview,
     f_name, pos = r_cstr(buf, pos)
     f_value, pos = r_cnstr(buf, pos)
     f_read_only, f_config_source, f_is_sensitive = _S_obo.unpack_from(buf, pos)
-    pos += _S_obo.size
-    n, pos = carray_len(buf, pos)
+    pos += 3
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Synonyms')
     items_synonyms: list[Any] = []
@@ -4690,13 +5321,13 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf: memoryview,
         items_synonyms.append(x_synonyms)
     f_synonyms = items_synonyms
     f_config_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_documentation, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeConfigsResponse.DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms, config_type=f_config_type, documentation=f_documentation), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResourceResult(name=f_name, value=f_value, read_only=f_read_only, config_source=f_config_source, is_sensitive=f_is_sensitive, synonyms=f_synonyms, config_type=f_config_type, documentation=f_documentation), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResult_v1(o: DescribeConfigsResponse.DescribeConfigsResult, out: bytearray) -> None:
@@ -4712,10 +5343,10 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v1(o: DescribeConfigsRespon
 
 def _d_DescribeConfigsResponse_DescribeConfigsResult_v1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse.DescribeConfigsResult, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -4725,7 +5356,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v1(buf: memoryview, pos: in
         x_configs, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf, pos)
         items_configs.append(x_configs)
     f_configs = items_configs
-    return DescribeConfigsResponse.DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResult_v3(o: DescribeConfigsResponse.DescribeConfigsResult, out: bytearray) -> None:
@@ -4741,10 +5372,10 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v3(o: DescribeConfigsRespon
 
 def _d_DescribeConfigsResponse_DescribeConfigsResult_v3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse.DescribeConfigsResult, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -4754,7 +5385,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v3(buf: memoryview, pos: in
         x_configs, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf, pos)
         items_configs.append(x_configs)
     f_configs = items_configs
-    return DescribeConfigsResponse.DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
 
 
 def _e_DescribeConfigsResponse_DescribeConfigsResult_v4(o: DescribeConfigsResponse.DescribeConfigsResult, out: bytearray) -> None:
@@ -4763,7 +5394,10 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v4(o: DescribeConfigsRespon
     out += _S_b.pack(o.resource_type)
     w_cstr(out, o.resource_name)
     a_configs = o.configs
-    w_carray_len(out, a_configs)
+    if len(a_configs) < 127:
+        out.append(len(a_configs) + 1)
+    else:
+        w_carray_len(out, a_configs)
     for x_configs in a_configs:
         _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(x_configs, out)
     out.append(0)
@@ -4771,12 +5405,16 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v4(o: DescribeConfigsRespon
 
 def _d_DescribeConfigsResponse_DescribeConfigsResult_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse.DescribeConfigsResult, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Configs')
     items_configs: list[Any] = []
@@ -4788,7 +5426,7 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v4(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeConfigsResponse.DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
+    return _C_DescribeConfigsResponse_DescribeConfigsResult(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
 
 
 def _e_DescribeConfigsResponse_v1(o: DescribeConfigsResponse, out: bytearray) -> None:
@@ -4801,7 +5439,7 @@ def _e_DescribeConfigsResponse_v1(o: DescribeConfigsResponse, out: bytearray) ->
 
 def _d_DescribeConfigsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
@@ -4823,7 +5461,7 @@ def _e_DescribeConfigsResponse_v3(o: DescribeConfigsResponse, out: bytearray) ->
 
 def _d_DescribeConfigsResponse_v3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
@@ -4838,7 +5476,10 @@ def _d_DescribeConfigsResponse_v3(buf: memoryview, pos: int) -> tuple[DescribeCo
 def _e_DescribeConfigsResponse_v4(o: DescribeConfigsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_results = o.results
-    w_carray_len(out, a_results)
+    if len(a_results) < 127:
+        out.append(len(a_results) + 1)
+    else:
+        w_carray_len(out, a_results)
     for x_results in a_results:
         _e_DescribeConfigsResponse_DescribeConfigsResult_v4(x_results, out)
     out.append(0)
@@ -4846,8 +5487,12 @@ def _e_DescribeConfigsResponse_v4(o: DescribeConfigsResponse, out: bytearray) ->
 
 def _d_DescribeConfigsResponse_v4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Results')
     items_results: list[Any] = []
@@ -4905,13 +5550,16 @@ def _d_DescribeGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[DescribeGrou
         items_groups.append(x_groups)
     f_groups = items_groups
     f_include_authorized_operations, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     return DescribeGroupsRequest(groups=f_groups, include_authorized_operations=f_include_authorized_operations), pos
 
 
 def _e_DescribeGroupsRequest_v5(o: DescribeGroupsRequest, out: bytearray) -> None:
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         w_cstr(out, x_groups)
     out += _S_o.pack(o.include_authorized_operations)
@@ -4919,7 +5567,11 @@ def _e_DescribeGroupsRequest_v5(o: DescribeGroupsRequest, out: bytearray) -> Non
 
 
 def _d_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -4928,7 +5580,7 @@ def _d_DescribeGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[DescribeGrou
         items_groups.append(x_groups)
     f_groups = items_groups
     f_include_authorized_operations, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -4954,7 +5606,7 @@ def _d_DescribeGroupsResponse_DescribedGroupMember_v0(buf: memoryview, pos: int)
     f_client_host, pos = r_str(buf, pos)
     f_member_metadata, pos = r_bytes(buf, pos)
     f_member_assignment, pos = r_bytes(buf, pos)
-    return DescribeGroupsResponse.DescribedGroupMember(member_id=f_member_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
+    return _C_DescribeGroupsResponse_DescribedGroupMember(member_id=f_member_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroupMember_v4(o: DescribeGroupsResponse.DescribedGroupMember, out: bytearray) -> None:
@@ -4973,7 +5625,7 @@ def _d_DescribeGroupsResponse_DescribedGroupMember_v4(buf: memoryview, pos: int)
     f_client_host, pos = r_str(buf, pos)
     f_member_metadata, pos = r_bytes(buf, pos)
     f_member_assignment, pos = r_bytes(buf, pos)
-    return DescribeGroupsResponse.DescribedGroupMember(member_id=f_member_id, group_instance_id=f_group_instance_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
+    return _C_DescribeGroupsResponse_DescribedGroupMember(member_id=f_member_id, group_instance_id=f_group_instance_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroupMember_v5(o: DescribeGroupsResponse.DescribedGroupMember, out: bytearray) -> None:
@@ -4997,7 +5649,7 @@ def _d_DescribeGroupsResponse_DescribedGroupMember_v5(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeGroupsResponse.DescribedGroupMember(member_id=f_member_id, group_instance_id=f_group_instance_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
+    return _C_DescribeGroupsResponse_DescribedGroupMember(member_id=f_member_id, group_instance_id=f_group_instance_id, client_id=f_client_id, client_host=f_client_host, member_metadata=f_member_metadata, member_assignment=f_member_assignment), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroup_v0(o: DescribeGroupsResponse.DescribedGroup, out: bytearray) -> None:
@@ -5018,7 +5670,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v0(o: DescribeGroupsResponse.Descri
 
 def _d_DescribeGroupsResponse_DescribedGroup_v0(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_group_id, pos = r_str(buf, pos)
     f_group_state, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
@@ -5031,7 +5683,7 @@ def _d_DescribeGroupsResponse_DescribedGroup_v0(buf: memoryview, pos: int) -> tu
         x_members, pos = _d_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos)
         items_members.append(x_members)
     f_members = items_members
-    return DescribeGroupsResponse.DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members), pos
+    return _C_DescribeGroupsResponse_DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroup_v3(o: DescribeGroupsResponse.DescribedGroup, out: bytearray) -> None:
@@ -5051,7 +5703,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v3(o: DescribeGroupsResponse.Descri
 
 def _d_DescribeGroupsResponse_DescribedGroup_v3(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_group_id, pos = r_str(buf, pos)
     f_group_state, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
@@ -5065,8 +5717,8 @@ def _d_DescribeGroupsResponse_DescribedGroup_v3(buf: memoryview, pos: int) -> tu
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    return DescribeGroupsResponse.DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
+    pos += 4
+    return _C_DescribeGroupsResponse_DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroup_v4(o: DescribeGroupsResponse.DescribedGroup, out: bytearray) -> None:
@@ -5086,7 +5738,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v4(o: DescribeGroupsResponse.Descri
 
 def _d_DescribeGroupsResponse_DescribedGroup_v4(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_group_id, pos = r_str(buf, pos)
     f_group_state, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
@@ -5100,8 +5752,8 @@ def _d_DescribeGroupsResponse_DescribedGroup_v4(buf: memoryview, pos: int) -> tu
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    return DescribeGroupsResponse.DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
+    pos += 4
+    return _C_DescribeGroupsResponse_DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroup_v5(o: DescribeGroupsResponse.DescribedGroup, out: bytearray) -> None:
@@ -5113,7 +5765,10 @@ def _e_DescribeGroupsResponse_DescribedGroup_v5(o: DescribeGroupsResponse.Descri
     w_cstr(out, o.protocol_type)
     w_cstr(out, o.protocol_data)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_DescribeGroupsResponse_DescribedGroupMember_v5(x_members, out)
     out += _S_i.pack(o.authorized_operations)
@@ -5122,12 +5777,16 @@ def _e_DescribeGroupsResponse_DescribedGroup_v5(o: DescribeGroupsResponse.Descri
 
 def _d_DescribeGroupsResponse_DescribedGroup_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_group_id, pos = r_cstr(buf, pos)
     f_group_state, pos = r_cstr(buf, pos)
     f_protocol_type, pos = r_cstr(buf, pos)
     f_protocol_data, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -5136,12 +5795,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_v5(buf: memoryview, pos: int) -> tu
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeGroupsResponse.DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
+    return _C_DescribeGroupsResponse_DescribedGroup(error_code=f_error_code, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_DescribeGroupsResponse_DescribedGroup_v6(o: DescribeGroupsResponse.DescribedGroup, out: bytearray) -> None:
@@ -5152,7 +5811,10 @@ def _e_DescribeGroupsResponse_DescribedGroup_v6(o: DescribeGroupsResponse.Descri
     w_cstr(out, o.protocol_type)
     w_cstr(out, o.protocol_data)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_DescribeGroupsResponse_DescribedGroupMember_v5(x_members, out)
     out += _S_i.pack(o.authorized_operations)
@@ -5161,13 +5823,17 @@ def _e_DescribeGroupsResponse_DescribedGroup_v6(o: DescribeGroupsResponse.Descri
 
 def _d_DescribeGroupsResponse_DescribedGroup_v6(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_group_id, pos = r_cstr(buf, pos)
     f_group_state, pos = r_cstr(buf, pos)
     f_protocol_type, pos = r_cstr(buf, pos)
     f_protocol_data, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -5176,12 +5842,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_v6(buf: memoryview, pos: int) -> tu
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeGroupsResponse.DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
+    return _C_DescribeGroupsResponse_DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, protocol_type=f_protocol_type, protocol_data=f_protocol_data, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_DescribeGroupsResponse_v0(o: DescribeGroupsResponse, out: bytearray) -> None:
@@ -5213,7 +5879,7 @@ def _e_DescribeGroupsResponse_v1(o: DescribeGroupsResponse, out: bytearray) -> N
 
 def _d_DescribeGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
@@ -5235,7 +5901,7 @@ def _e_DescribeGroupsResponse_v3(o: DescribeGroupsResponse, out: bytearray) -> N
 
 def _d_DescribeGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
@@ -5257,7 +5923,7 @@ def _e_DescribeGroupsResponse_v4(o: DescribeGroupsResponse, out: bytearray) -> N
 
 def _d_DescribeGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
@@ -5272,7 +5938,10 @@ def _d_DescribeGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[DescribeGro
 def _e_DescribeGroupsResponse_v5(o: DescribeGroupsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_DescribeGroupsResponse_DescribedGroup_v5(x_groups, out)
     out.append(0)
@@ -5280,8 +5949,12 @@ def _e_DescribeGroupsResponse_v5(o: DescribeGroupsResponse, out: bytearray) -> N
 
 def _d_DescribeGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -5299,7 +5972,10 @@ def _d_DescribeGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[DescribeGro
 def _e_DescribeGroupsResponse_v6(o: DescribeGroupsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_DescribeGroupsResponse_DescribedGroup_v6(x_groups, out)
     out.append(0)
@@ -5307,8 +5983,12 @@ def _e_DescribeGroupsResponse_v6(o: DescribeGroupsResponse, out: bytearray) -> N
 
 def _d_DescribeGroupsResponse_v6(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -5330,14 +6010,21 @@ DescribeGroupsResponse._decoders = {0: _d_DescribeGroupsResponse_v0, 1: _d_Descr
 def _e_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic_v0(o: DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic, out: bytearray) -> None:
     w_cstr(out, o.topic_name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -5346,7 +6033,7 @@ def _d_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic_v0
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic(topic_name=f_topic_name, partitions=f_partitions), pos
+    return _C_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestTopic(topic_name=f_topic_name, partitions=f_partitions), pos
 
 
 def _e_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup_v0(o: DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup, out: bytearray) -> None:
@@ -5362,7 +6049,11 @@ def _e_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup_v0
 def _d_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -5375,19 +6066,26 @@ def _d_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup_v0
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup(group_id=f_group_id, topics=f_topics), pos
+    return _C_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup(group_id=f_group_id, topics=f_topics), pos
 
 
 def _e_DescribeShareGroupOffsetsRequest_v0(o: DescribeShareGroupOffsetsRequest, out: bytearray) -> None:
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_DescribeShareGroupOffsetsRequest_DescribeShareGroupOffsetsRequestGroup_v0(x_groups, out)
     out.append(0)
 
 
 def _d_DescribeShareGroupOffsetsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -5414,13 +6112,13 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartit
 
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition, int]:
     f_partition_index, f_start_offset, f_leader_epoch, f_error_code = _S_iqih.unpack_from(buf, pos)
-    pos += _S_iqih.size
+    pos += 18
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition(partition_index=f_partition_index, start_offset=f_start_offset, leader_epoch=f_leader_epoch, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition(partition_index=f_partition_index, start_offset=f_start_offset, leader_epoch=f_leader_epoch, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition_v1(o: DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition, out: bytearray) -> None:
@@ -5431,20 +6129,23 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartit
 
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition_v1(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition, int]:
     f_partition_index, f_start_offset, f_leader_epoch, f_lag, f_error_code = _S_iqiqh.unpack_from(buf, pos)
-    pos += _S_iqiqh.size
+    pos += 26
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition(partition_index=f_partition_index, start_offset=f_start_offset, leader_epoch=f_leader_epoch, lag=f_lag, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition(partition_index=f_partition_index, start_offset=f_start_offset, leader_epoch=f_leader_epoch, lag=f_lag, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v0(o: DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic, out: bytearray) -> None:
     w_cstr(out, o.topic_name)
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition_v0(x_partitions, out)
     out.append(0)
@@ -5453,9 +6154,13 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -5467,14 +6172,17 @@ def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v1(o: DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic, out: bytearray) -> None:
     w_cstr(out, o.topic_name)
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponsePartition_v1(x_partitions, out)
     out.append(0)
@@ -5483,9 +6191,13 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v1(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -5497,13 +6209,16 @@ def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic(topic_name=f_topic_name, topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v0(o: DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v0(x_topics, out)
     out += _S_h.pack(o.error_code)
@@ -5513,7 +6228,11 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_
 
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -5522,19 +6241,22 @@ def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v1(o: DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseTopic_v1(x_topics, out)
     out += _S_h.pack(o.error_code)
@@ -5544,7 +6266,11 @@ def _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_
 
 def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v1(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -5553,19 +6279,22 @@ def _d_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_DescribeShareGroupOffsetsResponse_v0(o: DescribeShareGroupOffsetsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v0(x_groups, out)
     out.append(0)
@@ -5573,8 +6302,12 @@ def _e_DescribeShareGroupOffsetsResponse_v0(o: DescribeShareGroupOffsetsResponse
 
 def _d_DescribeShareGroupOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -5592,7 +6325,10 @@ def _d_DescribeShareGroupOffsetsResponse_v0(buf: memoryview, pos: int) -> tuple[
 def _e_DescribeShareGroupOffsetsResponse_v1(o: DescribeShareGroupOffsetsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_DescribeShareGroupOffsetsResponse_DescribeShareGroupOffsetsResponseGroup_v1(x_groups, out)
     out.append(0)
@@ -5600,8 +6336,12 @@ def _e_DescribeShareGroupOffsetsResponse_v1(o: DescribeShareGroupOffsetsResponse
 
 def _d_DescribeShareGroupOffsetsResponse_v1(buf: memoryview, pos: int) -> tuple[DescribeShareGroupOffsetsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -5631,7 +6371,7 @@ def _d_DescribeTopicPartitionsRequest_TopicRequest_v0(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeTopicPartitionsRequest.TopicRequest(name=f_name), pos
+    return _C_DescribeTopicPartitionsRequest_TopicRequest(name=f_name), pos
 
 
 def _e_DescribeTopicPartitionsRequest_Cursor_v0(o: DescribeTopicPartitionsRequest.Cursor, out: bytearray) -> None:
@@ -5643,17 +6383,20 @@ def _e_DescribeTopicPartitionsRequest_Cursor_v0(o: DescribeTopicPartitionsReques
 def _d_DescribeTopicPartitionsRequest_Cursor_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsRequest.Cursor, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeTopicPartitionsRequest.Cursor(topic_name=f_topic_name, partition_index=f_partition_index), pos
+    return _C_DescribeTopicPartitionsRequest_Cursor(topic_name=f_topic_name, partition_index=f_partition_index), pos
 
 
 def _e_DescribeTopicPartitionsRequest_v0(o: DescribeTopicPartitionsRequest, out: bytearray) -> None:
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DescribeTopicPartitionsRequest_TopicRequest_v0(x_topics, out)
     out += _S_i.pack(o.response_partition_limit)
@@ -5666,7 +6409,11 @@ def _e_DescribeTopicPartitionsRequest_v0(o: DescribeTopicPartitionsRequest, out:
 
 
 def _d_DescribeTopicPartitionsRequest_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -5675,7 +6422,7 @@ def _d_DescribeTopicPartitionsRequest_v0(buf: memoryview, pos: int) -> tuple[Des
         items_topics.append(x_topics)
     f_topics = items_topics
     f_response_partition_limit, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_cursor: Any
     (marker,) = _S_b.unpack_from(buf, pos)
     pos += 1
@@ -5697,10 +6444,16 @@ DescribeTopicPartitionsRequest._decoders = {0: _d_DescribeTopicPartitionsRequest
 def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(o: DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition, out: bytearray) -> None:
     out += _S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch)
     a_replica_nodes = o.replica_nodes
-    w_carray_len(out, a_replica_nodes)
+    if len(a_replica_nodes) < 127:
+        out.append(len(a_replica_nodes) + 1)
+    else:
+        w_carray_len(out, a_replica_nodes)
     out += struct.pack(">%di" % len(a_replica_nodes), *a_replica_nodes)
     a_isr_nodes = o.isr_nodes
-    w_carray_len(out, a_isr_nodes)
+    if len(a_isr_nodes) < 127:
+        out.append(len(a_isr_nodes) + 1)
+    else:
+        w_carray_len(out, a_isr_nodes)
     out += struct.pack(">%di" % len(a_isr_nodes), *a_isr_nodes)
     a_eligible_leader_replicas = o.eligible_leader_replicas
     w_carray_len(out, a_eligible_leader_replicas)
@@ -5711,39 +6464,62 @@ def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     if a_last_known_elr is not None:
         out += struct.pack(">%di" % len(a_last_known_elr), *a_last_known_elr)
     a_offline_replicas = o.offline_replicas
-    w_carray_len(out, a_offline_replicas)
+    if len(a_offline_replicas) < 127:
+        out.append(len(a_offline_replicas) + 1)
+    else:
+        w_carray_len(out, a_offline_replicas)
     out += struct.pack(">%di" % len(a_offline_replicas), *a_offline_replicas)
     out.append(0)
 
 
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition, int]:
     f_error_code, f_partition_index, f_leader_id, f_leader_epoch = _S_hiii.unpack_from(buf, pos)
-    pos += _S_hiii.size
-    n, pos = carray_len(buf, pos)
+    pos += 14
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ReplicaNodes')
     f_replica_nodes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array IsrNodes')
     f_isr_nodes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
     f_eligible_leader_replicas: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_eligible_leader_replicas = None
     else:
         f_eligible_leader_replicas = list(struct.unpack_from(">%di" % n, buf, pos))
         pos += 4 * n
     f_last_known_elr: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_last_known_elr = None
     else:
         f_last_known_elr = list(struct.unpack_from(">%di" % n, buf, pos))
         pos += 4 * n
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array OfflineReplicas')
     f_offline_replicas = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -5752,7 +6528,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, eligible_leader_replicas=f_eligible_leader_replicas, last_known_elr=f_last_known_elr, offline_replicas=f_offline_replicas), pos
+    return _C_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, eligible_leader_replicas=f_eligible_leader_replicas, last_known_elr=f_last_known_elr, offline_replicas=f_offline_replicas), pos
 
 
 def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(o: DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic, out: bytearray) -> None:
@@ -5760,7 +6536,10 @@ def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(o
     w_cnstr(out, o.name)
     out += _S_16so.pack(o.topic_id.bytes, o.is_internal)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(x_partitions, out)
     out += _S_i.pack(o.topic_authorized_operations)
@@ -5769,12 +6548,16 @@ def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(o
 
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_cnstr(buf, pos)
     f_topic_id, f_is_internal = _S_16so.unpack_from(buf, pos)
-    pos += _S_16so.size
+    pos += 17
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -5783,12 +6566,12 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(b
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
     f_topic_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
+    return _C_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
 
 
 def _e_DescribeTopicPartitionsResponse_Cursor_v0(o: DescribeTopicPartitionsResponse.Cursor, out: bytearray) -> None:
@@ -5800,18 +6583,21 @@ def _e_DescribeTopicPartitionsResponse_Cursor_v0(o: DescribeTopicPartitionsRespo
 def _d_DescribeTopicPartitionsResponse_Cursor_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse.Cursor, int]:
     f_topic_name, pos = r_cstr(buf, pos)
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return DescribeTopicPartitionsResponse.Cursor(topic_name=f_topic_name, partition_index=f_partition_index), pos
+    return _C_DescribeTopicPartitionsResponse_Cursor(topic_name=f_topic_name, partition_index=f_partition_index), pos
 
 
 def _e_DescribeTopicPartitionsResponse_v0(o: DescribeTopicPartitionsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(x_topics, out)
     if o.next_cursor is None:
@@ -5824,8 +6610,12 @@ def _e_DescribeTopicPartitionsResponse_v0(o: DescribeTopicPartitionsResponse, ou
 
 def _d_DescribeTopicPartitionsResponse_v0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -5859,7 +6649,7 @@ def _e_FetchRequest_ReplicaState_v4(o: FetchRequest.ReplicaState, out: bytearray
 
 
 def _d_FetchRequest_ReplicaState_v4(buf: memoryview, pos: int) -> tuple[FetchRequest.ReplicaState, int]:
-    return FetchRequest.ReplicaState(), pos
+    return _C_FetchRequest_ReplicaState(), pos
 
 
 def _e_FetchRequest_ReplicaState_v12(o: FetchRequest.ReplicaState, out: bytearray) -> None:
@@ -5875,7 +6665,7 @@ def _d_FetchRequest_ReplicaState_v12(buf: memoryview, pos: int) -> tuple[FetchRe
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.ReplicaState(), pos
+    return _C_FetchRequest_ReplicaState(), pos
 
 
 def _e_FetchRequest_ReplicaState_v15(o: FetchRequest.ReplicaState, out: bytearray) -> None:
@@ -5885,12 +6675,12 @@ def _e_FetchRequest_ReplicaState_v15(o: FetchRequest.ReplicaState, out: bytearra
 
 def _d_FetchRequest_ReplicaState_v15(buf: memoryview, pos: int) -> tuple[FetchRequest.ReplicaState, int]:
     f_replica_id, f_replica_epoch = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.ReplicaState(replica_id=f_replica_id, replica_epoch=f_replica_epoch), pos
+    return _C_FetchRequest_ReplicaState(replica_id=f_replica_id, replica_epoch=f_replica_epoch), pos
 
 
 def _e_FetchRequest_FetchPartition_v4(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5901,8 +6691,8 @@ def _e_FetchRequest_FetchPartition_v4(o: FetchRequest.FetchPartition, out: bytea
 
 def _d_FetchRequest_FetchPartition_v4(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_fetch_offset, f_partition_max_bytes = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
-    return FetchRequest.FetchPartition(partition=f_partition, fetch_offset=f_fetch_offset, partition_max_bytes=f_partition_max_bytes), pos
+    pos += 16
+    return _C_FetchRequest_FetchPartition(partition=f_partition, fetch_offset=f_fetch_offset, partition_max_bytes=f_partition_max_bytes), pos
 
 
 def _e_FetchRequest_FetchPartition_v5(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5913,8 +6703,8 @@ def _e_FetchRequest_FetchPartition_v5(o: FetchRequest.FetchPartition, out: bytea
 
 def _d_FetchRequest_FetchPartition_v5(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_fetch_offset, f_log_start_offset, f_partition_max_bytes = _S_iqqi.unpack_from(buf, pos)
-    pos += _S_iqqi.size
-    return FetchRequest.FetchPartition(partition=f_partition, fetch_offset=f_fetch_offset, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
+    pos += 24
+    return _C_FetchRequest_FetchPartition(partition=f_partition, fetch_offset=f_fetch_offset, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
 
 
 def _e_FetchRequest_FetchPartition_v9(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5925,8 +6715,8 @@ def _e_FetchRequest_FetchPartition_v9(o: FetchRequest.FetchPartition, out: bytea
 
 def _d_FetchRequest_FetchPartition_v9(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_current_leader_epoch, f_fetch_offset, f_log_start_offset, f_partition_max_bytes = _S_iiqqi.unpack_from(buf, pos)
-    pos += _S_iiqqi.size
-    return FetchRequest.FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
+    pos += 28
+    return _C_FetchRequest_FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
 
 
 def _e_FetchRequest_FetchPartition_v12(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5936,12 +6726,12 @@ def _e_FetchRequest_FetchPartition_v12(o: FetchRequest.FetchPartition, out: byte
 
 def _d_FetchRequest_FetchPartition_v12(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_current_leader_epoch, f_fetch_offset, f_last_fetched_epoch, f_log_start_offset, f_partition_max_bytes = _S_iiqiqi.unpack_from(buf, pos)
-    pos += _S_iiqiqi.size
+    pos += 32
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
+    return _C_FetchRequest_FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes), pos
 
 
 def _e_FetchRequest_FetchPartition_v17(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5958,7 +6748,7 @@ def _e_FetchRequest_FetchPartition_v17(o: FetchRequest.FetchPartition, out: byte
 
 def _d_FetchRequest_FetchPartition_v17(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_current_leader_epoch, f_fetch_offset, f_last_fetched_epoch, f_log_start_offset, f_partition_max_bytes = _S_iiqiqi.unpack_from(buf, pos)
-    pos += _S_iiqiqi.size
+    pos += 32
     f_replica_directory_id: Any = NIL_UUID
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):
@@ -5974,7 +6764,7 @@ def _d_FetchRequest_FetchPartition_v17(buf: memoryview, pos: int) -> tuple[Fetch
             if pos != end:
                 raise MalformedMessage('tagged field ReplicaDirectoryId has the wrong size')
         pos = end
-    return FetchRequest.FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes, replica_directory_id=f_replica_directory_id), pos
+    return _C_FetchRequest_FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes, replica_directory_id=f_replica_directory_id), pos
 
 
 def _e_FetchRequest_FetchPartition_v18(o: FetchRequest.FetchPartition, out: bytearray) -> None:
@@ -5995,7 +6785,7 @@ def _e_FetchRequest_FetchPartition_v18(o: FetchRequest.FetchPartition, out: byte
 
 def _d_FetchRequest_FetchPartition_v18(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchPartition, int]:
     f_partition, f_current_leader_epoch, f_fetch_offset, f_last_fetched_epoch, f_log_start_offset, f_partition_max_bytes = _S_iiqiqi.unpack_from(buf, pos)
-    pos += _S_iiqiqi.size
+    pos += 32
     f_replica_directory_id: Any = NIL_UUID
     f_high_watermark: Any = 9223372036854775807
     count, pos = read_uvarint(buf, pos)
@@ -6017,7 +6807,7 @@ def _d_FetchRequest_FetchPartition_v18(buf: memoryview, pos: int) -> tuple[Fetch
             if pos != end:
                 raise MalformedMessage('tagged field HighWatermark has the wrong size')
         pos = end
-    return FetchRequest.FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes, replica_directory_id=f_replica_directory_id, high_watermark=f_high_watermark), pos
+    return _C_FetchRequest_FetchPartition(partition=f_partition, current_leader_epoch=f_current_leader_epoch, fetch_offset=f_fetch_offset, last_fetched_epoch=f_last_fetched_epoch, log_start_offset=f_log_start_offset, partition_max_bytes=f_partition_max_bytes, replica_directory_id=f_replica_directory_id, high_watermark=f_high_watermark), pos
 
 
 def _e_FetchRequest_FetchTopic_v4(o: FetchRequest.FetchTopic, out: bytearray) -> None:
@@ -6038,7 +6828,7 @@ def _d_FetchRequest_FetchTopic_v4(buf: memoryview, pos: int) -> tuple[FetchReque
         x_partitions, pos = _d_FetchRequest_FetchPartition_v4(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchRequest.FetchTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v5(o: FetchRequest.FetchTopic, out: bytearray) -> None:
@@ -6059,7 +6849,7 @@ def _d_FetchRequest_FetchTopic_v5(buf: memoryview, pos: int) -> tuple[FetchReque
         x_partitions, pos = _d_FetchRequest_FetchPartition_v5(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchRequest.FetchTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v9(o: FetchRequest.FetchTopic, out: bytearray) -> None:
@@ -6080,13 +6870,16 @@ def _d_FetchRequest_FetchTopic_v9(buf: memoryview, pos: int) -> tuple[FetchReque
         x_partitions, pos = _d_FetchRequest_FetchPartition_v9(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchRequest.FetchTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v12(o: FetchRequest.FetchTopic, out: bytearray) -> None:
     w_cstr(out, o.topic)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchRequest_FetchPartition_v12(x_partitions, out)
     out.append(0)
@@ -6094,7 +6887,11 @@ def _e_FetchRequest_FetchTopic_v12(o: FetchRequest.FetchTopic, out: bytearray) -
 
 def _d_FetchRequest_FetchTopic_v12(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchTopic, int]:
     f_topic, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -6106,13 +6903,16 @@ def _d_FetchRequest_FetchTopic_v12(buf: memoryview, pos: int) -> tuple[FetchRequ
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.FetchTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v13(o: FetchRequest.FetchTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchRequest_FetchPartition_v12(x_partitions, out)
     out.append(0)
@@ -6120,9 +6920,13 @@ def _e_FetchRequest_FetchTopic_v13(o: FetchRequest.FetchTopic, out: bytearray) -
 
 def _d_FetchRequest_FetchTopic_v13(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -6134,13 +6938,16 @@ def _d_FetchRequest_FetchTopic_v13(buf: memoryview, pos: int) -> tuple[FetchRequ
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v17(o: FetchRequest.FetchTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchRequest_FetchPartition_v17(x_partitions, out)
     out.append(0)
@@ -6148,9 +6955,13 @@ def _e_FetchRequest_FetchTopic_v17(o: FetchRequest.FetchTopic, out: bytearray) -
 
 def _d_FetchRequest_FetchTopic_v17(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -6162,13 +6973,16 @@ def _d_FetchRequest_FetchTopic_v17(buf: memoryview, pos: int) -> tuple[FetchRequ
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_FetchTopic_v18(o: FetchRequest.FetchTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchRequest_FetchPartition_v18(x_partitions, out)
     out.append(0)
@@ -6176,9 +6990,13 @@ def _e_FetchRequest_FetchTopic_v18(o: FetchRequest.FetchTopic, out: bytearray) -
 
 def _d_FetchRequest_FetchTopic_v18(buf: memoryview, pos: int) -> tuple[FetchRequest.FetchTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -6190,7 +7008,7 @@ def _d_FetchRequest_FetchTopic_v18(buf: memoryview, pos: int) -> tuple[FetchRequ
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_FetchRequest_FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_ForgottenTopic_v4(o: FetchRequest.ForgottenTopic, out: bytearray) -> None:
@@ -6199,7 +7017,7 @@ def _e_FetchRequest_ForgottenTopic_v4(o: FetchRequest.ForgottenTopic, out: bytea
 
 
 def _d_FetchRequest_ForgottenTopic_v4(buf: memoryview, pos: int) -> tuple[FetchRequest.ForgottenTopic, int]:
-    return FetchRequest.ForgottenTopic(), pos
+    return _C_FetchRequest_ForgottenTopic(), pos
 
 
 def _e_FetchRequest_ForgottenTopic_v7(o: FetchRequest.ForgottenTopic, out: bytearray) -> None:
@@ -6216,20 +7034,27 @@ def _d_FetchRequest_ForgottenTopic_v7(buf: memoryview, pos: int) -> tuple[FetchR
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return FetchRequest.ForgottenTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_ForgottenTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_ForgottenTopic_v12(o: FetchRequest.ForgottenTopic, out: bytearray) -> None:
     w_cstr(out, o.topic)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_FetchRequest_ForgottenTopic_v12(buf: memoryview, pos: int) -> tuple[FetchRequest.ForgottenTopic, int]:
     f_topic, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -6238,22 +7063,29 @@ def _d_FetchRequest_ForgottenTopic_v12(buf: memoryview, pos: int) -> tuple[Fetch
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.ForgottenTopic(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchRequest_ForgottenTopic(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_ForgottenTopic_v13(o: FetchRequest.ForgottenTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_FetchRequest_ForgottenTopic_v13(buf: memoryview, pos: int) -> tuple[FetchRequest.ForgottenTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -6262,7 +7094,7 @@ def _d_FetchRequest_ForgottenTopic_v13(buf: memoryview, pos: int) -> tuple[Fetch
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchRequest.ForgottenTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_FetchRequest_ForgottenTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_FetchRequest_v4(o: FetchRequest, out: bytearray) -> None:
@@ -6279,7 +7111,7 @@ def _e_FetchRequest_v4(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level = _S_iiiib.unpack_from(buf, pos)
-    pos += _S_iiiib.size
+    pos += 17
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -6305,7 +7137,7 @@ def _e_FetchRequest_v5(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level = _S_iiiib.unpack_from(buf, pos)
-    pos += _S_iiiib.size
+    pos += 17
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -6333,7 +7165,7 @@ def _e_FetchRequest_v7(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiiibii.unpack_from(buf, pos)
-    pos += _S_iiiibii.size
+    pos += 25
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -6369,7 +7201,7 @@ def _e_FetchRequest_v9(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiiibii.unpack_from(buf, pos)
-    pos += _S_iiiibii.size
+    pos += 25
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -6406,7 +7238,7 @@ def _e_FetchRequest_v11(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiiibii.unpack_from(buf, pos)
-    pos += _S_iiiibii.size
+    pos += 25
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -6432,11 +7264,17 @@ def _e_FetchRequest_v12(o: FetchRequest, out: bytearray) -> None:
         raise version_error('ReplicaState')
     out += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_FetchRequest_FetchTopic_v12(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_FetchRequest_ForgottenTopic_v12(x_forgotten_topics_data, out)
     w_cstr(out, o.rack_id)
@@ -6452,8 +7290,12 @@ def _e_FetchRequest_v12(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiiibii.unpack_from(buf, pos)
-    pos += _S_iiiibii.size
-    n, pos = carray_len(buf, pos)
+    pos += 25
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -6461,7 +7303,11 @@ def _d_FetchRequest_v12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         x_topics, pos = _d_FetchRequest_FetchTopic_v12(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -6491,11 +7337,17 @@ def _e_FetchRequest_v13(o: FetchRequest, out: bytearray) -> None:
         raise version_error('ReplicaState')
     out += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_FetchRequest_FetchTopic_v13(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_FetchRequest_ForgottenTopic_v13(x_forgotten_topics_data, out)
     w_cstr(out, o.rack_id)
@@ -6511,8 +7363,12 @@ def _e_FetchRequest_v13(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_replica_id, f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiiibii.unpack_from(buf, pos)
-    pos += _S_iiiibii.size
-    n, pos = carray_len(buf, pos)
+    pos += 25
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -6520,7 +7376,11 @@ def _d_FetchRequest_v13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         x_topics, pos = _d_FetchRequest_FetchTopic_v13(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -6550,11 +7410,17 @@ def _e_FetchRequest_v15(o: FetchRequest, out: bytearray) -> None:
         raise version_error('ReplicaId')
     out += _S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_FetchRequest_FetchTopic_v13(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_FetchRequest_ForgottenTopic_v13(x_forgotten_topics_data, out)
     w_cstr(out, o.rack_id)
@@ -6574,8 +7440,12 @@ def _e_FetchRequest_v15(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiibii.unpack_from(buf, pos)
-    pos += _S_iiibii.size
-    n, pos = carray_len(buf, pos)
+    pos += 21
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -6583,7 +7453,11 @@ def _d_FetchRequest_v15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         x_topics, pos = _d_FetchRequest_FetchTopic_v13(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -6618,11 +7492,17 @@ def _e_FetchRequest_v17(o: FetchRequest, out: bytearray) -> None:
         raise version_error('ReplicaId')
     out += _S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_FetchRequest_FetchTopic_v17(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_FetchRequest_ForgottenTopic_v13(x_forgotten_topics_data, out)
     w_cstr(out, o.rack_id)
@@ -6642,8 +7522,12 @@ def _e_FetchRequest_v17(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiibii.unpack_from(buf, pos)
-    pos += _S_iiibii.size
-    n, pos = carray_len(buf, pos)
+    pos += 21
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -6651,7 +7535,11 @@ def _d_FetchRequest_v17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         x_topics, pos = _d_FetchRequest_FetchTopic_v17(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -6686,11 +7574,17 @@ def _e_FetchRequest_v18(o: FetchRequest, out: bytearray) -> None:
         raise version_error('ReplicaId')
     out += _S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_FetchRequest_FetchTopic_v18(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_FetchRequest_ForgottenTopic_v13(x_forgotten_topics_data, out)
     w_cstr(out, o.rack_id)
@@ -6710,8 +7604,12 @@ def _e_FetchRequest_v18(o: FetchRequest, out: bytearray) -> None:
 
 def _d_FetchRequest_v18(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f_max_wait_ms, f_min_bytes, f_max_bytes, f_isolation_level, f_session_id, f_session_epoch = _S_iiibii.unpack_from(buf, pos)
-    pos += _S_iiibii.size
-    n, pos = carray_len(buf, pos)
+    pos += 21
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -6719,7 +7617,11 @@ def _d_FetchRequest_v18(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         x_topics, pos = _d_FetchRequest_FetchTopic_v18(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -6761,7 +7663,7 @@ def _e_FetchResponse_EpochEndOffset_v4(o: FetchResponse.EpochEndOffset, out: byt
 
 
 def _d_FetchResponse_EpochEndOffset_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.EpochEndOffset, int]:
-    return FetchResponse.EpochEndOffset(), pos
+    return _C_FetchResponse_EpochEndOffset(), pos
 
 
 def _e_FetchResponse_EpochEndOffset_v12(o: FetchResponse.EpochEndOffset, out: bytearray) -> None:
@@ -6771,12 +7673,12 @@ def _e_FetchResponse_EpochEndOffset_v12(o: FetchResponse.EpochEndOffset, out: by
 
 def _d_FetchResponse_EpochEndOffset_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.EpochEndOffset, int]:
     f_epoch, f_end_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.EpochEndOffset(epoch=f_epoch, end_offset=f_end_offset), pos
+    return _C_FetchResponse_EpochEndOffset(epoch=f_epoch, end_offset=f_end_offset), pos
 
 
 def _e_FetchResponse_LeaderIdAndEpoch_v4(o: FetchResponse.LeaderIdAndEpoch, out: bytearray) -> None:
@@ -6787,7 +7689,7 @@ def _e_FetchResponse_LeaderIdAndEpoch_v4(o: FetchResponse.LeaderIdAndEpoch, out:
 
 
 def _d_FetchResponse_LeaderIdAndEpoch_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.LeaderIdAndEpoch, int]:
-    return FetchResponse.LeaderIdAndEpoch(), pos
+    return _C_FetchResponse_LeaderIdAndEpoch(), pos
 
 
 def _e_FetchResponse_LeaderIdAndEpoch_v12(o: FetchResponse.LeaderIdAndEpoch, out: bytearray) -> None:
@@ -6797,12 +7699,12 @@ def _e_FetchResponse_LeaderIdAndEpoch_v12(o: FetchResponse.LeaderIdAndEpoch, out
 
 def _d_FetchResponse_LeaderIdAndEpoch_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.LeaderIdAndEpoch, int]:
     f_leader_id, f_leader_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
+    return _C_FetchResponse_LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
 
 
 def _e_FetchResponse_SnapshotId_v4(o: FetchResponse.SnapshotId, out: bytearray) -> None:
@@ -6811,8 +7713,8 @@ def _e_FetchResponse_SnapshotId_v4(o: FetchResponse.SnapshotId, out: bytearray) 
 
 def _d_FetchResponse_SnapshotId_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.SnapshotId, int]:
     f_end_offset, f_epoch = _S_qi.unpack_from(buf, pos)
-    pos += _S_qi.size
-    return FetchResponse.SnapshotId(end_offset=f_end_offset, epoch=f_epoch), pos
+    pos += 12
+    return _C_FetchResponse_SnapshotId(end_offset=f_end_offset, epoch=f_epoch), pos
 
 
 def _e_FetchResponse_SnapshotId_v12(o: FetchResponse.SnapshotId, out: bytearray) -> None:
@@ -6822,12 +7724,12 @@ def _e_FetchResponse_SnapshotId_v12(o: FetchResponse.SnapshotId, out: bytearray)
 
 def _d_FetchResponse_SnapshotId_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.SnapshotId, int]:
     f_end_offset, f_epoch = _S_qi.unpack_from(buf, pos)
-    pos += _S_qi.size
+    pos += 12
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.SnapshotId(end_offset=f_end_offset, epoch=f_epoch), pos
+    return _C_FetchResponse_SnapshotId(end_offset=f_end_offset, epoch=f_epoch), pos
 
 
 def _e_FetchResponse_AbortedTransaction_v4(o: FetchResponse.AbortedTransaction, out: bytearray) -> None:
@@ -6836,8 +7738,8 @@ def _e_FetchResponse_AbortedTransaction_v4(o: FetchResponse.AbortedTransaction, 
 
 def _d_FetchResponse_AbortedTransaction_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.AbortedTransaction, int]:
     f_producer_id, f_first_offset = _S_qq.unpack_from(buf, pos)
-    pos += _S_qq.size
-    return FetchResponse.AbortedTransaction(producer_id=f_producer_id, first_offset=f_first_offset), pos
+    pos += 16
+    return _C_FetchResponse_AbortedTransaction(producer_id=f_producer_id, first_offset=f_first_offset), pos
 
 
 def _e_FetchResponse_AbortedTransaction_v12(o: FetchResponse.AbortedTransaction, out: bytearray) -> None:
@@ -6847,12 +7749,12 @@ def _e_FetchResponse_AbortedTransaction_v12(o: FetchResponse.AbortedTransaction,
 
 def _d_FetchResponse_AbortedTransaction_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.AbortedTransaction, int]:
     f_producer_id, f_first_offset = _S_qq.unpack_from(buf, pos)
-    pos += _S_qq.size
+    pos += 16
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.AbortedTransaction(producer_id=f_producer_id, first_offset=f_first_offset), pos
+    return _C_FetchResponse_AbortedTransaction(producer_id=f_producer_id, first_offset=f_first_offset), pos
 
 
 def _e_FetchResponse_PartitionData_v4(o: FetchResponse.PartitionData, out: bytearray) -> None:
@@ -6875,7 +7777,7 @@ def _e_FetchResponse_PartitionData_v4(o: FetchResponse.PartitionData, out: bytea
 
 def _d_FetchResponse_PartitionData_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.PartitionData, int]:
     f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset = _S_ihqq.unpack_from(buf, pos)
-    pos += _S_ihqq.size
+    pos += 22
     f_aborted_transactions: Any
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -6887,7 +7789,7 @@ def _d_FetchResponse_PartitionData_v4(buf: memoryview, pos: int) -> tuple[FetchR
             items_aborted_transactions.append(x_aborted_transactions)
         f_aborted_transactions = items_aborted_transactions
     f_records, pos = r_nrecords(buf, pos)
-    return FetchResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, aborted_transactions=f_aborted_transactions, records=f_records), pos
+    return _C_FetchResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, aborted_transactions=f_aborted_transactions, records=f_records), pos
 
 
 def _e_FetchResponse_PartitionData_v5(o: FetchResponse.PartitionData, out: bytearray) -> None:
@@ -6910,7 +7812,7 @@ def _e_FetchResponse_PartitionData_v5(o: FetchResponse.PartitionData, out: bytea
 
 def _d_FetchResponse_PartitionData_v5(buf: memoryview, pos: int) -> tuple[FetchResponse.PartitionData, int]:
     f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
+    pos += 30
     f_aborted_transactions: Any
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -6922,7 +7824,7 @@ def _d_FetchResponse_PartitionData_v5(buf: memoryview, pos: int) -> tuple[FetchR
             items_aborted_transactions.append(x_aborted_transactions)
         f_aborted_transactions = items_aborted_transactions
     f_records, pos = r_nrecords(buf, pos)
-    return FetchResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, records=f_records), pos
+    return _C_FetchResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, records=f_records), pos
 
 
 def _e_FetchResponse_PartitionData_v11(o: FetchResponse.PartitionData, out: bytearray) -> None:
@@ -6944,7 +7846,7 @@ def _e_FetchResponse_PartitionData_v11(o: FetchResponse.PartitionData, out: byte
 
 def _d_FetchResponse_PartitionData_v11(buf: memoryview, pos: int) -> tuple[FetchResponse.PartitionData, int]:
     f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
+    pos += 30
     f_aborted_transactions: Any
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -6956,9 +7858,9 @@ def _d_FetchResponse_PartitionData_v11(buf: memoryview, pos: int) -> tuple[Fetch
             items_aborted_transactions.append(x_aborted_transactions)
         f_aborted_transactions = items_aborted_transactions
     f_preferred_read_replica, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_records, pos = r_nrecords(buf, pos)
-    return FetchResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, preferred_read_replica=f_preferred_read_replica, records=f_records), pos
+    return _C_FetchResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, preferred_read_replica=f_preferred_read_replica, records=f_records), pos
 
 
 def _e_FetchResponse_PartitionData_v12(o: FetchResponse.PartitionData, out: bytearray) -> None:
@@ -6990,9 +7892,13 @@ def _e_FetchResponse_PartitionData_v12(o: FetchResponse.PartitionData, out: byte
 
 def _d_FetchResponse_PartitionData_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.PartitionData, int]:
     f_partition_index, f_error_code, f_high_watermark, f_last_stable_offset, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
+    pos += 30
     f_aborted_transactions: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_aborted_transactions = None
     else:
@@ -7002,7 +7908,7 @@ def _d_FetchResponse_PartitionData_v12(buf: memoryview, pos: int) -> tuple[Fetch
             items_aborted_transactions.append(x_aborted_transactions)
         f_aborted_transactions = items_aborted_transactions
     f_preferred_read_replica, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_records, pos = r_cnrecords(buf, pos)
     f_diverging_epoch: Any = FetchResponse.EpochEndOffset()
     f_current_leader: Any = FetchResponse.LeaderIdAndEpoch()
@@ -7027,7 +7933,7 @@ def _d_FetchResponse_PartitionData_v12(buf: memoryview, pos: int) -> tuple[Fetch
             if pos != end:
                 raise MalformedMessage('tagged field SnapshotId has the wrong size')
         pos = end
-    return FetchResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, preferred_read_replica=f_preferred_read_replica, records=f_records, diverging_epoch=f_diverging_epoch, current_leader=f_current_leader, snapshot_id=f_snapshot_id), pos
+    return _C_FetchResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, high_watermark=f_high_watermark, last_stable_offset=f_last_stable_offset, log_start_offset=f_log_start_offset, aborted_transactions=f_aborted_transactions, preferred_read_replica=f_preferred_read_replica, records=f_records, diverging_epoch=f_diverging_epoch, current_leader=f_current_leader, snapshot_id=f_snapshot_id), pos
 
 
 def _e_FetchResponse_FetchableTopicResponse_v4(o: FetchResponse.FetchableTopicResponse, out: bytearray) -> None:
@@ -7048,7 +7954,7 @@ def _d_FetchResponse_FetchableTopicResponse_v4(buf: memoryview, pos: int) -> tup
         x_partitions, pos = _d_FetchResponse_PartitionData_v4(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchResponse.FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchResponse_FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchResponse_FetchableTopicResponse_v5(o: FetchResponse.FetchableTopicResponse, out: bytearray) -> None:
@@ -7069,7 +7975,7 @@ def _d_FetchResponse_FetchableTopicResponse_v5(buf: memoryview, pos: int) -> tup
         x_partitions, pos = _d_FetchResponse_PartitionData_v5(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchResponse.FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchResponse_FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchResponse_FetchableTopicResponse_v11(o: FetchResponse.FetchableTopicResponse, out: bytearray) -> None:
@@ -7090,13 +7996,16 @@ def _d_FetchResponse_FetchableTopicResponse_v11(buf: memoryview, pos: int) -> tu
         x_partitions, pos = _d_FetchResponse_PartitionData_v11(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return FetchResponse.FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchResponse_FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchResponse_FetchableTopicResponse_v12(o: FetchResponse.FetchableTopicResponse, out: bytearray) -> None:
     w_cstr(out, o.topic)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchResponse_PartitionData_v12(x_partitions, out)
     out.append(0)
@@ -7104,7 +8013,11 @@ def _e_FetchResponse_FetchableTopicResponse_v12(o: FetchResponse.FetchableTopicR
 
 def _d_FetchResponse_FetchableTopicResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse.FetchableTopicResponse, int]:
     f_topic, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -7116,13 +8029,16 @@ def _d_FetchResponse_FetchableTopicResponse_v12(buf: memoryview, pos: int) -> tu
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
+    return _C_FetchResponse_FetchableTopicResponse(topic=f_topic, partitions=f_partitions), pos
 
 
 def _e_FetchResponse_FetchableTopicResponse_v13(o: FetchResponse.FetchableTopicResponse, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_FetchResponse_PartitionData_v12(x_partitions, out)
     out.append(0)
@@ -7130,9 +8046,13 @@ def _e_FetchResponse_FetchableTopicResponse_v13(o: FetchResponse.FetchableTopicR
 
 def _d_FetchResponse_FetchableTopicResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse.FetchableTopicResponse, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -7144,7 +8064,7 @@ def _d_FetchResponse_FetchableTopicResponse_v13(buf: memoryview, pos: int) -> tu
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.FetchableTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_FetchResponse_FetchableTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_FetchResponse_NodeEndpoint_v4(o: FetchResponse.NodeEndpoint, out: bytearray) -> None:
@@ -7159,7 +8079,7 @@ def _e_FetchResponse_NodeEndpoint_v4(o: FetchResponse.NodeEndpoint, out: bytearr
 
 
 def _d_FetchResponse_NodeEndpoint_v4(buf: memoryview, pos: int) -> tuple[FetchResponse.NodeEndpoint, int]:
-    return FetchResponse.NodeEndpoint(), pos
+    return _C_FetchResponse_NodeEndpoint(), pos
 
 
 def _e_FetchResponse_NodeEndpoint_v12(o: FetchResponse.NodeEndpoint, out: bytearray) -> None:
@@ -7179,7 +8099,7 @@ def _d_FetchResponse_NodeEndpoint_v12(buf: memoryview, pos: int) -> tuple[FetchR
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.NodeEndpoint(), pos
+    return _C_FetchResponse_NodeEndpoint(), pos
 
 
 def _e_FetchResponse_NodeEndpoint_v16(o: FetchResponse.NodeEndpoint, out: bytearray) -> None:
@@ -7192,16 +8112,16 @@ def _e_FetchResponse_NodeEndpoint_v16(o: FetchResponse.NodeEndpoint, out: bytear
 
 def _d_FetchResponse_NodeEndpoint_v16(buf: memoryview, pos: int) -> tuple[FetchResponse.NodeEndpoint, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FetchResponse.NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_FetchResponse_NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_FetchResponse_v4(o: FetchResponse, out: bytearray) -> None:
@@ -7218,7 +8138,7 @@ def _e_FetchResponse_v4(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -7244,7 +8164,7 @@ def _e_FetchResponse_v5(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -7268,7 +8188,7 @@ def _e_FetchResponse_v7(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -7292,7 +8212,7 @@ def _e_FetchResponse_v11(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -7307,7 +8227,10 @@ def _d_FetchResponse_v11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
 def _e_FetchResponse_v12(o: FetchResponse, out: bytearray) -> None:
     out += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_FetchResponse_FetchableTopicResponse_v12(x_responses, out)
     if o.node_endpoints:
@@ -7317,8 +8240,12 @@ def _e_FetchResponse_v12(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
-    n, pos = carray_len(buf, pos)
+    pos += 10
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -7336,7 +8263,10 @@ def _d_FetchResponse_v12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
 def _e_FetchResponse_v13(o: FetchResponse, out: bytearray) -> None:
     out += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_FetchResponse_FetchableTopicResponse_v13(x_responses, out)
     if o.node_endpoints:
@@ -7346,8 +8276,12 @@ def _e_FetchResponse_v13(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
-    n, pos = carray_len(buf, pos)
+    pos += 10
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -7365,14 +8299,20 @@ def _d_FetchResponse_v13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
 def _e_FetchResponse_v16(o: FetchResponse, out: bytearray) -> None:
     out += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_FetchResponse_FetchableTopicResponse_v13(x_responses, out)
     tags: list[tuple[int, bytearray]] = []
     if o.node_endpoints:
         t = bytearray()
         a_node_endpoints = o.node_endpoints
-        w_carray_len(t, a_node_endpoints)
+        if len(a_node_endpoints) < 127:
+            t.append(len(a_node_endpoints) + 1)
+        else:
+            w_carray_len(t, a_node_endpoints)
         for x_node_endpoints in a_node_endpoints:
             _e_FetchResponse_NodeEndpoint_v16(x_node_endpoints, t)
         tags.append((0, t))
@@ -7383,8 +8323,12 @@ def _e_FetchResponse_v16(o: FetchResponse, out: bytearray) -> None:
 
 def _d_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f_throttle_time_ms, f_error_code, f_session_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
-    n, pos = carray_len(buf, pos)
+    pos += 10
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -7401,7 +8345,11 @@ def _d_FetchResponse_v16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]
         if end > len(buf):
             raise MalformedMessage('tagged field runs past the end')
         if tag == 0:
-            n, pos = carray_len(buf, pos)
+            n = buf[pos] - 1
+            if n < 0x7F:
+                pos += 1
+            else:
+                n, pos = carray_len(buf, pos)
             if n < 0:
                 raise MalformedMessage('null in non-nullable array NodeEndpoints')
             items_node_endpoints: list[Any] = []
@@ -7442,7 +8390,7 @@ def _e_FindCoordinatorRequest_v1(o: FindCoordinatorRequest, out: bytearray) -> N
 def _d_FindCoordinatorRequest_v1(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f_key, pos = r_str(buf, pos)
     f_key_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     return FindCoordinatorRequest(key=f_key, key_type=f_key_type), pos
 
 
@@ -7457,7 +8405,7 @@ def _e_FindCoordinatorRequest_v3(o: FindCoordinatorRequest, out: bytearray) -> N
 def _d_FindCoordinatorRequest_v3(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f_key, pos = r_cstr(buf, pos)
     f_key_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -7470,7 +8418,10 @@ def _e_FindCoordinatorRequest_v4(o: FindCoordinatorRequest, out: bytearray) -> N
         raise version_error('Key')
     out += _S_b.pack(o.key_type)
     a_coordinator_keys = o.coordinator_keys
-    w_carray_len(out, a_coordinator_keys)
+    if len(a_coordinator_keys) < 127:
+        out.append(len(a_coordinator_keys) + 1)
+    else:
+        w_carray_len(out, a_coordinator_keys)
     for x_coordinator_keys in a_coordinator_keys:
         w_cstr(out, x_coordinator_keys)
     out.append(0)
@@ -7478,8 +8429,12 @@ def _e_FindCoordinatorRequest_v4(o: FindCoordinatorRequest, out: bytearray) -> N
 
 def _d_FindCoordinatorRequest_v4(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f_key_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
-    n, pos = carray_len(buf, pos)
+    pos += 1
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array CoordinatorKeys')
     items_coordinator_keys: list[Any] = []
@@ -7512,7 +8467,7 @@ def _e_FindCoordinatorResponse_Coordinator_v0(o: FindCoordinatorResponse.Coordin
 
 
 def _d_FindCoordinatorResponse_Coordinator_v0(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse.Coordinator, int]:
-    return FindCoordinatorResponse.Coordinator(), pos
+    return _C_FindCoordinatorResponse_Coordinator(), pos
 
 
 def _e_FindCoordinatorResponse_Coordinator_v3(o: FindCoordinatorResponse.Coordinator, out: bytearray) -> None:
@@ -7534,7 +8489,7 @@ def _d_FindCoordinatorResponse_Coordinator_v3(buf: memoryview, pos: int) -> tupl
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FindCoordinatorResponse.Coordinator(), pos
+    return _C_FindCoordinatorResponse_Coordinator(), pos
 
 
 def _e_FindCoordinatorResponse_Coordinator_v4(o: FindCoordinatorResponse.Coordinator, out: bytearray) -> None:
@@ -7549,16 +8504,16 @@ def _e_FindCoordinatorResponse_Coordinator_v4(o: FindCoordinatorResponse.Coordin
 def _d_FindCoordinatorResponse_Coordinator_v4(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse.Coordinator, int]:
     f_key, pos = r_cstr(buf, pos)
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return FindCoordinatorResponse.Coordinator(key=f_key, node_id=f_node_id, host=f_host, port=f_port, error_code=f_error_code, error_message=f_error_message), pos
+    return _C_FindCoordinatorResponse_Coordinator(key=f_key, node_id=f_node_id, host=f_host, port=f_port, error_code=f_error_code, error_message=f_error_message), pos
 
 
 def _e_FindCoordinatorResponse_v0(o: FindCoordinatorResponse, out: bytearray) -> None:
@@ -7571,10 +8526,10 @@ def _e_FindCoordinatorResponse_v0(o: FindCoordinatorResponse, out: bytearray) ->
 
 def _d_FindCoordinatorResponse_v0(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f_error_code, f_node_id = _S_hi.unpack_from(buf, pos)
-    pos += _S_hi.size
+    pos += 6
     f_host, pos = r_str(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return FindCoordinatorResponse(error_code=f_error_code, node_id=f_node_id, host=f_host, port=f_port), pos
 
 
@@ -7590,13 +8545,13 @@ def _e_FindCoordinatorResponse_v1(o: FindCoordinatorResponse, out: bytearray) ->
 
 def _d_FindCoordinatorResponse_v1(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_nstr(buf, pos)
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_str(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return FindCoordinatorResponse(throttle_time_ms=f_throttle_time_ms, error_code=f_error_code, error_message=f_error_message, node_id=f_node_id, host=f_host, port=f_port), pos
 
 
@@ -7613,13 +8568,13 @@ def _e_FindCoordinatorResponse_v3(o: FindCoordinatorResponse, out: bytearray) ->
 
 def _d_FindCoordinatorResponse_v3(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -7638,7 +8593,10 @@ def _e_FindCoordinatorResponse_v4(o: FindCoordinatorResponse, out: bytearray) ->
         raise version_error('Port')
     out += _S_i.pack(o.throttle_time_ms)
     a_coordinators = o.coordinators
-    w_carray_len(out, a_coordinators)
+    if len(a_coordinators) < 127:
+        out.append(len(a_coordinators) + 1)
+    else:
+        w_carray_len(out, a_coordinators)
     for x_coordinators in a_coordinators:
         _e_FindCoordinatorResponse_Coordinator_v4(x_coordinators, out)
     out.append(0)
@@ -7646,8 +8604,12 @@ def _e_FindCoordinatorResponse_v4(o: FindCoordinatorResponse, out: bytearray) ->
 
 def _d_FindCoordinatorResponse_v4(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Coordinators')
     items_coordinators: list[Any] = []
@@ -7673,7 +8635,7 @@ def _e_GetTelemetrySubscriptionsRequest_v0(o: GetTelemetrySubscriptionsRequest, 
 
 def _d_GetTelemetrySubscriptionsRequest_v0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsRequest, int]:
     f_client_instance_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_client_instance_id = make_uuid(f_client_instance_id)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
@@ -7689,11 +8651,17 @@ GetTelemetrySubscriptionsRequest._decoders = {0: _d_GetTelemetrySubscriptionsReq
 def _e_GetTelemetrySubscriptionsResponse_v0(o: GetTelemetrySubscriptionsResponse, out: bytearray) -> None:
     out += _S_ih16si.pack(o.throttle_time_ms, o.error_code, o.client_instance_id.bytes, o.subscription_id)
     a_accepted_compression_types = o.accepted_compression_types
-    w_carray_len(out, a_accepted_compression_types)
+    if len(a_accepted_compression_types) < 127:
+        out.append(len(a_accepted_compression_types) + 1)
+    else:
+        w_carray_len(out, a_accepted_compression_types)
     out += struct.pack(">%db" % len(a_accepted_compression_types), *a_accepted_compression_types)
     out += _S_iio.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality)
     a_requested_metrics = o.requested_metrics
-    w_carray_len(out, a_requested_metrics)
+    if len(a_requested_metrics) < 127:
+        out.append(len(a_requested_metrics) + 1)
+    else:
+        w_carray_len(out, a_requested_metrics)
     for x_requested_metrics in a_requested_metrics:
         w_cstr(out, x_requested_metrics)
     out.append(0)
@@ -7701,16 +8669,24 @@ def _e_GetTelemetrySubscriptionsResponse_v0(o: GetTelemetrySubscriptionsResponse
 
 def _d_GetTelemetrySubscriptionsResponse_v0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsResponse, int]:
     f_throttle_time_ms, f_error_code, f_client_instance_id, f_subscription_id = _S_ih16si.unpack_from(buf, pos)
-    pos += _S_ih16si.size
+    pos += 26
     f_client_instance_id = make_uuid(f_client_instance_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcceptedCompressionTypes')
     f_accepted_compression_types = list(struct.unpack_from(">%db" % n, buf, pos))
     pos += 1 * n
     f_push_interval_ms, f_telemetry_max_bytes, f_delta_temporality = _S_iio.unpack_from(buf, pos)
-    pos += _S_iio.size
-    n, pos = carray_len(buf, pos)
+    pos += 9
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array RequestedMetrics')
     items_requested_metrics: list[Any] = []
@@ -7740,7 +8716,7 @@ def _e_HeartbeatRequest_v0(o: HeartbeatRequest, out: bytearray) -> None:
 def _d_HeartbeatRequest_v0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     return HeartbeatRequest(group_id=f_group_id, generation_id=f_generation_id, member_id=f_member_id), pos
 
@@ -7755,7 +8731,7 @@ def _e_HeartbeatRequest_v3(o: HeartbeatRequest, out: bytearray) -> None:
 def _d_HeartbeatRequest_v3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     return HeartbeatRequest(group_id=f_group_id, generation_id=f_generation_id, member_id=f_member_id, group_instance_id=f_group_instance_id), pos
@@ -7772,7 +8748,7 @@ def _e_HeartbeatRequest_v4(o: HeartbeatRequest, out: bytearray) -> None:
 def _d_HeartbeatRequest_v4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
     if buf[pos]:
@@ -7792,7 +8768,7 @@ def _e_HeartbeatResponse_v0(o: HeartbeatResponse, out: bytearray) -> None:
 
 def _d_HeartbeatResponse_v0(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     return HeartbeatResponse(error_code=f_error_code), pos
 
 
@@ -7802,7 +8778,7 @@ def _e_HeartbeatResponse_v1(o: HeartbeatResponse, out: bytearray) -> None:
 
 def _d_HeartbeatResponse_v1(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     return HeartbeatResponse(throttle_time_ms=f_throttle_time_ms, error_code=f_error_code), pos
 
 
@@ -7813,7 +8789,7 @@ def _e_HeartbeatResponse_v4(o: HeartbeatResponse, out: bytearray) -> None:
 
 def _d_HeartbeatResponse_v4(buf: memoryview, pos: int) -> tuple[HeartbeatResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -7834,9 +8810,9 @@ def _e_IncrementalAlterConfigsRequest_AlterableConfig_v0(o: IncrementalAlterConf
 def _d_IncrementalAlterConfigsRequest_AlterableConfig_v0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest.AlterableConfig, int]:
     f_name, pos = r_str(buf, pos)
     f_config_operation, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_value, pos = r_nstr(buf, pos)
-    return IncrementalAlterConfigsRequest.AlterableConfig(name=f_name, config_operation=f_config_operation, value=f_value), pos
+    return _C_IncrementalAlterConfigsRequest_AlterableConfig(name=f_name, config_operation=f_config_operation, value=f_value), pos
 
 
 def _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(o: IncrementalAlterConfigsRequest.AlterableConfig, out: bytearray) -> None:
@@ -7849,13 +8825,13 @@ def _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(o: IncrementalAlterConf
 def _d_IncrementalAlterConfigsRequest_AlterableConfig_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest.AlterableConfig, int]:
     f_name, pos = r_cstr(buf, pos)
     f_config_operation, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_value, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return IncrementalAlterConfigsRequest.AlterableConfig(name=f_name, config_operation=f_config_operation, value=f_value), pos
+    return _C_IncrementalAlterConfigsRequest_AlterableConfig(name=f_name, config_operation=f_config_operation, value=f_value), pos
 
 
 def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(o: IncrementalAlterConfigsRequest.AlterConfigsResource, out: bytearray) -> None:
@@ -7869,7 +8845,7 @@ def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(o: IncrementalAlte
 
 def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest.AlterConfigsResource, int]:
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -7879,14 +8855,17 @@ def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(buf: memoryview, p
         x_configs, pos = _d_IncrementalAlterConfigsRequest_AlterableConfig_v0(buf, pos)
         items_configs.append(x_configs)
     f_configs = items_configs
-    return IncrementalAlterConfigsRequest.AlterConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
+    return _C_IncrementalAlterConfigsRequest_AlterConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
 
 
 def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(o: IncrementalAlterConfigsRequest.AlterConfigsResource, out: bytearray) -> None:
     out += _S_b.pack(o.resource_type)
     w_cstr(out, o.resource_name)
     a_configs = o.configs
-    w_carray_len(out, a_configs)
+    if len(a_configs) < 127:
+        out.append(len(a_configs) + 1)
+    else:
+        w_carray_len(out, a_configs)
     for x_configs in a_configs:
         _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(x_configs, out)
     out.append(0)
@@ -7894,9 +8873,13 @@ def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(o: IncrementalAlte
 
 def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest.AlterConfigsResource, int]:
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Configs')
     items_configs: list[Any] = []
@@ -7908,7 +8891,7 @@ def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(buf: memoryview, p
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return IncrementalAlterConfigsRequest.AlterConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
+    return _C_IncrementalAlterConfigsRequest_AlterConfigsResource(resource_type=f_resource_type, resource_name=f_resource_name, configs=f_configs), pos
 
 
 def _e_IncrementalAlterConfigsRequest_v0(o: IncrementalAlterConfigsRequest, out: bytearray) -> None:
@@ -7929,13 +8912,16 @@ def _d_IncrementalAlterConfigsRequest_v0(buf: memoryview, pos: int) -> tuple[Inc
         items_resources.append(x_resources)
     f_resources = items_resources
     f_validate_only, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     return IncrementalAlterConfigsRequest(resources=f_resources, validate_only=f_validate_only), pos
 
 
 def _e_IncrementalAlterConfigsRequest_v1(o: IncrementalAlterConfigsRequest, out: bytearray) -> None:
     a_resources = o.resources
-    w_carray_len(out, a_resources)
+    if len(a_resources) < 127:
+        out.append(len(a_resources) + 1)
+    else:
+        w_carray_len(out, a_resources)
     for x_resources in a_resources:
         _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(x_resources, out)
     out += _S_o.pack(o.validate_only)
@@ -7943,7 +8929,11 @@ def _e_IncrementalAlterConfigsRequest_v1(o: IncrementalAlterConfigsRequest, out:
 
 
 def _d_IncrementalAlterConfigsRequest_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Resources')
     items_resources: list[Any] = []
@@ -7952,7 +8942,7 @@ def _d_IncrementalAlterConfigsRequest_v1(buf: memoryview, pos: int) -> tuple[Inc
         items_resources.append(x_resources)
     f_resources = items_resources
     f_validate_only, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -7973,12 +8963,12 @@ def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(o: Increm
 
 def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_str(buf, pos)
-    return IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name), pos
+    return _C_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name), pos
 
 
 def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(o: IncrementalAlterConfigsResponse.AlterConfigsResourceResponse, out: bytearray) -> None:
@@ -7991,16 +8981,16 @@ def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(o: Increm
 
 def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_resource_type, = _S_b.unpack_from(buf, pos)
-    pos += _S_b.size
+    pos += 1
     f_resource_name, pos = r_cstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name), pos
+    return _C_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse(error_code=f_error_code, error_message=f_error_message, resource_type=f_resource_type, resource_name=f_resource_name), pos
 
 
 def _e_IncrementalAlterConfigsResponse_v0(o: IncrementalAlterConfigsResponse, out: bytearray) -> None:
@@ -8013,7 +9003,7 @@ def _e_IncrementalAlterConfigsResponse_v0(o: IncrementalAlterConfigsResponse, ou
 
 def _d_IncrementalAlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
@@ -8028,7 +9018,10 @@ def _d_IncrementalAlterConfigsResponse_v0(buf: memoryview, pos: int) -> tuple[In
 def _e_IncrementalAlterConfigsResponse_v1(o: IncrementalAlterConfigsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(x_responses, out)
     out.append(0)
@@ -8036,8 +9029,12 @@ def _e_IncrementalAlterConfigsResponse_v1(o: IncrementalAlterConfigsResponse, ou
 
 def _d_IncrementalAlterConfigsResponse_v1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -8072,7 +9069,7 @@ def _e_InitProducerIdRequest_v0(o: InitProducerIdRequest, out: bytearray) -> Non
 def _d_InitProducerIdRequest_v0(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f_transactional_id, pos = r_nstr(buf, pos)
     f_transaction_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return InitProducerIdRequest(transactional_id=f_transactional_id, transaction_timeout_ms=f_transaction_timeout_ms), pos
 
 
@@ -8093,7 +9090,7 @@ def _e_InitProducerIdRequest_v2(o: InitProducerIdRequest, out: bytearray) -> Non
 def _d_InitProducerIdRequest_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f_transactional_id, pos = r_cnstr(buf, pos)
     f_transaction_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -8114,7 +9111,7 @@ def _e_InitProducerIdRequest_v3(o: InitProducerIdRequest, out: bytearray) -> Non
 def _d_InitProducerIdRequest_v3(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f_transactional_id, pos = r_cnstr(buf, pos)
     f_transaction_timeout_ms, f_producer_id, f_producer_epoch = _S_iqh.unpack_from(buf, pos)
-    pos += _S_iqh.size
+    pos += 14
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -8131,7 +9128,7 @@ def _e_InitProducerIdRequest_v6(o: InitProducerIdRequest, out: bytearray) -> Non
 def _d_InitProducerIdRequest_v6(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f_transactional_id, pos = r_cnstr(buf, pos)
     f_transaction_timeout_ms, f_producer_id, f_producer_epoch, f_enable2_pc, f_keep_prepared_txn = _S_iqhoo.unpack_from(buf, pos)
-    pos += _S_iqhoo.size
+    pos += 16
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -8153,7 +9150,7 @@ def _e_InitProducerIdResponse_v0(o: InitProducerIdResponse, out: bytearray) -> N
 
 def _d_InitProducerIdResponse_v0(buf: memoryview, pos: int) -> tuple[InitProducerIdResponse, int]:
     f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch = _S_ihqh.unpack_from(buf, pos)
-    pos += _S_ihqh.size
+    pos += 16
     return InitProducerIdResponse(throttle_time_ms=f_throttle_time_ms, error_code=f_error_code, producer_id=f_producer_id, producer_epoch=f_producer_epoch), pos
 
 
@@ -8168,7 +9165,7 @@ def _e_InitProducerIdResponse_v2(o: InitProducerIdResponse, out: bytearray) -> N
 
 def _d_InitProducerIdResponse_v2(buf: memoryview, pos: int) -> tuple[InitProducerIdResponse, int]:
     f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch = _S_ihqh.unpack_from(buf, pos)
-    pos += _S_ihqh.size
+    pos += 16
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -8183,7 +9180,7 @@ def _e_InitProducerIdResponse_v6(o: InitProducerIdResponse, out: bytearray) -> N
 
 def _d_InitProducerIdResponse_v6(buf: memoryview, pos: int) -> tuple[InitProducerIdResponse, int]:
     f_throttle_time_ms, f_error_code, f_producer_id, f_producer_epoch, f_ongoing_txn_producer_id, f_ongoing_txn_producer_epoch = _S_ihqhqh.unpack_from(buf, pos)
-    pos += _S_ihqhqh.size
+    pos += 26
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -8203,7 +9200,7 @@ def _e_JoinGroupRequest_JoinGroupRequestProtocol_v0(o: JoinGroupRequest.JoinGrou
 def _d_JoinGroupRequest_JoinGroupRequestProtocol_v0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest.JoinGroupRequestProtocol, int]:
     f_name, pos = r_str(buf, pos)
     f_metadata, pos = r_bytes(buf, pos)
-    return JoinGroupRequest.JoinGroupRequestProtocol(name=f_name, metadata=f_metadata), pos
+    return _C_JoinGroupRequest_JoinGroupRequestProtocol(name=f_name, metadata=f_metadata), pos
 
 
 def _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(o: JoinGroupRequest.JoinGroupRequestProtocol, out: bytearray) -> None:
@@ -8219,7 +9216,7 @@ def _d_JoinGroupRequest_JoinGroupRequestProtocol_v6(buf: memoryview, pos: int) -
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return JoinGroupRequest.JoinGroupRequestProtocol(name=f_name, metadata=f_metadata), pos
+    return _C_JoinGroupRequest_JoinGroupRequestProtocol(name=f_name, metadata=f_metadata), pos
 
 
 def _e_JoinGroupRequest_v0(o: JoinGroupRequest, out: bytearray) -> None:
@@ -8238,7 +9235,7 @@ def _e_JoinGroupRequest_v0(o: JoinGroupRequest, out: bytearray) -> None:
 def _d_JoinGroupRequest_v0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_session_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
@@ -8268,7 +9265,7 @@ def _e_JoinGroupRequest_v1(o: JoinGroupRequest, out: bytearray) -> None:
 def _d_JoinGroupRequest_v1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_session_timeout_ms, f_rebalance_timeout_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_member_id, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
@@ -8297,7 +9294,7 @@ def _e_JoinGroupRequest_v5(o: JoinGroupRequest, out: bytearray) -> None:
 def _d_JoinGroupRequest_v5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_session_timeout_ms, f_rebalance_timeout_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
@@ -8319,7 +9316,10 @@ def _e_JoinGroupRequest_v6(o: JoinGroupRequest, out: bytearray) -> None:
     w_cnstr(out, o.group_instance_id)
     w_cstr(out, o.protocol_type)
     a_protocols = o.protocols
-    w_carray_len(out, a_protocols)
+    if len(a_protocols) < 127:
+        out.append(len(a_protocols) + 1)
+    else:
+        w_carray_len(out, a_protocols)
     for x_protocols in a_protocols:
         _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x_protocols, out)
     out.append(0)
@@ -8328,11 +9328,15 @@ def _e_JoinGroupRequest_v6(o: JoinGroupRequest, out: bytearray) -> None:
 def _d_JoinGroupRequest_v6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_session_timeout_ms, f_rebalance_timeout_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
     f_protocol_type, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Protocols')
     items_protocols: list[Any] = []
@@ -8354,7 +9358,10 @@ def _e_JoinGroupRequest_v8(o: JoinGroupRequest, out: bytearray) -> None:
     w_cnstr(out, o.group_instance_id)
     w_cstr(out, o.protocol_type)
     a_protocols = o.protocols
-    w_carray_len(out, a_protocols)
+    if len(a_protocols) < 127:
+        out.append(len(a_protocols) + 1)
+    else:
+        w_carray_len(out, a_protocols)
     for x_protocols in a_protocols:
         _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x_protocols, out)
     w_cnstr(out, o.reason)
@@ -8364,11 +9371,15 @@ def _e_JoinGroupRequest_v8(o: JoinGroupRequest, out: bytearray) -> None:
 def _d_JoinGroupRequest_v8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_session_timeout_ms, f_rebalance_timeout_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
     f_protocol_type, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Protocols')
     items_protocols: list[Any] = []
@@ -8396,7 +9407,7 @@ def _e_JoinGroupResponse_JoinGroupResponseMember_v0(o: JoinGroupResponse.JoinGro
 def _d_JoinGroupResponse_JoinGroupResponseMember_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse.JoinGroupResponseMember, int]:
     f_member_id, pos = r_str(buf, pos)
     f_metadata, pos = r_bytes(buf, pos)
-    return JoinGroupResponse.JoinGroupResponseMember(member_id=f_member_id, metadata=f_metadata), pos
+    return _C_JoinGroupResponse_JoinGroupResponseMember(member_id=f_member_id, metadata=f_metadata), pos
 
 
 def _e_JoinGroupResponse_JoinGroupResponseMember_v5(o: JoinGroupResponse.JoinGroupResponseMember, out: bytearray) -> None:
@@ -8409,7 +9420,7 @@ def _d_JoinGroupResponse_JoinGroupResponseMember_v5(buf: memoryview, pos: int) -
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     f_metadata, pos = r_bytes(buf, pos)
-    return JoinGroupResponse.JoinGroupResponseMember(member_id=f_member_id, group_instance_id=f_group_instance_id, metadata=f_metadata), pos
+    return _C_JoinGroupResponse_JoinGroupResponseMember(member_id=f_member_id, group_instance_id=f_group_instance_id, metadata=f_metadata), pos
 
 
 def _e_JoinGroupResponse_JoinGroupResponseMember_v6(o: JoinGroupResponse.JoinGroupResponseMember, out: bytearray) -> None:
@@ -8427,7 +9438,7 @@ def _d_JoinGroupResponse_JoinGroupResponseMember_v6(buf: memoryview, pos: int) -
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return JoinGroupResponse.JoinGroupResponseMember(member_id=f_member_id, group_instance_id=f_group_instance_id, metadata=f_metadata), pos
+    return _C_JoinGroupResponse_JoinGroupResponseMember(member_id=f_member_id, group_instance_id=f_group_instance_id, metadata=f_metadata), pos
 
 
 def _e_JoinGroupResponse_v0(o: JoinGroupResponse, out: bytearray) -> None:
@@ -8447,7 +9458,7 @@ def _e_JoinGroupResponse_v0(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_error_code, f_generation_id = _S_hi.unpack_from(buf, pos)
-    pos += _S_hi.size
+    pos += 6
     f_protocol_name, pos = r_str(buf, pos)
     f_leader, pos = r_str(buf, pos)
     f_member_id, pos = r_str(buf, pos)
@@ -8479,7 +9490,7 @@ def _e_JoinGroupResponse_v2(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_throttle_time_ms, f_error_code, f_generation_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     f_protocol_name, pos = r_str(buf, pos)
     f_leader, pos = r_str(buf, pos)
     f_member_id, pos = r_str(buf, pos)
@@ -8511,7 +9522,7 @@ def _e_JoinGroupResponse_v5(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_throttle_time_ms, f_error_code, f_generation_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     f_protocol_name, pos = r_str(buf, pos)
     f_leader, pos = r_str(buf, pos)
     f_member_id, pos = r_str(buf, pos)
@@ -8536,7 +9547,10 @@ def _e_JoinGroupResponse_v6(o: JoinGroupResponse, out: bytearray) -> None:
         raise version_error('SkipAssignment')
     w_cstr(out, o.member_id)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_JoinGroupResponse_JoinGroupResponseMember_v6(x_members, out)
     out.append(0)
@@ -8544,11 +9558,15 @@ def _e_JoinGroupResponse_v6(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_throttle_time_ms, f_error_code, f_generation_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     f_protocol_name, pos = r_cstr(buf, pos)
     f_leader, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8572,7 +9590,10 @@ def _e_JoinGroupResponse_v7(o: JoinGroupResponse, out: bytearray) -> None:
         raise version_error('SkipAssignment')
     w_cstr(out, o.member_id)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_JoinGroupResponse_JoinGroupResponseMember_v6(x_members, out)
     out.append(0)
@@ -8580,12 +9601,16 @@ def _e_JoinGroupResponse_v7(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_throttle_time_ms, f_error_code, f_generation_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     f_protocol_type, pos = r_cnstr(buf, pos)
     f_protocol_name, pos = r_cnstr(buf, pos)
     f_leader, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8608,7 +9633,10 @@ def _e_JoinGroupResponse_v9(o: JoinGroupResponse, out: bytearray) -> None:
     out += _S_o.pack(o.skip_assignment)
     w_cstr(out, o.member_id)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_JoinGroupResponse_JoinGroupResponseMember_v6(x_members, out)
     out.append(0)
@@ -8616,14 +9644,18 @@ def _e_JoinGroupResponse_v9(o: JoinGroupResponse, out: bytearray) -> None:
 
 def _d_JoinGroupResponse_v9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f_throttle_time_ms, f_error_code, f_generation_id = _S_ihi.unpack_from(buf, pos)
-    pos += _S_ihi.size
+    pos += 10
     f_protocol_type, pos = r_cnstr(buf, pos)
     f_protocol_name, pos = r_cnstr(buf, pos)
     f_leader, pos = r_cstr(buf, pos)
     f_skip_assignment, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     f_member_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8650,7 +9682,7 @@ def _e_LeaveGroupRequest_MemberIdentity_v0(o: LeaveGroupRequest.MemberIdentity, 
 
 
 def _d_LeaveGroupRequest_MemberIdentity_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest.MemberIdentity, int]:
-    return LeaveGroupRequest.MemberIdentity(), pos
+    return _C_LeaveGroupRequest_MemberIdentity(), pos
 
 
 def _e_LeaveGroupRequest_MemberIdentity_v3(o: LeaveGroupRequest.MemberIdentity, out: bytearray) -> None:
@@ -8661,7 +9693,7 @@ def _e_LeaveGroupRequest_MemberIdentity_v3(o: LeaveGroupRequest.MemberIdentity, 
 def _d_LeaveGroupRequest_MemberIdentity_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest.MemberIdentity, int]:
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
-    return LeaveGroupRequest.MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id), pos
+    return _C_LeaveGroupRequest_MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id), pos
 
 
 def _e_LeaveGroupRequest_MemberIdentity_v4(o: LeaveGroupRequest.MemberIdentity, out: bytearray) -> None:
@@ -8677,7 +9709,7 @@ def _d_LeaveGroupRequest_MemberIdentity_v4(buf: memoryview, pos: int) -> tuple[L
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return LeaveGroupRequest.MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id), pos
+    return _C_LeaveGroupRequest_MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id), pos
 
 
 def _e_LeaveGroupRequest_MemberIdentity_v5(o: LeaveGroupRequest.MemberIdentity, out: bytearray) -> None:
@@ -8695,7 +9727,7 @@ def _d_LeaveGroupRequest_MemberIdentity_v5(buf: memoryview, pos: int) -> tuple[L
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return LeaveGroupRequest.MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id, reason=f_reason), pos
+    return _C_LeaveGroupRequest_MemberIdentity(member_id=f_member_id, group_instance_id=f_group_instance_id, reason=f_reason), pos
 
 
 def _e_LeaveGroupRequest_v0(o: LeaveGroupRequest, out: bytearray) -> None:
@@ -8739,7 +9771,10 @@ def _e_LeaveGroupRequest_v4(o: LeaveGroupRequest, out: bytearray) -> None:
     if o.member_id != '':
         raise version_error('MemberId')
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_LeaveGroupRequest_MemberIdentity_v4(x_members, out)
     out.append(0)
@@ -8747,7 +9782,11 @@ def _e_LeaveGroupRequest_v4(o: LeaveGroupRequest, out: bytearray) -> None:
 
 def _d_LeaveGroupRequest_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8767,7 +9806,10 @@ def _e_LeaveGroupRequest_v5(o: LeaveGroupRequest, out: bytearray) -> None:
     if o.member_id != '':
         raise version_error('MemberId')
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_LeaveGroupRequest_MemberIdentity_v5(x_members, out)
     out.append(0)
@@ -8775,7 +9817,11 @@ def _e_LeaveGroupRequest_v5(o: LeaveGroupRequest, out: bytearray) -> None:
 
 def _d_LeaveGroupRequest_v5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8804,7 +9850,7 @@ def _e_LeaveGroupResponse_MemberResponse_v0(o: LeaveGroupResponse.MemberResponse
 
 
 def _d_LeaveGroupResponse_MemberResponse_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse.MemberResponse, int]:
-    return LeaveGroupResponse.MemberResponse(), pos
+    return _C_LeaveGroupResponse_MemberResponse(), pos
 
 
 def _e_LeaveGroupResponse_MemberResponse_v3(o: LeaveGroupResponse.MemberResponse, out: bytearray) -> None:
@@ -8817,8 +9863,8 @@ def _d_LeaveGroupResponse_MemberResponse_v3(buf: memoryview, pos: int) -> tuple[
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    return LeaveGroupResponse.MemberResponse(member_id=f_member_id, group_instance_id=f_group_instance_id, error_code=f_error_code), pos
+    pos += 2
+    return _C_LeaveGroupResponse_MemberResponse(member_id=f_member_id, group_instance_id=f_group_instance_id, error_code=f_error_code), pos
 
 
 def _e_LeaveGroupResponse_MemberResponse_v4(o: LeaveGroupResponse.MemberResponse, out: bytearray) -> None:
@@ -8832,12 +9878,12 @@ def _d_LeaveGroupResponse_MemberResponse_v4(buf: memoryview, pos: int) -> tuple[
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return LeaveGroupResponse.MemberResponse(member_id=f_member_id, group_instance_id=f_group_instance_id, error_code=f_error_code), pos
+    return _C_LeaveGroupResponse_MemberResponse(member_id=f_member_id, group_instance_id=f_group_instance_id, error_code=f_error_code), pos
 
 
 def _e_LeaveGroupResponse_v0(o: LeaveGroupResponse, out: bytearray) -> None:
@@ -8848,7 +9894,7 @@ def _e_LeaveGroupResponse_v0(o: LeaveGroupResponse, out: bytearray) -> None:
 
 def _d_LeaveGroupResponse_v0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     return LeaveGroupResponse(error_code=f_error_code), pos
 
 
@@ -8860,7 +9906,7 @@ def _e_LeaveGroupResponse_v1(o: LeaveGroupResponse, out: bytearray) -> None:
 
 def _d_LeaveGroupResponse_v1(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     return LeaveGroupResponse(throttle_time_ms=f_throttle_time_ms, error_code=f_error_code), pos
 
 
@@ -8874,7 +9920,7 @@ def _e_LeaveGroupResponse_v3(o: LeaveGroupResponse, out: bytearray) -> None:
 
 def _d_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
@@ -8889,7 +9935,10 @@ def _d_LeaveGroupResponse_v3(buf: memoryview, pos: int) -> tuple[LeaveGroupRespo
 def _e_LeaveGroupResponse_v4(o: LeaveGroupResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_LeaveGroupResponse_MemberResponse_v4(x_members, out)
     out.append(0)
@@ -8897,8 +9946,12 @@ def _e_LeaveGroupResponse_v4(o: LeaveGroupResponse, out: bytearray) -> None:
 
 def _d_LeaveGroupResponse_v4(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -8946,7 +9999,10 @@ def _d_ListGroupsRequest_v3(buf: memoryview, pos: int) -> tuple[ListGroupsReques
 
 def _e_ListGroupsRequest_v4(o: ListGroupsRequest, out: bytearray) -> None:
     a_states_filter = o.states_filter
-    w_carray_len(out, a_states_filter)
+    if len(a_states_filter) < 127:
+        out.append(len(a_states_filter) + 1)
+    else:
+        w_carray_len(out, a_states_filter)
     for x_states_filter in a_states_filter:
         w_cstr(out, x_states_filter)
     if o.types_filter:
@@ -8955,7 +10011,11 @@ def _e_ListGroupsRequest_v4(o: ListGroupsRequest, out: bytearray) -> None:
 
 
 def _d_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array StatesFilter')
     items_states_filter: list[Any] = []
@@ -8972,18 +10032,28 @@ def _d_ListGroupsRequest_v4(buf: memoryview, pos: int) -> tuple[ListGroupsReques
 
 def _e_ListGroupsRequest_v5(o: ListGroupsRequest, out: bytearray) -> None:
     a_states_filter = o.states_filter
-    w_carray_len(out, a_states_filter)
+    if len(a_states_filter) < 127:
+        out.append(len(a_states_filter) + 1)
+    else:
+        w_carray_len(out, a_states_filter)
     for x_states_filter in a_states_filter:
         w_cstr(out, x_states_filter)
     a_types_filter = o.types_filter
-    w_carray_len(out, a_types_filter)
+    if len(a_types_filter) < 127:
+        out.append(len(a_types_filter) + 1)
+    else:
+        w_carray_len(out, a_types_filter)
     for x_types_filter in a_types_filter:
         w_cstr(out, x_types_filter)
     out.append(0)
 
 
 def _d_ListGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array StatesFilter')
     items_states_filter: list[Any] = []
@@ -8991,7 +10061,11 @@ def _d_ListGroupsRequest_v5(buf: memoryview, pos: int) -> tuple[ListGroupsReques
         x_states_filter, pos = r_cstr(buf, pos)
         items_states_filter.append(x_states_filter)
     f_states_filter = items_states_filter
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TypesFilter')
     items_types_filter: list[Any] = []
@@ -9018,7 +10092,7 @@ def _e_ListGroupsResponse_ListedGroup_v0(o: ListGroupsResponse.ListedGroup, out:
 def _d_ListGroupsResponse_ListedGroup_v0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse.ListedGroup, int]:
     f_group_id, pos = r_str(buf, pos)
     f_protocol_type, pos = r_str(buf, pos)
-    return ListGroupsResponse.ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type), pos
+    return _C_ListGroupsResponse_ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type), pos
 
 
 def _e_ListGroupsResponse_ListedGroup_v3(o: ListGroupsResponse.ListedGroup, out: bytearray) -> None:
@@ -9034,7 +10108,7 @@ def _d_ListGroupsResponse_ListedGroup_v3(buf: memoryview, pos: int) -> tuple[Lis
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListGroupsResponse.ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type), pos
+    return _C_ListGroupsResponse_ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type), pos
 
 
 def _e_ListGroupsResponse_ListedGroup_v4(o: ListGroupsResponse.ListedGroup, out: bytearray) -> None:
@@ -9052,7 +10126,7 @@ def _d_ListGroupsResponse_ListedGroup_v4(buf: memoryview, pos: int) -> tuple[Lis
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListGroupsResponse.ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type, group_state=f_group_state), pos
+    return _C_ListGroupsResponse_ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type, group_state=f_group_state), pos
 
 
 def _e_ListGroupsResponse_ListedGroup_v5(o: ListGroupsResponse.ListedGroup, out: bytearray) -> None:
@@ -9072,7 +10146,7 @@ def _d_ListGroupsResponse_ListedGroup_v5(buf: memoryview, pos: int) -> tuple[Lis
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListGroupsResponse.ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type, group_state=f_group_state, group_type=f_group_type), pos
+    return _C_ListGroupsResponse_ListedGroup(group_id=f_group_id, protocol_type=f_protocol_type, group_state=f_group_state, group_type=f_group_type), pos
 
 
 def _e_ListGroupsResponse_v0(o: ListGroupsResponse, out: bytearray) -> None:
@@ -9085,7 +10159,7 @@ def _e_ListGroupsResponse_v0(o: ListGroupsResponse, out: bytearray) -> None:
 
 def _d_ListGroupsResponse_v0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
@@ -9107,7 +10181,7 @@ def _e_ListGroupsResponse_v1(o: ListGroupsResponse, out: bytearray) -> None:
 
 def _d_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
@@ -9122,7 +10196,10 @@ def _d_ListGroupsResponse_v1(buf: memoryview, pos: int) -> tuple[ListGroupsRespo
 def _e_ListGroupsResponse_v3(o: ListGroupsResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ListGroupsResponse_ListedGroup_v3(x_groups, out)
     out.append(0)
@@ -9130,8 +10207,12 @@ def _e_ListGroupsResponse_v3(o: ListGroupsResponse, out: bytearray) -> None:
 
 def _d_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -9149,7 +10230,10 @@ def _d_ListGroupsResponse_v3(buf: memoryview, pos: int) -> tuple[ListGroupsRespo
 def _e_ListGroupsResponse_v4(o: ListGroupsResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ListGroupsResponse_ListedGroup_v4(x_groups, out)
     out.append(0)
@@ -9157,8 +10241,12 @@ def _e_ListGroupsResponse_v4(o: ListGroupsResponse, out: bytearray) -> None:
 
 def _d_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -9176,7 +10264,10 @@ def _d_ListGroupsResponse_v4(buf: memoryview, pos: int) -> tuple[ListGroupsRespo
 def _e_ListGroupsResponse_v5(o: ListGroupsResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ListGroupsResponse_ListedGroup_v5(x_groups, out)
     out.append(0)
@@ -9184,8 +10275,12 @@ def _e_ListGroupsResponse_v5(o: ListGroupsResponse, out: bytearray) -> None:
 
 def _d_ListGroupsResponse_v5(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -9210,8 +10305,8 @@ def _e_ListOffsetsRequest_ListOffsetsPartition_v1(o: ListOffsetsRequest.ListOffs
 
 def _d_ListOffsetsRequest_ListOffsetsPartition_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest.ListOffsetsPartition, int]:
     f_partition_index, f_timestamp = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
-    return ListOffsetsRequest.ListOffsetsPartition(partition_index=f_partition_index, timestamp=f_timestamp), pos
+    pos += 12
+    return _C_ListOffsetsRequest_ListOffsetsPartition(partition_index=f_partition_index, timestamp=f_timestamp), pos
 
 
 def _e_ListOffsetsRequest_ListOffsetsPartition_v4(o: ListOffsetsRequest.ListOffsetsPartition, out: bytearray) -> None:
@@ -9220,8 +10315,8 @@ def _e_ListOffsetsRequest_ListOffsetsPartition_v4(o: ListOffsetsRequest.ListOffs
 
 def _d_ListOffsetsRequest_ListOffsetsPartition_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest.ListOffsetsPartition, int]:
     f_partition_index, f_current_leader_epoch, f_timestamp = _S_iiq.unpack_from(buf, pos)
-    pos += _S_iiq.size
-    return ListOffsetsRequest.ListOffsetsPartition(partition_index=f_partition_index, current_leader_epoch=f_current_leader_epoch, timestamp=f_timestamp), pos
+    pos += 16
+    return _C_ListOffsetsRequest_ListOffsetsPartition(partition_index=f_partition_index, current_leader_epoch=f_current_leader_epoch, timestamp=f_timestamp), pos
 
 
 def _e_ListOffsetsRequest_ListOffsetsPartition_v6(o: ListOffsetsRequest.ListOffsetsPartition, out: bytearray) -> None:
@@ -9231,12 +10326,12 @@ def _e_ListOffsetsRequest_ListOffsetsPartition_v6(o: ListOffsetsRequest.ListOffs
 
 def _d_ListOffsetsRequest_ListOffsetsPartition_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest.ListOffsetsPartition, int]:
     f_partition_index, f_current_leader_epoch, f_timestamp = _S_iiq.unpack_from(buf, pos)
-    pos += _S_iiq.size
+    pos += 16
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListOffsetsRequest.ListOffsetsPartition(partition_index=f_partition_index, current_leader_epoch=f_current_leader_epoch, timestamp=f_timestamp), pos
+    return _C_ListOffsetsRequest_ListOffsetsPartition(partition_index=f_partition_index, current_leader_epoch=f_current_leader_epoch, timestamp=f_timestamp), pos
 
 
 def _e_ListOffsetsRequest_ListOffsetsTopic_v1(o: ListOffsetsRequest.ListOffsetsTopic, out: bytearray) -> None:
@@ -9257,7 +10352,7 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v1(buf: memoryview, pos: int) -> tupl
         x_partitions, pos = _d_ListOffsetsRequest_ListOffsetsPartition_v1(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return ListOffsetsRequest.ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsRequest_ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsRequest_ListOffsetsTopic_v4(o: ListOffsetsRequest.ListOffsetsTopic, out: bytearray) -> None:
@@ -9278,13 +10373,16 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v4(buf: memoryview, pos: int) -> tupl
         x_partitions, pos = _d_ListOffsetsRequest_ListOffsetsPartition_v4(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return ListOffsetsRequest.ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsRequest_ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsRequest_ListOffsetsTopic_v6(o: ListOffsetsRequest.ListOffsetsTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ListOffsetsRequest_ListOffsetsPartition_v6(x_partitions, out)
     out.append(0)
@@ -9292,7 +10390,11 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_v6(o: ListOffsetsRequest.ListOffsetsT
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest.ListOffsetsTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -9304,7 +10406,7 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v6(buf: memoryview, pos: int) -> tupl
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListOffsetsRequest.ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsRequest_ListOffsetsTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsRequest_v1(o: ListOffsetsRequest, out: bytearray) -> None:
@@ -9319,7 +10421,7 @@ def _e_ListOffsetsRequest_v1(o: ListOffsetsRequest, out: bytearray) -> None:
 
 def _d_ListOffsetsRequest_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f_replica_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -9341,7 +10443,7 @@ def _e_ListOffsetsRequest_v2(o: ListOffsetsRequest, out: bytearray) -> None:
 
 def _d_ListOffsetsRequest_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f_replica_id, f_isolation_level = _S_ib.unpack_from(buf, pos)
-    pos += _S_ib.size
+    pos += 5
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -9363,7 +10465,7 @@ def _e_ListOffsetsRequest_v4(o: ListOffsetsRequest, out: bytearray) -> None:
 
 def _d_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f_replica_id, f_isolation_level = _S_ib.unpack_from(buf, pos)
-    pos += _S_ib.size
+    pos += 5
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -9378,7 +10480,10 @@ def _d_ListOffsetsRequest_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequ
 def _e_ListOffsetsRequest_v6(o: ListOffsetsRequest, out: bytearray) -> None:
     out += _S_ib.pack(o.replica_id, o.isolation_level)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ListOffsetsRequest_ListOffsetsTopic_v6(x_topics, out)
     out.append(0)
@@ -9386,8 +10491,12 @@ def _e_ListOffsetsRequest_v6(o: ListOffsetsRequest, out: bytearray) -> None:
 
 def _d_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f_replica_id, f_isolation_level = _S_ib.unpack_from(buf, pos)
-    pos += _S_ib.size
-    n, pos = carray_len(buf, pos)
+    pos += 5
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -9405,7 +10514,10 @@ def _d_ListOffsetsRequest_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequ
 def _e_ListOffsetsRequest_v10(o: ListOffsetsRequest, out: bytearray) -> None:
     out += _S_ib.pack(o.replica_id, o.isolation_level)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ListOffsetsRequest_ListOffsetsTopic_v6(x_topics, out)
     out += _S_i.pack(o.timeout_ms)
@@ -9414,8 +10526,12 @@ def _e_ListOffsetsRequest_v10(o: ListOffsetsRequest, out: bytearray) -> None:
 
 def _d_ListOffsetsRequest_v10(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f_replica_id, f_isolation_level = _S_ib.unpack_from(buf, pos)
-    pos += _S_ib.size
-    n, pos = carray_len(buf, pos)
+    pos += 5
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -9424,7 +10540,7 @@ def _d_ListOffsetsRequest_v10(buf: memoryview, pos: int) -> tuple[ListOffsetsReq
         items_topics.append(x_topics)
     f_topics = items_topics
     f_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -9444,8 +10560,8 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(o: ListOffsetsRespons
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse.ListOffsetsPartitionResponse, int]:
     f_partition_index, f_error_code, f_timestamp, f_offset = _S_ihqq.unpack_from(buf, pos)
-    pos += _S_ihqq.size
-    return ListOffsetsResponse.ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset), pos
+    pos += 22
+    return _C_ListOffsetsResponse_ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset), pos
 
 
 def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(o: ListOffsetsResponse.ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -9454,8 +10570,8 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(o: ListOffsetsRespons
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse.ListOffsetsPartitionResponse, int]:
     f_partition_index, f_error_code, f_timestamp, f_offset, f_leader_epoch = _S_ihqqi.unpack_from(buf, pos)
-    pos += _S_ihqqi.size
-    return ListOffsetsResponse.ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset, leader_epoch=f_leader_epoch), pos
+    pos += 26
+    return _C_ListOffsetsResponse_ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset, leader_epoch=f_leader_epoch), pos
 
 
 def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(o: ListOffsetsResponse.ListOffsetsPartitionResponse, out: bytearray) -> None:
@@ -9465,12 +10581,12 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(o: ListOffsetsRespons
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse.ListOffsetsPartitionResponse, int]:
     f_partition_index, f_error_code, f_timestamp, f_offset, f_leader_epoch = _S_ihqqi.unpack_from(buf, pos)
-    pos += _S_ihqqi.size
+    pos += 26
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListOffsetsResponse.ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset, leader_epoch=f_leader_epoch), pos
+    return _C_ListOffsetsResponse_ListOffsetsPartitionResponse(partition_index=f_partition_index, error_code=f_error_code, timestamp=f_timestamp, offset=f_offset, leader_epoch=f_leader_epoch), pos
 
 
 def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v1(o: ListOffsetsResponse.ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -9491,7 +10607,7 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf: memoryview, pos: int
         x_partitions, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return ListOffsetsResponse.ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsResponse_ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v4(o: ListOffsetsResponse.ListOffsetsTopicResponse, out: bytearray) -> None:
@@ -9512,13 +10628,16 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v4(buf: memoryview, pos: int
         x_partitions, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return ListOffsetsResponse.ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsResponse_ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(o: ListOffsetsResponse.ListOffsetsTopicResponse, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(x_partitions, out)
     out.append(0)
@@ -9526,7 +10645,11 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(o: ListOffsetsResponse.Li
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse.ListOffsetsTopicResponse, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -9538,7 +10661,7 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ListOffsetsResponse.ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
+    return _C_ListOffsetsResponse_ListOffsetsTopicResponse(name=f_name, partitions=f_partitions), pos
 
 
 def _e_ListOffsetsResponse_v1(o: ListOffsetsResponse, out: bytearray) -> None:
@@ -9570,7 +10693,7 @@ def _e_ListOffsetsResponse_v2(o: ListOffsetsResponse, out: bytearray) -> None:
 
 def _d_ListOffsetsResponse_v2(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -9592,7 +10715,7 @@ def _e_ListOffsetsResponse_v4(o: ListOffsetsResponse, out: bytearray) -> None:
 
 def _d_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -9607,7 +10730,10 @@ def _d_ListOffsetsResponse_v4(buf: memoryview, pos: int) -> tuple[ListOffsetsRes
 def _e_ListOffsetsResponse_v6(o: ListOffsetsResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(x_topics, out)
     out.append(0)
@@ -9615,8 +10741,12 @@ def _e_ListOffsetsResponse_v6(o: ListOffsetsResponse, out: bytearray) -> None:
 
 def _d_ListOffsetsResponse_v6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -9643,7 +10773,7 @@ def _e_MetadataRequest_MetadataRequestTopic_v0(o: MetadataRequest.MetadataReques
 
 def _d_MetadataRequest_MetadataRequestTopic_v0(buf: memoryview, pos: int) -> tuple[MetadataRequest.MetadataRequestTopic, int]:
     f_name, pos = r_str(buf, pos)
-    return MetadataRequest.MetadataRequestTopic(name=f_name), pos
+    return _C_MetadataRequest_MetadataRequestTopic(name=f_name), pos
 
 
 def _e_MetadataRequest_MetadataRequestTopic_v9(o: MetadataRequest.MetadataRequestTopic, out: bytearray) -> None:
@@ -9659,7 +10789,7 @@ def _d_MetadataRequest_MetadataRequestTopic_v9(buf: memoryview, pos: int) -> tup
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataRequest.MetadataRequestTopic(name=f_name), pos
+    return _C_MetadataRequest_MetadataRequestTopic(name=f_name), pos
 
 
 def _e_MetadataRequest_MetadataRequestTopic_v10(o: MetadataRequest.MetadataRequestTopic, out: bytearray) -> None:
@@ -9670,14 +10800,14 @@ def _e_MetadataRequest_MetadataRequestTopic_v10(o: MetadataRequest.MetadataReque
 
 def _d_MetadataRequest_MetadataRequestTopic_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest.MetadataRequestTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
     f_name, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataRequest.MetadataRequestTopic(topic_id=f_topic_id, name=f_name), pos
+    return _C_MetadataRequest_MetadataRequestTopic(topic_id=f_topic_id, name=f_name), pos
 
 
 def _e_MetadataRequest_v0(o: MetadataRequest, out: bytearray) -> None:
@@ -9760,7 +10890,7 @@ def _d_MetadataRequest_v4(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
             items_topics.append(x_topics)
         f_topics = items_topics
     f_allow_auto_topic_creation, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     return MetadataRequest(topics=f_topics, allow_auto_topic_creation=f_allow_auto_topic_creation), pos
 
 
@@ -9785,7 +10915,7 @@ def _d_MetadataRequest_v8(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
             items_topics.append(x_topics)
         f_topics = items_topics
     f_allow_auto_topic_creation, f_include_cluster_authorized_operations, f_include_topic_authorized_operations = _S_ooo.unpack_from(buf, pos)
-    pos += _S_ooo.size
+    pos += 3
     return MetadataRequest(topics=f_topics, allow_auto_topic_creation=f_allow_auto_topic_creation, include_cluster_authorized_operations=f_include_cluster_authorized_operations, include_topic_authorized_operations=f_include_topic_authorized_operations), pos
 
 
@@ -9801,7 +10931,11 @@ def _e_MetadataRequest_v9(o: MetadataRequest, out: bytearray) -> None:
 
 def _d_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -9811,7 +10945,7 @@ def _d_MetadataRequest_v9(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
             items_topics.append(x_topics)
         f_topics = items_topics
     f_allow_auto_topic_creation, f_include_cluster_authorized_operations, f_include_topic_authorized_operations = _S_ooo.unpack_from(buf, pos)
-    pos += _S_ooo.size
+    pos += 3
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -9831,7 +10965,11 @@ def _e_MetadataRequest_v10(o: MetadataRequest, out: bytearray) -> None:
 
 def _d_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -9841,7 +10979,7 @@ def _d_MetadataRequest_v10(buf: memoryview, pos: int) -> tuple[MetadataRequest, 
             items_topics.append(x_topics)
         f_topics = items_topics
     f_allow_auto_topic_creation, f_include_cluster_authorized_operations, f_include_topic_authorized_operations = _S_ooo.unpack_from(buf, pos)
-    pos += _S_ooo.size
+    pos += 3
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -9863,7 +11001,11 @@ def _e_MetadataRequest_v11(o: MetadataRequest, out: bytearray) -> None:
 
 def _d_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -9873,7 +11015,7 @@ def _d_MetadataRequest_v11(buf: memoryview, pos: int) -> tuple[MetadataRequest, 
             items_topics.append(x_topics)
         f_topics = items_topics
     f_allow_auto_topic_creation, f_include_topic_authorized_operations = _S_oo.unpack_from(buf, pos)
-    pos += _S_oo.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -9893,11 +11035,11 @@ def _e_MetadataResponse_MetadataResponseBroker_v0(o: MetadataResponse.MetadataRe
 
 def _d_MetadataResponse_MetadataResponseBroker_v0(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseBroker, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_str(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    return MetadataResponse.MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port), pos
+    pos += 4
+    return _C_MetadataResponse_MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port), pos
 
 
 def _e_MetadataResponse_MetadataResponseBroker_v1(o: MetadataResponse.MetadataResponseBroker, out: bytearray) -> None:
@@ -9909,12 +11051,12 @@ def _e_MetadataResponse_MetadataResponseBroker_v1(o: MetadataResponse.MetadataRe
 
 def _d_MetadataResponse_MetadataResponseBroker_v1(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseBroker, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_str(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_nstr(buf, pos)
-    return MetadataResponse.MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_MetadataResponse_MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_MetadataResponse_MetadataResponseBroker_v9(o: MetadataResponse.MetadataResponseBroker, out: bytearray) -> None:
@@ -9927,16 +11069,16 @@ def _e_MetadataResponse_MetadataResponseBroker_v9(o: MetadataResponse.MetadataRe
 
 def _d_MetadataResponse_MetadataResponseBroker_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseBroker, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataResponse.MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_MetadataResponse_MetadataResponseBroker(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_MetadataResponse_MetadataResponsePartition_v0(o: MetadataResponse.MetadataResponsePartition, out: bytearray) -> None:
@@ -9951,7 +11093,7 @@ def _e_MetadataResponse_MetadataResponsePartition_v0(o: MetadataResponse.Metadat
 
 def _d_MetadataResponse_MetadataResponsePartition_v0(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponsePartition, int]:
     f_error_code, f_partition_index, f_leader_id = _S_hii.unpack_from(buf, pos)
-    pos += _S_hii.size
+    pos += 10
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ReplicaNodes')
@@ -9962,7 +11104,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v0(buf: memoryview, pos: int) 
         raise MalformedMessage('null in non-nullable array IsrNodes')
     f_isr_nodes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return MetadataResponse.MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes), pos
+    return _C_MetadataResponse_MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes), pos
 
 
 def _e_MetadataResponse_MetadataResponsePartition_v5(o: MetadataResponse.MetadataResponsePartition, out: bytearray) -> None:
@@ -9980,7 +11122,7 @@ def _e_MetadataResponse_MetadataResponsePartition_v5(o: MetadataResponse.Metadat
 
 def _d_MetadataResponse_MetadataResponsePartition_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponsePartition, int]:
     f_error_code, f_partition_index, f_leader_id = _S_hii.unpack_from(buf, pos)
-    pos += _S_hii.size
+    pos += 10
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ReplicaNodes')
@@ -9996,7 +11138,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v5(buf: memoryview, pos: int) 
         raise MalformedMessage('null in non-nullable array OfflineReplicas')
     f_offline_replicas = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return MetadataResponse.MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
+    return _C_MetadataResponse_MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
 
 
 def _e_MetadataResponse_MetadataResponsePartition_v7(o: MetadataResponse.MetadataResponsePartition, out: bytearray) -> None:
@@ -10014,7 +11156,7 @@ def _e_MetadataResponse_MetadataResponsePartition_v7(o: MetadataResponse.Metadat
 
 def _d_MetadataResponse_MetadataResponsePartition_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponsePartition, int]:
     f_error_code, f_partition_index, f_leader_id, f_leader_epoch = _S_hiii.unpack_from(buf, pos)
-    pos += _S_hiii.size
+    pos += 14
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ReplicaNodes')
@@ -10030,37 +11172,58 @@ def _d_MetadataResponse_MetadataResponsePartition_v7(buf: memoryview, pos: int) 
         raise MalformedMessage('null in non-nullable array OfflineReplicas')
     f_offline_replicas = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return MetadataResponse.MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
+    return _C_MetadataResponse_MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
 
 
 def _e_MetadataResponse_MetadataResponsePartition_v9(o: MetadataResponse.MetadataResponsePartition, out: bytearray) -> None:
     out += _S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch)
     a_replica_nodes = o.replica_nodes
-    w_carray_len(out, a_replica_nodes)
+    if len(a_replica_nodes) < 127:
+        out.append(len(a_replica_nodes) + 1)
+    else:
+        w_carray_len(out, a_replica_nodes)
     out += struct.pack(">%di" % len(a_replica_nodes), *a_replica_nodes)
     a_isr_nodes = o.isr_nodes
-    w_carray_len(out, a_isr_nodes)
+    if len(a_isr_nodes) < 127:
+        out.append(len(a_isr_nodes) + 1)
+    else:
+        w_carray_len(out, a_isr_nodes)
     out += struct.pack(">%di" % len(a_isr_nodes), *a_isr_nodes)
     a_offline_replicas = o.offline_replicas
-    w_carray_len(out, a_offline_replicas)
+    if len(a_offline_replicas) < 127:
+        out.append(len(a_offline_replicas) + 1)
+    else:
+        w_carray_len(out, a_offline_replicas)
     out += struct.pack(">%di" % len(a_offline_replicas), *a_offline_replicas)
     out.append(0)
 
 
 def _d_MetadataResponse_MetadataResponsePartition_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponsePartition, int]:
     f_error_code, f_partition_index, f_leader_id, f_leader_epoch = _S_hiii.unpack_from(buf, pos)
-    pos += _S_hiii.size
-    n, pos = carray_len(buf, pos)
+    pos += 14
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ReplicaNodes')
     f_replica_nodes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array IsrNodes')
     f_isr_nodes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array OfflineReplicas')
     f_offline_replicas = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -10069,7 +11232,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v9(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataResponse.MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
+    return _C_MetadataResponse_MetadataResponsePartition(error_code=f_error_code, partition_index=f_partition_index, leader_id=f_leader_id, leader_epoch=f_leader_epoch, replica_nodes=f_replica_nodes, isr_nodes=f_isr_nodes, offline_replicas=f_offline_replicas), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v0(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10087,7 +11250,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v0(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v0(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -10097,7 +11260,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v0(buf: memoryview, pos: int) -> t
         x_partitions, pos = _d_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, partitions=f_partitions), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, partitions=f_partitions), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v1(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10116,10 +11279,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v1(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v1(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_str(buf, pos)
     f_is_internal, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
@@ -10128,7 +11291,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v1(buf: memoryview, pos: int) -> t
         x_partitions, pos = _d_MetadataResponse_MetadataResponsePartition_v0(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v5(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10147,10 +11310,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v5(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_str(buf, pos)
     f_is_internal, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
@@ -10159,7 +11322,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v5(buf: memoryview, pos: int) -> t
         x_partitions, pos = _d_MetadataResponse_MetadataResponsePartition_v5(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v7(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10178,10 +11341,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v7(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_str(buf, pos)
     f_is_internal, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
@@ -10190,7 +11353,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v7(buf: memoryview, pos: int) -> t
         x_partitions, pos = _d_MetadataResponse_MetadataResponsePartition_v7(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v8(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10208,10 +11371,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v8(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_str(buf, pos)
     f_is_internal, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
@@ -10221,8 +11384,8 @@ def _d_MetadataResponse_MetadataResponseTopic_v8(buf: memoryview, pos: int) -> t
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
     f_topic_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
+    pos += 4
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v9(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10232,7 +11395,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v9(o: MetadataResponse.MetadataRes
     w_cstr(out, o.name)
     out += _S_o.pack(o.is_internal)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_MetadataResponse_MetadataResponsePartition_v9(x_partitions, out)
     out += _S_i.pack(o.topic_authorized_operations)
@@ -10241,11 +11407,15 @@ def _e_MetadataResponse_MetadataResponseTopic_v9(o: MetadataResponse.MetadataRes
 
 def _d_MetadataResponse_MetadataResponseTopic_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_cstr(buf, pos)
     f_is_internal, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
-    n, pos = carray_len(buf, pos)
+    pos += 1
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -10254,12 +11424,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v9(buf: memoryview, pos: int) -> t
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
     f_topic_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v10(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10269,7 +11439,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v10(o: MetadataResponse.MetadataRe
     w_cstr(out, o.name)
     out += _S_16so.pack(o.topic_id.bytes, o.is_internal)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_MetadataResponse_MetadataResponsePartition_v9(x_partitions, out)
     out += _S_i.pack(o.topic_authorized_operations)
@@ -10278,12 +11451,16 @@ def _e_MetadataResponse_MetadataResponseTopic_v10(o: MetadataResponse.MetadataRe
 
 def _d_MetadataResponse_MetadataResponseTopic_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_cstr(buf, pos)
     f_topic_id, f_is_internal = _S_16so.unpack_from(buf, pos)
-    pos += _S_16so.size
+    pos += 17
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -10292,12 +11469,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v10(buf: memoryview, pos: int) -> 
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
     f_topic_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
 
 
 def _e_MetadataResponse_MetadataResponseTopic_v12(o: MetadataResponse.MetadataResponseTopic, out: bytearray) -> None:
@@ -10305,7 +11482,10 @@ def _e_MetadataResponse_MetadataResponseTopic_v12(o: MetadataResponse.MetadataRe
     w_cnstr(out, o.name)
     out += _S_16so.pack(o.topic_id.bytes, o.is_internal)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_MetadataResponse_MetadataResponsePartition_v9(x_partitions, out)
     out += _S_i.pack(o.topic_authorized_operations)
@@ -10314,12 +11494,16 @@ def _e_MetadataResponse_MetadataResponseTopic_v12(o: MetadataResponse.MetadataRe
 
 def _d_MetadataResponse_MetadataResponseTopic_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse.MetadataResponseTopic, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_name, pos = r_cnstr(buf, pos)
     f_topic_id, f_is_internal = _S_16so.unpack_from(buf, pos)
-    pos += _S_16so.size
+    pos += 17
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -10328,12 +11512,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v12(buf: memoryview, pos: int) -> 
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
     f_topic_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return MetadataResponse.MetadataResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
+    return _C_MetadataResponse_MetadataResponseTopic(error_code=f_error_code, name=f_name, topic_id=f_topic_id, is_internal=f_is_internal, partitions=f_partitions, topic_authorized_operations=f_topic_authorized_operations), pos
 
 
 def _e_MetadataResponse_v0(o: MetadataResponse, out: bytearray) -> None:
@@ -10393,7 +11577,7 @@ def _d_MetadataResponse_v1(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         items_brokers.append(x_brokers)
     f_brokers = items_brokers
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10431,7 +11615,7 @@ def _d_MetadataResponse_v2(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_nstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10461,7 +11645,7 @@ def _e_MetadataResponse_v3(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
@@ -10472,7 +11656,7 @@ def _d_MetadataResponse_v3(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_nstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10502,7 +11686,7 @@ def _e_MetadataResponse_v5(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
@@ -10513,7 +11697,7 @@ def _d_MetadataResponse_v5(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_nstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10543,7 +11727,7 @@ def _e_MetadataResponse_v7(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
@@ -10554,7 +11738,7 @@ def _d_MetadataResponse_v7(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_nstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10583,7 +11767,7 @@ def _e_MetadataResponse_v8(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
@@ -10594,7 +11778,7 @@ def _d_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_nstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -10604,20 +11788,26 @@ def _d_MetadataResponse_v8(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         items_topics.append(x_topics)
     f_topics = items_topics
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return MetadataResponse(throttle_time_ms=f_throttle_time_ms, brokers=f_brokers, cluster_id=f_cluster_id, controller_id=f_controller_id, topics=f_topics, cluster_authorized_operations=f_cluster_authorized_operations), pos
 
 
 def _e_MetadataResponse_v9(o: MetadataResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_MetadataResponse_MetadataResponseBroker_v9(x_brokers, out)
     w_cnstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_MetadataResponse_MetadataResponseTopic_v9(x_topics, out)
     out += _S_i.pack(o.cluster_authorized_operations)
@@ -10626,8 +11816,12 @@ def _e_MetadataResponse_v9(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -10637,8 +11831,12 @@ def _d_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse,
     f_brokers = items_brokers
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -10647,7 +11845,7 @@ def _d_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         items_topics.append(x_topics)
     f_topics = items_topics
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -10658,13 +11856,19 @@ def _d_MetadataResponse_v9(buf: memoryview, pos: int) -> tuple[MetadataResponse,
 def _e_MetadataResponse_v10(o: MetadataResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_MetadataResponse_MetadataResponseBroker_v9(x_brokers, out)
     w_cnstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_MetadataResponse_MetadataResponseTopic_v10(x_topics, out)
     out += _S_i.pack(o.cluster_authorized_operations)
@@ -10673,8 +11877,12 @@ def _e_MetadataResponse_v10(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -10684,8 +11892,12 @@ def _d_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse
     f_brokers = items_brokers
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -10694,7 +11906,7 @@ def _d_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse
         items_topics.append(x_topics)
     f_topics = items_topics
     f_cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -10705,13 +11917,19 @@ def _d_MetadataResponse_v10(buf: memoryview, pos: int) -> tuple[MetadataResponse
 def _e_MetadataResponse_v11(o: MetadataResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_MetadataResponse_MetadataResponseBroker_v9(x_brokers, out)
     w_cnstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_MetadataResponse_MetadataResponseTopic_v10(x_topics, out)
     if o.cluster_authorized_operations != -2147483648:
@@ -10721,8 +11939,12 @@ def _e_MetadataResponse_v11(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -10732,8 +11954,12 @@ def _d_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse
     f_brokers = items_brokers
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -10751,13 +11977,19 @@ def _d_MetadataResponse_v11(buf: memoryview, pos: int) -> tuple[MetadataResponse
 def _e_MetadataResponse_v12(o: MetadataResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_MetadataResponse_MetadataResponseBroker_v9(x_brokers, out)
     w_cnstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_MetadataResponse_MetadataResponseTopic_v12(x_topics, out)
     if o.cluster_authorized_operations != -2147483648:
@@ -10767,8 +11999,12 @@ def _e_MetadataResponse_v12(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -10778,8 +12014,12 @@ def _d_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse
     f_brokers = items_brokers
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -10797,13 +12037,19 @@ def _d_MetadataResponse_v12(buf: memoryview, pos: int) -> tuple[MetadataResponse
 def _e_MetadataResponse_v13(o: MetadataResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_brokers = o.brokers
-    w_carray_len(out, a_brokers)
+    if len(a_brokers) < 127:
+        out.append(len(a_brokers) + 1)
+    else:
+        w_carray_len(out, a_brokers)
     for x_brokers in a_brokers:
         _e_MetadataResponse_MetadataResponseBroker_v9(x_brokers, out)
     w_cnstr(out, o.cluster_id)
     out += _S_i.pack(o.controller_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_MetadataResponse_MetadataResponseTopic_v12(x_topics, out)
     if o.cluster_authorized_operations != -2147483648:
@@ -10814,8 +12060,12 @@ def _e_MetadataResponse_v13(o: MetadataResponse, out: bytearray) -> None:
 
 def _d_MetadataResponse_v13(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Brokers')
     items_brokers: list[Any] = []
@@ -10825,8 +12075,12 @@ def _d_MetadataResponse_v13(buf: memoryview, pos: int) -> tuple[MetadataResponse
     f_brokers = items_brokers
     f_cluster_id, pos = r_cnstr(buf, pos)
     f_controller_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -10835,7 +12089,7 @@ def _d_MetadataResponse_v13(buf: memoryview, pos: int) -> tuple[MetadataResponse
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -10854,9 +12108,9 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v2(o: OffsetCommitReques
 
 def _d_OffsetCommitRequest_OffsetCommitRequestPartition_v2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest.OffsetCommitRequestPartition, int]:
     f_partition_index, f_committed_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     f_committed_metadata, pos = r_nstr(buf, pos)
-    return OffsetCommitRequest.OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_metadata=f_committed_metadata), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_metadata=f_committed_metadata), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v6(o: OffsetCommitRequest.OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -10866,9 +12120,9 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v6(o: OffsetCommitReques
 
 def _d_OffsetCommitRequest_OffsetCommitRequestPartition_v6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest.OffsetCommitRequestPartition, int]:
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
+    pos += 16
     f_committed_metadata, pos = r_nstr(buf, pos)
-    return OffsetCommitRequest.OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, committed_metadata=f_committed_metadata), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, committed_metadata=f_committed_metadata), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(o: OffsetCommitRequest.OffsetCommitRequestPartition, out: bytearray) -> None:
@@ -10879,13 +12133,13 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(o: OffsetCommitReques
 
 def _d_OffsetCommitRequest_OffsetCommitRequestPartition_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest.OffsetCommitRequestPartition, int]:
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
+    pos += 16
     f_committed_metadata, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitRequest.OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, committed_metadata=f_committed_metadata), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestPartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, committed_metadata=f_committed_metadata), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v2(o: OffsetCommitRequest.OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -10906,7 +12160,7 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v2(buf: memoryview, pos: int
         x_partitions, pos = _d_OffsetCommitRequest_OffsetCommitRequestPartition_v2(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return OffsetCommitRequest.OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v6(o: OffsetCommitRequest.OffsetCommitRequestTopic, out: bytearray) -> None:
@@ -10927,13 +12181,16 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf: memoryview, pos: int
         x_partitions, pos = _d_OffsetCommitRequest_OffsetCommitRequestPartition_v6(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return OffsetCommitRequest.OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(o: OffsetCommitRequest.OffsetCommitRequestTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(x_partitions, out)
     out.append(0)
@@ -10941,7 +12198,11 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(o: OffsetCommitRequest.Of
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest.OffsetCommitRequestTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -10953,13 +12214,16 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v8(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitRequest.OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v10(o: OffsetCommitRequest.OffsetCommitRequestTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(x_partitions, out)
     out.append(0)
@@ -10967,9 +12231,13 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v10(o: OffsetCommitRequest.O
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest.OffsetCommitRequestTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -10981,7 +12249,7 @@ def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v10(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitRequest.OffsetCommitRequestTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_OffsetCommitRequest_OffsetCommitRequestTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitRequest_v2(o: OffsetCommitRequest, out: bytearray) -> None:
@@ -11000,10 +12268,10 @@ def _e_OffsetCommitRequest_v2(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     f_retention_time_ms, = _S_q.unpack_from(buf, pos)
-    pos += _S_q.size
+    pos += 8
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -11030,7 +12298,7 @@ def _e_OffsetCommitRequest_v5(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v5(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -11058,7 +12326,7 @@ def _e_OffsetCommitRequest_v6(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -11085,7 +12353,7 @@ def _e_OffsetCommitRequest_v7(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     n, pos = array_len(buf, pos)
@@ -11105,7 +12373,10 @@ def _e_OffsetCommitRequest_v8(o: OffsetCommitRequest, out: bytearray) -> None:
     w_cstr(out, o.member_id)
     w_cnstr(out, o.group_instance_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(x_topics, out)
     out.append(0)
@@ -11114,10 +12385,14 @@ def _e_OffsetCommitRequest_v8(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -11138,7 +12413,10 @@ def _e_OffsetCommitRequest_v10(o: OffsetCommitRequest, out: bytearray) -> None:
     w_cstr(out, o.member_id)
     w_cnstr(out, o.group_instance_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v10(x_topics, out)
     out.append(0)
@@ -11147,10 +12425,14 @@ def _e_OffsetCommitRequest_v10(o: OffsetCommitRequest, out: bytearray) -> None:
 def _d_OffsetCommitRequest_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -11175,8 +12457,8 @@ def _e_OffsetCommitResponse_OffsetCommitResponsePartition_v2(o: OffsetCommitResp
 
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_v2(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse.OffsetCommitResponsePartition, int]:
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
-    return OffsetCommitResponse.OffsetCommitResponsePartition(partition_index=f_partition_index, error_code=f_error_code), pos
+    pos += 6
+    return _C_OffsetCommitResponse_OffsetCommitResponsePartition(partition_index=f_partition_index, error_code=f_error_code), pos
 
 
 def _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(o: OffsetCommitResponse.OffsetCommitResponsePartition, out: bytearray) -> None:
@@ -11186,12 +12468,12 @@ def _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(o: OffsetCommitResp
 
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse.OffsetCommitResponsePartition, int]:
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitResponse.OffsetCommitResponsePartition(partition_index=f_partition_index, error_code=f_error_code), pos
+    return _C_OffsetCommitResponse_OffsetCommitResponsePartition(partition_index=f_partition_index, error_code=f_error_code), pos
 
 
 def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v2(o: OffsetCommitResponse.OffsetCommitResponseTopic, out: bytearray) -> None:
@@ -11212,13 +12494,16 @@ def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v2(buf: memoryview, pos: i
         x_partitions, pos = _d_OffsetCommitResponse_OffsetCommitResponsePartition_v2(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return OffsetCommitResponse.OffsetCommitResponseTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetCommitResponse_OffsetCommitResponseTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(o: OffsetCommitResponse.OffsetCommitResponseTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(x_partitions, out)
     out.append(0)
@@ -11226,7 +12511,11 @@ def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(o: OffsetCommitResponse
 
 def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse.OffsetCommitResponseTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -11238,13 +12527,16 @@ def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v8(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitResponse.OffsetCommitResponseTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetCommitResponse_OffsetCommitResponseTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v10(o: OffsetCommitResponse.OffsetCommitResponseTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(x_partitions, out)
     out.append(0)
@@ -11252,9 +12544,13 @@ def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v10(o: OffsetCommitRespons
 
 def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse.OffsetCommitResponseTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -11266,7 +12562,7 @@ def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v10(buf: memoryview, pos: 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetCommitResponse.OffsetCommitResponseTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_OffsetCommitResponse_OffsetCommitResponseTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_OffsetCommitResponse_v2(o: OffsetCommitResponse, out: bytearray) -> None:
@@ -11298,7 +12594,7 @@ def _e_OffsetCommitResponse_v3(o: OffsetCommitResponse, out: bytearray) -> None:
 
 def _d_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -11313,7 +12609,10 @@ def _d_OffsetCommitResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetCommitR
 def _e_OffsetCommitResponse_v8(o: OffsetCommitResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(x_topics, out)
     out.append(0)
@@ -11321,8 +12620,12 @@ def _e_OffsetCommitResponse_v8(o: OffsetCommitResponse, out: bytearray) -> None:
 
 def _d_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -11340,7 +12643,10 @@ def _d_OffsetCommitResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetCommitR
 def _e_OffsetCommitResponse_v10(o: OffsetCommitResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetCommitResponse_OffsetCommitResponseTopic_v10(x_topics, out)
     out.append(0)
@@ -11348,8 +12654,12 @@ def _e_OffsetCommitResponse_v10(o: OffsetCommitResponse, out: bytearray) -> None
 
 def _d_OffsetCommitResponse_v10(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -11382,20 +12692,27 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v1(buf: memoryview, pos: int) 
         raise MalformedMessage('null in non-nullable array PartitionIndexes')
     f_partition_indexes = list(struct.unpack_from(">%di" % n, buf, pos))
     pos += 4 * n
-    return OffsetFetchRequest.OffsetFetchRequestTopic(name=f_name, partition_indexes=f_partition_indexes), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopic(name=f_name, partition_indexes=f_partition_indexes), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(o: OffsetFetchRequest.OffsetFetchRequestTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partition_indexes = o.partition_indexes
-    w_carray_len(out, a_partition_indexes)
+    if len(a_partition_indexes) < 127:
+        out.append(len(a_partition_indexes) + 1)
+    else:
+        w_carray_len(out, a_partition_indexes)
     out += struct.pack(">%di" % len(a_partition_indexes), *a_partition_indexes)
     out.append(0)
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionIndexes')
     f_partition_indexes = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -11404,7 +12721,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestTopic(name=f_name, partition_indexes=f_partition_indexes), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopic(name=f_name, partition_indexes=f_partition_indexes), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopic_v8(o: OffsetFetchRequest.OffsetFetchRequestTopic, out: bytearray) -> None:
@@ -11420,7 +12737,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v8(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestTopic(), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopic(), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v1(o: OffsetFetchRequest.OffsetFetchRequestTopics, out: bytearray) -> None:
@@ -11429,7 +12746,7 @@ def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v1(o: OffsetFetchRequest.Offs
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestTopics, int]:
-    return OffsetFetchRequest.OffsetFetchRequestTopics(), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopics(), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v6(o: OffsetFetchRequest.OffsetFetchRequestTopics, out: bytearray) -> None:
@@ -11443,20 +12760,27 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v6(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestTopics(), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopics(), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(o: OffsetFetchRequest.OffsetFetchRequestTopics, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partition_indexes = o.partition_indexes
-    w_carray_len(out, a_partition_indexes)
+    if len(a_partition_indexes) < 127:
+        out.append(len(a_partition_indexes) + 1)
+    else:
+        w_carray_len(out, a_partition_indexes)
     out += struct.pack(">%di" % len(a_partition_indexes), *a_partition_indexes)
     out.append(0)
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestTopics, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionIndexes')
     f_partition_indexes = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -11465,22 +12789,29 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestTopics(name=f_name, partition_indexes=f_partition_indexes), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopics(name=f_name, partition_indexes=f_partition_indexes), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v10(o: OffsetFetchRequest.OffsetFetchRequestTopics, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partition_indexes = o.partition_indexes
-    w_carray_len(out, a_partition_indexes)
+    if len(a_partition_indexes) < 127:
+        out.append(len(a_partition_indexes) + 1)
+    else:
+        w_carray_len(out, a_partition_indexes)
     out += struct.pack(">%di" % len(a_partition_indexes), *a_partition_indexes)
     out.append(0)
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestTopics, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionIndexes')
     f_partition_indexes = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -11489,7 +12820,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v10(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestTopics(topic_id=f_topic_id, partition_indexes=f_partition_indexes), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestTopics(topic_id=f_topic_id, partition_indexes=f_partition_indexes), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v1(o: OffsetFetchRequest.OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -11500,7 +12831,7 @@ def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v1(o: OffsetFetchRequest.Offse
 
 
 def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestGroup, int]:
-    return OffsetFetchRequest.OffsetFetchRequestGroup(), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestGroup(), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v6(o: OffsetFetchRequest.OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -11516,7 +12847,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v6(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestGroup(), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestGroup(), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(o: OffsetFetchRequest.OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -11532,7 +12863,11 @@ def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(o: OffsetFetchRequest.Offse
 def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest.OffsetFetchRequestGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -11545,7 +12880,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestGroup(group_id=f_group_id, topics=f_topics), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestGroup(group_id=f_group_id, topics=f_topics), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(o: OffsetFetchRequest.OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -11564,9 +12899,13 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf: memoryview, pos: int) 
     f_group_id, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -11579,7 +12918,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestGroup(group_id=f_group_id, member_id=f_member_id, member_epoch=f_member_epoch, topics=f_topics), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestGroup(group_id=f_group_id, member_id=f_member_id, member_epoch=f_member_epoch, topics=f_topics), pos
 
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v10(o: OffsetFetchRequest.OffsetFetchRequestGroup, out: bytearray) -> None:
@@ -11598,9 +12937,13 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v10(buf: memoryview, pos: int)
     f_group_id, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -11613,7 +12956,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v10(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchRequest.OffsetFetchRequestGroup(group_id=f_group_id, member_id=f_member_id, member_epoch=f_member_epoch, topics=f_topics), pos
+    return _C_OffsetFetchRequest_OffsetFetchRequestGroup(group_id=f_group_id, member_id=f_member_id, member_epoch=f_member_epoch, topics=f_topics), pos
 
 
 def _e_OffsetFetchRequest_v1(o: OffsetFetchRequest, out: bytearray) -> None:
@@ -11688,7 +13031,11 @@ def _e_OffsetFetchRequest_v6(o: OffsetFetchRequest, out: bytearray) -> None:
 def _d_OffsetFetchRequest_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -11720,7 +13067,11 @@ def _e_OffsetFetchRequest_v7(o: OffsetFetchRequest, out: bytearray) -> None:
 def _d_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_topics: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_topics = None
     else:
@@ -11730,7 +13081,7 @@ def _d_OffsetFetchRequest_v7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequ
             items_topics.append(x_topics)
         f_topics = items_topics
     f_require_stable, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -11744,7 +13095,10 @@ def _e_OffsetFetchRequest_v8(o: OffsetFetchRequest, out: bytearray) -> None:
     if o.topics:
         raise version_error('Topics')
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(x_groups, out)
     out += _S_o.pack(o.require_stable)
@@ -11752,7 +13106,11 @@ def _e_OffsetFetchRequest_v8(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -11761,7 +13119,7 @@ def _d_OffsetFetchRequest_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequ
         items_groups.append(x_groups)
     f_groups = items_groups
     f_require_stable, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -11775,7 +13133,10 @@ def _e_OffsetFetchRequest_v9(o: OffsetFetchRequest, out: bytearray) -> None:
     if o.topics:
         raise version_error('Topics')
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(x_groups, out)
     out += _S_o.pack(o.require_stable)
@@ -11783,7 +13144,11 @@ def _e_OffsetFetchRequest_v9(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -11792,7 +13157,7 @@ def _d_OffsetFetchRequest_v9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequ
         items_groups.append(x_groups)
     f_groups = items_groups
     f_require_stable, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -11806,7 +13171,10 @@ def _e_OffsetFetchRequest_v10(o: OffsetFetchRequest, out: bytearray) -> None:
     if o.topics:
         raise version_error('Topics')
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_OffsetFetchRequest_OffsetFetchRequestGroup_v10(x_groups, out)
     out += _S_o.pack(o.require_stable)
@@ -11814,7 +13182,11 @@ def _e_OffsetFetchRequest_v10(o: OffsetFetchRequest, out: bytearray) -> None:
 
 
 def _d_OffsetFetchRequest_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -11823,7 +13195,7 @@ def _d_OffsetFetchRequest_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchReq
         items_groups.append(x_groups)
     f_groups = items_groups
     f_require_stable, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -11843,11 +13215,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v1(o: OffsetFetchRespons
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponsePartition, int]:
     f_partition_index, f_committed_offset = _S_iq.unpack_from(buf, pos)
-    pos += _S_iq.size
+    pos += 12
     f_metadata, pos = r_nstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    return OffsetFetchResponse.OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, metadata=f_metadata, error_code=f_error_code), pos
+    pos += 2
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, metadata=f_metadata, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v5(o: OffsetFetchResponse.OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -11858,11 +13230,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v5(o: OffsetFetchRespons
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponsePartition, int]:
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
+    pos += 16
     f_metadata, pos = r_nstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
-    return OffsetFetchResponse.OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
+    pos += 2
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(o: OffsetFetchResponse.OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -11874,15 +13246,15 @@ def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(o: OffsetFetchRespons
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponsePartition, int]:
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
+    pos += 16
     f_metadata, pos = r_cnstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartition(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v8(o: OffsetFetchResponse.OffsetFetchResponsePartition, out: bytearray) -> None:
@@ -11902,7 +13274,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v8(buf: memoryview, pos:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponsePartition(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartition(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v1(o: OffsetFetchResponse.OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -11923,7 +13295,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v1(buf: memoryview, pos: int
         x_partitions, pos = _d_OffsetFetchResponse_OffsetFetchResponsePartition_v1(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return OffsetFetchResponse.OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v5(o: OffsetFetchResponse.OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -11944,13 +13316,16 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v5(buf: memoryview, pos: int
         x_partitions, pos = _d_OffsetFetchResponse_OffsetFetchResponsePartition_v5(buf, pos)
         items_partitions.append(x_partitions)
     f_partitions = items_partitions
-    return OffsetFetchResponse.OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(o: OffsetFetchResponse.OffsetFetchResponseTopic, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(x_partitions, out)
     out.append(0)
@@ -11958,7 +13333,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(o: OffsetFetchResponse.Of
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseTopic, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -11970,7 +13349,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopic(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v8(o: OffsetFetchResponse.OffsetFetchResponseTopic, out: bytearray) -> None:
@@ -11986,7 +13365,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v8(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseTopic(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopic(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v1(o: OffsetFetchResponse.OffsetFetchResponsePartitions, out: bytearray) -> None:
@@ -12001,7 +13380,7 @@ def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v1(o: OffsetFetchRespon
 
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponsePartitions, int]:
-    return OffsetFetchResponse.OffsetFetchResponsePartitions(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartitions(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v6(o: OffsetFetchResponse.OffsetFetchResponsePartitions, out: bytearray) -> None:
@@ -12021,7 +13400,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v6(buf: memoryview, pos
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponsePartitions(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartitions(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(o: OffsetFetchResponse.OffsetFetchResponsePartitions, out: bytearray) -> None:
@@ -12033,15 +13412,15 @@ def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(o: OffsetFetchRespon
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponsePartitions, int]:
     f_partition_index, f_committed_offset, f_committed_leader_epoch = _S_iqi.unpack_from(buf, pos)
-    pos += _S_iqi.size
+    pos += 16
     f_metadata, pos = r_cnstr(buf, pos)
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponsePartitions(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponsePartitions(partition_index=f_partition_index, committed_offset=f_committed_offset, committed_leader_epoch=f_committed_leader_epoch, metadata=f_metadata, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v1(o: OffsetFetchResponse.OffsetFetchResponseTopics, out: bytearray) -> None:
@@ -12050,7 +13429,7 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v1(o: OffsetFetchResponse.O
 
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseTopics, int]:
-    return OffsetFetchResponse.OffsetFetchResponseTopics(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopics(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v6(o: OffsetFetchResponse.OffsetFetchResponseTopics, out: bytearray) -> None:
@@ -12064,13 +13443,16 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v6(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseTopics(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopics(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(o: OffsetFetchResponse.OffsetFetchResponseTopics, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(x_partitions, out)
     out.append(0)
@@ -12078,7 +13460,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(o: OffsetFetchResponse.O
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseTopics, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -12090,13 +13476,16 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf: memoryview, pos: in
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseTopics(name=f_name, partitions=f_partitions), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopics(name=f_name, partitions=f_partitions), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v10(o: OffsetFetchResponse.OffsetFetchResponseTopics, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(x_partitions, out)
     out.append(0)
@@ -12104,9 +13493,13 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v10(o: OffsetFetchResponse.
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseTopics, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -12118,7 +13511,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v10(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseTopics(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseTopics(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v1(o: OffsetFetchResponse.OffsetFetchResponseGroup, out: bytearray) -> None:
@@ -12131,7 +13524,7 @@ def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v1(o: OffsetFetchResponse.Of
 
 
 def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v1(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseGroup, int]:
-    return OffsetFetchResponse.OffsetFetchResponseGroup(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseGroup(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v6(o: OffsetFetchResponse.OffsetFetchResponseGroup, out: bytearray) -> None:
@@ -12149,13 +13542,16 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v6(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseGroup(), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseGroup(), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(o: OffsetFetchResponse.OffsetFetchResponseGroup, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(x_topics, out)
     out += _S_h.pack(o.error_code)
@@ -12164,7 +13560,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(o: OffsetFetchResponse.Of
 
 def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -12173,18 +13573,21 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf: memoryview, pos: int
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v10(o: OffsetFetchResponse.OffsetFetchResponseGroup, out: bytearray) -> None:
     w_cstr(out, o.group_id)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetFetchResponse_OffsetFetchResponseTopics_v10(x_topics, out)
     out += _S_h.pack(o.error_code)
@@ -12193,7 +13596,11 @@ def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v10(o: OffsetFetchResponse.O
 
 def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse.OffsetFetchResponseGroup, int]:
     f_group_id, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -12202,12 +13609,12 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v10(buf: memoryview, pos: in
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return OffsetFetchResponse.OffsetFetchResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code), pos
+    return _C_OffsetFetchResponse_OffsetFetchResponseGroup(group_id=f_group_id, topics=f_topics, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_v1(o: OffsetFetchResponse, out: bytearray) -> None:
@@ -12251,7 +13658,7 @@ def _d_OffsetFetchResponse_v2(buf: memoryview, pos: int) -> tuple[OffsetFetchRes
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     return OffsetFetchResponse(topics=f_topics, error_code=f_error_code), pos
 
 
@@ -12268,7 +13675,7 @@ def _e_OffsetFetchResponse_v3(o: OffsetFetchResponse, out: bytearray) -> None:
 
 def _d_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -12278,7 +13685,7 @@ def _d_OffsetFetchResponse_v3(buf: memoryview, pos: int) -> tuple[OffsetFetchRes
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     return OffsetFetchResponse(throttle_time_ms=f_throttle_time_ms, topics=f_topics, error_code=f_error_code), pos
 
 
@@ -12295,7 +13702,7 @@ def _e_OffsetFetchResponse_v5(o: OffsetFetchResponse, out: bytearray) -> None:
 
 def _d_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
@@ -12305,14 +13712,17 @@ def _d_OffsetFetchResponse_v5(buf: memoryview, pos: int) -> tuple[OffsetFetchRes
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     return OffsetFetchResponse(throttle_time_ms=f_throttle_time_ms, topics=f_topics, error_code=f_error_code), pos
 
 
 def _e_OffsetFetchResponse_v6(o: OffsetFetchResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(x_topics, out)
     if o.groups:
@@ -12323,8 +13733,12 @@ def _e_OffsetFetchResponse_v6(o: OffsetFetchResponse, out: bytearray) -> None:
 
 def _d_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -12333,7 +13747,7 @@ def _d_OffsetFetchResponse_v6(buf: memoryview, pos: int) -> tuple[OffsetFetchRes
         items_topics.append(x_topics)
     f_topics = items_topics
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -12346,7 +13760,10 @@ def _e_OffsetFetchResponse_v8(o: OffsetFetchResponse, out: bytearray) -> None:
         raise version_error('Topics')
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(x_groups, out)
     out.append(0)
@@ -12354,8 +13771,12 @@ def _e_OffsetFetchResponse_v8(o: OffsetFetchResponse, out: bytearray) -> None:
 
 def _d_OffsetFetchResponse_v8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -12375,7 +13796,10 @@ def _e_OffsetFetchResponse_v10(o: OffsetFetchResponse, out: bytearray) -> None:
         raise version_error('Topics')
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_OffsetFetchResponse_OffsetFetchResponseGroup_v10(x_groups, out)
     out.append(0)
@@ -12383,8 +13807,12 @@ def _e_OffsetFetchResponse_v10(o: OffsetFetchResponse, out: bytearray) -> None:
 
 def _d_OffsetFetchResponse_v10(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -12410,9 +13838,9 @@ def _e_ProduceRequest_PartitionProduceData_v3(o: ProduceRequest.PartitionProduce
 
 def _d_ProduceRequest_PartitionProduceData_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest.PartitionProduceData, int]:
     f_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_records, pos = r_nrecords(buf, pos)
-    return ProduceRequest.PartitionProduceData(index=f_index, records=f_records), pos
+    return _C_ProduceRequest_PartitionProduceData(index=f_index, records=f_records), pos
 
 
 def _e_ProduceRequest_PartitionProduceData_v9(o: ProduceRequest.PartitionProduceData, out: bytearray) -> None:
@@ -12423,13 +13851,13 @@ def _e_ProduceRequest_PartitionProduceData_v9(o: ProduceRequest.PartitionProduce
 
 def _d_ProduceRequest_PartitionProduceData_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest.PartitionProduceData, int]:
     f_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_records, pos = r_cnrecords(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceRequest.PartitionProduceData(index=f_index, records=f_records), pos
+    return _C_ProduceRequest_PartitionProduceData(index=f_index, records=f_records), pos
 
 
 def _e_ProduceRequest_TopicProduceData_v3(o: ProduceRequest.TopicProduceData, out: bytearray) -> None:
@@ -12450,13 +13878,16 @@ def _d_ProduceRequest_TopicProduceData_v3(buf: memoryview, pos: int) -> tuple[Pr
         x_partition_data, pos = _d_ProduceRequest_PartitionProduceData_v3(buf, pos)
         items_partition_data.append(x_partition_data)
     f_partition_data = items_partition_data
-    return ProduceRequest.TopicProduceData(name=f_name, partition_data=f_partition_data), pos
+    return _C_ProduceRequest_TopicProduceData(name=f_name, partition_data=f_partition_data), pos
 
 
 def _e_ProduceRequest_TopicProduceData_v9(o: ProduceRequest.TopicProduceData, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partition_data = o.partition_data
-    w_carray_len(out, a_partition_data)
+    if len(a_partition_data) < 127:
+        out.append(len(a_partition_data) + 1)
+    else:
+        w_carray_len(out, a_partition_data)
     for x_partition_data in a_partition_data:
         _e_ProduceRequest_PartitionProduceData_v9(x_partition_data, out)
     out.append(0)
@@ -12464,7 +13895,11 @@ def _e_ProduceRequest_TopicProduceData_v9(o: ProduceRequest.TopicProduceData, ou
 
 def _d_ProduceRequest_TopicProduceData_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest.TopicProduceData, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionData')
     items_partition_data: list[Any] = []
@@ -12476,13 +13911,16 @@ def _d_ProduceRequest_TopicProduceData_v9(buf: memoryview, pos: int) -> tuple[Pr
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceRequest.TopicProduceData(name=f_name, partition_data=f_partition_data), pos
+    return _C_ProduceRequest_TopicProduceData(name=f_name, partition_data=f_partition_data), pos
 
 
 def _e_ProduceRequest_TopicProduceData_v13(o: ProduceRequest.TopicProduceData, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partition_data = o.partition_data
-    w_carray_len(out, a_partition_data)
+    if len(a_partition_data) < 127:
+        out.append(len(a_partition_data) + 1)
+    else:
+        w_carray_len(out, a_partition_data)
     for x_partition_data in a_partition_data:
         _e_ProduceRequest_PartitionProduceData_v9(x_partition_data, out)
     out.append(0)
@@ -12490,9 +13928,13 @@ def _e_ProduceRequest_TopicProduceData_v13(o: ProduceRequest.TopicProduceData, o
 
 def _d_ProduceRequest_TopicProduceData_v13(buf: memoryview, pos: int) -> tuple[ProduceRequest.TopicProduceData, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionData')
     items_partition_data: list[Any] = []
@@ -12504,7 +13946,7 @@ def _d_ProduceRequest_TopicProduceData_v13(buf: memoryview, pos: int) -> tuple[P
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceRequest.TopicProduceData(topic_id=f_topic_id, partition_data=f_partition_data), pos
+    return _C_ProduceRequest_TopicProduceData(topic_id=f_topic_id, partition_data=f_partition_data), pos
 
 
 def _e_ProduceRequest_v3(o: ProduceRequest, out: bytearray) -> None:
@@ -12519,7 +13961,7 @@ def _e_ProduceRequest_v3(o: ProduceRequest, out: bytearray) -> None:
 def _d_ProduceRequest_v3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f_transactional_id, pos = r_nstr(buf, pos)
     f_acks, f_timeout_ms = _S_hi.unpack_from(buf, pos)
-    pos += _S_hi.size
+    pos += 6
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicData')
@@ -12535,7 +13977,10 @@ def _e_ProduceRequest_v9(o: ProduceRequest, out: bytearray) -> None:
     w_cnstr(out, o.transactional_id)
     out += _S_hi.pack(o.acks, o.timeout_ms)
     a_topic_data = o.topic_data
-    w_carray_len(out, a_topic_data)
+    if len(a_topic_data) < 127:
+        out.append(len(a_topic_data) + 1)
+    else:
+        w_carray_len(out, a_topic_data)
     for x_topic_data in a_topic_data:
         _e_ProduceRequest_TopicProduceData_v9(x_topic_data, out)
     out.append(0)
@@ -12544,8 +13989,12 @@ def _e_ProduceRequest_v9(o: ProduceRequest, out: bytearray) -> None:
 def _d_ProduceRequest_v9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f_transactional_id, pos = r_cnstr(buf, pos)
     f_acks, f_timeout_ms = _S_hi.unpack_from(buf, pos)
-    pos += _S_hi.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicData')
     items_topic_data: list[Any] = []
@@ -12564,7 +14013,10 @@ def _e_ProduceRequest_v13(o: ProduceRequest, out: bytearray) -> None:
     w_cnstr(out, o.transactional_id)
     out += _S_hi.pack(o.acks, o.timeout_ms)
     a_topic_data = o.topic_data
-    w_carray_len(out, a_topic_data)
+    if len(a_topic_data) < 127:
+        out.append(len(a_topic_data) + 1)
+    else:
+        w_carray_len(out, a_topic_data)
     for x_topic_data in a_topic_data:
         _e_ProduceRequest_TopicProduceData_v13(x_topic_data, out)
     out.append(0)
@@ -12573,8 +14025,12 @@ def _e_ProduceRequest_v13(o: ProduceRequest, out: bytearray) -> None:
 def _d_ProduceRequest_v13(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f_transactional_id, pos = r_cnstr(buf, pos)
     f_acks, f_timeout_ms = _S_hi.unpack_from(buf, pos)
-    pos += _S_hi.size
-    n, pos = carray_len(buf, pos)
+    pos += 6
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicData')
     items_topic_data: list[Any] = []
@@ -12601,7 +14057,7 @@ def _e_ProduceResponse_BatchIndexAndErrorMessage_v3(o: ProduceResponse.BatchInde
 
 
 def _d_ProduceResponse_BatchIndexAndErrorMessage_v3(buf: memoryview, pos: int) -> tuple[ProduceResponse.BatchIndexAndErrorMessage, int]:
-    return ProduceResponse.BatchIndexAndErrorMessage(), pos
+    return _C_ProduceResponse_BatchIndexAndErrorMessage(), pos
 
 
 def _e_ProduceResponse_BatchIndexAndErrorMessage_v8(o: ProduceResponse.BatchIndexAndErrorMessage, out: bytearray) -> None:
@@ -12611,9 +14067,9 @@ def _e_ProduceResponse_BatchIndexAndErrorMessage_v8(o: ProduceResponse.BatchInde
 
 def _d_ProduceResponse_BatchIndexAndErrorMessage_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse.BatchIndexAndErrorMessage, int]:
     f_batch_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_batch_index_error_message, pos = r_nstr(buf, pos)
-    return ProduceResponse.BatchIndexAndErrorMessage(batch_index=f_batch_index, batch_index_error_message=f_batch_index_error_message), pos
+    return _C_ProduceResponse_BatchIndexAndErrorMessage(batch_index=f_batch_index, batch_index_error_message=f_batch_index_error_message), pos
 
 
 def _e_ProduceResponse_BatchIndexAndErrorMessage_v9(o: ProduceResponse.BatchIndexAndErrorMessage, out: bytearray) -> None:
@@ -12624,13 +14080,13 @@ def _e_ProduceResponse_BatchIndexAndErrorMessage_v9(o: ProduceResponse.BatchInde
 
 def _d_ProduceResponse_BatchIndexAndErrorMessage_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse.BatchIndexAndErrorMessage, int]:
     f_batch_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_batch_index_error_message, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.BatchIndexAndErrorMessage(batch_index=f_batch_index, batch_index_error_message=f_batch_index_error_message), pos
+    return _C_ProduceResponse_BatchIndexAndErrorMessage(batch_index=f_batch_index, batch_index_error_message=f_batch_index_error_message), pos
 
 
 def _e_ProduceResponse_LeaderIdAndEpoch_v3(o: ProduceResponse.LeaderIdAndEpoch, out: bytearray) -> None:
@@ -12641,7 +14097,7 @@ def _e_ProduceResponse_LeaderIdAndEpoch_v3(o: ProduceResponse.LeaderIdAndEpoch, 
 
 
 def _d_ProduceResponse_LeaderIdAndEpoch_v3(buf: memoryview, pos: int) -> tuple[ProduceResponse.LeaderIdAndEpoch, int]:
-    return ProduceResponse.LeaderIdAndEpoch(), pos
+    return _C_ProduceResponse_LeaderIdAndEpoch(), pos
 
 
 def _e_ProduceResponse_LeaderIdAndEpoch_v9(o: ProduceResponse.LeaderIdAndEpoch, out: bytearray) -> None:
@@ -12657,7 +14113,7 @@ def _d_ProduceResponse_LeaderIdAndEpoch_v9(buf: memoryview, pos: int) -> tuple[P
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.LeaderIdAndEpoch(), pos
+    return _C_ProduceResponse_LeaderIdAndEpoch(), pos
 
 
 def _e_ProduceResponse_LeaderIdAndEpoch_v10(o: ProduceResponse.LeaderIdAndEpoch, out: bytearray) -> None:
@@ -12667,12 +14123,12 @@ def _e_ProduceResponse_LeaderIdAndEpoch_v10(o: ProduceResponse.LeaderIdAndEpoch,
 
 def _d_ProduceResponse_LeaderIdAndEpoch_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse.LeaderIdAndEpoch, int]:
     f_leader_id, f_leader_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
+    return _C_ProduceResponse_LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
 
 
 def _e_ProduceResponse_PartitionProduceResponse_v3(o: ProduceResponse.PartitionProduceResponse, out: bytearray) -> None:
@@ -12683,8 +14139,8 @@ def _e_ProduceResponse_PartitionProduceResponse_v3(o: ProduceResponse.PartitionP
 
 def _d_ProduceResponse_PartitionProduceResponse_v3(buf: memoryview, pos: int) -> tuple[ProduceResponse.PartitionProduceResponse, int]:
     f_index, f_error_code, f_base_offset, f_log_append_time_ms = _S_ihqq.unpack_from(buf, pos)
-    pos += _S_ihqq.size
-    return ProduceResponse.PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms), pos
+    pos += 22
+    return _C_ProduceResponse_PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms), pos
 
 
 def _e_ProduceResponse_PartitionProduceResponse_v5(o: ProduceResponse.PartitionProduceResponse, out: bytearray) -> None:
@@ -12695,8 +14151,8 @@ def _e_ProduceResponse_PartitionProduceResponse_v5(o: ProduceResponse.PartitionP
 
 def _d_ProduceResponse_PartitionProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse.PartitionProduceResponse, int]:
     f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
-    return ProduceResponse.PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset), pos
+    pos += 30
+    return _C_ProduceResponse_PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset), pos
 
 
 def _e_ProduceResponse_PartitionProduceResponse_v8(o: ProduceResponse.PartitionProduceResponse, out: bytearray) -> None:
@@ -12712,7 +14168,7 @@ def _e_ProduceResponse_PartitionProduceResponse_v8(o: ProduceResponse.PartitionP
 
 def _d_ProduceResponse_PartitionProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse.PartitionProduceResponse, int]:
     f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
+    pos += 30
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array RecordErrors')
@@ -12722,13 +14178,16 @@ def _d_ProduceResponse_PartitionProduceResponse_v8(buf: memoryview, pos: int) ->
         items_record_errors.append(x_record_errors)
     f_record_errors = items_record_errors
     f_error_message, pos = r_nstr(buf, pos)
-    return ProduceResponse.PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message), pos
+    return _C_ProduceResponse_PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message), pos
 
 
 def _e_ProduceResponse_PartitionProduceResponse_v9(o: ProduceResponse.PartitionProduceResponse, out: bytearray) -> None:
     out += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a_record_errors = o.record_errors
-    w_carray_len(out, a_record_errors)
+    if len(a_record_errors) < 127:
+        out.append(len(a_record_errors) + 1)
+    else:
+        w_carray_len(out, a_record_errors)
     for x_record_errors in a_record_errors:
         _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x_record_errors, out)
     w_cnstr(out, o.error_message)
@@ -12739,8 +14198,12 @@ def _e_ProduceResponse_PartitionProduceResponse_v9(o: ProduceResponse.PartitionP
 
 def _d_ProduceResponse_PartitionProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse.PartitionProduceResponse, int]:
     f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
-    n, pos = carray_len(buf, pos)
+    pos += 30
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array RecordErrors')
     items_record_errors: list[Any] = []
@@ -12753,13 +14216,16 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf: memoryview, pos: int) ->
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message), pos
+    return _C_ProduceResponse_PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message), pos
 
 
 def _e_ProduceResponse_PartitionProduceResponse_v10(o: ProduceResponse.PartitionProduceResponse, out: bytearray) -> None:
     out += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a_record_errors = o.record_errors
-    w_carray_len(out, a_record_errors)
+    if len(a_record_errors) < 127:
+        out.append(len(a_record_errors) + 1)
+    else:
+        w_carray_len(out, a_record_errors)
     for x_record_errors in a_record_errors:
         _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x_record_errors, out)
     w_cnstr(out, o.error_message)
@@ -12775,8 +14241,12 @@ def _e_ProduceResponse_PartitionProduceResponse_v10(o: ProduceResponse.Partition
 
 def _d_ProduceResponse_PartitionProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse.PartitionProduceResponse, int]:
     f_index, f_error_code, f_base_offset, f_log_append_time_ms, f_log_start_offset = _S_ihqqq.unpack_from(buf, pos)
-    pos += _S_ihqqq.size
-    n, pos = carray_len(buf, pos)
+    pos += 30
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array RecordErrors')
     items_record_errors: list[Any] = []
@@ -12798,7 +14268,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v10(buf: memoryview, pos: int) -
             if pos != end:
                 raise MalformedMessage('tagged field CurrentLeader has the wrong size')
         pos = end
-    return ProduceResponse.PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message, current_leader=f_current_leader), pos
+    return _C_ProduceResponse_PartitionProduceResponse(index=f_index, error_code=f_error_code, base_offset=f_base_offset, log_append_time_ms=f_log_append_time_ms, log_start_offset=f_log_start_offset, record_errors=f_record_errors, error_message=f_error_message, current_leader=f_current_leader), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v3(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
@@ -12819,7 +14289,7 @@ def _d_ProduceResponse_TopicProduceResponse_v3(buf: memoryview, pos: int) -> tup
         x_partition_responses, pos = _d_ProduceResponse_PartitionProduceResponse_v3(buf, pos)
         items_partition_responses.append(x_partition_responses)
     f_partition_responses = items_partition_responses
-    return ProduceResponse.TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v5(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
@@ -12840,7 +14310,7 @@ def _d_ProduceResponse_TopicProduceResponse_v5(buf: memoryview, pos: int) -> tup
         x_partition_responses, pos = _d_ProduceResponse_PartitionProduceResponse_v5(buf, pos)
         items_partition_responses.append(x_partition_responses)
     f_partition_responses = items_partition_responses
-    return ProduceResponse.TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v8(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
@@ -12861,13 +14331,16 @@ def _d_ProduceResponse_TopicProduceResponse_v8(buf: memoryview, pos: int) -> tup
         x_partition_responses, pos = _d_ProduceResponse_PartitionProduceResponse_v8(buf, pos)
         items_partition_responses.append(x_partition_responses)
     f_partition_responses = items_partition_responses
-    return ProduceResponse.TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v9(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partition_responses = o.partition_responses
-    w_carray_len(out, a_partition_responses)
+    if len(a_partition_responses) < 127:
+        out.append(len(a_partition_responses) + 1)
+    else:
+        w_carray_len(out, a_partition_responses)
     for x_partition_responses in a_partition_responses:
         _e_ProduceResponse_PartitionProduceResponse_v9(x_partition_responses, out)
     out.append(0)
@@ -12875,7 +14348,11 @@ def _e_ProduceResponse_TopicProduceResponse_v9(o: ProduceResponse.TopicProduceRe
 
 def _d_ProduceResponse_TopicProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse.TopicProduceResponse, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionResponses')
     items_partition_responses: list[Any] = []
@@ -12887,13 +14364,16 @@ def _d_ProduceResponse_TopicProduceResponse_v9(buf: memoryview, pos: int) -> tup
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v10(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
     w_cstr(out, o.name)
     a_partition_responses = o.partition_responses
-    w_carray_len(out, a_partition_responses)
+    if len(a_partition_responses) < 127:
+        out.append(len(a_partition_responses) + 1)
+    else:
+        w_carray_len(out, a_partition_responses)
     for x_partition_responses in a_partition_responses:
         _e_ProduceResponse_PartitionProduceResponse_v10(x_partition_responses, out)
     out.append(0)
@@ -12901,7 +14381,11 @@ def _e_ProduceResponse_TopicProduceResponse_v10(o: ProduceResponse.TopicProduceR
 
 def _d_ProduceResponse_TopicProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse.TopicProduceResponse, int]:
     f_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionResponses')
     items_partition_responses: list[Any] = []
@@ -12913,13 +14397,16 @@ def _d_ProduceResponse_TopicProduceResponse_v10(buf: memoryview, pos: int) -> tu
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(name=f_name, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_TopicProduceResponse_v13(o: ProduceResponse.TopicProduceResponse, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partition_responses = o.partition_responses
-    w_carray_len(out, a_partition_responses)
+    if len(a_partition_responses) < 127:
+        out.append(len(a_partition_responses) + 1)
+    else:
+        w_carray_len(out, a_partition_responses)
     for x_partition_responses in a_partition_responses:
         _e_ProduceResponse_PartitionProduceResponse_v10(x_partition_responses, out)
     out.append(0)
@@ -12927,9 +14414,13 @@ def _e_ProduceResponse_TopicProduceResponse_v13(o: ProduceResponse.TopicProduceR
 
 def _d_ProduceResponse_TopicProduceResponse_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse.TopicProduceResponse, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array PartitionResponses')
     items_partition_responses: list[Any] = []
@@ -12941,7 +14432,7 @@ def _d_ProduceResponse_TopicProduceResponse_v13(buf: memoryview, pos: int) -> tu
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.TopicProduceResponse(topic_id=f_topic_id, partition_responses=f_partition_responses), pos
+    return _C_ProduceResponse_TopicProduceResponse(topic_id=f_topic_id, partition_responses=f_partition_responses), pos
 
 
 def _e_ProduceResponse_NodeEndpoint_v3(o: ProduceResponse.NodeEndpoint, out: bytearray) -> None:
@@ -12956,7 +14447,7 @@ def _e_ProduceResponse_NodeEndpoint_v3(o: ProduceResponse.NodeEndpoint, out: byt
 
 
 def _d_ProduceResponse_NodeEndpoint_v3(buf: memoryview, pos: int) -> tuple[ProduceResponse.NodeEndpoint, int]:
-    return ProduceResponse.NodeEndpoint(), pos
+    return _C_ProduceResponse_NodeEndpoint(), pos
 
 
 def _e_ProduceResponse_NodeEndpoint_v9(o: ProduceResponse.NodeEndpoint, out: bytearray) -> None:
@@ -12976,7 +14467,7 @@ def _d_ProduceResponse_NodeEndpoint_v9(buf: memoryview, pos: int) -> tuple[Produ
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.NodeEndpoint(), pos
+    return _C_ProduceResponse_NodeEndpoint(), pos
 
 
 def _e_ProduceResponse_NodeEndpoint_v10(o: ProduceResponse.NodeEndpoint, out: bytearray) -> None:
@@ -12989,16 +14480,16 @@ def _e_ProduceResponse_NodeEndpoint_v10(o: ProduceResponse.NodeEndpoint, out: by
 
 def _d_ProduceResponse_NodeEndpoint_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse.NodeEndpoint, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ProduceResponse.NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_ProduceResponse_NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_ProduceResponse_v3(o: ProduceResponse, out: bytearray) -> None:
@@ -13021,7 +14512,7 @@ def _d_ProduceResponse_v3(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return ProduceResponse(responses=f_responses, throttle_time_ms=f_throttle_time_ms), pos
 
 
@@ -13045,7 +14536,7 @@ def _d_ProduceResponse_v5(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return ProduceResponse(responses=f_responses, throttle_time_ms=f_throttle_time_ms), pos
 
 
@@ -13069,13 +14560,16 @@ def _d_ProduceResponse_v8(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return ProduceResponse(responses=f_responses, throttle_time_ms=f_throttle_time_ms), pos
 
 
 def _e_ProduceResponse_v9(o: ProduceResponse, out: bytearray) -> None:
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ProduceResponse_TopicProduceResponse_v9(x_responses, out)
     if o.node_endpoints:
@@ -13085,7 +14579,11 @@ def _e_ProduceResponse_v9(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -13094,7 +14592,7 @@ def _d_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -13104,7 +14602,10 @@ def _d_ProduceResponse_v9(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
 
 def _e_ProduceResponse_v10(o: ProduceResponse, out: bytearray) -> None:
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ProduceResponse_TopicProduceResponse_v10(x_responses, out)
     out += _S_i.pack(o.throttle_time_ms)
@@ -13112,7 +14613,10 @@ def _e_ProduceResponse_v10(o: ProduceResponse, out: bytearray) -> None:
     if o.node_endpoints:
         t = bytearray()
         a_node_endpoints = o.node_endpoints
-        w_carray_len(t, a_node_endpoints)
+        if len(a_node_endpoints) < 127:
+            t.append(len(a_node_endpoints) + 1)
+        else:
+            w_carray_len(t, a_node_endpoints)
         for x_node_endpoints in a_node_endpoints:
             _e_ProduceResponse_NodeEndpoint_v10(x_node_endpoints, t)
         tags.append((0, t))
@@ -13122,7 +14626,11 @@ def _e_ProduceResponse_v10(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -13131,7 +14639,7 @@ def _d_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, 
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_node_endpoints: Any = []
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):
@@ -13141,7 +14649,11 @@ def _d_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, 
         if end > len(buf):
             raise MalformedMessage('tagged field runs past the end')
         if tag == 0:
-            n, pos = carray_len(buf, pos)
+            n = buf[pos] - 1
+            if n < 0x7F:
+                pos += 1
+            else:
+                n, pos = carray_len(buf, pos)
             if n < 0:
                 raise MalformedMessage('null in non-nullable array NodeEndpoints')
             items_node_endpoints: list[Any] = []
@@ -13157,7 +14669,10 @@ def _d_ProduceResponse_v10(buf: memoryview, pos: int) -> tuple[ProduceResponse, 
 
 def _e_ProduceResponse_v13(o: ProduceResponse, out: bytearray) -> None:
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ProduceResponse_TopicProduceResponse_v13(x_responses, out)
     out += _S_i.pack(o.throttle_time_ms)
@@ -13165,7 +14680,10 @@ def _e_ProduceResponse_v13(o: ProduceResponse, out: bytearray) -> None:
     if o.node_endpoints:
         t = bytearray()
         a_node_endpoints = o.node_endpoints
-        w_carray_len(t, a_node_endpoints)
+        if len(a_node_endpoints) < 127:
+            t.append(len(a_node_endpoints) + 1)
+        else:
+            w_carray_len(t, a_node_endpoints)
         for x_node_endpoints in a_node_endpoints:
             _e_ProduceResponse_NodeEndpoint_v10(x_node_endpoints, t)
         tags.append((0, t))
@@ -13175,7 +14693,11 @@ def _e_ProduceResponse_v13(o: ProduceResponse, out: bytearray) -> None:
 
 
 def _d_ProduceResponse_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -13184,7 +14706,7 @@ def _d_ProduceResponse_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, 
         items_responses.append(x_responses)
     f_responses = items_responses
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_node_endpoints: Any = []
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):
@@ -13194,7 +14716,11 @@ def _d_ProduceResponse_v13(buf: memoryview, pos: int) -> tuple[ProduceResponse, 
         if end > len(buf):
             raise MalformedMessage('tagged field runs past the end')
         if tag == 0:
-            n, pos = carray_len(buf, pos)
+            n = buf[pos] - 1
+            if n < 0x7F:
+                pos += 1
+            else:
+                n, pos = carray_len(buf, pos)
             if n < 0:
                 raise MalformedMessage('null in non-nullable array NodeEndpoints')
             items_node_endpoints: list[Any] = []
@@ -13220,7 +14746,7 @@ def _e_PushTelemetryRequest_v0(o: PushTelemetryRequest, out: bytearray) -> None:
 
 def _d_PushTelemetryRequest_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryRequest, int]:
     f_client_instance_id, f_subscription_id, f_terminating, f_compression_type = _S_16siob.unpack_from(buf, pos)
-    pos += _S_16siob.size
+    pos += 22
     f_client_instance_id = make_uuid(f_client_instance_id)
     f_metrics, pos = r_cbytes(buf, pos)
     if buf[pos]:
@@ -13241,7 +14767,7 @@ def _e_PushTelemetryResponse_v0(o: PushTelemetryResponse, out: bytearray) -> Non
 
 def _d_PushTelemetryResponse_v0(buf: memoryview, pos: int) -> tuple[PushTelemetryResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -13260,7 +14786,7 @@ def _e_RequestHeader_v1(o: RequestHeader, out: bytearray) -> None:
 
 def _d_RequestHeader_v1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
     f_request_api_key, f_request_api_version, f_correlation_id = _S_hhi.unpack_from(buf, pos)
-    pos += _S_hhi.size
+    pos += 8
     f_client_id, pos = r_nstr(buf, pos)
     return RequestHeader(request_api_key=f_request_api_key, request_api_version=f_request_api_version, correlation_id=f_correlation_id, client_id=f_client_id), pos
 
@@ -13273,7 +14799,7 @@ def _e_RequestHeader_v2(o: RequestHeader, out: bytearray) -> None:
 
 def _d_RequestHeader_v2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
     f_request_api_key, f_request_api_version, f_correlation_id = _S_hhi.unpack_from(buf, pos)
-    pos += _S_hhi.size
+    pos += 8
     f_client_id, pos = r_nstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
@@ -13292,7 +14818,7 @@ def _e_ResponseHeader_v0(o: ResponseHeader, out: bytearray) -> None:
 
 def _d_ResponseHeader_v0(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
     f_correlation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     return ResponseHeader(correlation_id=f_correlation_id), pos
 
 
@@ -13303,7 +14829,7 @@ def _e_ResponseHeader_v1(o: ResponseHeader, out: bytearray) -> None:
 
 def _d_ResponseHeader_v1(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]:
     f_correlation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -13350,7 +14876,7 @@ def _e_SaslAuthenticateResponse_v0(o: SaslAuthenticateResponse, out: bytearray) 
 
 def _d_SaslAuthenticateResponse_v0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
     f_auth_bytes, pos = r_bytes(buf, pos)
     return SaslAuthenticateResponse(error_code=f_error_code, error_message=f_error_message, auth_bytes=f_auth_bytes), pos
@@ -13365,11 +14891,11 @@ def _e_SaslAuthenticateResponse_v1(o: SaslAuthenticateResponse, out: bytearray) 
 
 def _d_SaslAuthenticateResponse_v1(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_nstr(buf, pos)
     f_auth_bytes, pos = r_bytes(buf, pos)
     f_session_lifetime_ms, = _S_q.unpack_from(buf, pos)
-    pos += _S_q.size
+    pos += 8
     return SaslAuthenticateResponse(error_code=f_error_code, error_message=f_error_message, auth_bytes=f_auth_bytes, session_lifetime_ms=f_session_lifetime_ms), pos
 
 
@@ -13383,11 +14909,11 @@ def _e_SaslAuthenticateResponse_v2(o: SaslAuthenticateResponse, out: bytearray) 
 
 def _d_SaslAuthenticateResponse_v2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_auth_bytes, pos = r_cbytes(buf, pos)
     f_session_lifetime_ms, = _S_q.unpack_from(buf, pos)
-    pos += _S_q.size
+    pos += 8
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -13422,7 +14948,7 @@ def _e_SaslHandshakeResponse_v0(o: SaslHandshakeResponse, out: bytearray) -> Non
 
 def _d_SaslHandshakeResponse_v0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     n, pos = array_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Mechanisms')
@@ -13441,15 +14967,22 @@ SaslHandshakeResponse._decoders = {0: _d_SaslHandshakeResponse_v0, 1: _d_SaslHan
 def _e_ShareAcknowledgeRequest_AcknowledgementBatch_v1(o: ShareAcknowledgeRequest.AcknowledgementBatch, out: bytearray) -> None:
     out += _S_qq.pack(o.first_offset, o.last_offset)
     a_acknowledge_types = o.acknowledge_types
-    w_carray_len(out, a_acknowledge_types)
+    if len(a_acknowledge_types) < 127:
+        out.append(len(a_acknowledge_types) + 1)
+    else:
+        w_carray_len(out, a_acknowledge_types)
     out += struct.pack(">%db" % len(a_acknowledge_types), *a_acknowledge_types)
     out.append(0)
 
 
 def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeRequest.AcknowledgementBatch, int]:
     f_first_offset, f_last_offset = _S_qq.unpack_from(buf, pos)
-    pos += _S_qq.size
-    n, pos = carray_len(buf, pos)
+    pos += 16
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcknowledgeTypes')
     f_acknowledge_types = list(struct.unpack_from(">%db" % n, buf, pos))
@@ -13458,13 +14991,16 @@ def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v1(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeRequest.AcknowledgementBatch(first_offset=f_first_offset, last_offset=f_last_offset, acknowledge_types=f_acknowledge_types), pos
+    return _C_ShareAcknowledgeRequest_AcknowledgementBatch(first_offset=f_first_offset, last_offset=f_last_offset, acknowledge_types=f_acknowledge_types), pos
 
 
 def _e_ShareAcknowledgeRequest_AcknowledgePartition_v1(o: ShareAcknowledgeRequest.AcknowledgePartition, out: bytearray) -> None:
     out += _S_i.pack(o.partition_index)
     a_acknowledgement_batches = o.acknowledgement_batches
-    w_carray_len(out, a_acknowledgement_batches)
+    if len(a_acknowledgement_batches) < 127:
+        out.append(len(a_acknowledgement_batches) + 1)
+    else:
+        w_carray_len(out, a_acknowledgement_batches)
     for x_acknowledgement_batches in a_acknowledgement_batches:
         _e_ShareAcknowledgeRequest_AcknowledgementBatch_v1(x_acknowledgement_batches, out)
     out.append(0)
@@ -13472,8 +15008,12 @@ def _e_ShareAcknowledgeRequest_AcknowledgePartition_v1(o: ShareAcknowledgeReques
 
 def _d_ShareAcknowledgeRequest_AcknowledgePartition_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeRequest.AcknowledgePartition, int]:
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcknowledgementBatches')
     items_acknowledgement_batches: list[Any] = []
@@ -13485,13 +15025,16 @@ def _d_ShareAcknowledgeRequest_AcknowledgePartition_v1(buf: memoryview, pos: int
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeRequest.AcknowledgePartition(partition_index=f_partition_index, acknowledgement_batches=f_acknowledgement_batches), pos
+    return _C_ShareAcknowledgeRequest_AcknowledgePartition(partition_index=f_partition_index, acknowledgement_batches=f_acknowledgement_batches), pos
 
 
 def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1(o: ShareAcknowledgeRequest.AcknowledgeTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ShareAcknowledgeRequest_AcknowledgePartition_v1(x_partitions, out)
     out.append(0)
@@ -13499,9 +15042,13 @@ def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1(o: ShareAcknowledgeRequest.Ac
 
 def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeRequest.AcknowledgeTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -13513,7 +15060,7 @@ def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v1(buf: memoryview, pos: int) ->
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeRequest.AcknowledgeTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareAcknowledgeRequest_AcknowledgeTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareAcknowledgeRequest_v1(o: ShareAcknowledgeRequest, out: bytearray) -> None:
@@ -13523,7 +15070,10 @@ def _e_ShareAcknowledgeRequest_v1(o: ShareAcknowledgeRequest, out: bytearray) ->
         raise version_error('IsRenewAck')
     out += _S_i.pack(o.share_session_epoch)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1(x_topics, out)
     out.append(0)
@@ -13533,8 +15083,12 @@ def _d_ShareAcknowledgeRequest_v1(buf: memoryview, pos: int) -> tuple[ShareAckno
     f_group_id, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_share_session_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -13554,7 +15108,10 @@ def _e_ShareAcknowledgeRequest_v2(o: ShareAcknowledgeRequest, out: bytearray) ->
     w_cnstr(out, o.member_id)
     out += _S_io.pack(o.share_session_epoch, o.is_renew_ack)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ShareAcknowledgeRequest_AcknowledgeTopic_v1(x_topics, out)
     out.append(0)
@@ -13564,8 +15121,12 @@ def _d_ShareAcknowledgeRequest_v2(buf: memoryview, pos: int) -> tuple[ShareAckno
     f_group_id, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_share_session_epoch, f_is_renew_ack = _S_io.unpack_from(buf, pos)
-    pos += _S_io.size
-    n, pos = carray_len(buf, pos)
+    pos += 5
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -13591,12 +15152,12 @@ def _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(o: ShareAcknowledgeResponse.
 
 def _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse.LeaderIdAndEpoch, int]:
     f_leader_id, f_leader_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeResponse.LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
+    return _C_ShareAcknowledgeResponse_LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
 
 
 def _e_ShareAcknowledgeResponse_PartitionData_v1(o: ShareAcknowledgeResponse.PartitionData, out: bytearray) -> None:
@@ -13608,20 +15169,23 @@ def _e_ShareAcknowledgeResponse_PartitionData_v1(o: ShareAcknowledgeResponse.Par
 
 def _d_ShareAcknowledgeResponse_PartitionData_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse.PartitionData, int]:
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_current_leader, pos = _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v1(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message, current_leader=f_current_leader), pos
+    return _C_ShareAcknowledgeResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message, current_leader=f_current_leader), pos
 
 
 def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(o: ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ShareAcknowledgeResponse_PartitionData_v1(x_partitions, out)
     out.append(0)
@@ -13629,9 +15193,13 @@ def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(o: ShareAcknowl
 
 def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -13643,7 +15211,7 @@ def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(buf: memoryview
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareAcknowledgeResponse_NodeEndpoint_v1(o: ShareAcknowledgeResponse.NodeEndpoint, out: bytearray) -> None:
@@ -13656,27 +15224,33 @@ def _e_ShareAcknowledgeResponse_NodeEndpoint_v1(o: ShareAcknowledgeResponse.Node
 
 def _d_ShareAcknowledgeResponse_NodeEndpoint_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse.NodeEndpoint, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareAcknowledgeResponse.NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_ShareAcknowledgeResponse_NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_ShareAcknowledgeResponse_v1(o: ShareAcknowledgeResponse, out: bytearray) -> None:
     out += _S_ih.pack(o.throttle_time_ms, o.error_code)
     w_cnstr(out, o.error_message)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(x_responses, out)
     a_node_endpoints = o.node_endpoints
-    w_carray_len(out, a_node_endpoints)
+    if len(a_node_endpoints) < 127:
+        out.append(len(a_node_endpoints) + 1)
+    else:
+        w_carray_len(out, a_node_endpoints)
     for x_node_endpoints in a_node_endpoints:
         _e_ShareAcknowledgeResponse_NodeEndpoint_v1(x_node_endpoints, out)
     out.append(0)
@@ -13684,9 +15258,13 @@ def _e_ShareAcknowledgeResponse_v1(o: ShareAcknowledgeResponse, out: bytearray) 
 
 def _d_ShareAcknowledgeResponse_v1(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -13694,7 +15272,11 @@ def _d_ShareAcknowledgeResponse_v1(buf: memoryview, pos: int) -> tuple[ShareAckn
         x_responses, pos = _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(buf, pos)
         items_responses.append(x_responses)
     f_responses = items_responses
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array NodeEndpoints')
     items_node_endpoints: list[Any] = []
@@ -13714,11 +15296,17 @@ def _e_ShareAcknowledgeResponse_v2(o: ShareAcknowledgeResponse, out: bytearray) 
     w_cnstr(out, o.error_message)
     out += _S_i.pack(o.acquisition_lock_timeout_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(x_responses, out)
     a_node_endpoints = o.node_endpoints
-    w_carray_len(out, a_node_endpoints)
+    if len(a_node_endpoints) < 127:
+        out.append(len(a_node_endpoints) + 1)
+    else:
+        w_carray_len(out, a_node_endpoints)
     for x_node_endpoints in a_node_endpoints:
         _e_ShareAcknowledgeResponse_NodeEndpoint_v1(x_node_endpoints, out)
     out.append(0)
@@ -13726,11 +15314,15 @@ def _e_ShareAcknowledgeResponse_v2(o: ShareAcknowledgeResponse, out: bytearray) 
 
 def _d_ShareAcknowledgeResponse_v2(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_acquisition_lock_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -13738,7 +15330,11 @@ def _d_ShareAcknowledgeResponse_v2(buf: memoryview, pos: int) -> tuple[ShareAckn
         x_responses, pos = _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v1(buf, pos)
         items_responses.append(x_responses)
     f_responses = items_responses
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array NodeEndpoints')
     items_node_endpoints: list[Any] = []
@@ -13760,15 +15356,22 @@ ShareAcknowledgeResponse._decoders = {1: _d_ShareAcknowledgeResponse_v1, 2: _d_S
 def _e_ShareFetchRequest_AcknowledgementBatch_v1(o: ShareFetchRequest.AcknowledgementBatch, out: bytearray) -> None:
     out += _S_qq.pack(o.first_offset, o.last_offset)
     a_acknowledge_types = o.acknowledge_types
-    w_carray_len(out, a_acknowledge_types)
+    if len(a_acknowledge_types) < 127:
+        out.append(len(a_acknowledge_types) + 1)
+    else:
+        w_carray_len(out, a_acknowledge_types)
     out += struct.pack(">%db" % len(a_acknowledge_types), *a_acknowledge_types)
     out.append(0)
 
 
 def _d_ShareFetchRequest_AcknowledgementBatch_v1(buf: memoryview, pos: int) -> tuple[ShareFetchRequest.AcknowledgementBatch, int]:
     f_first_offset, f_last_offset = _S_qq.unpack_from(buf, pos)
-    pos += _S_qq.size
-    n, pos = carray_len(buf, pos)
+    pos += 16
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcknowledgeTypes')
     f_acknowledge_types = list(struct.unpack_from(">%db" % n, buf, pos))
@@ -13777,7 +15380,7 @@ def _d_ShareFetchRequest_AcknowledgementBatch_v1(buf: memoryview, pos: int) -> t
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchRequest.AcknowledgementBatch(first_offset=f_first_offset, last_offset=f_last_offset, acknowledge_types=f_acknowledge_types), pos
+    return _C_ShareFetchRequest_AcknowledgementBatch(first_offset=f_first_offset, last_offset=f_last_offset, acknowledge_types=f_acknowledge_types), pos
 
 
 def _e_ShareFetchRequest_FetchPartition_v1(o: ShareFetchRequest.FetchPartition, out: bytearray) -> None:
@@ -13785,7 +15388,10 @@ def _e_ShareFetchRequest_FetchPartition_v1(o: ShareFetchRequest.FetchPartition, 
         raise version_error('PartitionMaxBytes')
     out += _S_i.pack(o.partition_index)
     a_acknowledgement_batches = o.acknowledgement_batches
-    w_carray_len(out, a_acknowledgement_batches)
+    if len(a_acknowledgement_batches) < 127:
+        out.append(len(a_acknowledgement_batches) + 1)
+    else:
+        w_carray_len(out, a_acknowledgement_batches)
     for x_acknowledgement_batches in a_acknowledgement_batches:
         _e_ShareFetchRequest_AcknowledgementBatch_v1(x_acknowledgement_batches, out)
     out.append(0)
@@ -13793,8 +15399,12 @@ def _e_ShareFetchRequest_FetchPartition_v1(o: ShareFetchRequest.FetchPartition, 
 
 def _d_ShareFetchRequest_FetchPartition_v1(buf: memoryview, pos: int) -> tuple[ShareFetchRequest.FetchPartition, int]:
     f_partition_index, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcknowledgementBatches')
     items_acknowledgement_batches: list[Any] = []
@@ -13806,13 +15416,16 @@ def _d_ShareFetchRequest_FetchPartition_v1(buf: memoryview, pos: int) -> tuple[S
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchRequest.FetchPartition(partition_index=f_partition_index, acknowledgement_batches=f_acknowledgement_batches), pos
+    return _C_ShareFetchRequest_FetchPartition(partition_index=f_partition_index, acknowledgement_batches=f_acknowledgement_batches), pos
 
 
 def _e_ShareFetchRequest_FetchTopic_v1(o: ShareFetchRequest.FetchTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ShareFetchRequest_FetchPartition_v1(x_partitions, out)
     out.append(0)
@@ -13820,9 +15433,13 @@ def _e_ShareFetchRequest_FetchTopic_v1(o: ShareFetchRequest.FetchTopic, out: byt
 
 def _d_ShareFetchRequest_FetchTopic_v1(buf: memoryview, pos: int) -> tuple[ShareFetchRequest.FetchTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -13834,22 +15451,29 @@ def _d_ShareFetchRequest_FetchTopic_v1(buf: memoryview, pos: int) -> tuple[Share
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchRequest.FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareFetchRequest_FetchTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareFetchRequest_ForgottenTopic_v1(o: ShareFetchRequest.ForgottenTopic, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ShareFetchRequest_ForgottenTopic_v1(buf: memoryview, pos: int) -> tuple[ShareFetchRequest.ForgottenTopic, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -13858,7 +15482,7 @@ def _d_ShareFetchRequest_ForgottenTopic_v1(buf: memoryview, pos: int) -> tuple[S
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchRequest.ForgottenTopic(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareFetchRequest_ForgottenTopic(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareFetchRequest_v1(o: ShareFetchRequest, out: bytearray) -> None:
@@ -13868,11 +15492,17 @@ def _e_ShareFetchRequest_v1(o: ShareFetchRequest, out: bytearray) -> None:
         raise version_error('IsRenewAck')
     out += _S_iiiiii.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes, o.max_records, o.batch_size)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ShareFetchRequest_FetchTopic_v1(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_ShareFetchRequest_ForgottenTopic_v1(x_forgotten_topics_data, out)
     out.append(0)
@@ -13882,8 +15512,12 @@ def _d_ShareFetchRequest_v1(buf: memoryview, pos: int) -> tuple[ShareFetchReques
     f_group_id, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_share_session_epoch, f_max_wait_ms, f_min_bytes, f_max_bytes, f_max_records, f_batch_size = _S_iiiiii.unpack_from(buf, pos)
-    pos += _S_iiiiii.size
-    n, pos = carray_len(buf, pos)
+    pos += 24
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -13891,7 +15525,11 @@ def _d_ShareFetchRequest_v1(buf: memoryview, pos: int) -> tuple[ShareFetchReques
         x_topics, pos = _d_ShareFetchRequest_FetchTopic_v1(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -13911,11 +15549,17 @@ def _e_ShareFetchRequest_v2(o: ShareFetchRequest, out: bytearray) -> None:
     w_cnstr(out, o.member_id)
     out += _S_iiiiiibo.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes, o.max_records, o.batch_size, o.share_acquire_mode, o.is_renew_ack)
     a_topics = o.topics
-    w_carray_len(out, a_topics)
+    if len(a_topics) < 127:
+        out.append(len(a_topics) + 1)
+    else:
+        w_carray_len(out, a_topics)
     for x_topics in a_topics:
         _e_ShareFetchRequest_FetchTopic_v1(x_topics, out)
     a_forgotten_topics_data = o.forgotten_topics_data
-    w_carray_len(out, a_forgotten_topics_data)
+    if len(a_forgotten_topics_data) < 127:
+        out.append(len(a_forgotten_topics_data) + 1)
+    else:
+        w_carray_len(out, a_forgotten_topics_data)
     for x_forgotten_topics_data in a_forgotten_topics_data:
         _e_ShareFetchRequest_ForgottenTopic_v1(x_forgotten_topics_data, out)
     out.append(0)
@@ -13925,8 +15569,12 @@ def _d_ShareFetchRequest_v2(buf: memoryview, pos: int) -> tuple[ShareFetchReques
     f_group_id, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_share_session_epoch, f_max_wait_ms, f_min_bytes, f_max_bytes, f_max_records, f_batch_size, f_share_acquire_mode, f_is_renew_ack = _S_iiiiiibo.unpack_from(buf, pos)
-    pos += _S_iiiiiibo.size
-    n, pos = carray_len(buf, pos)
+    pos += 26
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Topics')
     items_topics: list[Any] = []
@@ -13934,7 +15582,11 @@ def _d_ShareFetchRequest_v2(buf: memoryview, pos: int) -> tuple[ShareFetchReques
         x_topics, pos = _d_ShareFetchRequest_FetchTopic_v1(buf, pos)
         items_topics.append(x_topics)
     f_topics = items_topics
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array ForgottenTopicsData')
     items_forgotten_topics_data: list[Any] = []
@@ -13960,12 +15612,12 @@ def _e_ShareFetchResponse_LeaderIdAndEpoch_v1(o: ShareFetchResponse.LeaderIdAndE
 
 def _d_ShareFetchResponse_LeaderIdAndEpoch_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse.LeaderIdAndEpoch, int]:
     f_leader_id, f_leader_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchResponse.LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
+    return _C_ShareFetchResponse_LeaderIdAndEpoch(leader_id=f_leader_id, leader_epoch=f_leader_epoch), pos
 
 
 def _e_ShareFetchResponse_AcquiredRecords_v1(o: ShareFetchResponse.AcquiredRecords, out: bytearray) -> None:
@@ -13975,12 +15627,12 @@ def _e_ShareFetchResponse_AcquiredRecords_v1(o: ShareFetchResponse.AcquiredRecor
 
 def _d_ShareFetchResponse_AcquiredRecords_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse.AcquiredRecords, int]:
     f_first_offset, f_last_offset, f_delivery_count = _S_qqh.unpack_from(buf, pos)
-    pos += _S_qqh.size
+    pos += 18
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchResponse.AcquiredRecords(first_offset=f_first_offset, last_offset=f_last_offset, delivery_count=f_delivery_count), pos
+    return _C_ShareFetchResponse_AcquiredRecords(first_offset=f_first_offset, last_offset=f_last_offset, delivery_count=f_delivery_count), pos
 
 
 def _e_ShareFetchResponse_PartitionData_v1(o: ShareFetchResponse.PartitionData, out: bytearray) -> None:
@@ -13991,7 +15643,10 @@ def _e_ShareFetchResponse_PartitionData_v1(o: ShareFetchResponse.PartitionData, 
     _e_ShareFetchResponse_LeaderIdAndEpoch_v1(o.current_leader, out)
     w_cbytes(out, o.records)
     a_acquired_records = o.acquired_records
-    w_carray_len(out, a_acquired_records)
+    if len(a_acquired_records) < 127:
+        out.append(len(a_acquired_records) + 1)
+    else:
+        w_carray_len(out, a_acquired_records)
     for x_acquired_records in a_acquired_records:
         _e_ShareFetchResponse_AcquiredRecords_v1(x_acquired_records, out)
     out.append(0)
@@ -13999,14 +15654,18 @@ def _e_ShareFetchResponse_PartitionData_v1(o: ShareFetchResponse.PartitionData, 
 
 def _d_ShareFetchResponse_PartitionData_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse.PartitionData, int]:
     f_partition_index, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_acknowledge_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_acknowledge_error_message, pos = r_cnstr(buf, pos)
     f_current_leader, pos = _d_ShareFetchResponse_LeaderIdAndEpoch_v1(buf, pos)
     f_records, pos = r_crecords(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array AcquiredRecords')
     items_acquired_records: list[Any] = []
@@ -14018,13 +15677,16 @@ def _d_ShareFetchResponse_PartitionData_v1(buf: memoryview, pos: int) -> tuple[S
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchResponse.PartitionData(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message, acknowledge_error_code=f_acknowledge_error_code, acknowledge_error_message=f_acknowledge_error_message, current_leader=f_current_leader, records=f_records, acquired_records=f_acquired_records), pos
+    return _C_ShareFetchResponse_PartitionData(partition_index=f_partition_index, error_code=f_error_code, error_message=f_error_message, acknowledge_error_code=f_acknowledge_error_code, acknowledge_error_message=f_acknowledge_error_message, current_leader=f_current_leader, records=f_records, acquired_records=f_acquired_records), pos
 
 
 def _e_ShareFetchResponse_ShareFetchableTopicResponse_v1(o: ShareFetchResponse.ShareFetchableTopicResponse, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     for x_partitions in a_partitions:
         _e_ShareFetchResponse_PartitionData_v1(x_partitions, out)
     out.append(0)
@@ -14032,9 +15694,13 @@ def _e_ShareFetchResponse_ShareFetchableTopicResponse_v1(o: ShareFetchResponse.S
 
 def _d_ShareFetchResponse_ShareFetchableTopicResponse_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse.ShareFetchableTopicResponse, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     items_partitions: list[Any] = []
@@ -14046,7 +15712,7 @@ def _d_ShareFetchResponse_ShareFetchableTopicResponse_v1(buf: memoryview, pos: i
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchResponse.ShareFetchableTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareFetchResponse_ShareFetchableTopicResponse(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareFetchResponse_NodeEndpoint_v1(o: ShareFetchResponse.NodeEndpoint, out: bytearray) -> None:
@@ -14059,16 +15725,16 @@ def _e_ShareFetchResponse_NodeEndpoint_v1(o: ShareFetchResponse.NodeEndpoint, ou
 
 def _d_ShareFetchResponse_NodeEndpoint_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse.NodeEndpoint, int]:
     f_node_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_host, pos = r_cstr(buf, pos)
     f_port, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack, pos = r_cnstr(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareFetchResponse.NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
+    return _C_ShareFetchResponse_NodeEndpoint(node_id=f_node_id, host=f_host, port=f_port, rack=f_rack), pos
 
 
 def _e_ShareFetchResponse_v1(o: ShareFetchResponse, out: bytearray) -> None:
@@ -14076,11 +15742,17 @@ def _e_ShareFetchResponse_v1(o: ShareFetchResponse, out: bytearray) -> None:
     w_cnstr(out, o.error_message)
     out += _S_i.pack(o.acquisition_lock_timeout_ms)
     a_responses = o.responses
-    w_carray_len(out, a_responses)
+    if len(a_responses) < 127:
+        out.append(len(a_responses) + 1)
+    else:
+        w_carray_len(out, a_responses)
     for x_responses in a_responses:
         _e_ShareFetchResponse_ShareFetchableTopicResponse_v1(x_responses, out)
     a_node_endpoints = o.node_endpoints
-    w_carray_len(out, a_node_endpoints)
+    if len(a_node_endpoints) < 127:
+        out.append(len(a_node_endpoints) + 1)
+    else:
+        w_carray_len(out, a_node_endpoints)
     for x_node_endpoints in a_node_endpoints:
         _e_ShareFetchResponse_NodeEndpoint_v1(x_node_endpoints, out)
     out.append(0)
@@ -14088,11 +15760,15 @@ def _e_ShareFetchResponse_v1(o: ShareFetchResponse, out: bytearray) -> None:
 
 def _d_ShareFetchResponse_v1(buf: memoryview, pos: int) -> tuple[ShareFetchResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_acquisition_lock_timeout_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Responses')
     items_responses: list[Any] = []
@@ -14100,7 +15776,11 @@ def _d_ShareFetchResponse_v1(buf: memoryview, pos: int) -> tuple[ShareFetchRespo
         x_responses, pos = _d_ShareFetchResponse_ShareFetchableTopicResponse_v1(buf, pos)
         items_responses.append(x_responses)
     f_responses = items_responses
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array NodeEndpoints')
     items_node_endpoints: list[Any] = []
@@ -14121,7 +15801,10 @@ ShareFetchResponse._decoders = {1: _d_ShareFetchResponse_v1, 2: _d_ShareFetchRes
 
 def _e_ShareGroupDescribeRequest_v1(o: ShareGroupDescribeRequest, out: bytearray) -> None:
     a_group_ids = o.group_ids
-    w_carray_len(out, a_group_ids)
+    if len(a_group_ids) < 127:
+        out.append(len(a_group_ids) + 1)
+    else:
+        w_carray_len(out, a_group_ids)
     for x_group_ids in a_group_ids:
         w_cstr(out, x_group_ids)
     out += _S_o.pack(o.include_authorized_operations)
@@ -14129,7 +15812,11 @@ def _e_ShareGroupDescribeRequest_v1(o: ShareGroupDescribeRequest, out: bytearray
 
 
 def _d_ShareGroupDescribeRequest_v1(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeRequest, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array GroupIds')
     items_group_ids: list[Any] = []
@@ -14138,7 +15825,7 @@ def _d_ShareGroupDescribeRequest_v1(buf: memoryview, pos: int) -> tuple[ShareGro
         items_group_ids.append(x_group_ids)
     f_group_ids = items_group_ids
     f_include_authorized_operations, = _S_o.unpack_from(buf, pos)
-    pos += _S_o.size
+    pos += 1
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
@@ -14154,17 +15841,24 @@ def _e_ShareGroupDescribeResponse_TopicPartitions_v1(o: ShareGroupDescribeRespon
     out += _S_16s.pack(o.topic_id.bytes)
     w_cstr(out, o.topic_name)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ShareGroupDescribeResponse_TopicPartitions_v1(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeResponse.TopicPartitions, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
     f_topic_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -14173,19 +15867,26 @@ def _d_ShareGroupDescribeResponse_TopicPartitions_v1(buf: memoryview, pos: int) 
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupDescribeResponse.TopicPartitions(topic_id=f_topic_id, topic_name=f_topic_name, partitions=f_partitions), pos
+    return _C_ShareGroupDescribeResponse_TopicPartitions(topic_id=f_topic_id, topic_name=f_topic_name, partitions=f_partitions), pos
 
 
 def _e_ShareGroupDescribeResponse_Assignment_v1(o: ShareGroupDescribeResponse.Assignment, out: bytearray) -> None:
     a_topic_partitions = o.topic_partitions
-    w_carray_len(out, a_topic_partitions)
+    if len(a_topic_partitions) < 127:
+        out.append(len(a_topic_partitions) + 1)
+    else:
+        w_carray_len(out, a_topic_partitions)
     for x_topic_partitions in a_topic_partitions:
         _e_ShareGroupDescribeResponse_TopicPartitions_v1(x_topic_partitions, out)
     out.append(0)
 
 
 def _d_ShareGroupDescribeResponse_Assignment_v1(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeResponse.Assignment, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicPartitions')
     items_topic_partitions: list[Any] = []
@@ -14197,7 +15898,7 @@ def _d_ShareGroupDescribeResponse_Assignment_v1(buf: memoryview, pos: int) -> tu
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupDescribeResponse.Assignment(topic_partitions=f_topic_partitions), pos
+    return _C_ShareGroupDescribeResponse_Assignment(topic_partitions=f_topic_partitions), pos
 
 
 def _e_ShareGroupDescribeResponse_Member_v1(o: ShareGroupDescribeResponse.Member, out: bytearray) -> None:
@@ -14207,7 +15908,10 @@ def _e_ShareGroupDescribeResponse_Member_v1(o: ShareGroupDescribeResponse.Member
     w_cstr(out, o.client_id)
     w_cstr(out, o.client_host)
     a_subscribed_topic_names = o.subscribed_topic_names
-    w_carray_len(out, a_subscribed_topic_names)
+    if len(a_subscribed_topic_names) < 127:
+        out.append(len(a_subscribed_topic_names) + 1)
+    else:
+        w_carray_len(out, a_subscribed_topic_names)
     for x_subscribed_topic_names in a_subscribed_topic_names:
         w_cstr(out, x_subscribed_topic_names)
     _e_ShareGroupDescribeResponse_Assignment_v1(o.assignment, out)
@@ -14218,10 +15922,14 @@ def _d_ShareGroupDescribeResponse_Member_v1(buf: memoryview, pos: int) -> tuple[
     f_member_id, pos = r_cstr(buf, pos)
     f_rack_id, pos = r_cnstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_client_id, pos = r_cstr(buf, pos)
     f_client_host, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array SubscribedTopicNames')
     items_subscribed_topic_names: list[Any] = []
@@ -14234,7 +15942,7 @@ def _d_ShareGroupDescribeResponse_Member_v1(buf: memoryview, pos: int) -> tuple[
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupDescribeResponse.Member(member_id=f_member_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, assignment=f_assignment), pos
+    return _C_ShareGroupDescribeResponse_Member(member_id=f_member_id, rack_id=f_rack_id, member_epoch=f_member_epoch, client_id=f_client_id, client_host=f_client_host, subscribed_topic_names=f_subscribed_topic_names, assignment=f_assignment), pos
 
 
 def _e_ShareGroupDescribeResponse_DescribedGroup_v1(o: ShareGroupDescribeResponse.DescribedGroup, out: bytearray) -> None:
@@ -14245,7 +15953,10 @@ def _e_ShareGroupDescribeResponse_DescribedGroup_v1(o: ShareGroupDescribeRespons
     out += _S_ii.pack(o.group_epoch, o.assignment_epoch)
     w_cstr(out, o.assignor_name)
     a_members = o.members
-    w_carray_len(out, a_members)
+    if len(a_members) < 127:
+        out.append(len(a_members) + 1)
+    else:
+        w_carray_len(out, a_members)
     for x_members in a_members:
         _e_ShareGroupDescribeResponse_Member_v1(x_members, out)
     out += _S_i.pack(o.authorized_operations)
@@ -14254,14 +15965,18 @@ def _e_ShareGroupDescribeResponse_DescribedGroup_v1(o: ShareGroupDescribeRespons
 
 def _d_ShareGroupDescribeResponse_DescribedGroup_v1(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeResponse.DescribedGroup, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_error_message, pos = r_cnstr(buf, pos)
     f_group_id, pos = r_cstr(buf, pos)
     f_group_state, pos = r_cstr(buf, pos)
     f_group_epoch, f_assignment_epoch = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_assignor_name, pos = r_cstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Members')
     items_members: list[Any] = []
@@ -14270,18 +15985,21 @@ def _d_ShareGroupDescribeResponse_DescribedGroup_v1(buf: memoryview, pos: int) -
         items_members.append(x_members)
     f_members = items_members
     f_authorized_operations, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     if buf[pos]:
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupDescribeResponse.DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
+    return _C_ShareGroupDescribeResponse_DescribedGroup(error_code=f_error_code, error_message=f_error_message, group_id=f_group_id, group_state=f_group_state, group_epoch=f_group_epoch, assignment_epoch=f_assignment_epoch, assignor_name=f_assignor_name, members=f_members, authorized_operations=f_authorized_operations), pos
 
 
 def _e_ShareGroupDescribeResponse_v1(o: ShareGroupDescribeResponse, out: bytearray) -> None:
     out += _S_i.pack(o.throttle_time_ms)
     a_groups = o.groups
-    w_carray_len(out, a_groups)
+    if len(a_groups) < 127:
+        out.append(len(a_groups) + 1)
+    else:
+        w_carray_len(out, a_groups)
     for x_groups in a_groups:
         _e_ShareGroupDescribeResponse_DescribedGroup_v1(x_groups, out)
     out.append(0)
@@ -14289,8 +16007,12 @@ def _e_ShareGroupDescribeResponse_v1(o: ShareGroupDescribeResponse, out: bytearr
 
 def _d_ShareGroupDescribeResponse_v1(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeResponse, int]:
     f_throttle_time_ms, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
-    n, pos = carray_len(buf, pos)
+    pos += 4
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Groups')
     items_groups: list[Any] = []
@@ -14326,10 +16048,14 @@ def _d_ShareGroupHeartbeatRequest_v1(buf: memoryview, pos: int) -> tuple[ShareGr
     f_group_id, pos = r_cstr(buf, pos)
     f_member_id, pos = r_cstr(buf, pos)
     f_member_epoch, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_rack_id, pos = r_cnstr(buf, pos)
     f_subscribed_topic_names: Any
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         f_subscribed_topic_names = None
     else:
@@ -14352,16 +16078,23 @@ ShareGroupHeartbeatRequest._decoders = {1: _d_ShareGroupHeartbeatRequest_v1}
 def _e_ShareGroupHeartbeatResponse_TopicPartitions_v1(o: ShareGroupHeartbeatResponse.TopicPartitions, out: bytearray) -> None:
     out += _S_16s.pack(o.topic_id.bytes)
     a_partitions = o.partitions
-    w_carray_len(out, a_partitions)
+    if len(a_partitions) < 127:
+        out.append(len(a_partitions) + 1)
+    else:
+        w_carray_len(out, a_partitions)
     out += struct.pack(">%di" % len(a_partitions), *a_partitions)
     out.append(0)
 
 
 def _d_ShareGroupHeartbeatResponse_TopicPartitions_v1(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatResponse.TopicPartitions, int]:
     f_topic_id, = _S_16s.unpack_from(buf, pos)
-    pos += _S_16s.size
+    pos += 16
     f_topic_id = make_uuid(f_topic_id)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Partitions')
     f_partitions = list(struct.unpack_from(">%di" % n, buf, pos))
@@ -14370,19 +16103,26 @@ def _d_ShareGroupHeartbeatResponse_TopicPartitions_v1(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupHeartbeatResponse.TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
+    return _C_ShareGroupHeartbeatResponse_TopicPartitions(topic_id=f_topic_id, partitions=f_partitions), pos
 
 
 def _e_ShareGroupHeartbeatResponse_Assignment_v1(o: ShareGroupHeartbeatResponse.Assignment, out: bytearray) -> None:
     a_topic_partitions = o.topic_partitions
-    w_carray_len(out, a_topic_partitions)
+    if len(a_topic_partitions) < 127:
+        out.append(len(a_topic_partitions) + 1)
+    else:
+        w_carray_len(out, a_topic_partitions)
     for x_topic_partitions in a_topic_partitions:
         _e_ShareGroupHeartbeatResponse_TopicPartitions_v1(x_topic_partitions, out)
     out.append(0)
 
 
 def _d_ShareGroupHeartbeatResponse_Assignment_v1(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatResponse.Assignment, int]:
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array TopicPartitions')
     items_topic_partitions: list[Any] = []
@@ -14394,7 +16134,7 @@ def _d_ShareGroupHeartbeatResponse_Assignment_v1(buf: memoryview, pos: int) -> t
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return ShareGroupHeartbeatResponse.Assignment(topic_partitions=f_topic_partitions), pos
+    return _C_ShareGroupHeartbeatResponse_Assignment(topic_partitions=f_topic_partitions), pos
 
 
 def _e_ShareGroupHeartbeatResponse_v1(o: ShareGroupHeartbeatResponse, out: bytearray) -> None:
@@ -14412,11 +16152,11 @@ def _e_ShareGroupHeartbeatResponse_v1(o: ShareGroupHeartbeatResponse, out: bytea
 
 def _d_ShareGroupHeartbeatResponse_v1(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_error_message, pos = r_cnstr(buf, pos)
     f_member_id, pos = r_cnstr(buf, pos)
     f_member_epoch, f_heartbeat_interval_ms = _S_ii.unpack_from(buf, pos)
-    pos += _S_ii.size
+    pos += 8
     f_assignment: Any
     (marker,) = _S_b.unpack_from(buf, pos)
     pos += 1
@@ -14443,7 +16183,7 @@ def _e_SyncGroupRequest_SyncGroupRequestAssignment_v0(o: SyncGroupRequest.SyncGr
 def _d_SyncGroupRequest_SyncGroupRequestAssignment_v0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest.SyncGroupRequestAssignment, int]:
     f_member_id, pos = r_str(buf, pos)
     f_assignment, pos = r_bytes(buf, pos)
-    return SyncGroupRequest.SyncGroupRequestAssignment(member_id=f_member_id, assignment=f_assignment), pos
+    return _C_SyncGroupRequest_SyncGroupRequestAssignment(member_id=f_member_id, assignment=f_assignment), pos
 
 
 def _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(o: SyncGroupRequest.SyncGroupRequestAssignment, out: bytearray) -> None:
@@ -14459,7 +16199,7 @@ def _d_SyncGroupRequest_SyncGroupRequestAssignment_v4(buf: memoryview, pos: int)
         pos = skip_tagged(buf, pos)
     else:
         pos += 1
-    return SyncGroupRequest.SyncGroupRequestAssignment(member_id=f_member_id, assignment=f_assignment), pos
+    return _C_SyncGroupRequest_SyncGroupRequestAssignment(member_id=f_member_id, assignment=f_assignment), pos
 
 
 def _e_SyncGroupRequest_v0(o: SyncGroupRequest, out: bytearray) -> None:
@@ -14477,7 +16217,7 @@ def _e_SyncGroupRequest_v0(o: SyncGroupRequest, out: bytearray) -> None:
 def _d_SyncGroupRequest_v0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     n, pos = array_len(buf, pos)
     if n < 0:
@@ -14504,7 +16244,7 @@ def _e_SyncGroupRequest_v3(o: SyncGroupRequest, out: bytearray) -> None:
 def _d_SyncGroupRequest_v3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f_group_id, pos = r_str(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_str(buf, pos)
     f_group_instance_id, pos = r_nstr(buf, pos)
     n, pos = array_len(buf, pos)
@@ -14524,7 +16264,10 @@ def _e_SyncGroupRequest_v4(o: SyncGroupRequest, out: bytearray) -> None:
     w_cstr(out, o.member_id)
     w_cnstr(out, o.group_instance_id)
     a_assignments = o.assignments
-    w_carray_len(out, a_assignments)
+    if len(a_assignments) < 127:
+        out.append(len(a_assignments) + 1)
+    else:
+        w_carray_len(out, a_assignments)
     for x_assignments in a_assignments:
         _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x_assignments, out)
     out.append(0)
@@ -14533,10 +16276,14 @@ def _e_SyncGroupRequest_v4(o: SyncGroupRequest, out: bytearray) -> None:
 def _d_SyncGroupRequest_v4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Assignments')
     items_assignments: list[Any] = []
@@ -14559,7 +16306,10 @@ def _e_SyncGroupRequest_v5(o: SyncGroupRequest, out: bytearray) -> None:
     w_cnstr(out, o.protocol_type)
     w_cnstr(out, o.protocol_name)
     a_assignments = o.assignments
-    w_carray_len(out, a_assignments)
+    if len(a_assignments) < 127:
+        out.append(len(a_assignments) + 1)
+    else:
+        w_carray_len(out, a_assignments)
     for x_assignments in a_assignments:
         _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x_assignments, out)
     out.append(0)
@@ -14568,12 +16318,16 @@ def _e_SyncGroupRequest_v5(o: SyncGroupRequest, out: bytearray) -> None:
 def _d_SyncGroupRequest_v5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f_group_id, pos = r_cstr(buf, pos)
     f_generation_id, = _S_i.unpack_from(buf, pos)
-    pos += _S_i.size
+    pos += 4
     f_member_id, pos = r_cstr(buf, pos)
     f_group_instance_id, pos = r_cnstr(buf, pos)
     f_protocol_type, pos = r_cnstr(buf, pos)
     f_protocol_name, pos = r_cnstr(buf, pos)
-    n, pos = carray_len(buf, pos)
+    n = buf[pos] - 1
+    if n < 0x7F:
+        pos += 1
+    else:
+        n, pos = carray_len(buf, pos)
     if n < 0:
         raise MalformedMessage('null in non-nullable array Assignments')
     items_assignments: list[Any] = []
@@ -14599,7 +16353,7 @@ def _e_SyncGroupResponse_v0(o: SyncGroupResponse, out: bytearray) -> None:
 
 def _d_SyncGroupResponse_v0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f_error_code, = _S_h.unpack_from(buf, pos)
-    pos += _S_h.size
+    pos += 2
     f_assignment, pos = r_bytes(buf, pos)
     return SyncGroupResponse(error_code=f_error_code, assignment=f_assignment), pos
 
@@ -14611,7 +16365,7 @@ def _e_SyncGroupResponse_v1(o: SyncGroupResponse, out: bytearray) -> None:
 
 def _d_SyncGroupResponse_v1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_assignment, pos = r_bytes(buf, pos)
     return SyncGroupResponse(throttle_time_ms=f_throttle_time_ms, error_code=f_error_code, assignment=f_assignment), pos
 
@@ -14624,7 +16378,7 @@ def _e_SyncGroupResponse_v4(o: SyncGroupResponse, out: bytearray) -> None:
 
 def _d_SyncGroupResponse_v4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_assignment, pos = r_cbytes(buf, pos)
     if buf[pos]:
         pos = skip_tagged(buf, pos)
@@ -14643,7 +16397,7 @@ def _e_SyncGroupResponse_v5(o: SyncGroupResponse, out: bytearray) -> None:
 
 def _d_SyncGroupResponse_v5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f_throttle_time_ms, f_error_code = _S_ih.unpack_from(buf, pos)
-    pos += _S_ih.size
+    pos += 6
     f_protocol_type, pos = r_cnstr(buf, pos)
     f_protocol_name, pos = r_cnstr(buf, pos)
     f_assignment, pos = r_cbytes(buf, pos)

@@ -1,0 +1,127 @@
+"""Durable share-partition state: the embedded equivalent of `__share_group_state`.
+
+Kafka's partition leaders write every state change of a share-partition (start offset,
+acknowledged/archived ranges, delivery counts) to the share coordinator before they answer an
+acknowledgement, and the group coordinator reads the same state for DescribeShareGroupOffsets and
+resets it for AlterShareGroupOffsets. Here both sides run in one process, so a keyed store
+stands in for the share coordinator; with a data directory it writes through to one file per
+share-partition (replaced atomically), without one it is memory only.
+
+ACQUIRED records are never persisted as such (section 6.3): the snapshot the leader writes
+already records them as AVAILABLE, so a restart hands them out again.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+
+from aioshare.broker.share_partition import PersistedState
+
+# start_offset -1 = "initialised, the leader decides with share.auto.offset.reset at first load"
+UNDECIDED_START = -1
+
+
+class ShareStateKey(NamedTuple):
+    group_id: str
+    topic_id: uuid.UUID
+    partition: int
+
+
+# A listener learns that a key's state was replaced or deleted behind the leader's back
+# (AlterShareGroupOffsets, DeleteShareGroupOffsets, DeleteGroups), so a leader that caches a
+# SharePartition drops it and reloads on the next fetch.
+ResetListener = Callable[[ShareStateKey], None]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(PersistedState)
+
+
+class ShareStateStore:
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self._states: dict[ShareStateKey, PersistedState] = {}
+        self._listeners: list[ResetListener] = []
+        self._directory = Path(directory) if directory is not None else None
+        if self._directory is not None:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, key: ShareStateKey) -> PersistedState | None:
+        return self._states.get(key)
+
+    def keys(self, group_id: str | None = None) -> Iterator[ShareStateKey]:
+        for key in list(self._states):
+            if group_id is None or key.group_id == group_id:
+                yield key
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, key: ShareStateKey, state: PersistedState) -> None:
+        """A leader's write after a state change; returns once it is durable."""
+        self._states[key] = state
+        self._save(key, state)
+
+    def initialize(self, key: ShareStateKey, start_offset: int, state_epoch: int) -> None:
+        """Fresh state for a share-partition (first subscription or an offsets reset)."""
+        state = PersistedState(state_epoch=state_epoch, start_offset=start_offset)
+        self._states[key] = state
+        self._save(key, state)
+        self._notify(key)
+
+    def delete(self, group_id: str, topic_id: uuid.UUID | None = None) -> list[ShareStateKey]:
+        removed = [
+            key
+            for key in list(self._states)
+            if key.group_id == group_id and (topic_id is None or key.topic_id == topic_id)
+        ]
+        for key in removed:
+            del self._states[key]
+            path = self._path(key)
+            if path is not None:
+                path.unlink(missing_ok=True)
+            self._notify(key)
+        return removed
+
+    def add_reset_listener(self, listener: ResetListener) -> None:
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ files
+
+    def _notify(self, key: ShareStateKey) -> None:
+        for listener in self._listeners:
+            listener(key)
+
+    def _path(self, key: ShareStateKey) -> Path | None:
+        if self._directory is None:
+            return None
+        # Group ids are arbitrary strings; hex keeps them safe as file names.
+        group = key.group_id.encode("utf-8").hex() or "_"
+        return self._directory / group / f"{key.topic_id.hex}-{key.partition}.json"
+
+    def _save(self, key: ShareStateKey, state: PersistedState) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(_encoder.encode(state))
+        # os.replace is atomic: a crash leaves either the old or the new state, never half.
+        os.replace(temporary, path)
+
+    def _load(self) -> None:
+        assert self._directory is not None
+        for group_dir in self._directory.iterdir():
+            if not group_dir.is_dir():
+                continue
+            group_id = bytes.fromhex(group_dir.name).decode("utf-8") if group_dir.name != "_" else ""
+            for path in group_dir.glob("*.json"):
+                topic_hex, _, partition = path.stem.rpartition("-")
+                key = ShareStateKey(group_id, uuid.UUID(hex=topic_hex), int(partition))
+                self._states[key] = _decoder.decode(path.read_bytes())
