@@ -395,6 +395,19 @@ class AckBook(Generic[T]):
     def in_flight(self) -> list[AckSnapshot[T]]:
         return list(self._in_flight.values())
 
+    def recorded_spans(self, tp: TopicIdPartition, first: int, last: int) -> list[tuple[int, int]]:
+        """Spans within [first, last] that have a final (non-RENEW) ack pending or in flight."""
+        parts = [self._pending.get(tp)]
+        parts.extend(snapshot._parts.get(tp) for snapshot in self._in_flight.values() if not snapshot.renew)
+        spans: list[tuple[int, int]] = []
+        for part in parts:
+            if part is None:
+                continue
+            runs = part.runs
+            i, j = runs.span(first, last)
+            spans.extend((run.first, run.last) for run in runs.runs[i:j])
+        return spans
+
     # -- sending and results ---------------------------------------------------------
 
     def take(

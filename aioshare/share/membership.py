@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from aioshare.client.backoff import Backoff
 from aioshare.protocol.errors import BrokerError, ErrorCode, error_for_code
 from aioshare.protocol.types import TopicIdPartition, kafka_uuid_str, random_kafka_uuid
-from aioshare.client.backoff import Backoff
 
 __all__ = [
     "LEAVE_EPOCH",

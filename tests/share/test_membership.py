@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 
+from aioshare.client.backoff import Backoff
 from aioshare.protocol.errors import BrokerError
 from aioshare.protocol.types import TopicIdPartition
-from aioshare.client.backoff import Backoff
 from aioshare.share.membership import (
     HeartbeatResponseData,
     Membership,

@@ -1,0 +1,526 @@
+"""ShareConsumer: the asyncio shell over the share-group cores.
+
+    async with ShareConsumer("jobs", group_id="workers", bootstrap_servers="127.0.0.1:9092",
+                             ack_mode="explicit") as consumer:
+        async for msg in consumer:
+            process(msg.value)
+            msg.accept()
+
+The consumer coordinates small parts, each owning one job:
+
+* ``HeartbeatLoop`` (task) keeps the membership alive and yields assignments;
+* ``Placement`` (task) maps assigned partitions to leaders, one ``LeaderFetcher`` each;
+* each ``LeaderFetcher`` (task) owns the share session with its leader and sends every
+  ShareFetch / ShareAcknowledge on it, acks riding fetches or going alone after a linger;
+* ``LeaseTimer`` (task) is the one timer for every acquisition lock;
+* ``AckTracker`` takes the application's acknowledgements and reports every outcome.
+
+Fetching is driven by capacity: a fetch asks for at most ``max_in_flight`` minus the
+records already held (delivered or waiting here, not yet acknowledged), so records never
+sit in a local queue while their locks run down.
+
+Acknowledgement modes: ``explicit`` - the application calls accept/release/reject (a record
+it forgets comes back after its lock expires); ``implicit`` - every record of the previous
+delivery (``__anext__`` or ``getmany``) that the application did not acknowledge itself is
+accepted when it asks for more, on ``commit()`` and on ``close()``.  Records whose key or
+value did not decode are *released*, never silently accepted, in implicit mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl as _ssl
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, Literal, NamedTuple
+
+from aioshare.client.cluster import Cluster
+from aioshare.client.sasl import SaslConfig
+from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
+from aioshare.protocol.records import DecodedRecord
+from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
+from aioshare.share.ack_tracker import AckCommitCallback, AckTracker
+from aioshare.share.capacity import Capacity
+from aioshare.share.deserialize import Deserializer, make_key_decoder, make_value_decoder
+from aioshare.share.fetcher import FetchConfig, LeaderFetcher
+from aioshare.share.heartbeat import HeartbeatLoop
+from aioshare.share.lease_timer import LeaseTimer
+from aioshare.share.leases import ExpiredRange, LeaseTable
+from aioshare.share.membership import Membership
+from aioshare.share.message import Message
+from aioshare.share.placement import Placement
+
+__all__ = ["AckResults", "LockExpiry", "ShareConsumer"]
+
+log = logging.getLogger(__name__)
+
+AckResults = dict[TopicPartition, BaseException | None]
+AckMode = Literal["explicit", "implicit"]
+
+
+class LockExpiry(NamedTuple):
+    """Offsets [first_offset, last_offset] of a partition whose acquisition lock ran out."""
+
+    topic_partition: TopicPartition
+    first_offset: int
+    last_offset: int
+
+
+LockExpiredCallback = Callable[[list[LockExpiry]], object]
+
+_ACQUIRE_MODES = {"batch_optimized": AcquireMode.BATCH_OPTIMIZED, "record_limit": AcquireMode.RECORD_LIMIT}
+
+
+class ShareConsumer:
+    """A member of a Kafka share group (KIP-932).
+
+    ``max_poll_records`` bounds one fetch; ``max_in_flight`` (default: ``max_poll_records``)
+    bounds how many records the application holds at once - fetching stops at that many
+    unacknowledged records.  ``value_type`` decodes values as JSON into that msgspec type;
+    ``value_deserializer``/``key_deserializer`` take raw bytes (or None) instead.
+    ``ack_linger`` is how long recorded acks wait for a fetch to ride before they are sent
+    alone.  Times are in seconds.
+    """
+
+    def __init__(
+        self,
+        *topics: str,
+        group_id: str,
+        bootstrap_servers: str | Iterable[str] = "127.0.0.1:9092",
+        ack_mode: AckMode = "implicit",
+        acquire_mode: Literal["batch_optimized", "record_limit"] = "batch_optimized",
+        max_poll_records: int = 500,
+        max_in_flight: int | None = None,
+        fetch_max_wait: float = 0.5,
+        fetch_min_bytes: int = 1,
+        fetch_max_bytes: int = 52_428_800,
+        value_type: Any = None,
+        value_deserializer: Deserializer | None = None,
+        key_deserializer: Deserializer | None = None,
+        on_ack_commit: AckCommitCallback | None = None,
+        on_lock_expired: LockExpiredCallback | None = None,
+        ack_linger: float = 0.005,
+        member_id: str | None = None,
+        rack_id: str | None = None,
+        client_id: str = "aioshare",
+        request_timeout: float = 30.0,
+        ssl: _ssl.SSLContext | None = None,
+        sasl: SaslConfig | None = None,
+        metadata_max_age: float = 300.0,
+    ) -> None:
+        if ack_mode not in ("explicit", "implicit"):
+            raise ConfigError(f"ack_mode must be 'explicit' or 'implicit', not {ack_mode!r}")
+        if acquire_mode not in _ACQUIRE_MODES:
+            raise ConfigError(
+                f"acquire_mode must be 'batch_optimized' or 'record_limit', not {acquire_mode!r}"
+            )
+        if max_poll_records < 1:
+            raise ConfigError("max_poll_records must be >= 1")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ConfigError("max_in_flight must be >= 1")
+        if ack_linger < 0 or fetch_max_wait < 0:
+            raise ConfigError("ack_linger and fetch_max_wait must be >= 0")
+        self._topics = frozenset(topics)
+        self._ack_mode: AckMode = ack_mode
+        self._on_lock_expired = on_lock_expired
+        self._key_decoder = make_key_decoder(key_deserializer)
+        self._value_decoder = make_value_decoder(value_type, value_deserializer)
+        self._cluster = Cluster(
+            bootstrap_servers,
+            client_id=client_id,
+            ssl=ssl,
+            sasl=sasl,
+            request_timeout=request_timeout,
+            metadata_max_age=metadata_max_age,
+        )
+        self._membership = Membership(group_id, member_id=member_id, rack_id=rack_id)
+        self._config = FetchConfig(
+            group_id=group_id,
+            member_id=self._membership.member_id,
+            max_poll_records=max_poll_records,
+            max_wait_ms=int(fetch_max_wait * 1000),
+            min_bytes=fetch_min_bytes,
+            max_bytes=fetch_max_bytes,
+            acquire_mode=_ACQUIRE_MODES[acquire_mode],
+            request_timeout=request_timeout,
+        )
+        self._max_in_flight = max_in_flight if max_in_flight is not None else max_poll_records
+        self._ack_linger = ack_linger
+        self._on_ack_commit = on_ack_commit
+        self._names: dict[Any, str] = {}  # topic id -> name, as metadata told us
+        self._ready: collections.deque[Message] = collections.deque()
+        self._ready_event: asyncio.Event | None = None
+        self._last_delivery: list[Message] = []
+        self._fatal: BaseException | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._commit_lock: asyncio.Lock | None = None
+        self._started = False
+        self._closed = False
+        self.acquisition_lock_timeout_ms: int | None = None
+        # Built in start(): they need the running loop.
+        self._leases = LeaseTable()
+        self._capacity = Capacity(self._max_in_flight, lambda: self._leases.held_count, self._wake_fetchers)
+        self._tracker: AckTracker | None = None
+        self._timer: LeaseTimer | None = None
+        self._heartbeat: HeartbeatLoop | None = None
+        self._placement: Placement | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> ShareConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self._closed:
+            raise IllegalStateError("a closed ShareConsumer cannot be restarted")
+        self._started = True
+        self._ready_event = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._tracker = AckTracker(
+            self._leases,
+            self._topic_partition,
+            linger=self._ack_linger,
+            on_ack_commit=self._on_ack_commit,
+            on_change=self._wake_fetchers,
+        )
+        self._timer = LeaseTimer(self._leases, self._expired)
+        self._placement = Placement(
+            self._cluster, self._tracker, start_fetcher=self._start_fetcher, records_lost=self.records_lost
+        )
+        self._heartbeat = HeartbeatLoop(
+            self._membership,
+            self._cluster,
+            on_assignment=self._placement.set_assignment,
+            on_fatal=self.fatal,
+            request_timeout=self._cluster.request_timeout,
+        )
+        try:
+            await self._cluster.start()
+        except BaseException:
+            self._closed = True
+            raise
+        self._spawn(self._timer.run(), "lease-timer")
+        self._spawn(self._placement.run(), "placement")
+        self._spawn(self._heartbeat.run(), "heartbeat")
+        if self._topics:
+            self._heartbeat.subscribe(self._topics)
+
+    async def close(self, timeout: float = 30.0) -> AckResults:  # noqa: ASYNC109 -- one budget for the whole shutdown
+        """Leave the group, bounded by ``timeout`` seconds; returns the last ack results.
+
+        Stops fetching; in implicit mode accepts what was delivered and not acknowledged;
+        sends every pending ack with the final session epoch (-1) to each leader, which also
+        makes the broker release the records still held; leaves the group (epoch -1).
+        Acks that could not be sent in time are reported failed.  No task survives.
+        """
+        if self._closed:
+            return {}
+        self._closed = True
+        if not self._started:
+            return {}
+        tracker, heartbeat, placement = self._tracker, self._heartbeat, self._placement
+        assert tracker is not None and heartbeat is not None and placement is not None
+        self._wake_consumers()
+        try:
+            async with asyncio.timeout(timeout):
+                for task in [t for t in self._tasks if t.get_name() == "aioshare-placement"]:
+                    task.cancel()  # no new fetchers, no partition moves from here on
+                self._accept_implicitly()
+                self._ready.clear()  # never delivered: the final epoch releases them
+                tracker.closed = True
+                fetcher_tasks = [t for t in self._tasks if t.get_name().startswith("aioshare-fetch")]
+                for fetcher in placement.fetchers.values():
+                    fetcher.stop()
+                if fetcher_tasks:
+                    await asyncio.wait(fetcher_tasks)
+                await heartbeat.leave()
+        except TimeoutError:
+            log.warning("ShareConsumer.close() ran out of its %ss; abandoning what is left", timeout)
+        tracker.closed = True
+        await self._cancel_tasks()
+        failure = KafkaTimeoutError("the consumer closed before this acknowledgement was answered")
+        tracker.fail_in_flight(failure)
+        tracker.fail_unsent(failure)
+        await self._cluster.close()
+        return tracker.take_results()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"aioshare-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s failed", task.get_name(), exc_info=exc)
+            self.fatal(exc)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- subscription ------------------------------------------------------------------
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Replace the subscription (sent to the coordinator at once)."""
+        topics = frozenset([topics] if isinstance(topics, str) else topics)
+        self._topics = topics
+        if self._heartbeat is not None and not self._closed:
+            self._heartbeat.subscribe(topics)
+
+    def unsubscribe(self) -> None:
+        """Leave the group; acks for records already delivered are still sent."""
+        self._topics = frozenset()
+        if self._heartbeat is not None and not self._closed:
+            self._heartbeat.unsubscribe()
+
+    def subscription(self) -> frozenset[str]:
+        return self._topics
+
+    def assignment(self) -> set[TopicPartition]:
+        if self._placement is None:
+            return set()
+        return {self._topic_partition(tp) for tp in self._placement.assignment}
+
+    @property
+    def member_id(self) -> str:
+        return self._membership.member_id
+
+    @property
+    def member_epoch(self) -> int:
+        """The member epoch the coordinator last gave (0 until joined)."""
+        return self._membership.epoch
+
+    @property
+    def held(self) -> int:
+        """Records acquired for this consumer and not yet settled (delivered or waiting)."""
+        return self._leases.held_count
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        self._accept_implicitly()
+        while True:
+            self._raise_if_failed()
+            if self._closed:
+                raise StopAsyncIteration
+            msg = self._pop()
+            if msg is not None:
+                self._last_delivery = [msg]
+                return msg
+            await self._wait_ready(None)
+
+    async def getmany(self, max_records: int | None = None, timeout: float | None = None) -> list[Message]:  # noqa: ASYNC109
+        """Up to ``max_records`` messages; waits at most ``timeout`` seconds for the first one."""
+        self._accept_implicitly()
+        limit = max_records if max_records is not None else self._config.max_poll_records
+        out: list[Message] = []
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._raise_if_failed()
+            if self._closed:
+                return out
+            while len(out) < limit:
+                msg = self._pop()
+                if msg is None:
+                    break
+                out.append(msg)
+            if out:
+                break
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            await self._wait_ready(remaining)
+        self._last_delivery = out
+        return out
+
+    async def commit(self, timeout: float | None = None) -> AckResults:  # noqa: ASYNC109
+        """Send every recorded ack now and wait for the answers.
+
+        Returns the outcome per partition of every ack reported since the previous
+        commit (including acks that failed locally, e.g. after lock expiry): None for
+        success, else the exception.  Partitions still unanswered after ``timeout``
+        (default: the request timeout) map to KafkaTimeoutError.
+        """
+        self._raise_if_failed()
+        if not self._started or self._closed:
+            raise IllegalStateError("the consumer is not running")
+        tracker, lock = self._tracker, self._commit_lock
+        assert tracker is not None and lock is not None
+        self._accept_implicitly()
+        limit = self._cluster.request_timeout if timeout is None else timeout
+        async with lock:
+            tracker.begin_flush()
+            try:
+                async with asyncio.timeout(limit):
+                    while tracker.unfinished():
+                        self._raise_if_failed()
+                        await tracker.wait_progress()
+            except TimeoutError:
+                results = tracker.take_results()
+                error = KafkaTimeoutError(f"acknowledgements not answered within {limit}s")
+                for tp in self._unfinished_partitions():
+                    results[tp] = error
+                return results
+            finally:
+                tracker.end_flush()
+            return tracker.take_results()
+
+    # -- internals: delivery -----------------------------------------------------------
+
+    def _pop(self) -> Message | None:
+        now = asyncio.get_running_loop().time()
+        leases = self._leases
+        while self._ready:
+            msg = self._ready.popleft()
+            info = leases.get(msg.tp, msg.offset)
+            # Skip records whose lock ran out while they waited (already reported expired).
+            if info is not None and info.deadline > now and info.delivery_count == msg.delivery_count:
+                return msg
+        return None
+
+    async def _wait_ready(self, timeout: float | None) -> None:  # noqa: ASYNC109
+        event = self._ready_event
+        assert event is not None
+        event.clear()
+        if self._ready or self._closed or self._fatal is not None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+
+    def _wake_consumers(self) -> None:
+        if self._ready_event is not None:
+            self._ready_event.set()
+
+    def _accept_implicitly(self) -> None:
+        if self._ack_mode != "implicit" or not self._last_delivery:
+            return
+        delivered, self._last_delivery = self._last_delivery, []
+        if self._tracker is None or self._tracker.closed:
+            return
+        for msg in delivered:
+            if msg.acknowledged is None:
+                if msg.error is not None:
+                    msg.release()  # never accept what the application could not read
+                else:
+                    msg.accept()
+
+    def _raise_if_failed(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _unfinished_partitions(self) -> set[TopicPartition]:
+        tracker = self._tracker
+        assert tracker is not None
+        tps = set(tracker.book.pending_partitions())
+        for snapshot in tracker.book.in_flight():
+            if not snapshot.renew:
+                tps.update(snapshot.partitions)
+        return {self._topic_partition(tp) for tp in tps}
+
+    # -- internals: callbacks from the parts (FetchHost and friends) ---------------------
+
+    def _topic_partition(self, tp: TopicIdPartition) -> TopicPartition:
+        name = self._names.get(tp.topic_id)
+        if name is None:
+            topic = self._cluster.topic(tp.topic_id)
+            name = topic.name if topic is not None else str(tp.topic_id)
+            if topic is not None:
+                self._names[tp.topic_id] = name
+        return TopicPartition(name, tp.partition)
+
+    def _start_fetcher(self, node_id: int) -> LeaderFetcher:
+        assert self._tracker is not None
+        fetcher = LeaderFetcher(
+            node_id,
+            cluster=self._cluster,
+            config=self._config,
+            tracker=self._tracker,
+            capacity=self._capacity,
+            host=self,
+        )
+        self._spawn(fetcher.run(), f"fetch-{node_id}")
+        return fetcher
+
+    def _wake_fetchers(self) -> None:
+        if self._placement is not None:
+            for fetcher in self._placement.fetchers.values():
+                fetcher.wake()
+
+    def deliver(self, messages: list[Message]) -> None:
+        self._ready.extend(messages)
+        self._wake_consumers()
+
+    def make_message(
+        self, tp: TopicIdPartition, record: object, delivery_count: int, deadline: float
+    ) -> Message | None:
+        assert isinstance(record, DecodedRecord)
+        topic = self._topic_partition(tp).topic
+        return Message(
+            topic=topic,
+            tp=tp,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            timestamp=record.timestamp,
+            delivery_count=delivery_count,
+            lock_expires_at=deadline,
+            sink=self._tracker,
+            key_decoder=self._key_decoder,
+            value_decoder=self._value_decoder,
+        )
+
+    def misplaced(self, tp: TopicIdPartition) -> None:
+        if self._placement is not None and not self._closed:
+            self._placement.misplaced(tp)
+
+    def records_lost(self, tps: list[TopicIdPartition]) -> None:
+        """Records of ``tps`` are no longer ours: drop the ones not yet handed out."""
+        lost = set(tps)
+        if self._ready and lost:
+            self._ready = collections.deque(m for m in self._ready if m.tp not in lost)
+        self._wake_fetchers()
+
+    def leases_added(self, lock_timeout_ms: int) -> None:
+        self.acquisition_lock_timeout_ms = lock_timeout_ms
+        if self._timer is not None:
+            self._timer.reschedule()
+
+    def fatal(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            log.error("share consumer failed: %r", exc)
+        self._wake_consumers()
+
+    def _expired(self, expired: list[ExpiredRange]) -> None:
+        self._wake_fetchers()  # capacity came back
+        callback = self._on_lock_expired
+        if callback is None:
+            return
+        report = [LockExpiry(self._topic_partition(e.tp), e.first, e.last) for e in expired]
+        try:
+            callback(report)
+        except Exception:
+            log.exception("on_lock_expired callback raised")

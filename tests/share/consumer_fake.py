@@ -1,0 +1,152 @@
+"""A scriptable share-group broker for ShareConsumer unit tests.
+
+Built on the client tests' FakeCluster (Metadata, FindCoordinator, ApiVersions); adds
+ShareGroupHeartbeat, ShareFetch and ShareAcknowledge handlers that record every request.
+By default ShareFetch acquires the next ``MaxRecords`` offsets of one partition and returns
+the batches holding them; ``fetch_hook`` replaces that answer for a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aioshare.protocol.messages import (
+    RequestHeader,
+    ShareAcknowledgeRequest,
+    ShareAcknowledgeResponse,
+    ShareFetchRequest,
+    ShareFetchResponse,
+    ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse,
+)
+from aioshare.protocol.records import RecordToWrite, encode_batch, iter_batches
+from tests.client.fakes import FakeCluster, FakeConn
+
+TOPIC = "jobs"
+TOPIC_ID = uuid.UUID("22222222-2222-2222-2222-222222222222")
+
+FetchHook = Callable[[ShareFetchRequest], Awaitable[ShareFetchResponse | None]]
+
+
+class ShareFake:
+    def __init__(self, cluster: FakeCluster, *, leader: int = 1, lock_ms: int = 30_000) -> None:
+        self.cluster = cluster
+        cluster.topics[TOPIC] = (TOPIC_ID, {0: leader})
+        for broker in cluster.brokers.values():
+            broker.handlers[76] = self._heartbeat
+            broker.handlers[78] = self._fetch
+            broker.handlers[79] = self._acknowledge
+        self.lock_ms = lock_ms
+        self.batches: list[bytes] = []
+        self.end = 0  # next offset to write
+        self.next = 0  # next offset to acquire
+        self.fetch_hook: FetchHook | None = None
+        self.heartbeat_error = 0
+        self.fetches: list[ShareFetchRequest] = []
+        self.acknowledges: list[ShareAcknowledgeRequest] = []
+        self.heartbeats: list[ShareGroupHeartbeatRequest] = []
+
+    # -- data --------------------------------------------------------------------------
+
+    def add_batch(self, values: list[bytes], *, control: bool = False) -> None:
+        records = [RecordToWrite(None, v) for v in values]
+        self.batches.append(encode_batch(records, base_offset=self.end, is_control=control))
+        self.end += len(values)
+
+    def records_for(self, first: int, last: int) -> bytes:
+        """The whole batches that hold any of [first, last] (what a broker sends)."""
+        out = b""
+        for raw in self.batches:
+            (view,) = list(iter_batches(raw))
+            if view.base_offset <= last and view.last_offset >= first:
+                out += raw
+        return out
+
+    # -- what the client sent ------------------------------------------------------------
+
+    def acked(self) -> dict[int, int]:
+        """offset -> acknowledge type, over every request that carried acks."""
+        out: dict[int, int] = {}
+        batches: list[Any] = []
+        for f in self.fetches:
+            batches.extend(b for t in f.topics for p in t.partitions for b in p.acknowledgement_batches)
+        for a in self.acknowledges:
+            if not a.is_renew_ack:
+                batches.extend(b for t in a.topics for p in t.partitions for b in p.acknowledgement_batches)
+        for b in batches:
+            types = b.acknowledge_types
+            for i, offset in enumerate(range(b.first_offset, b.last_offset + 1)):
+                out[offset] = types[0] if len(types) == 1 else types[i]
+        return out
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def _heartbeat(
+        self, conn: FakeConn, header: RequestHeader, body: Any
+    ) -> ShareGroupHeartbeatResponse:
+        assert isinstance(body, ShareGroupHeartbeatRequest)
+        self.heartbeats.append(body)
+        if self.heartbeat_error:
+            return ShareGroupHeartbeatResponse(error_code=self.heartbeat_error)
+        if body.member_epoch == -1:
+            return ShareGroupHeartbeatResponse(member_id=body.member_id, member_epoch=-1)
+        return ShareGroupHeartbeatResponse(
+            member_id=body.member_id,
+            member_epoch=1,
+            heartbeat_interval_ms=100,
+            assignment=ShareGroupHeartbeatResponse.Assignment(
+                topic_partitions=[
+                    ShareGroupHeartbeatResponse.TopicPartitions(topic_id=TOPIC_ID, partitions=[0])
+                ]
+            ),
+        )
+
+    async def _fetch(self, conn: FakeConn, header: RequestHeader, body: Any) -> ShareFetchResponse:
+        assert isinstance(body, ShareFetchRequest)
+        self.fetches.append(body)
+        if self.fetch_hook is not None:
+            answer = await self.fetch_hook(body)
+            if answer is not None:
+                return answer
+        return await self.default_fetch(body)
+
+    async def default_fetch(self, body: ShareFetchRequest) -> ShareFetchResponse:
+        partition = ShareFetchResponse.PartitionData(partition_index=0)
+        n = min(body.max_records, self.end - self.next)
+        if body.share_session_epoch != -1 and not body.is_renew_ack and n > 0:
+            first, last = self.next, self.next + n - 1
+            self.next += n
+            partition.acquired_records = [
+                ShareFetchResponse.AcquiredRecords(first_offset=first, last_offset=last, delivery_count=1)
+            ]
+            partition.records = self.records_for(first, last)
+        elif body.max_wait_ms:
+            await asyncio.sleep(min(body.max_wait_ms, 50) / 1000)  # a short long-poll
+        return ShareFetchResponse(
+            acquisition_lock_timeout_ms=self.lock_ms,
+            responses=[
+                ShareFetchResponse.ShareFetchableTopicResponse(topic_id=TOPIC_ID, partitions=[partition])
+            ],
+        )
+
+    async def _acknowledge(
+        self, conn: FakeConn, header: RequestHeader, body: Any
+    ) -> ShareAcknowledgeResponse:
+        assert isinstance(body, ShareAcknowledgeRequest)
+        self.acknowledges.append(body)
+        return ShareAcknowledgeResponse(
+            acquisition_lock_timeout_ms=self.lock_ms if header.request_api_version >= 2 else 0,
+            responses=[
+                ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(
+                    topic_id=t.topic_id,
+                    partitions=[
+                        ShareAcknowledgeResponse.PartitionData(partition_index=p.partition_index)
+                        for p in t.partitions
+                    ],
+                )
+                for t in body.topics
+            ],
+        )
