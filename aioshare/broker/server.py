@@ -27,7 +27,7 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import Any, cast
 
 from aioshare.protocol._codec import ApiMessage
 from aioshare.protocol.errors import ErrorCode, ProtocolError
@@ -247,7 +247,9 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's TCPTransport (which `aioshare broker` runs on)
+        # implements asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if not self._server.serving:
             # Accepted just before the listener stopped: the node is down, so refuse it.
