@@ -6,6 +6,20 @@ from typing import TYPE_CHECKING, Any
 
 from aioshare.protocol.errors import KafkaError
 from aioshare.protocol.types import AckType, TopicPartition
+from aioshare.runtime import (
+    App,
+    Backoff,
+    Event,
+    EventKind,
+    Handler,
+    Message,
+    Reject,
+    Retry,
+    per_batch,
+    per_key,
+    per_message,
+    per_partition,
+)
 from aioshare.share import ShareConsumer
 
 if TYPE_CHECKING:
@@ -16,12 +30,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AckType",
+    "App",
+    "Backoff",
     "EmbeddedBroker",
+    "Event",
+    "EventKind",
+    "Handler",
     "KafkaError",
+    "Message",
+    "Reject",
+    "Retry",
     "ShareAdmin",
     "ShareConsumer",
     "TopicPartition",
     "__version__",
+    "per_batch",
+    "per_key",
+    "per_message",
+    "per_partition",
 ]
 
 

@@ -29,7 +29,16 @@ DEFAULT_OUT = ROOT / "aioshare" / "protocol" / "messages.py"
 
 NEVER = 1 << 15  # "none" as a lower version bound: no version qualifies
 
-FIXED = {"int8": "b", "int16": "h", "int32": "i", "int64": "q", "uint16": "H", "float64": "d", "bool": "?", "uuid": "16s"}
+FIXED = {
+    "int8": "b",
+    "int16": "h",
+    "int32": "i",
+    "int64": "q",
+    "uint16": "H",
+    "float64": "d",
+    "bool": "?",
+    "uuid": "16s",
+}
 PY_PRIMITIVE = {
     "int8": "int",
     "int16": "int",
@@ -146,7 +155,9 @@ def load_message(path: Path) -> Message:
                 tag=int(spec["tag"]) if "tag" in spec else None,  # type: ignore[call-overload]
                 ignorable=bool(spec.get("ignorable", False)),
                 default=str(spec["default"]) if "default" in spec else None,
-                flexible_override=Versions.parse(spec["flexibleVersions"]) if "flexibleVersions" in spec else None,  # type: ignore[arg-type]
+                flexible_override=Versions.parse(spec["flexibleVersions"])
+                if "flexibleVersions" in spec
+                else None,  # type: ignore[arg-type]
             )
             if f.is_struct:
                 sname = f.element
@@ -290,7 +301,11 @@ CANONICAL: dict[str, str] = {}
 
 
 def raw_fn_name(direction: str, msg: Message, s: Struct, version: int) -> str:
-    return f"_{direction}_{msg.name}_{s.name}_v{version}" if s is not msg.top else f"_{direction}_{msg.name}_v{version}"
+    return (
+        f"_{direction}_{msg.name}_{s.name}_v{version}"
+        if s is not msg.top
+        else f"_{direction}_{msg.name}_v{version}"
+    )
 
 
 def fn_name(direction: str, msg: Message, s: Struct, version: int) -> str:
@@ -395,7 +410,9 @@ def decode_scalar(el: str, nullable: bool, compact: bool, target: str, ind: str)
     return [f"{ind}{target}, pos = {name}(buf, pos)"]
 
 
-def decode_value(msg: Message, f: Field, vv: VersionView, target: str, ind: str, declare: bool = True) -> list[str]:
+def decode_value(
+    msg: Message, f: Field, vv: VersionView, target: str, ind: str, declare: bool = True
+) -> list[str]:
     v = vv.version
     nullable = vv.nullable(f)
     compact = vv.compact(f)
@@ -593,7 +610,9 @@ def emit_decoder(msg: Message, s: Struct, version: int, pool: StructPool) -> lis
                 first = False
                 body.extend(decode_value(msg, f, vv, f"f_{f.attr}", "            ", declare=False))
                 body.append("            if pos != end:")
-                body.append(f"                raise MalformedMessage('tagged field {f.name} has the wrong size')")
+                body.append(
+                    f"                raise MalformedMessage('tagged field {f.name} has the wrong size')"
+                )
             body.append("        pos = end")
     ctor = cls if s is msg.top else f"_C_{msg.name}_{s.name}"
     body.append(f"    return {ctor}({', '.join(kwargs)}), pos")
@@ -705,12 +724,22 @@ def generate(schema_dir: Path) -> str:
         '    "RESPONSES",',
         "]",
     ]
-    text = HEADER.format(count=len(files)) + "\n".join(pool.emit()) + "\n\n\n" + "\n".join(classes) + "\n".join(codecs) + "\n".join(registry) + "\n"
+    text = (
+        HEADER.format(count=len(files))
+        + "\n".join(pool.emit())
+        + "\n\n\n"
+        + "\n".join(classes)
+        + "\n".join(codecs)
+        + "\n".join(registry)
+        + "\n"
+    )
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("schemas", nargs="?", type=Path, default=DEFAULT_SCHEMAS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="fail if the committed module differs")

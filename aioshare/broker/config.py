@@ -26,11 +26,16 @@ RawValue = str | int | bool
 class ConfigType(enum.IntEnum):
     """DescribeConfigs ``ConfigType`` values."""
 
+    UNKNOWN = 0
     BOOLEAN = 1
     STRING = 2
     INT = 3
+    SHORT = 4
     LONG = 5
+    DOUBLE = 6
     LIST = 7
+    CLASS = 8
+    PASSWORD = 9
 
 
 class ConfigSource(enum.IntEnum):

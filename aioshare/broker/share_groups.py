@@ -18,6 +18,7 @@ import dataclasses
 import heapq
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from aioshare.broker import _codes
 from aioshare.broker.assignor import ASSIGNOR_NAME, assign
@@ -405,6 +406,12 @@ class ShareGroupCoordinator:
             return AdminResult(_codes.NON_EMPTY_GROUP, "The group is not empty.")
         return AdminResult()
 
+    def bump_group_epoch(self, group_id: str) -> int:
+        """AlterShareGroupOffsets: a new group epoch, which becomes the reset state's state epoch."""
+        group = self._groups.setdefault(group_id, ShareGroup(group_id))
+        group.group_epoch += 1
+        return group.group_epoch
+
     def mark_initialized(self, group_id: str, topic_id: uuid.UUID, partitions: Iterable[int]) -> None:
         group = self._groups.setdefault(group_id, ShareGroup(group_id))
         group.initialized.setdefault(topic_id, set()).update(partitions)
@@ -448,6 +455,111 @@ class ShareGroupCoordinator:
             if group.initialized.pop(topic_id, None) is not None:
                 affected.append(group.group_id)
         return affected
+
+    # ---------------------------------------------------------------- persistence
+
+    def snapshot(self, group_id: str) -> dict[str, Any] | None:
+        """The durable state of one group as JSON-able data, or None when the group does not exist.
+
+        This is what Kafka writes to __consumer_offsets for a share group (group epoch,
+        member metadata and epochs, target assignment, initialised partitions); session
+        deadlines are left out because Kafka restarts every member's session timer on load.
+        """
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        return {
+            "group_id": group.group_id,
+            "group_epoch": group.group_epoch,
+            "assignment_epoch": group.assignment_epoch,
+            "members": [
+                {
+                    "member_id": member.member_id,
+                    "member_epoch": member.member_epoch,
+                    "previous_member_epoch": member.previous_member_epoch,
+                    "rack_id": member.rack_id,
+                    "client_id": member.client_id,
+                    "client_host": member.client_host,
+                    "subscribed_topic_names": sorted(member.subscribed_topic_names),
+                    "assigned": _assignment_to_json(member.assigned),
+                }
+                for member in group.members.values()
+            ],
+            "target_assignment": {
+                member_id: _assignment_to_json(assignment)
+                for member_id, assignment in group.target_assignment.items()
+            },
+            "subscription_metadata": {
+                name: [str(meta.topic_id), meta.partitions]
+                for name, meta in group.subscription_metadata.items()
+            },
+            "initialized": {
+                str(topic_id): sorted(partitions) for topic_id, partitions in group.initialized.items()
+            },
+        }
+
+    def restore(self, snapshot: Mapping[str, Any], now_ms: int) -> None:
+        """Load a group written by ``snapshot`` (replacing any group of that id).
+
+        Like Kafka's coordinator when it loads a __consumer_offsets partition, every member
+        gets a fresh session timer starting now: members that do not heartbeat again are
+        removed once it runs out.
+        """
+        group = ShareGroup(
+            group_id=str(snapshot["group_id"]),
+            group_epoch=int(snapshot["group_epoch"]),
+            assignment_epoch=int(snapshot["assignment_epoch"]),
+            target_assignment={
+                str(member_id): _assignment_from_json(assignment)
+                for member_id, assignment in snapshot["target_assignment"].items()
+            },
+            subscription_metadata={
+                str(name): TopicMetadata(uuid.UUID(str(topic_id)), int(partitions))
+                for name, (topic_id, partitions) in snapshot["subscription_metadata"].items()
+            },
+            initialized={
+                uuid.UUID(str(topic_id)): {int(p) for p in partitions}
+                for topic_id, partitions in snapshot["initialized"].items()
+            },
+        )
+        timeout_ms = self._group_configs(group.group_id).share_session_timeout_ms
+        for entry in snapshot["members"]:
+            member = ShareGroupMember(
+                member_id=str(entry["member_id"]),
+                member_epoch=int(entry["member_epoch"]),
+                previous_member_epoch=int(entry["previous_member_epoch"]),
+                rack_id=None if entry["rack_id"] is None else str(entry["rack_id"]),
+                client_id=str(entry["client_id"]),
+                client_host=str(entry["client_host"]),
+                subscribed_topic_names=frozenset(str(name) for name in entry["subscribed_topic_names"]),
+                assigned=_assignment_from_json(entry["assigned"]),
+                session_deadline_ms=now_ms + timeout_ms,
+            )
+            group.members[member.member_id] = member
+            heapq.heappush(
+                self._session_deadlines, (member.session_deadline_ms, group.group_id, member.member_id)
+            )
+        self._groups[group.group_id] = group
+
+
+def validate_heartbeat_request(
+    group_id: str,
+    member_id: str | None,
+    member_epoch: int,
+    rack_id: str | None,
+    subscribed_topic_names: Sequence[str] | None,
+) -> tuple[int, str | None] | None:
+    """The request checks alone, as (error code, message), or None when the request is valid.
+
+    Kafka's GroupCoordinatorService runs them before it looks for the group's coordinator
+    shard, so an invalid request gets INVALID_REQUEST even on a broker that is not the
+    group's coordinator.
+    """
+    try:
+        _validate_request(group_id, member_id, member_epoch, rack_id, subscribed_topic_names)
+    except _HeartbeatError as error:
+        return error.error_code, error.message
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -544,3 +656,11 @@ def _describe_group(group: ShareGroup, name_by_id: Mapping[uuid.UUID, str]) -> D
         assignment_epoch=group.assignment_epoch,
         members=members,
     )
+
+
+def _assignment_to_json(assignment: TopicAssignment) -> dict[str, list[int]]:
+    return {str(topic_id): sorted(parts) for topic_id, parts in assignment.items()}
+
+
+def _assignment_from_json(data: Mapping[str, Any]) -> TopicAssignment:
+    return {uuid.UUID(str(topic_id)): frozenset(int(p) for p in parts) for topic_id, parts in data.items()}

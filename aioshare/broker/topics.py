@@ -347,6 +347,9 @@ class TopicRegistry:
         self._by_name: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
         self._placement_cursor = 0
+        # Called after a topic is deleted; the group coordinator drops share state with it
+        # (Kafka's coordinators learn of deleted topics from the metadata image delta).
+        self._delete_listeners: list[Callable[[Topic], None]] = []
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -530,6 +533,15 @@ class TopicRegistry:
             if partition.log.directory is not None:
                 shutil.rmtree(partition.log.directory, ignore_errors=True)
         self._save()
+        for listener in list(self._delete_listeners):
+            listener(topic)
+
+    def add_delete_listener(self, listener: Callable[[Topic], None]) -> None:
+        self._delete_listeners.append(listener)
+
+    def remove_delete_listener(self, listener: Callable[[Topic], None]) -> None:
+        if listener in self._delete_listeners:
+            self._delete_listeners.remove(listener)
 
     def move_leader(self, partition: Partition, node_id: int) -> None:
         if node_id not in self._node_ids:

@@ -1,4 +1,4 @@
-"""The `aioshare` command line: `aioshare broker | demo | groups ...`."""
+"""The `aioshare` command line: `aioshare broker | run | demo | groups ...`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("demo", help="run the demo job on an embedded broker")
 
+    from aioshare.cli.run import add_parser as add_run_parser
+
+    add_run_parser(commands)
+
     from aioshare.cli.groups import add_parser as add_groups_parser
 
     add_groups_parser(commands)
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aioshare.cli.broker import run_broker
 
         return run_broker(args.host, args.port, args.nodes, args.data_dir, parse_config_pairs(args.config))
+    if args.command == "run":
+        from aioshare.cli.run import run as run_app
+
+        return run_app(args)
     if args.command == "demo":
         from aioshare.cli.demo import run_demo
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, TypeVar
 
+from aioshare.client.backoff import Backoff
 from aioshare.client.connection import Connection
 from aioshare.client.metadata import BrokerNode, ClusterMetadata, TopicMetadata, TopicRef, parse_bootstrap
 from aioshare.client.sasl import SaslConfig
@@ -35,7 +36,6 @@ from aioshare.protocol.messages import (
     MetadataRequest,
     MetadataResponse,
 )
-from aioshare.client.backoff import Backoff
 
 __all__ = ["Cluster"]
 

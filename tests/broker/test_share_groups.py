@@ -16,10 +16,11 @@ TOPICS = {"t1": T1, "t2": T2}
 G = "group"
 
 
-def coordinator(other_groups: frozenset[str] = frozenset(), **broker: str) -> ShareGroupCoordinator:
-    return ShareGroupCoordinator(
-        BrokerConfig.from_mapping(broker), is_other_group_type=other_groups.__contains__
-    )
+def coordinator(
+    other_groups: frozenset[str] = frozenset(), broker: dict[str, str] | None = None
+) -> ShareGroupCoordinator:
+    config = BrokerConfig.from_mapping(broker or {})
+    return ShareGroupCoordinator(config, is_other_group_type=other_groups.__contains__)
 
 
 def join(

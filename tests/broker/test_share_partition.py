@@ -61,7 +61,7 @@ def fetch(
 
 
 def ack(
-    sp: SharePartition, member: str, *batches_: tuple[int, int, list[int]], now: int = 0
+    sp: SharePartition, member: str, *batches_: tuple[int, int, Sequence[int]], now: int = 0
 ) -> tuple[int, str | None]:
     result = sp.acknowledge(
         member,

@@ -19,6 +19,9 @@ from aioshare.broker.apis import (
     list_offsets,
     metadata,
     produce,
+    share_acknowledge,
+    share_fetch,
+    share_groups_api,
     topics_admin,
 )
 from aioshare.broker.cluster import Cluster
@@ -45,6 +48,9 @@ DEFAULT_MODULES: tuple[ApiModule, ...] = (
     fetch,
     list_offsets,
     coordinator,
+    share_groups_api,
+    share_fetch,
+    share_acknowledge,
 )
 
 

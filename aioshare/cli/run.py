@@ -1,0 +1,159 @@
+"""`aioshare run MODULE:APP [--embedded]`: run an aioshare App in the foreground.
+
+    aioshare run myservice.workers:app                   # the cluster the app names
+    aioshare run myservice.workers:app -b kafka:9092     # another cluster
+    aioshare run myservice.workers:app --embedded        # an in-process broker for development
+
+The app runs on uvloop (when installed) until SIGTERM or SIGINT, then stops gracefully
+(a second signal stops at once, still releasing every held record).  With ``--embedded``
+and no ``--bootstrap-servers``, an EmbeddedBroker is started first and every topic of the
+app's routes (dead-letter topics included) is created on it.
+
+``APP`` is an attribute path in the module (default ``app``); if it is a callable that is
+not an App, it is called with no arguments to build one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aioshare.protocol.errors import ConfigError
+from aioshare.runtime.app import App
+from aioshare.runtime.shutdown import run_loop
+
+__all__ = ["add_parser", "load_app", "run", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("run", help="run an aioshare App (MODULE:APP) until SIGTERM/SIGINT")
+    parser.add_argument("app", metavar="MODULE:APP", help="e.g. myservice.workers:app")
+    parser.add_argument(
+        "-b", "--bootstrap-servers", default=None, help="the cluster to use instead of the app's own"
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start an embedded broker (unless --bootstrap-servers is given) and create the routes' topics",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="partitions of topics created with --embedded"
+    )
+    parser.add_argument(
+        "--broker-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config for the embedded broker (repeatable)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=float, default=None, help="seconds to wait for running handlers"
+    )
+    parser.add_argument(
+        "--app-dir", default=".", help="directory put first on sys.path (default: the current one)"
+    )
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def load_app(spec: str, app_dir: str = ".") -> App:
+    """Import ``module:attr`` (attr defaults to ``app``) and return the App it names."""
+    module_name, sep, attr = spec.partition(":")
+    if not module_name:
+        raise ConfigError(f"expected MODULE:APP, got {spec!r}")
+    path = os.path.abspath(app_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    module = importlib.import_module(module_name)
+    target: Any = module
+    for part in (attr if sep and attr else "app").split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f"{module_name} has no attribute {attr or 'app'!r}") from None
+    if not isinstance(target, App) and callable(target):
+        target = target()
+    if not isinstance(target, App):
+        raise ConfigError(f"{spec} is {type(target).__name__}, not an aioshare App")
+    return target
+
+
+async def serve(
+    app: App,
+    *,
+    embedded: bool = False,
+    partitions: int = 1,
+    broker_config: Mapping[str, str] | None = None,
+    handle_signals: bool = True,
+    on_ready: Callable[[str], object] | None = None,
+) -> None:
+    """Run ``app`` until stopped, on an embedded broker when ``embedded``."""
+    if not embedded:
+        _announce(app, on_ready)
+        await app.serve(handle_signals=handle_signals)
+        return
+    from aioshare.broker.embedded import EmbeddedBroker
+
+    async with EmbeddedBroker(config=dict(broker_config or {})) as broker:
+        if broker.registry.version_range(76) is None:
+            log.warning("this embedded broker does not serve share groups (ShareGroupHeartbeat) yet")
+        for topic in sorted(app.topics()):
+            await broker.create_topic(topic, partitions)
+        app.bootstrap_servers = broker.bootstrap_servers
+        print(f"aioshare run: embedded broker listening on {broker.bootstrap_servers}", flush=True)
+        _announce(app, on_ready)
+        await app.serve(handle_signals=handle_signals)
+
+
+def _announce(app: App, on_ready: Callable[[str], object] | None) -> None:
+    servers = (
+        app.bootstrap_servers if isinstance(app.bootstrap_servers, str) else ",".join(app.bootstrap_servers)
+    )
+    routes = ", ".join(f"{r.name} ({','.join(r.topics)})" for r in app.routes)
+    line = f"aioshare run: serving {routes} on {servers}"
+    # Scripts wait for this exact line before they produce.
+    print(line, flush=True)
+    if on_ready is not None:
+        on_ready(servers)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = load_app(args.app, args.app_dir)
+        if args.bootstrap_servers:
+            app.bootstrap_servers = args.bootstrap_servers
+        if args.shutdown_timeout is not None:
+            app.shutdown_timeout = args.shutdown_timeout
+        if args.partitions < 1:
+            raise ConfigError("--partitions must be >= 1")
+        from aioshare.cli.main import parse_config_pairs
+
+        broker_config = parse_config_pairs(args.broker_config)
+        embedded = bool(args.embedded and not args.bootstrap_servers)
+    except (ConfigError, ImportError) as exc:
+        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_loop(
+            serve(app, embedded=embedded, partitions=args.partitions, broker_config=broker_config),
+            use_uvloop=not args.no_uvloop,
+        )
+    except ConfigError as exc:
+        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"aioshare run: the app stopped on an error: {exc!r}", file=sys.stderr)
+        return 1
+    return 0

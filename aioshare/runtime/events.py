@@ -1,0 +1,133 @@
+"""The runtime's event bus: every step of every record, for metrics, tracing and tests.
+
+A record's life is ``received`` → (``renewed``, ``retried``, ``error``)* → exactly one
+terminal event: ``accepted``, ``released``, ``rejected``, ``dead_lettered`` or
+``lock_expired``.  ``retried`` is followed by ``released`` when its delay has passed;
+``dead_lettered`` means the copy reached the dead-letter topic and the record was rejected.
+``ack_committed`` reports the broker's answer to a batch of acknowledgements (``count``
+records of one partition, ``error`` None on success); ``error`` events without a record
+(``offset`` None) report failures of the runtime itself.
+
+Subscribers are plain callables run synchronously on the event loop; one that raises is
+logged and skipped, never allowed to disturb record processing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["TERMINAL_KINDS", "Event", "EventBus", "EventKind", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+
+class EventKind(enum.StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    RENEWED = "renewed"
+    LOCK_EXPIRED = "lock_expired"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+    ERROR = "error"
+    ACK_COMMITTED = "ack_committed"
+
+
+TERMINAL_KINDS = frozenset(
+    {
+        EventKind.ACCEPTED,
+        EventKind.RELEASED,
+        EventKind.REJECTED,
+        EventKind.DEAD_LETTERED,
+        EventKind.LOCK_EXPIRED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One step of one record (or, with ``offset`` None, of the runtime)."""
+
+    kind: EventKind
+    route: str
+    time: float
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    delivery_count: int | None = None
+    error: BaseException | None = None
+    reason: str | None = None  # why: "handler", "retry", "exhausted", "shutdown", ...
+    delay: float | None = None  # retried: seconds until the release
+    latency: float | None = None  # terminal events: seconds from received to settled
+    dead_letter_topic: str | None = None
+    count: int = 1  # ack_committed: records in the batch
+
+
+Subscriber = Callable[[Event], object]
+
+
+class Subscription:
+    """What ``subscribe`` returns: ``unsubscribe()`` it, or use it as a context manager."""
+
+    __slots__ = ("_bus", "callback", "kinds")
+
+    def __init__(self, bus: EventBus, callback: Subscriber, kinds: frozenset[EventKind] | None) -> None:
+        self._bus = bus
+        self.callback = callback
+        self.kinds = kinds
+
+    def unsubscribe(self) -> None:
+        self._bus._remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.unsubscribe()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        # kind -> subscribers; rebuilt on (un)subscribe so emit() is one dict lookup.
+        self._by_kind: dict[EventKind, tuple[Subscription, ...]] = {}
+
+    def subscribe(self, callback: Subscriber, kinds: Iterable[EventKind | str] | None = None) -> Subscription:
+        """Call ``callback(event)`` for every event (or only those of ``kinds``)."""
+        wanted = None if kinds is None else frozenset(EventKind(k) for k in kinds)
+        sub = Subscription(self, callback, wanted)
+        self._subs.append(sub)
+        self._rebuild()
+        return sub
+
+    def unsubscribe(self, callback: Subscriber) -> bool:
+        """Remove every subscription of ``callback``; False when there was none."""
+        before = len(self._subs)
+        self._subs = [s for s in self._subs if s.callback != callback]
+        self._rebuild()
+        return len(self._subs) != before
+
+    def _remove(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._by_kind = {
+            kind: tuple(s for s in self._subs if s.kinds is None or kind in s.kinds) for kind in EventKind
+        }
+
+    def wants(self, kind: EventKind) -> bool:
+        """Whether anyone listens for ``kind`` (so the caller may skip building the event)."""
+        return bool(self._by_kind.get(kind))
+
+    def emit(self, event: Event) -> None:
+        for sub in self._by_kind.get(event.kind, ()):
+            try:
+                sub.callback(event)
+            except Exception:
+                log.exception("event subscriber %r failed on %s", sub.callback, event.kind)

@@ -1,0 +1,838 @@
+"""Running one route: its consumers, fetch loops, handler slots, and every record's outcome.
+
+``RouteRunner`` owns, per route:
+
+* ``consumers`` members (``Member``), each a ShareConsumer with one fetch loop task;
+* the route's handler slots (``Limiter(concurrency)``) and, through the app, its share of
+  the process-wide slots;
+* one task per running job (so at most ``concurrency`` of them), which also runs the
+  following jobs of the same key or partition (per_key / per_partition lanes);
+* the held-record index: every record from ``received`` until its terminal event.
+
+A fetch loop asks its consumer for records only when a handler slot is free, and for at
+most ``free slots * records_per_job`` of them.  Records waiting for a slot, for their
+key's turn, for a dead-letter confirmation or for a retry delay are all *held*: their
+locks are renewed by the app's ``LockKeeper`` until they are settled.
+
+Every record ends in exactly one terminal event (accepted, released, rejected,
+dead_lettered, lock_expired) - see ``_finish``; nothing else removes a record from the
+index, and ``stop()`` sweeps whatever is left, so no record is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aioshare.protocol.errors import IllegalStateError, KafkaError
+from aioshare.protocol.types import TopicPartition
+from aioshare.runtime.clock import Clock
+from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec, stop_fetching
+from aioshare.runtime.delays import DelayBudget, Scheduler
+from aioshare.runtime.dlq import DeadLetterSink, dead_letter_headers
+from aioshare.runtime.events import Event, EventBus, EventKind
+from aioshare.runtime.jobs import Job
+from aioshare.runtime.limits import Limiter
+from aioshare.runtime.message import Message
+from aioshare.runtime.metrics import Metrics
+from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
+from aioshare.runtime.renewal import LockKeeper
+from aioshare.runtime.retry import Reject, Retry
+from aioshare.runtime.route import HandlerBinding, Route
+from aioshare.share.consumer import LockExpiry
+from aioshare.share.deserialize import DeserializationError
+from aioshare.share.message import Message as ShareMessage
+
+__all__ = ["Member", "RouteRunner", "Runtime", "Tracing"]
+
+log = logging.getLogger(__name__)
+
+_CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before we stop waiting for it
+
+
+class Tracing(Protocol):
+    """Wraps each handler call (aioshare.runtime.otel.OpenTelemetryTracing is one)."""
+
+    def job(self, route: Route, messages: Sequence[Message[Any]]) -> AbstractContextManager[object]: ...
+
+
+@dataclass
+class Runtime:
+    """The app-wide services a route runner uses."""
+
+    clock: Clock
+    scheduler: Scheduler
+    keeper: LockKeeper
+    events: EventBus
+    metrics: Metrics | None
+    consumer_factory: ConsumerFactory
+    bootstrap_servers: str | tuple[str, ...]
+    consumer_options: Mapping[str, Any]
+    dead_letters: DeadLetterSink | None
+    dead_letter_timeout: float
+    global_limit: Limiter | None
+    max_retry_delay: float
+    delay_budget: DelayBudget
+    tracing: Tracing | None
+    rand: Callable[[], float]
+    close_timeout: float
+    fail: Callable[[BaseException], None]
+
+
+@dataclass(slots=True)
+class _DeadLetter:
+    msg: Message[Any]
+    reason: str
+    error: BaseException | None
+
+
+class Member:
+    """One ShareConsumer of a route and the records it delivered that the runtime holds."""
+
+    def __init__(self, runner: RouteRunner, index: int, spec: ConsumerSpec, factory: ConsumerFactory) -> None:
+        self.runner = runner
+        self.index = index
+        self.renew_supported = True
+        self.started = False
+        # (topic, partition) -> offset -> the held message for that offset
+        self.held: dict[tuple[str, int], dict[int, Message[Any]]] = {}
+        self.consumer: ConsumerLike = factory(spec)
+
+    def all_held(self) -> list[Message[Any]]:
+        return [m for index in self.held.values() for m in index.values()]
+
+    def add(self, msg: Message[Any]) -> Message[Any] | None:
+        """Index ``msg``; returns the message it displaces (a stale delivery of its offset)."""
+        index = self.held.setdefault((msg.topic, msg.partition), {})
+        old = index.get(msg.offset)
+        index[msg.offset] = msg
+        return old if old is not msg else None
+
+    def remove(self, msg: Message[Any]) -> None:
+        key = (msg.topic, msg.partition)
+        index = self.held.get(key)
+        if index is not None and index.get(msg.offset) is msg:
+            del index[msg.offset]
+            if not index:
+                del self.held[key]
+
+    # -- consumer callbacks --------------------------------------------------------------
+
+    def on_lock_expired(self, expiries: list[LockExpiry]) -> None:
+        for expiry in expiries:
+            tp = expiry.topic_partition
+            index = self.held.get((tp.topic, tp.partition))
+            if not index:
+                continue  # records the consumer had not handed over yet: not ours
+            first, last = expiry.first_offset, expiry.last_offset
+            if last - first + 1 <= len(index):
+                lost = [index[o] for o in range(first, last + 1) if o in index]
+            else:
+                lost = [m for o, m in index.items() if first <= o <= last]
+            for msg in lost:
+                self.runner.lock_lost(msg, None)
+
+    def on_ack_commit(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+        self.runner.ack_committed(offsets, exc)
+
+
+class RouteRunner:
+    def __init__(self, route: Route, rt: Runtime) -> None:
+        self.route = route
+        self.rt = rt
+        self.name = route.name
+        self.renew_fraction = route.renew_fraction
+        self.binding = HandlerBinding(route)
+        self.jobs = route.jobs
+        self.slots = Limiter(route.concurrency)
+        self.members: list[Member] = []
+        self.held_count = 0
+        self.delayed_count = 0
+        self.running_count = 0
+        self._lanes: dict[Hashable, collections.deque[Job]] = {}
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        self._hook_tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._forced = False
+        self._wake = asyncio.Event()
+        self._unsupported_reported = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def member_max_in_flight(self) -> int:
+        total = self.route.concurrency * self.jobs.records_per_job
+        return max(1, math.ceil(total / self.route.consumers))
+
+    def _spec(self, index: int) -> tuple[ConsumerSpec, Member]:
+        in_flight = self.member_max_in_flight()
+        holder: list[Member] = []
+
+        def lock_expired(expiries: list[LockExpiry]) -> None:
+            holder[0].on_lock_expired(expiries)
+
+        def ack_commit(offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+            holder[0].on_ack_commit(offsets, exc)
+
+        spec = ConsumerSpec(
+            topics=self.route.topics,
+            group_id=self.route.group_id,
+            bootstrap_servers=self.rt.bootstrap_servers,
+            max_in_flight=in_flight,
+            max_poll_records=in_flight,
+            on_lock_expired=lock_expired,
+            on_ack_commit=ack_commit,
+            value_type=self.route.value_type,
+            value_deserializer=self.route.value_deserializer,
+            key_deserializer=self.route.key_deserializer,
+            member_index=index,
+            options={**self.rt.consumer_options, **self.route.consumer_options},
+        )
+        member = Member(self, index, spec, self.rt.consumer_factory)
+        holder.append(member)
+        return spec, member
+
+    async def start(self) -> None:
+        """Run on_start hooks, join the group with every member, start fetching."""
+        await self.binding.start()
+        for index in range(self.route.consumers):
+            _, member = self._spec(index)
+            self.members.append(member)
+        try:
+            for member in self.members:
+                await member.consumer.start()
+                member.started = True
+        except BaseException:
+            await self._close_consumers()
+            raise
+        if self.rt.metrics is not None:
+            self.rt.metrics.register_route(
+                self.name,
+                held=lambda: self.held_count,
+                delayed=lambda: self.delayed_count,
+                running=lambda: self.running_count,
+            )
+        for member in self.members:
+            task = asyncio.get_running_loop().create_task(
+                self._fetch_loop(member), name=f"aioshare-route-{self.name}-fetch-{member.index}"
+            )
+            self._fetch_tasks.add(task)
+            task.add_done_callback(self._task_done(self._fetch_tasks))
+
+    def force(self) -> None:
+        """Stop waiting for running handlers: cancel them now (a second SIGTERM)."""
+        self._forced = True
+        self._wake.set()
+
+    async def stop(self, deadline: float) -> None:
+        """Graceful stop; ``deadline`` (loop time) bounds the wait for running handlers.
+
+        1. stop fetching; records fetched but not started are RELEASEd;
+        2. wait for running handlers until ``deadline``: what finishes is settled as usual
+           (ACCEPT on return), the rest is cancelled and RELEASEd;
+        3. release every record still held (retry delays included);
+        4. on_shutdown hooks; 5. commit and close every consumer (leaving the group).
+        """
+        self._stopping = True
+        await _cancel_and_wait(self._fetch_tasks)
+        for member in self.members:
+            stop_fetching(member.consumer)
+        await self._wait_for_jobs(deadline)
+        for member in self.members:
+            for msg in member.all_held():
+                self._release(msg, "shutdown")
+        await _cancel_and_wait(self._hook_tasks)
+        await self.binding.shutdown()
+        await self._close_consumers()
+        if self.rt.metrics is not None:
+            self.rt.metrics.unregister_route(self.name)
+
+    async def _wait_for_jobs(self, deadline: float) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._job_tasks and not self._forced:
+                    self._wake.clear()
+                    await self._wake.wait()
+        except TimeoutError:
+            pass
+        pending = set(self._job_tasks)
+        if not pending:
+            return
+        log.warning(
+            "route %r: cancelling %d handler call(s) still running at shutdown", self.name, len(pending)
+        )
+        for task in pending:
+            task.cancel()
+        _, stuck = await asyncio.wait(pending, timeout=_CANCEL_GRACE)
+        if stuck:
+            # A handler that swallows CancelledError cannot be stopped from here; its records
+            # are released by the sweep below all the same.
+            log.error("route %r: %d handler call(s) ignored cancellation", self.name, len(stuck))
+
+    async def _close_consumers(self) -> None:
+        timeout = self.rt.close_timeout
+
+        async def close(member: Member) -> None:
+            if not member.started:
+                return
+            member.started = False
+            try:
+                await member.consumer.commit(timeout=timeout)
+            except Exception as exc:
+                log.debug("route %r: final commit of member %d failed: %r", self.name, member.index, exc)
+            try:
+                await member.consumer.close(timeout=timeout)
+            except Exception as exc:
+                log.warning("route %r: closing member %d failed: %r", self.name, member.index, exc)
+
+        await asyncio.gather(*(close(m) for m in self.members))
+
+    def _task_done(self, owner: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+        def done(task: asyncio.Task[Any]) -> None:
+            owner.discard(task)
+            self._wake.set()
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                log.error("route %r: %s failed", self.name, task.get_name(), exc_info=exc)
+                self._emit(EventKind.ERROR, None, reason="runtime", error=exc)
+                self.rt.fail(exc)
+
+        return done
+
+    # ---------------------------------------------------------------- fetching
+
+    async def _fetch_loop(self, member: Member) -> None:
+        consumer = member.consumer
+        per_job = self.jobs.records_per_job
+        global_limit = self.rt.global_limit
+        while True:
+            # Fetch only when a handler could start on what arrives.
+            await self.slots.wait_free()
+            if global_limit is not None:
+                await global_limit.wait_free()
+            want = max(1, self.slots.free) * per_job
+            try:
+                batch = await consumer.getmany(max_records=want, timeout=self.route.poll_interval)
+            except Exception as exc:
+                # The consumer gives up only on errors it cannot retry (authorization, fencing
+                # it cannot recover from...): the app stops, releasing what it holds.
+                log.error("route %r: member %d failed: %r", self.name, member.index, exc)
+                self._emit(EventKind.ERROR, None, reason="consumer-failed", error=exc)
+                self.rt.fail(exc)
+                return
+            if batch:
+                await self._dispatch([self._receive(member, m) for m in batch])
+
+    def _receive(self, member: Member, inner: ShareMessage) -> Message[Any]:
+        now = self.rt.clock.time()
+        msg: Message[Any] = Message(inner, self, member, self.name, now)
+        stale = member.add(msg)
+        if stale is not None:
+            # The broker handed the offset out again: our earlier delivery lost its lock.
+            self._finish(stale, EventKind.LOCK_EXPIRED, reason="redelivered")
+        self.held_count += 1
+        self.rt.keeper.track(msg, self, since=now)
+        self._emit(EventKind.RECEIVED, msg)
+        return msg
+
+    async def _dispatch(self, messages: list[Message[Any]]) -> None:
+        try:
+            jobs = self.jobs.build(messages)
+        except Exception as exc:
+            log.exception("route %r: the jobs builder failed; releasing %d records", self.name, len(messages))
+            for msg in messages:
+                self._emit(EventKind.ERROR, msg, reason="jobs-builder", error=exc)
+                self._release(msg, "jobs-builder", exc)
+            return
+        pending = collections.deque(jobs)
+        try:
+            while pending:
+                job = pending[0]
+                if job.key is not None and job.key in self._lanes:
+                    self._lanes[job.key].append(pending.popleft())  # its key is busy: queue behind
+                    continue
+                await self._acquire_slot()
+                pending.popleft()
+                if job.key is not None:
+                    lane = self._lanes.get(job.key)
+                    if lane is not None:  # another fetch loop opened the lane while we waited
+                        lane.append(job)
+                        self._release_slot()
+                        continue
+                    self._lanes[job.key] = collections.deque()
+                task = asyncio.get_running_loop().create_task(
+                    self._run_lane(job), name=f"aioshare-route-{self.name}-job"
+                )
+                self._job_tasks.add(task)
+                task.add_done_callback(self._task_done(self._job_tasks))
+        finally:
+            # Stopped while waiting for a slot: these records never reached a handler.
+            for job in pending:
+                for msg in job.messages:
+                    self._release(msg, "shutdown")
+
+    async def _acquire_slot(self) -> None:
+        await self.slots.acquire()
+        global_limit = self.rt.global_limit
+        if global_limit is not None:
+            try:
+                await global_limit.acquire(self.route.priority)
+            except BaseException:
+                self.slots.release()
+                raise
+
+    def _release_slot(self) -> None:
+        if self.rt.global_limit is not None:
+            self.rt.global_limit.release()
+        self.slots.release()
+
+    # ---------------------------------------------------------------- running
+
+    async def _run_lane(self, job: Job) -> None:
+        current: Job | None = job
+        try:
+            while current is not None:
+                await self._run_job(current)
+                current = self._next_in_lane(current)
+        except BaseException:
+            if current is not None and current.key is not None:
+                lane = self._lanes.pop(current.key, None)
+                for queued in lane or ():
+                    for msg in queued.messages:
+                        self._release(msg, "shutdown")
+            raise
+        finally:
+            self._release_slot()
+
+    def _next_in_lane(self, job: Job) -> Job | None:
+        if job.key is None:
+            return None
+        lane = self._lanes.get(job.key)
+        if not lane or self._stopping:
+            self._lanes.pop(job.key, None)
+            for queued in lane or ():
+                for msg in queued.messages:
+                    self._release(msg, "shutdown")
+            return None
+        return lane.popleft()
+
+    async def _run_job(self, job: Job) -> None:
+        live = [m for m in job.messages if m._state == State.QUEUED]
+        if not live:
+            return  # every record lost its lock while it waited
+        if len(live) != len(job.messages):
+            job = Job(live, job.key)
+        for msg in live:
+            msg._state = State.RUNNING
+        decision = ACCEPT
+        self.running_count += 1
+        started = time.perf_counter()
+        tracing = self.rt.tracing
+        span = tracing.job(self.route, live) if tracing is not None else contextlib.nullcontext()
+        try:
+            with span:
+                await self.binding.call(job, self.jobs.batch)
+        except asyncio.CancelledError:
+            self._abandon(live, "shutdown" if self._stopping else "cancelled")
+            raise
+        except Retry as exc:
+            decision = Decision(Action.RETRY, delay=exc.delay, error=exc, reason="retry")
+        except Reject as exc:
+            decision = Decision(
+                Action.REJECT, error=exc, reason=exc.reason or "rejected", dead_letter=exc.dead_letter
+            )
+        except Exception as exc:
+            decision = Decision(Action.FAIL, error=exc, reason="handler")
+            for msg in live:
+                if msg._state == State.RUNNING and msg.decision is None:
+                    self._emit(EventKind.ERROR, msg, reason="handler", error=exc)
+        except BaseException:
+            self._abandon(live, "crashed")
+            raise
+        finally:
+            self.running_count -= 1
+            if self.rt.metrics is not None:
+                self.rt.metrics.observe_handler(self.name, time.perf_counter() - started)
+        await self._settle(live, decision)
+
+    async def _settle(self, messages: list[Message[Any]], decision: Decision) -> None:
+        dead_letters = []
+        for msg in messages:
+            if msg._state != State.RUNNING:
+                continue  # settled by the handler itself, delayed, or lost its lock
+            if msg.decision is None:
+                msg.decision = decision  # so a late msg.accept() from the handler is refused
+            request = self._apply(msg, msg.decision)
+            if request is not None:
+                dead_letters.append(request)
+        if dead_letters:
+            await self._dead_letter(dead_letters)
+
+    def _abandon(self, messages: list[Message[Any]], reason: str) -> None:
+        for msg in messages:
+            if msg._state in (State.QUEUED, State.RUNNING, State.DEAD_LETTERING):
+                self._release(msg, reason)
+
+    # ---------------------------------------------------------------- policy
+
+    def decide(self, msg: Message[Any], decision: Decision) -> None:
+        """A handler settles one record (``msg.accept()`` and friends)."""
+        if self.route.ack_mode == "implicit":
+            raise IllegalStateError(
+                f"route {self.name!r} uses ack_mode='implicit': the handler's return or exception "
+                "settles its records; per-record outcomes need ack_mode='explicit'"
+            )
+        if msg.decision is not None:
+            if msg.decision == decision:
+                return  # the same outcome twice is one outcome
+            raise IllegalStateError(f"{msg!r} already has an outcome ({msg.decision.action.value})")
+        if msg._state == State.DONE:
+            return  # its lock was lost (or the app is stopping): nothing left to settle
+        if msg._state != State.RUNNING:
+            raise IllegalStateError(f"{msg!r} is not being handled; only a running handler settles it")
+        msg.decision = decision
+        if self._apply(msg, decision, dry_run=True) is None:
+            self._apply(msg, decision)
+        # else: it needs a dead-letter copy, produced when the handler call ends.
+
+    def _apply(self, msg: Message[Any], decision: Decision, *, dry_run: bool = False) -> _DeadLetter | None:
+        """Turn a decision into an acknowledgement (or a retry delay, or a dead-letter copy).
+
+        Returns a dead-letter request instead of acting when a copy must be produced
+        first; with ``dry_run`` only reports whether it would.
+        """
+        route = self.route
+        action = decision.action
+        error = decision.error
+        if action is Action.ACCEPT:
+            if not dry_run:
+                self._accept(msg)
+            return None
+        if action is Action.REJECT:
+            wants_copy = (
+                decision.dead_letter if decision.dead_letter is not None else route.dead_letter_on_reject
+            )
+            if wants_copy and route.dead_letter_topic is not None:
+                return _DeadLetter(msg, "rejected", error)
+            if not dry_run:
+                self._reject(msg, decision.reason or "rejected", error)
+            return None
+        if action is Action.FAIL:
+            if isinstance(error, DeserializationError):
+                # Retrying cannot make bytes decode: give it up at once.
+                return self._give_up(msg, "undecodable", error, dry_run)
+            if route.on_error == "reject":
+                return self._give_up(msg, "error", error, dry_run)
+            action = Action.RELEASE if route.on_error == "release" else Action.RETRY
+            decision = Decision(action, error=error, reason="handler")
+        if route.max_attempts is not None and msg.delivery_count >= route.max_attempts:
+            return self._give_up(msg, "exhausted", error, dry_run)
+        if dry_run:
+            return None
+        if action is Action.RELEASE:
+            self._release(msg, decision.reason or "release", error)
+        else:
+            self._retry(msg, decision.delay, error)
+        return None
+
+    def _give_up(
+        self, msg: Message[Any], reason: str, error: BaseException | None, dry_run: bool
+    ) -> _DeadLetter | None:
+        if self.route.dead_letter_topic is not None:
+            return _DeadLetter(msg, reason, error)
+        if not dry_run:
+            self._reject(msg, reason, error)
+        return None
+
+    def _retry(self, msg: Message[Any], delay: float | None, error: BaseException | None) -> None:
+        route, rt = self.route, self.rt
+        if delay is None:
+            delay = route.retry.delay(msg.delivery_count, rt.rand) if route.retry is not None else 0.0
+        if delay > rt.max_retry_delay:
+            log.warning(
+                "route %r: retry delay %.1fs capped at max_retry_delay=%.1fs",
+                self.name,
+                delay,
+                rt.max_retry_delay,
+            )
+            delay = rt.max_retry_delay
+        if delay <= 0:
+            self._emit(EventKind.RETRIED, msg, error=error, delay=0.0, reason="retry")
+            self._release(msg, "retry", error)
+            return
+        if not rt.delay_budget.take():
+            # Holding more delayed records would hold their locks without bound: let go now.
+            self._emit(EventKind.ERROR, msg, reason="delay-queue-full", error=error)
+            self._release(msg, "delay-queue-full", error)
+            return
+        now = rt.clock.time()
+        due = now + delay
+        if not msg._member.renew_supported:
+            due = min(due, _before_lock_expiry(msg, now))
+        msg._state = State.DELAYED
+        self.delayed_count += 1
+        msg._delay_handle = rt.scheduler.call_at(due, lambda: self._delay_over(msg))
+        self._emit(EventKind.RETRIED, msg, error=error, delay=delay, reason="retry")
+
+    def _delay_over(self, msg: Message[Any]) -> None:
+        msg._delay_handle = None
+        if msg._state == State.DELAYED:
+            self._release(msg, "retry")
+
+    # ---------------------------------------------------------------- dead letters
+
+    async def _dead_letter(self, requests: list[_DeadLetter]) -> None:
+        sink, topic = self.rt.dead_letters, self.route.dead_letter_topic
+        if sink is None or topic is None:
+            raise RuntimeError(f"route {self.name!r} has no dead-letter producer")
+        for request in requests:
+            request.msg._state = State.DEAD_LETTERING
+
+        async def produce(request: _DeadLetter) -> None:
+            msg = request.msg
+            headers = dead_letter_headers(
+                msg, group_id=self.route.group_id, reason=request.reason, error=request.error
+            )
+            await sink.send(
+                topic,
+                key=msg.raw_key,
+                value=msg.raw_value,
+                headers=headers,
+                timeout=self.rt.dead_letter_timeout,
+            )
+
+        try:
+            results = await asyncio.gather(*(produce(r) for r in requests), return_exceptions=True)
+        except asyncio.CancelledError:
+            for request in requests:
+                if request.msg._state == State.DEAD_LETTERING:
+                    self._release(request.msg, "shutdown")
+            raise
+        for request, result in zip(requests, results, strict=True):
+            msg = request.msg
+            if msg._state != State.DEAD_LETTERING:
+                continue  # its lock was lost while the copy was produced
+            if isinstance(result, BaseException):
+                # No confirmed copy, no REJECT: releasing keeps the record in the queue.
+                self._emit(EventKind.ERROR, msg, reason="dead-letter-failed", error=result)
+                self._release(msg, "dead-letter-failed", result)
+                continue
+            failure = self._ack(msg, "reject")
+            if failure is not None:
+                self._finish(msg, EventKind.RELEASED, reason="ack-failed", error=failure)
+            else:
+                self._finish(
+                    msg,
+                    EventKind.DEAD_LETTERED,
+                    reason=request.reason,
+                    error=request.error,
+                    dead_letter_topic=topic,
+                )
+
+    # ---------------------------------------------------------------- settling
+
+    def _ack(self, msg: Message[Any], kind: str) -> BaseException | None:
+        inner = msg._inner
+        try:
+            if kind == "accept":
+                inner.accept()
+            elif kind == "release":
+                inner.release()
+            else:
+                inner.reject()
+        except KafkaError as exc:
+            # The consumer is closed or failed: the broker releases what it held when the
+            # session ends (or its lock runs out), so the record is not lost.
+            log.debug("route %r: %s of %r not recorded: %r", self.name, kind, msg, exc)
+            return exc
+        return None
+
+    def _accept(self, msg: Message[Any]) -> None:
+        failure = self._ack(msg, "accept")
+        if failure is not None:
+            self._finish(msg, EventKind.RELEASED, reason="ack-failed", error=failure)
+        else:
+            self._finish(msg, EventKind.ACCEPTED)
+
+    def _release(self, msg: Message[Any], reason: str, error: BaseException | None = None) -> None:
+        if msg._state == State.DONE:
+            return
+        failure = self._ack(msg, "release")
+        self._finish(
+            msg,
+            EventKind.RELEASED,
+            reason=reason if failure is None else "ack-failed",
+            error=error or failure,
+        )
+
+    def _reject(self, msg: Message[Any], reason: str, error: BaseException | None) -> None:
+        failure = self._ack(msg, "reject")
+        if failure is not None:
+            self._finish(msg, EventKind.RELEASED, reason="ack-failed", error=failure)
+        else:
+            self._finish(msg, EventKind.REJECTED, reason=reason, error=error)
+
+    def _finish(
+        self,
+        msg: Message[Any],
+        kind: EventKind,
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        dead_letter_topic: str | None = None,
+    ) -> None:
+        """The one place a held record stops being held."""
+        if msg._state == State.DONE:
+            return
+        if msg._state == State.DELAYED:
+            self.delayed_count -= 1
+            self.rt.delay_budget.give_back()
+        handle, msg._delay_handle = msg._delay_handle, None
+        if handle is not None:
+            handle.cancel()
+        msg._state = State.DONE
+        self.rt.keeper.untrack(msg)
+        msg._member.remove(msg)
+        self.held_count -= 1
+        self._emit(kind, msg, reason=reason, error=error, dead_letter_topic=dead_letter_topic, terminal=True)
+
+    # ---------------------------------------------------------------- locks (RenewalOwner)
+
+    def can_renew(self, msg: Message[Any]) -> bool:
+        member: Member = msg._member
+        return member.renew_supported and member.started
+
+    def renewed(self, msg: Message[Any]) -> None:
+        self._emit(EventKind.RENEWED, msg)
+
+    def renew_failed(self, msg: Message[Any], exc: BaseException) -> None:
+        self._emit(EventKind.ERROR, msg, reason="renew-failed", error=exc)
+
+    def renew_unsupported(self, msg: Message[Any], exc: BaseException) -> None:
+        member: Member = msg._member
+        if member.renew_supported:
+            member.renew_supported = False
+            if not self._unsupported_reported:
+                self._unsupported_reported = True
+                log.warning(
+                    "route %r: the broker does not support RENEW (needs Kafka 4.2+); long handlers "
+                    "may lose their locks and retry delays are cut to the lock duration",
+                    self.name,
+                )
+                self._emit(EventKind.ERROR, msg, reason="renew-unsupported", error=exc)
+            # Delayed records can no longer be held past their lock: release them before it ends.
+            now = self.rt.clock.time()
+            for held in member.all_held():
+                if held._state == State.DELAYED and held._delay_handle is not None:
+                    due = _before_lock_expiry(held, now)
+                    if due < held._delay_handle.when:
+                        held._delay_handle.cancel()
+                        held._delay_handle = self.rt.scheduler.call_at(
+                            due, functools.partial(self._delay_over, held)
+                        )
+
+    def lock_lost(self, msg: Message[Any], exc: BaseException | None) -> None:
+        if msg._state == State.DONE:
+            return
+        hook = self.binding.lock_lost_hook(msg)
+        self._finish(msg, EventKind.LOCK_EXPIRED, reason="lock-expired", error=exc)
+        if hook is None:
+            return
+        try:
+            result = hook()
+        except Exception:
+            log.exception("route %r: on_lock_expired hook failed", self.name)
+            return
+        if result is not None and asyncio.iscoroutine(result):
+            task = asyncio.get_running_loop().create_task(result, name=f"aioshare-route-{self.name}-hook")
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Task[Any]) -> None:
+        self._hook_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("route %r: on_lock_expired hook failed", self.name, exc_info=task.exception())
+
+    async def extend_lock(self, msg: Message[Any]) -> float:
+        return await self.rt.keeper.renew_now(msg, self)
+
+    def ack_committed(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+        events = self.rt.events
+        if not events.wants(EventKind.ACK_COMMITTED):
+            return
+        now = self.rt.clock.time()
+        for tp, offs in offsets.items():
+            events.emit(
+                Event(
+                    EventKind.ACK_COMMITTED,
+                    self.name,
+                    now,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    error=exc,
+                    count=len(offs),
+                )
+            )
+
+    # ---------------------------------------------------------------- events
+
+    def _emit(
+        self,
+        kind: EventKind,
+        msg: Message[Any] | None,
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        delay: float | None = None,
+        dead_letter_topic: str | None = None,
+        terminal: bool = False,
+    ) -> None:
+        events = self.rt.events
+        if not events.wants(kind):
+            return
+        now = self.rt.clock.time()
+        if msg is None:
+            events.emit(Event(kind, self.name, now, reason=reason, error=error))
+            return
+        events.emit(
+            Event(
+                kind,
+                self.name,
+                now,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                delivery_count=msg.delivery_count,
+                error=error,
+                reason=reason,
+                delay=delay,
+                latency=now - msg._received_at if terminal else None,
+                dead_letter_topic=dead_letter_topic,
+            )
+        )
+
+
+def _before_lock_expiry(msg: Message[Any], now: float) -> float:
+    """When to release a delayed record that cannot be renewed: shortly before its lock ends."""
+    remaining = msg.lock_expires_at - now
+    margin = min(1.0, 0.1 * max(0.0, remaining))
+    return max(now, msg.lock_expires_at - margin)
+
+
+async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,238 @@
+"""ShareConsumer end to end on a real Kafka >= 4.2 (see conftest.py for how to select one).
+
+Times follow Kafka's defaults: a member learns its assignment on a heartbeat (every 5 s by
+default, the broker minimum), and acquisition locks last at least 15 s
+(``group.share.min.record.lock.duration.ms``).  The waits below are sized for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+import pytest
+
+from aioshare.protocol.errors import InvalidRecordStateError
+from aioshare.share import LockExpiry, Message, RenewUnsupportedError, ShareConsumer, TopicPartition
+
+from .conftest import KafkaTarget
+
+# Joining, the first (possibly empty) assignment and share-state initialisation take a few
+# heartbeats on Kafka.
+JOIN_TIMEOUT = 40.0
+# The smallest lock Kafka allows by default (group.share.min.record.lock.duration.ms).
+MIN_LOCK_MS = 15_000
+
+
+def consumer(kafka: KafkaTarget, topic: str, group: str, **kwargs: object) -> ShareConsumer:
+    kwargs.setdefault("ack_mode", "explicit")
+    return ShareConsumer(topic, group_id=group, bootstrap_servers=kafka.bootstrap, **kwargs)  # type: ignore[arg-type]
+
+
+async def take(c: ShareConsumer, n: int, timeout: float = JOIN_TIMEOUT) -> list[Message]:  # noqa: ASYNC109
+    """Exactly ``n`` messages (fails the test if they do not arrive within ``timeout``)."""
+    out: list[Message] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            out.extend(await c.getmany(max_records=n - len(out), timeout=1.0))
+    return out
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> None:  # noqa: ASYNC109
+    """Poll ``predicate()`` until it holds; fails the test after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 -- polls state owned by the consumer's tasks
+            await asyncio.sleep(interval)
+
+
+async def sleep_until(when: float) -> None:
+    """Let the event-loop clock reach ``when``: the lock tests are about time passing."""
+    delay = when - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def spso(kafka: KafkaTarget, group: str, topic: str) -> dict[int, int]:
+    """The group's share-partition start offset per partition of ``topic``."""
+    offsets = await kafka.admin.describe_share_group_offsets(group, [topic])
+    return {tp.partition: info.start_offset for tp, info in offsets.items() if info.error is None}
+
+
+async def spso_reaches(kafka: KafkaTarget, group: str, topic: str, expected: dict[int, int]) -> None:
+    """Wait until the start offsets are ``expected``; fails the test after 20 seconds."""
+    got: dict[int, int] = {}
+    try:
+        async with asyncio.timeout(20):
+            while (got := await spso(kafka, group, topic)) != expected:  # noqa: ASYNC110 -- broker state: no event to await
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        pytest.fail(f"share-partition start offsets stayed {got}, expected {expected}")
+
+
+async def test_every_record_accepted_exactly_once(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic(3)
+    n = 600
+    await kafka.produce(topic, [f"job-{i}".encode() for i in range(n)], partition=lambda i: i % 3)
+    group = await kafka.new_group()
+    seen: collections.Counter[tuple[int, int]] = collections.Counter()
+    async with consumer(kafka, topic, group, max_poll_records=100) as c:
+        async with asyncio.timeout(JOIN_TIMEOUT + 30):
+            async for msg in c:
+                assert msg.delivery_count == 1
+                seen[(msg.partition, msg.offset)] += 1
+                msg.accept()
+                if len(seen) == n:
+                    break
+        results = await c.commit()
+        assert results and all(r is None for r in results.values()), results
+        assert {tp.topic for tp in results} == {topic}
+        assert max(seen.values()) == 1
+        assert await c.getmany(timeout=2.0) == []
+    assert sum(seen.values()) == n
+    # Accepted is final for the whole group: every share-partition start offset moved past
+    # the last record (Kafka persists acks before it answers them).
+    await spso_reaches(kafka, group, topic, {p: n // 3 for p in range(3)})
+    # ...and another member of the group gets nothing.
+    async with consumer(kafka, topic, group) as again:
+        assert await again.getmany(timeout=3.0) == []
+
+
+async def test_release_redelivers_with_delivery_count_2(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic()
+    await kafka.produce(topic, [b"a", b"b", b"c"])
+    async with consumer(kafka, topic, await kafka.new_group()) as c:
+        first = await take(c, 3)
+        assert [m.delivery_count for m in first] == [1, 1, 1]
+        for msg in first:
+            msg.release()
+        again = await take(c, 3)
+        assert sorted(m.offset for m in again) == sorted(m.offset for m in first)
+        assert {m.delivery_count for m in again} == {2}
+        assert {m.value for m in again} == {b"a", b"b", b"c"}
+        for msg in again:
+            msg.accept()
+        results = await c.commit()
+        assert results == {TopicPartition(topic, 0): None}
+
+
+async def test_reject_never_comes_back(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic()
+    await kafka.produce(topic, [b"poison", b"ok"])
+    group = await kafka.new_group()
+    async with consumer(kafka, topic, group) as c:
+        poison, ok = sorted(await take(c, 2), key=lambda m: m.offset)
+        assert poison.value == b"poison"
+        poison.reject()
+        ok.accept()
+        assert await c.commit() == {TopicPartition(topic, 0): None}
+        # A rejected record is archived (terminal): the start offset moves past it.  A
+        # released or expired one would stay AVAILABLE and hold the start offset at 0.
+        await spso_reaches(kafka, group, topic, {0: 2})
+        assert await c.getmany(timeout=2.0) == []
+
+
+async def test_unacknowledged_record_returns_after_lock_expiry(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic()
+    await kafka.produce(topic, [b"slow"])
+    group = await kafka.new_group(**{"share.record.lock.duration.ms": str(MIN_LOCK_MS)})
+    expired: list[LockExpiry] = []
+    held_at_expiry: list[int] = []
+    acks: list[tuple[dict[TopicPartition, set[int]], BaseException | None]] = []
+    lock = MIN_LOCK_MS / 1000
+
+    def on_lock_expired(ranges: list[LockExpiry]) -> None:
+        expired.extend(ranges)
+        # Read here, not after the wait: Kafka's own lock runs out a few milliseconds after
+        # ours, and the consumer may hold the record again by the time the test looks.
+        held_at_expiry.append(c.held)
+
+    async with consumer(
+        kafka,
+        topic,
+        group,
+        on_lock_expired=on_lock_expired,
+        on_ack_commit=lambda offsets, exc: acks.append((dict(offsets), exc)),
+    ) as c:
+        (msg,) = await take(c, 1)
+        assert c.acquisition_lock_timeout_ms == MIN_LOCK_MS
+        assert msg.lock_expires_at > asyncio.get_running_loop().time()
+        await wait_until(lambda: expired, timeout=lock + 5)
+        assert expired == [LockExpiry(TopicPartition(topic, 0), msg.offset, msg.offset)]
+        assert held_at_expiry == [0]
+        # The broker's lock started a little after ours (when it acquired): the record
+        # comes back once the broker's timer fires, as a second delivery.
+        (back,) = await take(c, 1, timeout=lock + 10)
+        # Exactly 2: a 3 means the consumer let the second delivery's lock run out unseen
+        # (the redelivery reached it before its own sweep of the first lock had run).
+        assert (back.offset, back.delivery_count, back.value) == (msg.offset, 2, b"slow")
+        msg.accept()  # too late: reported failed, never sent (it would hit the new delivery)
+        back.accept()
+        results = await c.commit()
+        assert isinstance(results[TopicPartition(topic, 0)], InvalidRecordStateError)
+    failed = [exc for _, exc in acks if exc is not None]
+    assert len(failed) == 1 and isinstance(failed[0], InvalidRecordStateError)
+    assert ({TopicPartition(topic, 0): {back.offset}}, None) in acks
+
+
+async def test_four_consumers_share_one_partition(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic(1)
+    n = 400
+    # Ten records per log batch: Kafka acquires whole batches, so this is what lets four
+    # members take turns on one partition.
+    await kafka.produce(topic, [str(i).encode() for i in range(n)], records_per_batch=10)
+    group = await kafka.new_group()
+    counts: collections.Counter[int] = collections.Counter()
+    per_member: collections.Counter[str] = collections.Counter()
+    consumers = [consumer(kafka, topic, group, max_poll_records=10) for _ in range(4)]
+    for c in consumers:
+        await c.start()
+    try:
+        # Kafka's SimpleAssignor gives a partition to ceil(members / partitions) members:
+        # all four.  Each member holds at most max_in_flight (= 10) records until it works.
+        await wait_until(lambda: all(c.assignment() for c in consumers), timeout=JOIN_TIMEOUT)
+
+        async def work(c: ShareConsumer) -> None:
+            while sum(counts.values()) < n:
+                for msg in await c.getmany(timeout=0.2):
+                    counts[msg.offset] += 1
+                    per_member[c.member_id] += 1
+                    await asyncio.sleep(0.002)  # the "work": lets the other members run
+                    msg.accept()
+
+        async with asyncio.timeout(90):
+            await asyncio.gather(*(work(c) for c in consumers))
+        assert set(counts) == set(range(n))
+        assert max(counts.values()) == 1, "a record was processed twice"
+        assert len(per_member) == 4, f"not every member got work: {per_member}"
+        for c in consumers:
+            assert all(r is None for r in (await c.commit()).values())
+    finally:
+        for c in consumers:
+            await c.close()
+
+
+async def test_renew_extends_the_lock(kafka: KafkaTarget) -> None:
+    topic = await kafka.new_topic()
+    await kafka.produce(topic, [b"long job"])
+    group = await kafka.new_group(**{"share.record.lock.duration.ms": str(MIN_LOCK_MS)})
+    expired: list[LockExpiry] = []
+    async with consumer(kafka, topic, group, on_lock_expired=expired.extend) as c:
+        (msg,) = await take(c, 1)
+        first_deadline = msg.lock_expires_at
+        # Renew late in the lock, so the new deadline is clearly past the first one.
+        await sleep_until(first_deadline - 5.0)
+        try:
+            renewed = await msg.renew()
+        except RenewUnsupportedError as exc:
+            pytest.skip(f"the broker has no RENEW (Kafka < 4.2): {exc}")
+        assert renewed == msg.lock_expires_at
+        assert renewed >= first_deadline + 5.0
+        # Work on past the first deadline: without the renewal the broker would have
+        # released the record and the ACCEPT below would fail with INVALID_RECORD_STATE.
+        await sleep_until(first_deadline + 2.0)
+        assert expired == []
+        assert c.held == 1
+        msg.accept()
+        assert await c.commit() == {TopicPartition(topic, 0): None}
+        assert await c.getmany(timeout=2.0) == []

@@ -1,0 +1,414 @@
+"""Test doubles for the runtime: a scripted share-group "broker" and its consumers.
+
+``FakeBroker`` keeps every record's share state the way a Kafka share partition does
+(available → acquired → acknowledged / archived; RELEASE and lock expiry make a record
+available again, or archive it at the delivery-count limit; session close releases with
+the delivery count decremented).  ``FakeConsumer`` implements the runtime's
+``ConsumerLike`` and is the ``AckSink`` of the real ``aioshare.share.Message`` objects it
+delivers, so the runtime is tested against the real message class.  Time is a
+``ManualClock``: locks expire only when a test advances it and calls ``expire_locks()``.
+
+Every acknowledgement is recorded, so a test can count every record's fate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioshare.protocol.errors import InvalidRecordStateError
+from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
+from aioshare.runtime import ConsumerSpec, Event, EventKind, ManualClock
+from aioshare.runtime.events import TERMINAL_KINDS
+from aioshare.share.consumer import LockExpiry
+from aioshare.share.deserialize import make_key_decoder, make_value_decoder
+from aioshare.share.fetcher import RenewUnsupportedError
+from aioshare.share.message import Message as ShareMessage
+
+Key = tuple[str, int, int]  # topic, partition, offset
+
+
+@dataclass
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    state: str = "available"  # available | acquired | acknowledged | archived
+    delivery_count: int = 0
+    holder: FakeConsumer | None = None
+    deadline: float = 0.0
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def key3(self) -> Key:
+        return (self.topic, self.partition, self.offset)
+
+
+class FakeBroker:
+    def __init__(
+        self,
+        clock: ManualClock,
+        *,
+        lock_duration: float = 30.0,
+        delivery_limit: int = 5,
+        renew_supported: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.lock_duration = lock_duration
+        self.delivery_limit = delivery_limit
+        self.renew_supported = renew_supported
+        self.records: dict[Key, FakeRecord] = {}
+        self.consumers: list[FakeConsumer] = []
+        self.acks: list[tuple[Key, AckType, int]] = []  # (record, type, delivery count)
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._ids: dict[str, uuid.UUID] = {}
+
+    # -- data --------------------------------------------------------------------------
+
+    def produce(
+        self,
+        topic: str,
+        values: Iterable[bytes | None],
+        *,
+        key: bytes | None = None,
+        keys: Iterable[bytes | None] | None = None,
+        partition: int = 0,
+        headers: list[tuple[str, bytes | None]] | None = None,
+    ) -> list[FakeRecord]:
+        values = list(values)
+        key_list = list(keys) if keys is not None else [key] * len(values)
+        out = []
+        for value, k in zip(values, key_list, strict=True):
+            offset = sum(1 for r in self.records.values() if r.topic == topic and r.partition == partition)
+            rec = FakeRecord(topic, partition, offset, k, value, list(headers or []))
+            self.records[rec.key3] = rec
+            out.append(rec)
+        self.notify()
+        return out
+
+    def topic_id(self, topic: str) -> uuid.UUID:
+        return self._ids.setdefault(topic, uuid.uuid5(uuid.NAMESPACE_DNS, topic))
+
+    def states(self) -> collections.Counter[str]:
+        return collections.Counter(r.state for r in self.records.values())
+
+    def record(self, topic: str, offset: int, partition: int = 0) -> FakeRecord:
+        return self.records[(topic, partition, offset)]
+
+    # -- consumers ---------------------------------------------------------------------
+
+    def factory(self, spec: ConsumerSpec) -> FakeConsumer:
+        consumer = FakeConsumer(self, spec)
+        self.consumers.append(consumer)
+        return consumer
+
+    def acquire(self, consumer: FakeConsumer, n: int) -> list[FakeRecord]:
+        out: list[FakeRecord] = []
+        for rec in self.records.values():
+            if len(out) >= n:
+                break
+            if rec.state == "available" and rec.topic in consumer.spec.topics:
+                rec.state = "acquired"
+                rec.delivery_count += 1
+                rec.holder = consumer
+                rec.deadline = self.clock.time() + self.lock_duration
+                rec.history.append(f"acquired#{rec.delivery_count}")
+                out.append(rec)
+        return out
+
+    def _release(self, rec: FakeRecord, *, session_closed: bool = False) -> None:
+        rec.holder = None
+        if session_closed:
+            rec.delivery_count -= 1  # Kafka: a closed session does not count the delivery
+            rec.state = "available"
+        elif rec.delivery_count >= self.delivery_limit:
+            rec.state = "archived"
+        else:
+            rec.state = "available"
+
+    def expire_locks(self) -> list[FakeRecord]:
+        """Expire every acquired record whose lock ran out (and tell its consumer)."""
+        now = self.clock.time()
+        expired = [r for r in self.records.values() if r.state == "acquired" and r.deadline <= now]
+        by_consumer: dict[int, list[FakeRecord]] = {}
+        for rec in expired:
+            holder = rec.holder
+            assert holder is not None
+            holder.held.pop(rec.key3, None)
+            rec.history.append("expired")
+            self._release(rec)
+            by_consumer.setdefault(id(holder), []).append(rec)
+            holder._expired.append(rec)
+        for consumer in self.consumers:
+            recs = by_consumer.get(id(consumer))
+            if recs:
+                consumer.spec.on_lock_expired(
+                    [LockExpiry(TopicPartition(r.topic, r.partition), r.offset, r.offset) for r in recs]
+                )
+        self.notify()
+        return expired
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def notify(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def changed(self, timeout: float | None) -> None:  # noqa: ASYNC109
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+
+class FakeConsumer:
+    """``ConsumerLike`` + ``AckSink`` over a ``FakeBroker``."""
+
+    def __init__(self, broker: FakeBroker, spec: ConsumerSpec) -> None:
+        self.broker = broker
+        self.spec = spec
+        self.started = False
+        self.closed = False
+        self.commits = 0
+        self.getmany_calls: list[int | None] = []
+        self.in_getmany = False
+        self.held: dict[Key, FakeRecord] = {}
+        self.fail_with: BaseException | None = None
+        self.renew_error: BaseException | None = None
+        self.renew_gate: asyncio.Event | None = None
+        self.renewals: list[Key] = []
+        self.ack_reports: list[tuple[Mapping[TopicPartition, set[int]], BaseException | None]] = []
+        self._expired: list[FakeRecord] = []
+        self._key_decoder = make_key_decoder(spec.key_deserializer)
+        self._value_decoder = make_value_decoder(spec.value_type, spec.value_deserializer)
+
+    # -- ConsumerLike ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def getmany(
+        self,
+        max_records: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- ShareConsumer's signature
+    ) -> list[ShareMessage]:
+        self.getmany_calls.append(max_records)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        self.in_getmany = True
+        try:
+            while True:
+                if self.fail_with is not None:
+                    raise self.fail_with
+                if self.closed:
+                    return []
+                free = self.spec.max_in_flight - len(self.held)
+                want = free if max_records is None else min(max_records, free)
+                records = self.broker.acquire(self, want) if want > 0 else []
+                if records:
+                    for rec in records:
+                        self.held[rec.key3] = rec
+                    return [self._message(rec) for rec in records]
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return []
+                await self.broker.changed(remaining)
+        finally:
+            self.in_getmany = False
+
+    async def commit(self, timeout: float | None = None) -> dict[TopicPartition, BaseException | None]:  # noqa: ASYNC109
+        self.commits += 1
+        return {}
+
+    async def close(self, timeout: float = 30.0) -> dict[TopicPartition, BaseException | None]:  # noqa: ASYNC109
+        self.closed = True
+        for rec in list(self.held.values()):
+            rec.history.append("session-closed")
+            self.broker._release(rec, session_closed=True)
+        self.held.clear()
+        self.broker.notify()
+        return {}
+
+    # -- AckSink -----------------------------------------------------------------------
+
+    def acknowledge(self, msg: ShareMessage, type_: AckType) -> None:
+        key = (msg.topic, msg.partition, msg.offset)
+        rec = self.held.get(key)
+        tp = TopicPartition(msg.topic, msg.partition)
+        if (
+            rec is None
+            or rec.delivery_count != msg.delivery_count
+            or rec.deadline <= self.broker.clock.time()
+        ):
+            self._report({tp: {msg.offset}}, InvalidRecordStateError(f"{key} is not held"))
+            return
+        del self.held[key]
+        self.broker.acks.append((key, type_, rec.delivery_count))
+        rec.history.append(type_.name)
+        if type_ == AckType.ACCEPT:
+            rec.state, rec.holder = "acknowledged", None
+        elif type_ == AckType.REJECT:
+            rec.state, rec.holder = "archived", None
+        elif type_ == AckType.RELEASE:
+            self.broker._release(rec)
+        else:
+            raise AssertionError(f"unexpected ack type {type_}")
+        self.broker.notify()
+        self._report({tp: {msg.offset}}, None)
+
+    async def renew(self, msg: ShareMessage) -> float:
+        key = (msg.topic, msg.partition, msg.offset)
+        self.renewals.append(key)
+        if self.renew_gate is not None:
+            await self.renew_gate.wait()
+        if not self.broker.renew_supported:
+            raise RenewUnsupportedError("RENEW needs Kafka 4.2+")
+        if self.renew_error is not None:
+            raise self.renew_error
+        rec = self.held.get(key)
+        if rec is None or rec.deadline <= self.broker.clock.time():
+            raise InvalidRecordStateError(f"{key}: lock expired")
+        rec.deadline = self.broker.clock.time() + self.broker.lock_duration
+        rec.history.append("renewed")
+        return rec.deadline
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _report(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+        # The real consumer reports after the broker answered: later, not inside the ack call.
+        def report() -> None:
+            self.ack_reports.append((offsets, exc))
+            self.spec.on_ack_commit(offsets, exc)
+
+        asyncio.get_running_loop().call_soon(report)
+
+    def _message(self, rec: FakeRecord) -> ShareMessage:
+        return ShareMessage(
+            topic=rec.topic,
+            tp=TopicIdPartition(self.broker.topic_id(rec.topic), rec.partition),
+            offset=rec.offset,
+            key=rec.key,
+            value=rec.value,
+            headers=list(rec.headers),
+            timestamp=1_700_000_000_000 + rec.offset,
+            delivery_count=rec.delivery_count,
+            lock_expires_at=rec.deadline,
+            sink=self,
+            key_decoder=self._key_decoder,
+            value_decoder=self._value_decoder,
+        )
+
+
+@dataclass
+class SentDeadLetter:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return None if v is None else v.decode()
+        return None
+
+
+class FakeDeadLetterSink:
+    def __init__(self) -> None:
+        self.sent: list[SentDeadLetter] = []
+        self.fail_with: BaseException | None = None
+        self.gate: asyncio.Event | None = None
+        self.started = False
+        self.closed = False
+        self.attempts = 0
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]],
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        self.attempts += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(SentDeadLetter(topic, key, value, headers))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class Recorder:
+    """Collects the app's events; answers 'what became of each record'."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def kinds(self, kind: EventKind | str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    def terminal(self) -> dict[tuple[str, int, int, int], EventKind]:
+        """(topic, partition, offset, delivery_count) -> its terminal event; fails on doubles."""
+        out: dict[tuple[str, int, int, int], EventKind] = {}
+        for e in self.events:
+            if e.kind in TERMINAL_KINDS:
+                assert e.topic is not None and e.partition is not None
+                assert e.offset is not None and e.delivery_count is not None
+                key = (e.topic, e.partition, e.offset, e.delivery_count)
+                assert key not in out, f"{key} settled twice: {out[key]} and {e.kind}"
+                out[key] = e.kind
+        return out
+
+    def received(self) -> set[tuple[str, int, int, int]]:
+        out = set()
+        for e in self.kinds(EventKind.RECEIVED):
+            assert e.topic is not None and e.partition is not None
+            assert e.offset is not None and e.delivery_count is not None
+            out.add((e.topic, e.partition, e.offset, e.delivery_count))
+        return out
+
+    def outcome_counts(self) -> collections.Counter[str]:
+        return collections.Counter(k.value for k in self.terminal().values())
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait (bounded) for a condition that other tasks make true; fail the test otherwise."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():  # noqa: ASYNC110 -- polls state owned by the tasks under test
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout}s: {predicate}") from None
+
+
+def runtime_tasks() -> list[asyncio.Task[Any]]:
+    """Live tasks started by the runtime (they are all named aioshare-*)."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("aioshare-") and not t.done() and t is not asyncio.current_task()
+    ]
