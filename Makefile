@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCHEMAS := ../shared/kafka-protocol
+LINT_PATHS := $(wildcard aioshare tests tools benchmarks examples)
 
 .PHONY: demo test lint typecheck unit generate check-generated bench clean
 
@@ -28,8 +29,8 @@ generate: $(STAMP)
 	$(BIN)/python tools/generate_protocol.py $(SCHEMAS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check aioshare tests tools benchmarks examples
-	$(BIN)/ruff format --check aioshare tests tools benchmarks examples
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict aioshare
