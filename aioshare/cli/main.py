@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Kafka broker config, e.g. group.share.record.lock.duration.ms=15000 (repeatable)",
     )
 
-    commands.add_parser("demo", help="run the demo job on an embedded broker")
+    demo = commands.add_parser("demo", help="run the demo job on an embedded broker")
+    from aioshare.cli.demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo)
 
     from aioshare.cli.run import add_parser as add_run_parser
 
@@ -59,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from aioshare.cli.demo import run_demo
 
-        return run_demo()
+        return run_demo(args)
     if args.command == "groups":
         from aioshare.cli.groups import run as run_groups
 

@@ -1,5 +1,113 @@
-"""pytest plugin for aioshare (registered through the ``pytest11`` entry point).
+"""pytest plugin for aioshare, registered through the ``pytest11`` entry point.
 
-The fixtures arrive with the embedded broker and the runtime; until then the plugin only
-registers itself so that installing aioshare never breaks a project's pytest run.
+Fixtures (see docs/testing.md):
+
+* ``aioshare_broker`` - a fresh embedded broker per test (``aioshare.testing.ThreadedBroker``:
+  its own thread and loop, so it serves tests on any event loop, and sync tests too);
+  ``aioshare_session_broker`` - one for the whole session.  Their configs come from the
+  ``aioshare_broker_config`` / ``aioshare_session_broker_config`` fixtures: override them.
+* ``aioshare_topic`` - ``await aioshare_topic(name=None, partitions=1)`` creates a topic on
+  ``aioshare_broker`` (a unique name when none is given) and returns its name.
+* ``aioshare_produce`` - ``await aioshare_produce(topic, values, key=..., partition=...)``
+  returns the offsets.
+* ``aioshare_app`` - ``aioshare_app(**App kwargs)``: an App on ``aioshare_broker`` with
+  test-friendly defaults; teardown fails the test if one was left running.
+
+To run every test on the session broker, override ``aioshare_broker`` in a conftest.py:
+``return aioshare_session_broker``.  ``run_app_until`` and ``AckRecorder`` are imported
+from ``aioshare.testing``.
+
+Every fixture is synchronous (the broker lives on its own loop), so the plugin needs no
+async test plugin and never breaks a project that does not use it.
 """
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from aioshare.testing.broker import ThreadedBroker
+
+if TYPE_CHECKING:
+    from aioshare.broker.config import RawValue
+    from aioshare.runtime.app import App
+
+__all__ = [
+    "aioshare_app",
+    "aioshare_broker",
+    "aioshare_broker_config",
+    "aioshare_produce",
+    "aioshare_session_broker",
+    "aioshare_session_broker_config",
+    "aioshare_topic",
+]
+
+# What aioshare_app passes to App unless the test does: fetches return quickly (a test
+# waits on records, not on a 0.5 s long poll) and a stuck handler cannot hang teardown.
+APP_DEFAULTS: dict[str, Any] = {"shutdown_timeout": 5.0, "close_timeout": 5.0}
+CONSUMER_DEFAULTS: dict[str, Any] = {"fetch_max_wait": 0.1}
+
+
+@pytest.fixture
+def aioshare_broker_config() -> dict[str, RawValue]:
+    """Broker configs for ``aioshare_broker`` on top of TEST_BROKER_CONFIG (override it)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def aioshare_session_broker_config() -> dict[str, RawValue]:
+    """Broker configs for ``aioshare_session_broker`` on top of TEST_BROKER_CONFIG (override it)."""
+    return {}
+
+
+@pytest.fixture
+def aioshare_broker(aioshare_broker_config: dict[str, RawValue]) -> Iterator[ThreadedBroker]:
+    """A fresh embedded broker for this test."""
+    with ThreadedBroker(aioshare_broker_config) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def aioshare_session_broker(aioshare_session_broker_config: dict[str, RawValue]) -> Iterator[ThreadedBroker]:
+    """One embedded broker for every test of the session (give each test its own topics)."""
+    with ThreadedBroker(aioshare_session_broker_config) as broker:
+        yield broker
+
+
+@pytest.fixture
+def aioshare_topic(aioshare_broker: ThreadedBroker) -> Callable[..., Awaitable[str]]:
+    """``await aioshare_topic(name=None, partitions=1, config=None)`` -> the topic's name."""
+    return aioshare_broker.create_topic
+
+
+@pytest.fixture
+def aioshare_produce(aioshare_broker: ThreadedBroker) -> Callable[..., Awaitable[list[int]]]:
+    """``await aioshare_produce(topic, values, key=None, keys=None, partition=None, headers=None)``."""
+    return aioshare_broker.produce
+
+
+@pytest.fixture
+def aioshare_app(aioshare_broker: ThreadedBroker) -> Iterator[Callable[..., App]]:
+    """``aioshare_app(**kwargs)`` -> an App on ``aioshare_broker``; must be stopped by the test."""
+    from aioshare.runtime.app import App
+
+    apps: list[App] = []
+
+    def make(**kwargs: Any) -> App:
+        for key, value in APP_DEFAULTS.items():
+            kwargs.setdefault(key, value)
+        kwargs["consumer_options"] = {**CONSUMER_DEFAULTS, **kwargs.get("consumer_options", {})}
+        app = App(aioshare_broker.bootstrap_servers, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    running = [app for app in apps if app.running]
+    if running:
+        pytest.fail(
+            f"{len(running)} aioshare App(s) still running at teardown: stop them "
+            "(run_app_until, `async with app`, or `await app.stop()`)",
+            pytrace=False,
+        )

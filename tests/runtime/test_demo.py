@@ -1,0 +1,151 @@
+"""`aioshare demo`: it runs to the end by itself and accounts for every job, or says it cannot.
+
+The runs are smaller than the real demo (a few hundred jobs, a 2 s lock) but take every path:
+retries, dead-lettering, renewals, the frozen member whose jobs come back on lock expiry.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from aioshare.cli.demo import DLQ_TOPIC, DemoConfig, DemoResult, Job, plan_jobs, run, verify
+
+needs_sigstop = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="the crash freezes a process")
+
+
+@needs_sigstop
+async def test_the_demo_accounts_for_every_job() -> None:
+    config = DemoConfig(jobs=300, lock_ms=2000, crash_jobs=10, live=False, timeout=45)
+    out = io.StringIO()
+    result = await run(config, out=out)
+    text = out.getvalue()
+    assert result.ok, text
+    jobs = plan_jobs(config)
+    poison = {j.id for j in jobs if j.kind == "poison"}
+    slow = {j.id for j in jobs if j.kind == "slow"}
+    assert result.produced == 300
+    assert result.unaccounted == []
+    assert len(result.accepted) + len(result.dead_lettered) == 300
+    assert result.accepted.isdisjoint(result.dead_lettered)
+    # poison jobs, and only they, reached the dead-letter topic, once each, after max_attempts
+    assert result.dead_lettered == poison
+    assert result.dlq_copies == {o: 1 for o in poison}
+    assert set(result.dlq_delivery_counts.values()) == {config.max_attempts}
+    # the frozen member's jobs came back through lock expiry, not sooner
+    assert len(result.crashed) == 10
+    assert set(result.came_back) == set(result.crashed)
+    assert min(result.came_back.values()) >= 2.0 * 0.9
+    # slow jobs outlived the lock only thanks to renewals; no lock was lost by the runtime
+    assert result.renewals >= len(slow)
+    assert result.runtime_lock_expiries == 0
+    assert result.retries > 0
+    assert sum(result.attempts.values()) == 300
+    assert max(result.attempts) == config.max_attempts
+    assert result.broker_start_offset == 300
+    assert (
+        f"OK: all 300 jobs accounted for: {len(result.accepted)} accepted + {len(poison)} dead-lettered"
+        in text
+    )
+    assert DLQ_TOPIC in text
+
+
+def test_the_command_exits_zero_and_prints_plain_lines_off_a_terminal() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aioshare.cli.main", "demo", "--jobs", "200", "--lock-ms", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\x1b[" not in done.stdout  # no terminal control sequences into a pipe
+    assert "OK: all 200 jobs accounted for" in done.stdout
+    assert "Summary" in done.stdout
+
+
+def test_the_command_exits_non_zero_when_jobs_are_unaccounted_for() -> None:
+    # Too little time to finish: the run must say so, not pretend.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aioshare.cli.main",
+            "demo",
+            "--jobs",
+            "3000",
+            "--crash-jobs",
+            "0",
+            "--timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAILED:" in done.stdout
+    assert "jobs unaccounted for" in done.stdout
+    assert "did not all settle within 1 s" in done.stdout
+
+
+def _result(produced: int, accepted: set[int], dead: set[int]) -> DemoResult:
+    result = DemoResult(produced=produced, accepted=accepted, dead_lettered=dead)
+    result.dlq_copies = {o: 1 for o in dead}
+    result.dlq_delivery_counts = {o: 4 for o in dead}
+    result.broker_start_offset = produced
+    return result
+
+
+def test_verify_flags_every_kind_of_discrepancy() -> None:
+    config = DemoConfig(jobs=4, crash_jobs=0)
+    jobs = [Job(0, "ok", 1), Job(1, "ok", 1), Job(2, "poison", 1), Job(3, "ok", 1)]
+
+    good = _result(4, {0, 1, 3}, {2})
+    verify(good, jobs, config)
+    assert good.ok and good.problems == []
+
+    lost = _result(4, {0, 1}, {2})
+    verify(lost, jobs, config)
+    assert any("1 jobs unaccounted for: 3" in p for p in lost.problems)
+
+    no_copy = _result(4, {0, 1, 3}, {2})
+    no_copy.dlq_copies = {}
+    verify(no_copy, jobs, config)
+    assert any("without a copy" in p for p in no_copy.problems)
+
+    wrong = _result(4, {0, 2, 3}, {1})
+    verify(wrong, jobs, config)
+    assert any("should have succeeded: 1" in p for p in wrong.problems)
+    assert any("poison jobs accepted: 2" in p for p in wrong.problems)
+
+    held = _result(4, {0, 1, 3}, {2})
+    held.broker_start_offset = 3
+    verify(held, jobs, config)
+    assert any("the broker still holds jobs" in p for p in held.problems)
+
+
+def test_duplicates_are_reported_not_failed() -> None:
+    config = DemoConfig(jobs=2, crash_jobs=0)
+    result = _result(2, {0, 1}, set())
+    result.duplicates = {1: ["accepted@1", "accepted@2"]}
+    verify(result, [Job(0, "ok", 1), Job(1, "ok", 1)], config)
+    assert result.ok  # at-least-once: a second accept is a fact to show, not a lost job
+
+
+def test_the_job_plan_is_deterministic_and_keeps_special_jobs_off_the_crashed_ones() -> None:
+    config = DemoConfig(jobs=3000)
+    first, second = plan_jobs(config), plan_jobs(config)
+    assert first == second
+    kinds = [j.kind for j in first]
+    assert kinds.count("poison") == 15 and kinds.count("slow") == 8 and kinds.count("flaky") == 150
+    assert all(j.kind == "ok" for j in first[: config.crash_jobs])
+    lo, hi = config.slow_range
+    assert all(lo <= j.work_ms <= hi and j.work_ms > config.lock_ms for j in first if j.kind == "slow")
