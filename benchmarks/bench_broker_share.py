@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -42,6 +40,7 @@ from aioshare.protocol.messages import (
     ShareFetchRequest,
     ShareFetchResponse,
 )
+from benchmarks._broker import BrokerProcess
 
 # /proc CPU times tick at 100 Hz: enough records keep the 10 ms granularity out of the figures.
 RECORDS = int(os.environ.get("BENCH_SHARE_RECORDS", "300000"))
@@ -52,40 +51,6 @@ PARTITIONS = 4
 VALUE = b"x" * 100
 TOPIC = "bench-share"
 TIMEOUT = 300.0
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-class BrokerProcess:
-    """`aioshare broker` in a child process, for CPU accounting."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aioshare.cli.main", "broker", "--port", "0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        prefix = "aioshare broker listening on "
-        if not line.startswith(prefix):
-            self.close()
-            raise RuntimeError(f"broker did not start: {line!r}")
-        self.bootstrap = line[len(prefix) :].strip()
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            # The command name may contain spaces; fields after the closing parenthesis are fixed.
-            fields = stat.read().rpartition(")")[2].split()
-        utime, stime = int(fields[11]), int(fields[12])
-        return (utime + stime) / _TICKS
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def prepare(bootstrap: str, groups: list[str]) -> None:

@@ -57,6 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._broker import BrokerProcess
+
 RECORDS = int(os.environ.get("BENCH_CONSUMER_RECORDS", "50000"))
 PARTITIONS = int(os.environ.get("BENCH_CONSUMER_PARTITIONS", "4"))
 LEASES = int(os.environ.get("BENCH_LEASES", "100000"))
@@ -75,31 +77,6 @@ CLIENTS = {
 
 
 # ------------------------------------------------------------------------------- broker
-
-
-class BrokerProcess:
-    """`aioshare broker` in a child process: its CPU is not the clients'."""
-
-    def __init__(self, config: dict[str, str]) -> None:
-        args = [sys.executable, "-m", "aioshare.cli.main", "broker", "--port", "0"]
-        for key, value in config.items():
-            args += ["--config", f"{key}={value}"]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        prefix = "aioshare broker listening on "
-        if not line.startswith(prefix):
-            self.close()
-            raise RuntimeError(f"broker did not start: {line!r}")
-        self.bootstrap = line[len(prefix) :].strip()
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 async def _configure(bootstrap: str, topics: list[str], groups: list[str]) -> None:

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.bench_consumer import BrokerProcess
+from benchmarks._broker import BrokerProcess, process_cpu_seconds
 
 PARTITIONS = int(os.environ.get("BENCH_RUNTIME_PARTITIONS", "4"))
 SECONDS = float(os.environ.get("BENCH_RUNTIME_SECONDS", "4"))
@@ -72,16 +72,6 @@ class Run:
         return self.jobs / self.seconds
 
 
-def _process_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) of process ``pid`` so far, from /proc (None elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Marks:
     """The first record and the quota's last: wall time, and the broker's CPU in between."""
 
@@ -95,11 +85,11 @@ class Marks:
     def first(self) -> None:
         if self.t0 is None:
             self.t0 = time.perf_counter()
-            self.cpu0 = _process_cpu(self.pid)
+            self.cpu0 = process_cpu_seconds(self.pid)
 
     def last(self) -> None:
         self.t1 = time.perf_counter()
-        self.cpu1 = _process_cpu(self.pid)
+        self.cpu1 = process_cpu_seconds(self.pid)
 
     def run(self, jobs: int, cpu: float | None) -> Run:
         assert self.t0 is not None
