@@ -295,6 +295,21 @@ class RecordBatchView:
                 raise CorruptRecordError(f"record batch does not decode: {exc!r}") from exc
             yield DecodedRecord(record.offset, record.timestamp, record.key, record.value, record.headers)
 
+    def decode_all(self, *, check_crc: bool = True) -> list[Any]:
+        """Every record at once, as the decoder's own objects (attributes ``offset``,
+        ``timestamp``, ``key``, ``value``, ``headers``, as on DecodedRecord).
+
+        For a consumer that wants every record: about half the cost of ``records()``,
+        which steps a generator and copies each record into a tuple.
+        """
+        if check_crc:
+            self.validate()
+        _require_codec(self.compression)
+        try:
+            return list(DefaultRecordBatch(self.raw))
+        except Exception as exc:  # the same wide set as in records()
+            raise CorruptRecordError(f"record batch does not decode: {exc!r}") from exc
+
     def control_type(self, *, check_crc: bool = True) -> ControlType:
         """The type in a control batch's record key (UNKNOWN for types newer than this module)."""
         if not self.is_control:

@@ -89,14 +89,9 @@ def stop_fetching(consumer: ConsumerLike) -> None:
 
     Called when a route starts shutting down: records acquired after that point could only
     wait in the consumer's buffer until the close released them (and each acquisition
-    counts a delivery).  ShareConsumer has no public switch for this yet, so for it the
-    fetch capacity is set to zero - its fetchers then send acks as ShareAcknowledge and
-    ask for no records.  A consumer with a ``stop_fetching()`` method gets that called.
+    counts a delivery).  ``ShareConsumer.stop_fetching()`` does exactly that; a consumer
+    without the method (a test double) is left alone.
     """
     method = getattr(consumer, "stop_fetching", None)
     if callable(method):
         method()
-        return
-    capacity = getattr(consumer, "_capacity", None)  # ShareConsumer internals: see above
-    if capacity is not None and isinstance(getattr(capacity, "limit", None), int):
-        capacity.limit = 0

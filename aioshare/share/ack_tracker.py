@@ -7,6 +7,16 @@ delivery of the same offset.  It is reported failed at once instead.  Everything
 into the ``AckBook`` and waits for the fetcher of the leader that delivered it, which sends
 it on its next ShareFetch or, after ``linger`` seconds, in a ShareAcknowledge.
 
+Recording one acknowledgement is the consumer's hottest path, so it touches no dict: the
+message carries its partition's ``DeliveryContext`` and the lease it was delivered under,
+the lease is settled through that hint, and the ack is appended to a run on the context.
+Those runs move into the ``AckBook`` in bulk (``_flush``) before anything reads the book.
+
+RENEWs (``await msg.renew()``) are kept apart, one ``Renewal`` per call: each is checked
+against the lease when its request is sent and again when it is answered, because a RENEW
+for an offset whose lock already ran out would apply to whatever delivery the broker made
+of it since.
+
 Every outcome, success or failure, is reported to ``on_ack_commit`` and collected for the
 next ``commit()``: an acknowledgement is never dropped without a report.
 """
@@ -14,6 +24,7 @@ next ``commit()``: an acknowledgement is never dropped without a report.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -28,21 +39,59 @@ from aioshare.protocol.errors import (
     error_for_code,
 )
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
-from aioshare.share.acks import AckBook, AckOutcome, AckSnapshot
-from aioshare.share.leases import LeaseTable
-from aioshare.share.message import Message
+from aioshare.share.acks import AckBatch, AckBook, AckConflictError, AckOutcome, AckSnapshot, encode_runs
+from aioshare.share.capacity import Capacity
+from aioshare.share.leases import ExpiredRange, LeaseTable
+from aioshare.share.message import DeliveryContext, Message
 
-__all__ = ["AckCommitCallback", "AckTracker", "RenewFuture"]
+__all__ = ["AckCommitCallback", "AckTracker", "RenewRequest", "Renewal"]
 
 log = logging.getLogger(__name__)
 
-RenewFuture = asyncio.Future[float]
 AckCommitCallback = Callable[[Mapping[TopicPartition, set[int]], BaseException | None], object]
 
 
 class _Failure(NamedTuple):
     code: int
     exc: BaseException
+
+
+class Renewal:
+    """One ``await msg.renew()``: the delivery it renews and the future that answers it."""
+
+    __slots__ = ("delivery_count", "future", "msg", "offset", "tp")
+
+    def __init__(self, msg: Message, future: asyncio.Future[float]) -> None:
+        self.msg = msg
+        self.tp = msg.tp
+        self.offset = msg.offset
+        self.delivery_count = msg.delivery_count
+        self.future = future
+
+    def finish(self, result: float | BaseException) -> None:
+        if self.future.done():
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+
+class RenewRequest:
+    """The renewals one renew-only request carries."""
+
+    __slots__ = ("batches", "id", "renewals")
+
+    def __init__(self, request_id: int, renewals: list[Renewal]) -> None:
+        self.id = request_id
+        self.renewals = renewals
+        offsets: dict[TopicIdPartition, set[int]] = {}
+        for r in renewals:
+            offsets.setdefault(r.tp, set()).add(r.offset)
+        self.batches: dict[TopicIdPartition, list[AckBatch]] = {
+            tp: encode_runs((lo, hi, AckType.RENEW) for lo, hi in _runs(sorted(found)))
+            for tp, found in offsets.items()
+        }
 
 
 class AckTracker:
@@ -52,52 +101,75 @@ class AckTracker:
         topic_of: Callable[[TopicIdPartition], TopicPartition],
         *,
         linger: float,
+        capacity: Capacity | None = None,
         on_ack_commit: AckCommitCallback | None = None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
-        self.book: AckBook[RenewFuture] = AckBook()
+        self.book: AckBook[None] = AckBook()
         self.leases = leases
         self.routes: dict[TopicIdPartition, int] = {}  # partition -> node whose session holds its records
         self.linger = linger
         self.closed = False
         self._topic_of = topic_of
+        self._capacity = capacity
         self._on_ack_commit = on_ack_commit
         self._on_change = on_change
+        self._time = asyncio.get_running_loop().time
         self._pending_since: dict[int, float] = {}
         self._flushing = 0
         self._results: dict[TopicPartition, BaseException | None] = {}
         self._progress = asyncio.Event()
+        self._staged: list[DeliveryContext] = []  # contexts with acks not yet in the book
+        self._renewals: list[Renewal] = []  # recorded, not yet sent
+        self._renewing: dict[int, RenewRequest] = {}  # sent, not yet answered
+        self._renew_ids = itertools.count(1)
 
     # -- application side (AckSink) ----------------------------------------------------
 
     def acknowledge(self, msg: Message, type_: AckType) -> None:
         if self.closed:
             raise IllegalStateError("the consumer is closed; acknowledgements can no longer be sent")
-        tp, offset = msg.tp, msg.offset
-        node = self._held_route(msg)
-        if node is None:
-            self._report_local(tp, {offset: int(type_)}, _expired(msg))
+        ctx = msg._ctx
+        offset = msg.offset
+        if not self.leases.settle_delivery(ctx.tp, offset, msg.delivery_count, self._time(), msg._lease):
+            self._report_local(ctx.tp, offset, type_, _expired(msg))
             return
-        self.leases.settle(tp, offset)
-        self.book.record(tp, offset, type_)
-        self._mark_pending(node)
-        self._on_change()
+        acks = ctx.acks
+        if acks:
+            if acks[-2] == offset - 1 and acks[-1] == type_:
+                acks[-2] = offset  # in order: the run grows, nothing else happens
+            else:
+                acks += (offset, offset, type_)
+        else:
+            acks += (offset, offset, type_)
+            self._staged.append(ctx)
+            node = self.routes.get(ctx.tp)
+            if node is not None:
+                self._mark_pending(node)
+            self._on_change()
+            return
+        capacity = self._capacity
+        if (
+            capacity is not None
+            and capacity.wake_below >= 0
+            and self.leases.held_count <= capacity.wake_below
+        ):
+            self._on_change()  # a fetcher waits for this much free capacity
 
     async def renew(self, msg: Message) -> float:
         if self.closed:
             raise IllegalStateError("the consumer is closed")
-        node = self._held_route(msg)
-        if node is None:
+        if self._holder(msg) is None:
             raise _expired(msg)
-        future: RenewFuture = asyncio.get_running_loop().create_future()
-        self.book.record(msg.tp, msg.offset, AckType.RENEW, future)
+        renewal = Renewal(msg, asyncio.get_running_loop().create_future())
+        self._renewals.append(renewal)
         self._on_change()
-        return await future
+        return await renewal.future
 
-    def _held_route(self, msg: Message) -> int | None:
-        info = self.leases.get(msg.tp, msg.offset)
-        now = asyncio.get_running_loop().time()
-        if info is None or info.deadline <= now or info.delivery_count != msg.delivery_count:
+    def _holder(self, msg: Message) -> int | None:
+        """The node holding ``msg``'s delivery, or None if that delivery is over here."""
+        lease = self.leases.holding(msg.tp, msg.offset, msg.delivery_count, self._time(), msg._lease)
+        if lease is None:
             return None
         return self.routes.get(msg.tp)
 
@@ -111,34 +183,46 @@ class AckTracker:
         if node is not None:
             self._mark_pending(node)
 
-    def unknown_spans(self, tp: TopicIdPartition, first: int, last: int) -> list[tuple[int, int]]:
-        """The parts of an acquired range that are news to us.
+    def take_acquired(
+        self, tp: TopicIdPartition, first: int, last: int, delivery_count: int, deadline: float, now: float
+    ) -> tuple[list[tuple[int, int]], list[ExpiredRange]]:
+        """Lease a range the broker reports acquired; returns (spans to deliver, superseded).
 
-        Kafka never reports an offset this member already holds, but librdkafka's mock
-        re-reports them on every fetch, and a robust client must not deliver a record twice:
-        offsets we hold, or have settled with an ack not yet answered, are left out.
+        Offsets with a final ack recorded and not yet answered are left out: that ack will
+        settle whatever delivery the broker holds for us.  For the rest see
+        ``LeaseTable.acquire``: a held record whose lock still runs and whose delivery count
+        is not lower is a re-report (librdkafka's mock does that) and is not delivered
+        twice; a record whose lock ran out here, or that the broker counts as delivered
+        again, is a new delivery and replaces the old one (``superseded``).
         """
-        covered = [(r.first, r.last) for r in self.leases.ranges(tp) if r.first <= last and r.last >= first]
-        covered.extend(self.book.recorded_spans(tp, first, last))
-        if not covered:
-            return [(first, last)]
-        out: list[tuple[int, int]] = []
-        pos = first
-        for lo, hi in sorted(covered):
-            if lo > pos:
-                out.append((pos, min(lo - 1, last)))
-            pos = max(pos, hi + 1)
-            if pos > last:
-                break
-        if pos <= last:
-            out.append((pos, last))
-        return out
+        self._flush()
+        recorded = self.book.recorded_spans(tp, first, last)
+        pieces = _subtract(first, last, recorded) if recorded else [(first, last)]
+        news: list[tuple[int, int]] = []
+        superseded: list[ExpiredRange] = []
+        for lo, hi in pieces:
+            spans, old = self.leases.acquire(tp, lo, hi, delivery_count, deadline, now)
+            news.extend(spans)
+            superseded.extend(old)
+        return news, superseded
 
     def partitions_of(self, node: int) -> list[TopicIdPartition]:
         return [tp for tp, n in self.routes.items() if n == node]
 
-    def has_pending(self, node: int, *, renew: bool = False) -> bool:
-        return any(self.book.has_pending(tp, renew=renew) for tp in self.partitions_of(node))
+    def has_pending(self, node: int) -> bool:
+        """Final acks waiting to be sent to ``node``."""
+        self._flush()
+        return any(self.book.has_pending(tp) for tp in self.partitions_of(node))
+
+    def has_pending_outside(self, node: int, fetched: Iterable[TopicIdPartition]) -> bool:
+        """Final acks for ``node`` of partitions its session no longer fetches."""
+        self._flush()
+        skip = set(fetched)
+        return any(self.book.has_pending(tp) for tp in self.partitions_of(node) if tp not in skip)
+
+    def has_renewals(self, node: int) -> bool:
+        routes = self.routes
+        return any(routes.get(r.tp) == node for r in self._renewals)
 
     def due_at(self, node: int) -> float | None:
         """When the node's unsent final acks should go out (None: there are none)."""
@@ -148,40 +232,93 @@ class AckTracker:
         return -math.inf if self._flushing else since + self.linger
 
     def take(
-        self, node: int, partitions: Iterable[TopicIdPartition] | None = None, *, renew: bool = False
-    ) -> AckSnapshot[RenewFuture] | None:
+        self, node: int, partitions: Iterable[TopicIdPartition] | None = None
+    ) -> AckSnapshot[None] | None:
+        """The final acks to send to ``node`` (of ``partitions`` only, when given)."""
+        self._flush()
         mine = set(self.partitions_of(node))
         wanted = mine if partitions is None else mine.intersection(partitions)
-        snapshot = self.book.take(wanted, renew=renew)
-        if not renew:
-            if any(self.book.has_pending(tp) for tp in mine):
-                self._pending_since[node] = asyncio.get_running_loop().time()
-            else:
-                self._pending_since.pop(node, None)
+        snapshot = self.book.take(wanted)
+        if any(self.book.has_pending(tp) for tp in mine):
+            self._pending_since[node] = self._time()
+        else:
+            self._pending_since.pop(node, None)
         return snapshot
+
+    def take_renewals(self, node: int) -> RenewRequest | None:
+        """The renewals to send to ``node`` now; those whose delivery is over here fail."""
+        routes = self.routes
+        mine = [r for r in self._renewals if routes.get(r.tp) == node]
+        if not mine:
+            return None
+        self._renewals = [r for r in self._renewals if routes.get(r.tp) != node]
+        valid = [r for r in mine if self._still_held(r)]
+        if not valid:
+            return None
+        request = RenewRequest(next(self._renew_ids), valid)
+        self._renewing[request.id] = request
+        return request
 
     def complete(
         self,
-        snapshot: AckSnapshot[RenewFuture],
+        snapshot: AckSnapshot[None],
         codes: Mapping[TopicIdPartition, int],
         messages: Mapping[TopicIdPartition, str | None],
-        *,
-        renew_deadline: float | None = None,
     ) -> None:
-        self._report(self.book.complete(snapshot, codes, messages), renew_deadline=renew_deadline)
+        self._report(self.book.complete(snapshot, codes, messages))
 
-    def fail(self, snapshot: AckSnapshot[RenewFuture], exc: BaseException) -> None:
+    def complete_renewals(
+        self,
+        request: RenewRequest,
+        codes: Mapping[TopicIdPartition, int],
+        messages: Mapping[TopicIdPartition, str | None],
+        deadline: float | None,
+    ) -> None:
+        """The broker answered ``request``; ``deadline`` is the new lock deadline (None: not told)."""
+        if self._renewing.pop(request.id, None) is None:
+            return
+        for r in request.renewals:
+            code = codes.get(r.tp, ErrorCode.UNKNOWN_SERVER_ERROR)
+            if code:
+                r.finish(error_for_code(code, messages.get(r.tp)))
+            elif self._still_held(r):
+                # Only now: had the lock run out meanwhile, the broker renewed another delivery.
+                if deadline is not None:
+                    self.leases.renew(r.tp, r.offset, deadline)
+                    r.msg._lease = None  # its old lease was cut out; the next ack looks it up
+                r.finish(math.inf if deadline is None else deadline)
+        self._progress.set()
+
+    def fail(self, sent: AckSnapshot[None] | RenewRequest, exc: BaseException) -> None:
+        if isinstance(sent, RenewRequest):
+            if self._renewing.pop(sent.id, None) is not None:
+                for r in sent.renewals:
+                    r.finish(exc)
+            self._progress.set()
+            return
         code = exc.code if isinstance(exc, BrokerError) else ErrorCode.NETWORK_EXCEPTION
-        self._report(self.book.fail(snapshot, code, str(exc)), failure=_Failure(code, exc))
+        self._report(self.book.fail(sent, code, str(exc)), failure=_Failure(code, exc))
+
+    def fail_renewals(self, node: int, exc: BaseException) -> None:
+        """Fail the renewals recorded for ``node`` and not yet sent."""
+        routes = self.routes
+        mine = [r for r in self._renewals if routes.get(r.tp) == node]
+        self._renewals = [r for r in self._renewals if routes.get(r.tp) != node]
+        for r in mine:
+            r.finish(exc)
 
     def abandon(self, tps: Iterable[TopicIdPartition], exc: BaseException) -> None:
         """The records of ``tps`` are no longer ours (session lost, leader moved): fail their
         unsent acks and forget their leases, so later acks for them fail locally too."""
         tps = list(tps)
-        for renew in (False, True):
-            snapshot = self.book.take(tps, renew=renew)
-            if snapshot is not None:
-                self.fail(snapshot, exc)
+        self._flush()
+        snapshot = self.book.take(tps)
+        if snapshot is not None:
+            self.fail(snapshot, exc)
+        lost = set(tps)
+        for r in [r for r in self._renewals if r.tp in lost]:
+            self._renewals.remove(r)
+            r.finish(exc)
         for tp in tps:
             self.leases.drop_partition(tp)
         self._on_change()
@@ -190,7 +327,15 @@ class AckTracker:
 
     def unfinished(self) -> bool:
         """Final acks recorded and not yet answered (renewals excluded)."""
-        return self.book.pending_count > 0 or any(not s.renew for s in self.book.in_flight())
+        return bool(self._staged) or self.book.pending_count > 0 or bool(self.book.in_flight())
+
+    def unfinished_partitions(self) -> set[TopicIdPartition]:
+        """Partitions with final acks recorded and not yet answered."""
+        self._flush()
+        tps = set(self.book.pending_partitions())
+        for snapshot in self.book.in_flight():
+            tps.update(snapshot.partitions)
+        return tps
 
     async def wait_progress(self) -> None:
         self._progress.clear()
@@ -213,32 +358,61 @@ class AckTracker:
         return results
 
     def fail_unsent(self, exc: BaseException) -> None:
-        """Fail every ack still pending (nothing can send it any more)."""
-        for renew in (False, True):
-            snapshot = self.book.take(None, renew=renew)
-            if snapshot is not None:
-                self.fail(snapshot, exc)
+        """Fail every ack and renewal still pending (nothing can send them any more)."""
+        self._flush()
+        snapshot = self.book.take(None)
+        if snapshot is not None:
+            self.fail(snapshot, exc)
+        renewals, self._renewals = self._renewals, []
+        for r in renewals:
+            r.finish(exc)
         self._pending_since.clear()
 
     def fail_in_flight(self, exc: BaseException) -> None:
         for snapshot in self.book.in_flight():
             self.fail(snapshot, exc)
+        for request in list(self._renewing.values()):
+            self.fail(request, exc)
 
-    # -- reporting ---------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Move the acks recorded on delivery contexts into the book."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        book = self.book
+        for ctx in staged:
+            acks, ctx.acks = ctx.acks, []
+            tp = ctx.tp
+            for k in range(0, len(acks), 3):
+                first, last, type_ = acks[k], acks[k + 1], acks[k + 2]
+                try:
+                    book.record_range(tp, first, last, type_)
+                except AckConflictError as exc:
+                    # Cannot happen through Message (one outcome per delivery, and a stale
+                    # delivery fails its lease check), but never lose an ack silently.
+                    self._report_local(tp, first, type_, exc, last)
+
+    def _still_held(self, r: Renewal) -> bool:
+        """Whether the delivery ``r`` renews still holds its lock; fails ``r`` if not."""
+        if self.leases.holding(r.tp, r.offset, r.delivery_count, self._time()) is not None:
+            return True
+        r.finish(_expired(r.msg))
+        return False
 
     def _mark_pending(self, node: int) -> None:
-        self._pending_since.setdefault(node, asyncio.get_running_loop().time())
+        if node not in self._pending_since:
+            self._pending_since[node] = self._time()
 
-    def _report_local(self, tp: TopicIdPartition, offsets: Mapping[int, int], exc: BaseException) -> None:
-        self._emit(self._topic_of(tp), lambda: set(offsets), exc)
-
-    def _report(
-        self,
-        outcomes: list[AckOutcome[RenewFuture]],
-        *,
-        failure: _Failure | None = None,
-        renew_deadline: float | None = None,
+    def _report_local(
+        self, tp: TopicIdPartition, first: int, type_: int, exc: BaseException, last: int | None = None
     ) -> None:
+        offsets = set(range(first, (first if last is None else last) + 1))
+        self._emit(self._topic_of(tp), offsets, exc)
+        self._progress.set()
+
+    def _report(self, outcomes: list[AckOutcome[None]], *, failure: _Failure | None = None) -> None:
         for outcome in outcomes:
             exc: BaseException | None = None
             if not outcome.ok:
@@ -247,34 +421,20 @@ class AckTracker:
                     if failure is not None
                     else error_for_code(outcome.error_code, outcome.error_message)
                 )
-            if outcome.renew:
-                self._finish_renew(outcome, exc, renew_deadline)
-                continue
-            self._emit(self._topic_of(outcome.tp), outcome.offsets, exc)
+            self._emit(self._topic_of(outcome.tp), outcome, exc)
         self._progress.set()
 
-    def _finish_renew(
-        self, outcome: AckOutcome[RenewFuture], exc: BaseException | None, deadline: float | None
+    def _emit(
+        self, tp: TopicPartition, offsets: set[int] | AckOutcome[None], exc: BaseException | None
     ) -> None:
-        if exc is None and deadline is not None:
-            for first, last, _ in outcome.runs:
-                self.leases.renew_range(outcome.tp, first, last, deadline)
-        for future in outcome.tokens:
-            if future.done():
-                continue
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(math.inf if deadline is None else deadline)
-
-    def _emit(self, tp: TopicPartition, offsets: Callable[[], set[int]], exc: BaseException | None) -> None:
         if tp not in self._results or (exc is not None and self._results[tp] is None):
             self._results[tp] = exc  # the first failure of a partition sticks until commit()
         callback = self._on_ack_commit
         if callback is None:
             return
+        found = offsets.offsets() if isinstance(offsets, AckOutcome) else offsets
         try:
-            callback({tp: offsets()}, exc)
+            callback({tp: found}, exc)
         except Exception:
             log.exception("on_ack_commit callback raised")
 
@@ -284,3 +444,29 @@ def _expired(msg: Message) -> KafkaError:
         f"{msg.topic}[{msg.partition}]@{msg.offset}: the acquisition lock expired or the share session "
         "was lost; the record is no longer held by this consumer"
     )
+
+
+def _runs(offsets: list[int]) -> list[tuple[int, int]]:
+    """Ascending distinct offsets as maximal consecutive runs."""
+    out: list[tuple[int, int]] = []
+    for offset in offsets:
+        if out and out[-1][1] == offset - 1:
+            out[-1] = (out[-1][0], offset)
+        else:
+            out.append((offset, offset))
+    return out
+
+
+def _subtract(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[first, last] minus ``covered`` spans (clipped to it, in any order)."""
+    out: list[tuple[int, int]] = []
+    pos = first
+    for lo, hi in sorted(covered):
+        if lo > pos:
+            out.append((pos, min(lo - 1, last)))
+        pos = max(pos, hi + 1)
+        if pos > last:
+            break
+    if pos <= last:
+        out.append((pos, last))
+    return out

@@ -17,7 +17,9 @@ The consumer coordinates small parts, each owning one job:
 
 Fetching is driven by capacity: a fetch asks for at most ``max_in_flight`` minus the
 records already held (delivered or waiting here, not yet acknowledged), so records never
-sit in a local queue while their locks run down.
+sit in a local queue while their locks run down.  ``set_max_in_flight()`` changes that
+limit at run time; ``stop_fetching()`` sets it to zero for good (graceful shutdown: acks,
+renewals and commits keep flowing).
 
 Acknowledgement modes: ``explicit`` - the application calls accept/release/reject (a record
 it forgets comes back after its lock expires); ``implicit`` - every record of the previous
@@ -32,23 +34,24 @@ import asyncio
 import collections
 import logging
 import ssl as _ssl
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, Literal, NamedTuple
 
 from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
-from aioshare.protocol.records import DecodedRecord
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import AckCommitCallback, AckTracker
 from aioshare.share.capacity import Capacity
+from aioshare.share.delivery import Acquired
 from aioshare.share.deserialize import Deserializer, make_key_decoder, make_value_decoder
 from aioshare.share.fetcher import FetchConfig, LeaderFetcher
 from aioshare.share.heartbeat import HeartbeatLoop
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
-from aioshare.share.message import Message
+from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages
 from aioshare.share.placement import Placement
 
 __all__ = ["AckResults", "LockExpiry", "ShareConsumer"]
@@ -149,12 +152,14 @@ class ShareConsumer:
         self._ack_linger = ack_linger
         self._on_ack_commit = on_ack_commit
         self._names: dict[Any, str] = {}  # topic id -> name, as metadata told us
+        self._contexts: dict[TopicIdPartition, DeliveryContext] = {}
         self._ready: collections.deque[Message] = collections.deque()
         self._ready_event: asyncio.Event | None = None
         self._last_delivery: list[Message] = []
         self._fatal: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commit_lock: asyncio.Lock | None = None
+        self._clock: Callable[[], float] = time.monotonic  # replaced by the loop's clock in start()
         self._started = False
         self._closed = False
         self.acquisition_lock_timeout_ms: int | None = None
@@ -183,10 +188,12 @@ class ShareConsumer:
         self._started = True
         self._ready_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
+        self._clock = asyncio.get_running_loop().time  # the clock every lock deadline is on
         self._tracker = AckTracker(
             self._leases,
             self._topic_partition,
             linger=self._ack_linger,
+            capacity=self._capacity,
             on_ack_commit=self._on_ack_commit,
             on_change=self._wake_fetchers,
         )
@@ -310,20 +317,53 @@ class ShareConsumer:
         """Records acquired for this consumer and not yet settled (delivered or waiting)."""
         return self._leases.held_count
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most records held at once; 0 once ``stop_fetching()`` was called."""
+        return self._capacity.limit
+
+    def set_max_in_flight(self, n: int) -> None:
+        """Change ``max_in_flight`` at run time.
+
+        Growing it lets the fetchers ask for more at once; shrinking it below ``held``
+        stops fetching until enough records are settled (nothing held is given back).
+        After ``stop_fetching()`` the new value is kept but fetching stays stopped.
+        """
+        if n < 1:
+            raise ConfigError("max_in_flight must be >= 1")
+        self._max_in_flight = n
+        self._capacity.set_limit(n)
+
+    def stop_fetching(self) -> None:
+        """Acquire no more records, for good; everything else keeps working.
+
+        Acknowledgements, renewals and ``commit()`` still reach the brokers (as
+        ShareAcknowledge, since no ShareFetch goes out any more), records already fetched
+        are still handed out, and ``close()`` still releases what is held.  For a graceful
+        shutdown: records acquired after this point could only wait until the close
+        released them, and each acquisition counts a delivery.  A ShareFetch already
+        long-polling may still bring records (within ``fetch_max_wait``).
+        """
+        self._capacity.stop()
+
     # -- consuming ---------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
 
     async def __anext__(self) -> Message:
-        self._accept_implicitly()
+        implicit = self._ack_mode == "implicit"
+        if implicit:
+            self._accept_implicitly()
         while True:
-            self._raise_if_failed()
+            if self._fatal is not None:
+                raise self._fatal
             if self._closed:
                 raise StopAsyncIteration
             msg = self._pop()
             if msg is not None:
-                self._last_delivery = [msg]
+                if implicit:
+                    self._last_delivery = [msg]
                 return msg
             await self._wait_ready(None)
 
@@ -338,11 +378,8 @@ class ShareConsumer:
             self._raise_if_failed()
             if self._closed:
                 return out
-            while len(out) < limit:
-                msg = self._pop()
-                if msg is None:
-                    break
-                out.append(msg)
+            if self._ready:
+                self._pop_into(out, limit)
             if out:
                 break
             remaining = None if deadline is None else deadline - loop.time()
@@ -387,15 +424,30 @@ class ShareConsumer:
     # -- internals: delivery -----------------------------------------------------------
 
     def _pop(self) -> Message | None:
-        now = asyncio.get_running_loop().time()
-        leases = self._leases
-        while self._ready:
-            msg = self._ready.popleft()
-            info = leases.get(msg.tp, msg.offset)
-            # Skip records whose lock ran out while they waited (already reported expired).
-            if info is not None and info.deadline > now and info.delivery_count == msg.delivery_count:
+        now = self._clock()
+        holding = self._leases.holding
+        ready = self._ready
+        while ready:
+            msg = ready.popleft()
+            # Skip records whose delivery ended while they waited (see _pop_into).
+            if holding(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
                 return msg
         return None
+
+    def _pop_into(self, out: list[Message], limit: int) -> None:
+        """Move up to ``limit - len(out)`` ready messages to ``out``, skipping those whose
+        delivery ended while they waited (lock ran out - already reported - or replaced)."""
+        now = self._clock()
+        holding = self._leases.holding
+        ready = self._ready
+        popleft = ready.popleft
+        append = out.append
+        n = len(out)
+        while ready and n < limit:
+            msg = popleft()
+            if holding(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
+                append(msg)
+                n += 1
 
     async def _wait_ready(self, timeout: float | None) -> None:  # noqa: ASYNC109
         event = self._ready_event
@@ -433,11 +485,7 @@ class ShareConsumer:
     def _unfinished_partitions(self) -> set[TopicPartition]:
         tracker = self._tracker
         assert tracker is not None
-        tps = set(tracker.book.pending_partitions())
-        for snapshot in tracker.book.in_flight():
-            if not snapshot.renew:
-                tps.update(snapshot.partitions)
-        return {self._topic_partition(tp) for tp in tps}
+        return {self._topic_partition(tp) for tp in tracker.unfinished_partitions()}
 
     # -- internals: callbacks from the parts (FetchHost and friends) ---------------------
 
@@ -472,25 +520,33 @@ class ShareConsumer:
         self._ready.extend(messages)
         self._wake_consumers()
 
-    def make_message(
-        self, tp: TopicIdPartition, record: object, delivery_count: int, deadline: float
-    ) -> Message | None:
-        assert isinstance(record, DecodedRecord)
-        topic = self._topic_partition(tp).topic
-        return Message(
-            topic=topic,
-            tp=tp,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            timestamp=record.timestamp,
-            delivery_count=delivery_count,
-            lock_expires_at=deadline,
-            sink=self._tracker,
-            key_decoder=self._key_decoder,
-            value_decoder=self._value_decoder,
-        )
+    def make_messages(
+        self,
+        tp: TopicIdPartition,
+        runs: list[tuple[Acquired, list[RecordLike]]],
+        deadline: float,
+        out: list[Message],
+    ) -> None:
+        ctx = self._context(tp)
+        lease_at = self._leases.lease_at
+        for acquired, records in runs:
+            # One lease hint per range; a record of a range split since (a GAP cut out of
+            # its middle) just finds its lease by lookup when acknowledged.
+            hint = lease_at(tp, records[0].offset)
+            make_messages(ctx, records, acquired.delivery_count, deadline, hint, out)
+
+    def _context(self, tp: TopicIdPartition) -> DeliveryContext:
+        """The partition's DeliveryContext, shared by all its messages (and its ack runs)."""
+        ctx = self._contexts.get(tp)
+        if ctx is None:
+            topic = self._topic_partition(tp).topic
+            ctx = DeliveryContext(topic, tp, self._tracker, self._key_decoder, self._value_decoder)
+            if tp.topic_id in self._names:
+                self._contexts[tp] = ctx  # kept only once the topic's name is known
+        return ctx
+
+    def leases_expired(self, expired: list[ExpiredRange]) -> None:
+        self._expired(expired)
 
     def misplaced(self, tp: TopicIdPartition) -> None:
         if self._placement is not None and not self._closed:

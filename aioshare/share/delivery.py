@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from aioshare.protocol.errors import KafkaError
-from aioshare.protocol.records import DecodedRecord, iter_batches
+from aioshare.protocol.records import iter_batches
 from aioshare.share.acks import gap_ranges
+from aioshare.share.message import RecordLike
 
 __all__ = ["Acquired", "Delivery", "unpack_partition"]
 
@@ -32,10 +33,17 @@ class Acquired(NamedTuple):
 
 @dataclass(slots=True)
 class Delivery:
-    records: list[tuple[DecodedRecord, int]] = field(default_factory=list)  # (record, delivery count)
+    # The deliverable records of each acquired range, in offset order: grouped per range
+    # so that the consumer handles delivery count, deadline and lease once per range.
+    runs: list[tuple[Acquired, list[RecordLike]]] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     releases: list[tuple[int, int]] = field(default_factory=list)
     corrupt: KafkaError | None = None
+
+    @property
+    def records(self) -> list[tuple[RecordLike, int]]:
+        """(record, delivery count) for every deliverable record, in offset order."""
+        return [(rec, r.delivery_count) for r, recs in self.runs for rec in recs]
 
 
 def unpack_partition(data: bytes | memoryview, acquired: Iterable[Acquired]) -> Delivery:
@@ -43,35 +51,38 @@ def unpack_partition(data: bytes | memoryview, acquired: Iterable[Acquired]) -> 
     out = Delivery()
     if not ranges:
         return out
-    present: list[int] = []
+    runs: list[list[RecordLike]] = [[] for _ in ranges]
     covered_to = -1  # last offset of the last complete batch seen
     i = 0  # index into ranges; records arrive in ascending offset order
+    lo, hi = ranges[0].first, ranges[-1].last
     try:
         for batch in iter_batches(data):
-            if batch.last_offset < ranges[0].first or batch.base_offset > ranges[-1].last:
-                covered_to = max(covered_to, batch.last_offset)
+            base, end = batch.base_offset, batch.last_offset
+            if end < lo or base > hi or batch.is_control or not _overlaps(ranges, base, end):
+                covered_to = max(covered_to, end)
                 continue
-            if batch.is_control:
-                covered_to = max(covered_to, batch.last_offset)
-                continue
-            if not _overlaps(ranges, batch.base_offset, batch.last_offset):
-                covered_to = max(covered_to, batch.last_offset)
-                continue
-            decoded = list(batch.records())  # may raise CorruptRecordError: handled below
-            for record in decoded:
-                offset = record.offset
-                while i < len(ranges) and ranges[i].last < offset:
-                    i += 1
-                if i == len(ranges):
-                    break
-                if ranges[i].first <= offset:
-                    out.records.append((record, ranges[i].delivery_count))
-                    present.append(offset)
-            covered_to = max(covered_to, batch.last_offset)
+            decoded = batch.decode_all()  # may raise CorruptRecordError: handled below
+            while i < len(ranges) and ranges[i].last < base:
+                i += 1
+            r = ranges[i] if i < len(ranges) else None
+            if r is not None and r.first <= base and end <= r.last:
+                # The whole batch lies in one acquired range (the usual case): no per-record test.
+                runs[i].extend(decoded)
+            else:
+                for record in decoded:
+                    offset = record.offset
+                    while i < len(ranges) and ranges[i].last < offset:
+                        i += 1
+                    if i == len(ranges):
+                        break
+                    if ranges[i].first <= offset:
+                        runs[i].append(record)
+            covered_to = max(covered_to, end)
     except KafkaError as exc:
         # A batch that does not decode: keep what came before it, give the rest back.
         out.corrupt = exc
-    _settle_missing(ranges, present, covered_to, out)
+    out.runs = [(r, recs) for r, recs in zip(ranges, runs, strict=True) if recs]
+    _settle_missing(ranges, runs, covered_to, out)
     return out
 
 
@@ -79,11 +90,13 @@ def _overlaps(ranges: Sequence[Acquired], lo: int, hi: int) -> bool:
     return any(r.first <= hi and lo <= r.last for r in ranges)
 
 
-def _settle_missing(ranges: Sequence[Acquired], present: list[int], covered_to: int, out: Delivery) -> None:
-    for r in ranges:
+def _settle_missing(
+    ranges: Sequence[Acquired], runs: list[list[RecordLike]], covered_to: int, out: Delivery
+) -> None:
+    for r, recs in zip(ranges, runs, strict=True):
         gap_end = min(r.last, covered_to)
-        if r.first <= gap_end:
-            out.gaps.extend(gap_ranges(r.first, gap_end, present))
+        if r.first <= gap_end and len(recs) != gap_end - r.first + 1:
+            out.gaps.extend(gap_ranges(r.first, gap_end, [rec.offset for rec in recs]))
         tail_start = max(r.first, covered_to + 1)
         if tail_start <= r.last:
             out.releases.append((tail_start, r.last))

@@ -4,7 +4,8 @@ A ``LeaderFetcher`` owns the ``ShareSessionState`` for one broker and is the onl
 that sends on it, because the broker checks every request's session epoch against the one
 it expects.  Each turn of its loop picks one request:
 
-1. pending RENEW acks → a renew-only request (promptly: someone awaits it);
+1. pending RENEWs → a renew-only request (promptly: someone awaits it; a RENEW recorded
+   while a long-polling ShareFetch is out goes right after it, so within ``MaxWaitMs``);
 2. acks for partitions this session no longer fetches → a standalone ShareAcknowledge;
 3. free capacity → a ShareFetch asking for at most that many records, carrying the
    pending acks of the fetched partitions;
@@ -46,11 +47,12 @@ from aioshare.protocol.messages import (
     ShareFetchResponse,
 )
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition
-from aioshare.share.ack_tracker import AckTracker, RenewFuture
+from aioshare.share.ack_tracker import AckTracker, RenewRequest
 from aioshare.share.acks import AckSnapshot
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired, unpack_partition
-from aioshare.share.message import Message
+from aioshare.share.leases import ExpiredRange
+from aioshare.share.message import Message, RecordLike
 from aioshare.share.session import FetchParams, SessionOutcome, ShareSessionState
 from aioshare.share.wire import acknowledge_request, fetch_request
 
@@ -77,7 +79,7 @@ _MOVED = frozenset(
 _FATAL_PARTITION = frozenset({ErrorCode.TOPIC_AUTHORIZATION_FAILED})
 
 
-_Snapshot = AckSnapshot[RenewFuture]
+_Snapshot = AckSnapshot[None]
 
 
 class RenewUnsupportedError(UnsupportedVersionError):
@@ -109,9 +111,15 @@ class FetchHost(Protocol):
 
     def leases_added(self, lock_timeout_ms: int) -> None: ...
 
-    def make_message(
-        self, tp: TopicIdPartition, record: object, delivery_count: int, deadline: float
-    ) -> Message | None: ...
+    def leases_expired(self, expired: list[ExpiredRange]) -> None: ...
+
+    def make_messages(
+        self,
+        tp: TopicIdPartition,
+        runs: list[tuple[Acquired, list[RecordLike]]],
+        deadline: float,
+        out: list[Message],
+    ) -> None: ...
 
 
 class LeaderFetcher:
@@ -189,33 +197,32 @@ class LeaderFetcher:
             return None
         if now < self._retry_at:
             return self._retry_at - now
-        tracker, node = self._tracker, self.node_id
-        if tracker.has_pending(node, renew=True):
-            await self._acknowledge(renew=True)
+        tracker, node, capacity = self._tracker, self.node_id, self._capacity
+        capacity.done_waiting(node)
+        if tracker.has_renewals(node):
+            await self._renew()
             return 0
-        fetched = set(self.session.partitions)
+        fetched = self.session.partitions
         due = tracker.due_at(node)
-        if due is not None and any(
-            tracker.book.has_pending(tp) for tp in tracker.partitions_of(node) if tp not in fetched
-        ):
-            # Acks for partitions we no longer fetch cannot ride a ShareFetch.
-            if due <= now:
-                await self._acknowledge(renew=False)
-                return 0
-        if due is not None and tracker.flushing and self.session.is_open:
-            await self._acknowledge(renew=False)
+        # Acks for partitions we no longer fetch cannot ride a ShareFetch.
+        if due is not None and due <= now and tracker.has_pending_outside(node, fetched):
+            await self._acknowledge()
             return 0
-        free = self._capacity.free()
+        if due is not None and tracker.flushing and self.session.is_open:
+            await self._acknowledge()
+            return 0
+        free = capacity.free()
         if fetched and free > 0:
-            full = min(self._config.max_poll_records, self._capacity.share())
+            full = min(self._config.max_poll_records, capacity.share())
             # A sliver of capacity freed by a few acks waits for the linger, so one fetch
             # collects what several acks freed instead of many fetches of one record.
             if free >= full or due is None or due <= now:
-                await self._fetch(self._capacity.reserve(min(free, self._config.max_poll_records)))
+                await self._fetch(capacity.reserve(min(free, self._config.max_poll_records)))
                 return 0
+            capacity.wait_for(node, full)  # ... unless acks free a whole fetch sooner
         if due is not None:
             if due <= now and self.session.is_open:
-                await self._acknowledge(renew=False)
+                await self._acknowledge()
                 return 0
             if due <= now:
                 # No session to carry them (it was lost before they were sent).
@@ -252,7 +259,12 @@ class LeaderFetcher:
         return conn
 
     async def _exchange(
-        self, conn: Connection, request: ApiMessage, version: int, limit: float, acks: _Snapshot | None
+        self,
+        conn: Connection,
+        request: ApiMessage,
+        version: int,
+        limit: float,
+        acks: _Snapshot | RenewRequest | None,
     ) -> ApiMessage | None:
         """Send one session request; on no answer, fail its acks and reset the session."""
         try:
@@ -330,6 +342,7 @@ class LeaderFetcher:
         fetched = set(self.session.partitions)
         delivered: list[Message] = []
         added = False
+        now = self._clock()
         for topic in response.responses:
             for pd in topic.partitions:
                 tp = TopicIdPartition(topic.topic_id, pd.partition_index)
@@ -337,7 +350,7 @@ class LeaderFetcher:
                     self._partition_error(tp, pd.error_code, pd.error_message)
                 if pd.acquired_records:
                     added = True
-                    self._take_acquired(tp, pd, deadline, tp in fetched, delivered)
+                    self._take_acquired(tp, pd, deadline, now, tp in fetched, delivered)
         if added:
             self._host.leases_added(lock_ms)
         if delivered:
@@ -348,18 +361,24 @@ class LeaderFetcher:
         tp: TopicIdPartition,
         pd: ShareFetchResponse.PartitionData,
         deadline: float,
+        now: float,
         wanted: bool,
         out: list[Message],
     ) -> None:
         tracker = self._tracker
         tracker.routes[tp] = self.node_id
-        ranges = [
-            Acquired(lo, hi, a.delivery_count)
-            for a in pd.acquired_records
-            for lo, hi in tracker.unknown_spans(tp, a.first_offset, a.last_offset)
-        ]
-        for r in ranges:
-            tracker.leases.add_acquired(tp, r.first, r.last, r.delivery_count, deadline)
+        ranges: list[Acquired] = []
+        superseded: list[ExpiredRange] = []
+        for a in pd.acquired_records:
+            dc = a.delivery_count
+            spans, old = tracker.take_acquired(tp, a.first_offset, a.last_offset, dc, deadline, now)
+            ranges.extend(Acquired(lo, hi, dc) for lo, hi in spans)
+            superseded.extend(old)
+        if superseded:
+            # Their deliveries are over: the application hears it as for any lock expiry.
+            self._host.leases_expired(superseded)
+        if not ranges:
+            return
         if not wanted:
             # Revoked while the fetch was in flight: give the records straight back.
             for r in ranges:
@@ -372,69 +391,93 @@ class LeaderFetcher:
             tracker.settle_range(tp, first, last, AckType.GAP)
         for first, last in unpacked.releases:
             tracker.settle_range(tp, first, last, AckType.RELEASE)
-        for record, delivery_count in unpacked.records:
-            msg = self._host.make_message(tp, record, delivery_count, deadline)
-            if msg is None:  # topic unknown to us any more: give it back
-                tracker.settle_range(tp, record.offset, record.offset, AckType.RELEASE)
-            else:
-                out.append(msg)
+        if unpacked.runs:
+            self._host.make_messages(tp, unpacked.runs, deadline, out)
 
-    async def _acknowledge(self, *, renew: bool) -> None:
+    async def _renew(self) -> None:
+        tracker, node = self._tracker, self.node_id
+        conn = await self._connect()
+        if conn is None or not self.session.is_open:
+            tracker.fail_renewals(node, KafkaConnectionError(f"no share session with node {node}"))
+            return
+        version = conn.version_for(ShareAcknowledgeRequest.API_KEY)
+        if version < _RENEW_MIN_VERSION:
+            tracker.fail_renewals(
+                node,
+                RenewUnsupportedError(
+                    f"RENEW needs ShareAcknowledge v2 (Kafka 4.2+); node {node} offers v{version}"
+                ),
+            )
+            return
+        # Checked against the leases now, as it is sent: see AckTracker.take_renewals.
+        request = tracker.take_renewals(node)
+        if request is None:
+            return
+        data = self.session.build_acknowledge(request.batches, renew=True)
+        sent_at = self._clock()
+        response = await self._exchange(
+            conn, acknowledge_request(data), version, self._config.request_timeout, request
+        )
+        if response is None:
+            return
+        assert isinstance(response, ShareAcknowledgeResponse)
+        outcome = self.session.on_response(response.error_code)
+        if outcome.acks_failed:
+            tracker.fail(request, error_for_code(response.error_code, response.error_message))
+        else:
+            codes, messages = self._partition_results(response)
+            lock_ms = response.acquisition_lock_timeout_ms
+            deadline = sent_at + lock_ms / 1000 if lock_ms > 0 else None
+            tracker.complete_renewals(request, codes, messages, deadline)
+            if deadline is not None:
+                self._host.leases_added(lock_ms)
+        if outcome.error_code:
+            self._top_level_error(outcome, response.error_message)
+
+    async def _acknowledge(self) -> None:
         tracker = self._tracker
         conn = await self._connect()
-        snapshot = tracker.take(self.node_id, renew=renew)
+        snapshot = tracker.take(self.node_id)
         if snapshot is None:
             return
         if conn is None or not self.session.is_open:
             tracker.fail(snapshot, KafkaConnectionError(f"no share session with node {self.node_id}"))
             return
         version = conn.version_for(ShareAcknowledgeRequest.API_KEY)
-        if renew and version < _RENEW_MIN_VERSION:
-            tracker.fail(
-                snapshot,
-                RenewUnsupportedError(
-                    f"RENEW needs ShareAcknowledge v2 (Kafka 4.2+); node {self.node_id} offers v{version}"
-                ),
-            )
-            return
-        data = self.session.build_acknowledge(snapshot.batches, renew=renew)
-        sent_at = self._clock()
+        data = self.session.build_acknowledge(snapshot.batches)
         response = await self._exchange(
             conn, acknowledge_request(data), version, self._config.request_timeout, snapshot
         )
-        if response is not None:
-            assert isinstance(response, ShareAcknowledgeResponse)
-            self._on_acknowledge_response(response, snapshot, sent_at)
-
-    def _on_acknowledge_response(
-        self, response: ShareAcknowledgeResponse, snapshot: _Snapshot, sent_at: float
-    ) -> None:
+        if response is None:
+            return
+        assert isinstance(response, ShareAcknowledgeResponse)
         outcome = self.session.on_response(response.error_code)
         if outcome.acks_failed:
-            self._tracker.fail(snapshot, error_for_code(response.error_code, response.error_message))
+            tracker.fail(snapshot, error_for_code(response.error_code, response.error_message))
         else:
-            codes, messages = {}, {}
-            for topic in response.responses:
-                for pd in topic.partitions:
-                    tp = TopicIdPartition(topic.topic_id, pd.partition_index)
-                    codes[tp] = pd.error_code
-                    messages[tp] = pd.error_message
-                    if pd.error_code in _MOVED:
-                        self._host.misplaced(tp)
-            lock_ms = response.acquisition_lock_timeout_ms
-            deadline = sent_at + lock_ms / 1000 if lock_ms > 0 else None
-            self._tracker.complete(snapshot, codes, messages, renew_deadline=deadline)
-            if snapshot.renew and deadline is not None:
-                self._host.leases_added(lock_ms)
+            codes, messages = self._partition_results(response)
+            tracker.complete(snapshot, codes, messages)
         if outcome.error_code:
             self._top_level_error(outcome, response.error_message)
+
+    def _partition_results(
+        self, response: ShareAcknowledgeResponse
+    ) -> tuple[dict[TopicIdPartition, int], dict[TopicIdPartition, str | None]]:
+        codes: dict[TopicIdPartition, int] = {}
+        messages: dict[TopicIdPartition, str | None] = {}
+        for topic in response.responses:
+            for pd in topic.partitions:
+                tp = TopicIdPartition(topic.topic_id, pd.partition_index)
+                codes[tp] = pd.error_code
+                messages[tp] = pd.error_message
+                if pd.error_code in _MOVED:
+                    self._host.misplaced(tp)
+        return codes, messages
 
     async def _close_session(self) -> None:
         """Final epoch: last acks, then the broker releases what we still hold."""
         tracker = self._tracker
-        renewals = tracker.take(self.node_id, renew=True)
-        if renewals is not None:
-            tracker.fail(renewals, IllegalStateError("the consumer is closing"))
+        tracker.fail_renewals(self.node_id, IllegalStateError("the consumer is closing"))
         conn = await self._connect() if self.session.is_open else None
         snapshot = tracker.take(self.node_id)
         data = self.session.build_close(snapshot.batches if snapshot is not None else None)
@@ -476,7 +519,9 @@ class LeaderFetcher:
             # The broker may be gone for good; the partitions may have moved.
             self._cluster.request_refresh()
 
-    def _failed(self, outcome: SessionOutcome, acks: _Snapshot | None, exc: BaseException) -> None:
+    def _failed(
+        self, outcome: SessionOutcome, acks: _Snapshot | RenewRequest | None, exc: BaseException
+    ) -> None:
         """The request got no answer: the broker dropped our session with the connection."""
         if acks is not None:
             error = (

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from aioshare.protocol.types import TopicIdPartition
 
-__all__ = ["ExpiredRange", "HeldRange", "LeaseInfo", "LeaseTable"]
+__all__ = ["ExpiredRange", "HeldRange", "Lease", "LeaseInfo", "LeaseTable"]
 
 
 class HeldRange(NamedTuple):
@@ -49,18 +49,23 @@ class LeaseInfo(NamedTuple):
     delivery_count: int
 
 
-class _Lease:
+class Lease:
     """A contiguous span sharing one deadline and delivery count.
 
     ``held`` is None while every offset in [first, last] is held; otherwise a bitmap
     (1 = held).  Invariant: ``first`` and ``last`` are always held offsets.
+
+    Outside this module a lease is an opaque *hint*: the consumer keeps the one a message
+    was delivered under, so settling that message needs no table lookup (``holding``).
+    A lease never changes its deadline or delivery count; it only shrinks, or dies.
     """
 
-    __slots__ = ("alive", "count", "deadline", "delivery_count", "first", "held", "last", "seq", "tp")
+    __slots__ = ("alive", "count", "deadline", "delivery_count", "first", "held", "last", "part", "seq", "tp")
 
     def __init__(
         self,
         tp: TopicIdPartition,
+        part: _Partition,
         first: int,
         last: int,
         delivery_count: int,
@@ -70,6 +75,7 @@ class _Lease:
         count: int | None = None,
     ) -> None:
         self.tp = tp
+        self.part = part
         self.first = first
         self.last = last
         self.delivery_count = delivery_count
@@ -124,7 +130,7 @@ class _Partition:
     def __init__(self) -> None:
         # Parallel sorted lists: starts[i] == leases[i].first; spans never overlap.
         self.starts: list[int] = []
-        self.leases: list[_Lease] = []
+        self.leases: list[Lease] = []
         self.count = 0
 
     def find(self, offset: int) -> int:
@@ -144,7 +150,7 @@ class LeaseTable:
 
     def __init__(self) -> None:
         self._parts: dict[TopicIdPartition, _Partition] = {}
-        self._heap: list[tuple[float, int, _Lease]] = []
+        self._heap: list[tuple[float, int, Lease]] = []
         self._seq = itertools.count()
         self._held = 0
         self._live = 0
@@ -162,6 +168,53 @@ class LeaseTable:
 
     def partitions(self) -> list[TopicIdPartition]:
         return list(self._parts)
+
+    def lease_at(self, tp: TopicIdPartition, offset: int) -> Lease | None:
+        """The lease holding ``offset`` (an opaque hint for ``holding``/``settle_delivery``)."""
+        return self._lease_at(tp, offset)
+
+    def holding(
+        self, tp: TopicIdPartition, offset: int, delivery_count: int, now: float, hint: Lease | None = None
+    ) -> Lease | None:
+        """The lease holding ``offset`` for the delivery counted ``delivery_count``, if its
+        deadline is still ahead of ``now``; else None.
+
+        ``hint`` is the lease the record was delivered under: while it is alive and still
+        spans the offset, no lookup is needed (leases never overlap).  A hint that was split
+        off or died falls back to the lookup.
+        """
+        lease = hint
+        if lease is None or not lease.alive or offset < lease.first or offset > lease.last:
+            lease = self._lease_at(tp, offset)
+            if lease is None:
+                return None
+        elif lease.held is not None and lease.held[offset - lease.first] == 0:
+            return None
+        if lease.delivery_count != delivery_count or lease.deadline <= now:
+            return None
+        return lease
+
+    def settle_delivery(
+        self, tp: TopicIdPartition, offset: int, delivery_count: int, now: float, hint: Lease | None = None
+    ) -> bool:
+        """``settle`` for one delivery of ``offset``: False (nothing settled) when that delivery
+        no longer holds it - lock run out (swept or not), re-acquired, or dropped."""
+        lease = hint
+        if (
+            lease is None
+            or not lease.alive
+            or lease.held is not None
+            or offset < lease.first
+            or offset > lease.last
+        ):
+            # Not the common case (the hint is a whole, live span holding the offset): look it up.
+            lease = self.holding(tp, offset, delivery_count, now, hint)
+            if lease is None:
+                return False
+        elif lease.delivery_count != delivery_count or lease.deadline <= now:
+            return False
+        self._settle_in(lease, offset)
+        return True
 
     def get(self, tp: TopicIdPartition, offset: int) -> LeaseInfo | None:
         lease = self._lease_at(tp, offset)
@@ -221,37 +274,55 @@ class LeaseTable:
         self._insert(tp, first, last, delivery_count, deadline)
         return replaced
 
+    def acquire(
+        self, tp: TopicIdPartition, first: int, last: int, delivery_count: int, deadline: float, now: float
+    ) -> tuple[list[tuple[int, int]], list[ExpiredRange]]:
+        """Take an acquisition the broker reported: returns (news, superseded).
+
+        ``news`` are the spans of [first, last] that are new to us; they are now leased
+        with ``delivery_count`` and ``deadline``.  ``superseded`` are held runs the
+        acquisition replaced, because their delivery is over: their lock ran out here
+        (``deadline <= now``, swept or not), or the broker counts a later delivery (a higher
+        delivery count: its lock ran out there first).  Held runs with a lock still running
+        and a delivery count at least ``delivery_count`` are kept and left out of ``news``:
+        Kafka never reports a record its member holds, but librdkafka's mock re-reports
+        held records on every fetch without counting a delivery.
+        """
+        if first > last:
+            raise ValueError(f"empty range {first}..{last}")
+        part = self._parts.get(tp)
+        if part is None or part.leases[-1].last < first or part.leases[0].first > last:
+            self._insert(tp, first, last, delivery_count, deadline)
+            return [(first, last)], []
+        leases = part.leases
+        i = bisect_right(part.starts, first) - 1
+        if i < 0 or leases[i].last < first:
+            i += 1
+        kept: list[tuple[int, int]] = []
+        superseded: list[ExpiredRange] = []
+        for lease in leases[i:]:
+            if lease.first > last:
+                break
+            runs = lease.runs(first, last)
+            if lease.deadline > now and lease.delivery_count >= delivery_count:
+                kept.extend(runs)
+            else:
+                superseded.extend(ExpiredRange(tp, lo, hi) for lo, hi in runs)
+        news = _subtract(first, last, kept)
+        # Cutting the news spans as well splits kept leases around unheld holes, so the
+        # new leases never overlap an old lease's span.
+        for lo, hi in [(r.first, r.last) for r in superseded] + news:
+            self._cut(tp, lo, hi)
+        for lo, hi in news:
+            self._insert(tp, lo, hi, delivery_count, deadline)
+        return news, superseded
+
     def settle(self, tp: TopicIdPartition, offset: int) -> bool:
         """End the lease of one offset (an ack was recorded); False if it was not held."""
-        part = self._parts.get(tp)
-        if part is None:
+        lease = self._lease_at(tp, offset)
+        if lease is None:
             return False
-        i = part.find(offset)
-        if i < 0:
-            return False
-        lease = part.leases[i]
-        if not lease.holds(offset):
-            return False
-        lease.count -= 1
-        part.count -= 1
-        self._held -= 1
-        if lease.count == 0:
-            self._unlink(tp, part, i)
-            return True
-        if lease.held is None:
-            # Settling in order trims the edge in place: no bitmap, no re-keying cost.
-            if offset == lease.first:
-                lease.first += 1
-                part.starts[i] = lease.first
-                return True
-            if offset == lease.last:
-                lease.last -= 1
-                return True
-            lease.held = bytearray(b"\x01") * (lease.last - lease.first + 1)
-        lease.held[offset - lease.first] = 0
-        if offset == lease.first or offset == lease.last:
-            lease.normalize()
-            part.starts[i] = lease.first
+        self._settle_in(lease, offset)
         return True
 
     # A RELEASE ends the lease exactly like ACCEPT/REJECT do; the name reads better at call sites.
@@ -279,7 +350,7 @@ class LeaseTable:
         """Remove and return every held run whose deadline is <= now."""
         out: list[ExpiredRange] = []
         heap = self._heap
-        dead: dict[TopicIdPartition, list[_Lease]] = {}
+        dead: dict[TopicIdPartition, list[Lease]] = {}
         while heap and heap[0][0] <= now:
             lease = heapq.heappop(heap)[2]
             if not lease.alive:
@@ -332,7 +403,33 @@ class LeaseTable:
 
     # -- internals -------------------------------------------------------------------
 
-    def _lease_at(self, tp: TopicIdPartition, offset: int) -> _Lease | None:
+    def _settle_in(self, lease: Lease, offset: int) -> None:
+        """Settle ``offset``, which ``lease`` holds."""
+        part = lease.part
+        lease.count -= 1
+        part.count -= 1
+        self._held -= 1
+        if lease.count == 0:
+            self._unlink(lease.tp, part, bisect_right(part.starts, offset) - 1)
+            return
+        if lease.held is None:
+            # Settling in order trims the edge in place: no bitmap, no re-keying cost.
+            if offset == lease.first:
+                i = bisect_right(part.starts, offset) - 1
+                lease.first += 1
+                part.starts[i] = lease.first
+                return
+            if offset == lease.last:
+                lease.last -= 1
+                return
+            lease.held = bytearray(b"\x01") * (lease.last - lease.first + 1)
+        lease.held[offset - lease.first] = 0
+        if offset == lease.first or offset == lease.last:
+            i = bisect_right(part.starts, lease.first) - 1
+            lease.normalize()
+            part.starts[i] = lease.first
+
+    def _lease_at(self, tp: TopicIdPartition, offset: int) -> Lease | None:
         part = self._parts.get(tp)
         if part is None:
             return None
@@ -345,14 +442,15 @@ class LeaseTable:
     def _new_lease(
         self,
         tp: TopicIdPartition,
+        part: _Partition,
         first: int,
         last: int,
         delivery_count: int,
         deadline: float,
         held: bytearray | None = None,
         count: int | None = None,
-    ) -> _Lease:
-        lease = _Lease(tp, first, last, delivery_count, deadline, next(self._seq), held, count)
+    ) -> Lease:
+        lease = Lease(tp, part, first, last, delivery_count, deadline, next(self._seq), held, count)
         heapq.heappush(self._heap, (deadline, lease.seq, lease))
         self._live += 1
         return lease
@@ -376,7 +474,7 @@ class LeaseTable:
                 left.last = last
                 left.count += n
                 return
-        lease = self._new_lease(tp, first, last, delivery_count, deadline)
+        lease = self._new_lease(tp, part, first, last, delivery_count, deadline)
         if i == len(part.leases):
             part.leases.append(lease)
             part.starts.append(first)
@@ -413,7 +511,7 @@ class LeaseTable:
         if i == j:
             return []
         removed: list[tuple[int, int, int]] = []
-        survivors: list[_Lease] = []
+        survivors: list[Lease] = []
         removed_count = 0
         for lease in leases[i:j]:
             lo, hi = max(first, lease.first), min(last, lease.last)
@@ -435,7 +533,7 @@ class LeaseTable:
         self._maybe_compact()
         return removed
 
-    def _split_off(self, lease: _Lease, lo: int, hi: int) -> list[_Lease]:
+    def _split_off(self, lease: Lease, lo: int, hi: int) -> list[Lease]:
         """What remains of ``lease`` outside [lo, hi]; reuses ``lease`` for the first piece."""
         base, bits = lease.first, lease.held
         sides: list[tuple[int, int, bytearray | None, int]] = []
@@ -449,14 +547,14 @@ class LeaseTable:
             right_count = lease.last - hi if right_bits is None else right_bits.count(1)
             if right_count:
                 sides.append((hi + 1, lease.last, right_bits, right_count))
-        pieces: list[_Lease] = []
+        pieces: list[Lease] = []
         for k, (a, b, piece_bits, count) in enumerate(sides):
             if k == 0:
                 piece = lease
                 piece.first, piece.last, piece.held, piece.count = a, b, piece_bits, count
             else:
                 piece = self._new_lease(
-                    lease.tp, a, b, lease.delivery_count, lease.deadline, piece_bits, count
+                    lease.tp, lease.part, a, b, lease.delivery_count, lease.deadline, piece_bits, count
                 )
             piece.normalize()
             pieces.append(piece)
@@ -468,5 +566,18 @@ class LeaseTable:
             heapq.heapify(self._heap)
             self._stale = 0
 
-    def _heap_live(self) -> list[_Lease]:
+    def _heap_live(self) -> list[Lease]:
         return [entry[2] for entry in self._heap if entry[2].alive]
+
+
+def _subtract(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[first, last] minus ascending, disjoint ``covered`` spans (each inside it)."""
+    out: list[tuple[int, int]] = []
+    pos = first
+    for lo, hi in covered:
+        if lo > pos:
+            out.append((pos, lo - 1))
+        pos = hi + 1
+    if pos <= last:
+        out.append((pos, last))
+    return out

@@ -4,7 +4,7 @@
   wrote), driven through its C API with ctypes from the librdkafka that confluent-kafka
   bundles, so lock duration, heartbeat interval, offset reset, leaders, broker outages and
   manual assignments can be set - the Python binding exposes none of that.
-* ``EmbeddedCluster``: aioshare's EmbeddedBroker, used once it serves ShareFetch.
+* ``EmbeddedCluster``: aioshare's EmbeddedBroker (every share-group API, Kafka's rules).
 
 What the mock (librdkafka 2.16) does and does not do, found by experiment and its source:
 - ApiVersions: ShareGroupHeartbeat v1, ShareFetch v1, ShareAcknowledge v1 only: no RENEW
@@ -14,6 +14,11 @@ What the mock (librdkafka 2.16) does and does not do, found by experiment and it
   duration; expired locks are swept by a 1 s timer (so expiry is late by up to ~1 s).
 - Its assignor gives each partition to one member only: four members on a one-partition
   topic leave three idle unless a manual target assignment shares it (``share_all``).
+- It re-reports records a member holds as acquired on every ShareFetch, with the same
+  delivery count.  The consumer skips those while their lock runs; once its own (earlier)
+  clock expired a lock, the next re-report is taken as a new delivery with the old count,
+  and the mock's own expiry a moment later brings the real redelivery (one count higher),
+  which replaces it.  Kafka never re-reports a held record.
 - Releasing a member's records on session close does not decrement the delivery count
   (Kafka does); a new epoch-0 ShareFetch releases the member's records (Kafka keeps them).
 - Closing any connection to a broker closes every share session on that broker, other
@@ -45,7 +50,13 @@ class ShareCluster(Protocol):
 
     async def create_topic(self, topic: str, partitions: int = 1) -> None: ...
 
-    async def produce(self, topic: str, values: Sequence[bytes], partition: int | None = None) -> None: ...
+    async def new_group(self) -> str: ...
+
+    async def produce(
+        self, topic: str, values: Sequence[bytes], partition: int | None = None, batch_records: int = 0
+    ) -> None:
+        """Write ``values``; ``batch_records`` > 0 cuts them into log batches of that many
+        (Kafka acquires whole batches in batch_optimized mode, so batch size shapes who gets what)."""
 
     def share_all(self, group: str, topic: str, partitions: int, member_ids: Sequence[str]) -> None: ...
 
@@ -125,13 +136,20 @@ class MockCluster:
     async def create_topic(self, topic: str, partitions: int = 1) -> None:
         assert self._lib.rd_kafka_mock_topic_create(self._mc, topic.encode(), partitions, 1) == 0
 
-    async def produce(self, topic: str, values: Sequence[bytes], partition: int | None = None) -> None:
+    async def new_group(self) -> str:
+        return new_group()  # share.auto.offset.reset=earliest is the mock's global setting
+
+    async def produce(
+        self, topic: str, values: Sequence[bytes], partition: int | None = None, batch_records: int = 0
+    ) -> None:
         # Blocking is fine here: the mock's brokers run on librdkafka's own threads.
         if self._producer is None:
             self._producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         for i, value in enumerate(values):
             kwargs: dict[str, Any] = {"partition": partition} if partition is not None else {}
             self._producer.produce(topic, value, key=str(i).encode(), **kwargs)
+            if batch_records and (i + 1) % batch_records == 0:
+                assert self._producer.flush(30) == 0, "the mock cluster did not take every record"
         assert self._producer.flush(30) == 0, "the mock cluster did not take every record"
 
     def share_all(self, group: str, topic: str, partitions: int, member_ids: Sequence[str]) -> None:
@@ -172,7 +190,7 @@ class MockCluster:
 
 
 class EmbeddedCluster:
-    """aioshare's EmbeddedBroker; the scenarios run on it once it serves ShareFetch."""
+    """aioshare's EmbeddedBroker, three nodes, Kafka's share-group rules."""
 
     name = "embedded"
     supports_renew = True
@@ -185,10 +203,6 @@ class EmbeddedCluster:
 
     @classmethod
     async def start(cls, *, lock_ms: int = 2000, heartbeat_ms: int = 200) -> EmbeddedCluster:
-        if not os.environ.get("AIOSHARE_CONSUMER_ON_EMBEDDED"):
-            # Opt-in until the embedded broker's share groups are complete, and until this
-            # adapter can set share.auto.offset.reset=earliest (the scenarios produce first).
-            pytest.skip("set AIOSHARE_CONSUMER_ON_EMBEDDED=1 to run the scenarios on the embedded broker")
         from aioshare.broker.embedded import EmbeddedBroker
 
         broker = EmbeddedBroker(
@@ -201,15 +215,24 @@ class EmbeddedCluster:
             },
         )
         await broker.start()
-        if broker.registry.lookup(78, 1) is None:
-            await broker.close()
-            pytest.skip("the embedded broker does not serve ShareFetch yet")
         return cls(broker, lock_ms)
 
     async def create_topic(self, topic: str, partitions: int = 1) -> None:
         await self._broker.create_topic(topic, partitions)
 
-    async def produce(self, topic: str, values: Sequence[bytes], partition: int | None = None) -> None:
+    async def new_group(self) -> str:
+        """A fresh group reading from the start, as Kafka's admin would set it up: the
+        scenarios produce before the first ShareFetch, and Kafka's default is ``latest``."""
+        from aioshare.admin import ShareAdmin
+
+        group = new_group()
+        async with ShareAdmin(self.bootstrap) as admin:
+            await admin.alter_group_config(group, {"share.auto.offset.reset": "earliest"})
+        return group
+
+    async def produce(
+        self, topic: str, values: Sequence[bytes], partition: int | None = None, batch_records: int = 0
+    ) -> None:
         from aiokafka import AIOKafkaProducer
 
         if self._producer is None:
@@ -217,6 +240,8 @@ class EmbeddedCluster:
             await self._producer.start()
         for i, value in enumerate(values):
             await self._producer.send(topic, value, key=str(i).encode(), partition=partition)
+            if batch_records and (i + 1) % batch_records == 0:
+                await self._producer.flush()
         await self._producer.flush()
 
     def share_all(self, group: str, topic: str, partitions: int, member_ids: Sequence[str]) -> None:

@@ -3,7 +3,8 @@
 Built on the client tests' FakeCluster (Metadata, FindCoordinator, ApiVersions); adds
 ShareGroupHeartbeat, ShareFetch and ShareAcknowledge handlers that record every request.
 By default ShareFetch acquires the next ``MaxRecords`` offsets of one partition and returns
-the batches holding them; ``fetch_hook`` replaces that answer for a test.
+the batches holding them; ``fetch_hook`` replaces that answer for a test, and
+``acknowledge_hook`` runs before each ShareAcknowledge is answered (to hold it back).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ TOPIC = "jobs"
 TOPIC_ID = uuid.UUID("22222222-2222-2222-2222-222222222222")
 
 FetchHook = Callable[[ShareFetchRequest], Awaitable[ShareFetchResponse | None]]
+AcknowledgeHook = Callable[[ShareAcknowledgeRequest], Awaitable[None]]
 
 
 class ShareFake:
@@ -44,6 +46,7 @@ class ShareFake:
         self.end = 0  # next offset to write
         self.next = 0  # next offset to acquire
         self.fetch_hook: FetchHook | None = None
+        self.acknowledge_hook: AcknowledgeHook | None = None
         self.heartbeat_error = 0
         self.fetches: list[ShareFetchRequest] = []
         self.acknowledges: list[ShareAcknowledgeRequest] = []
@@ -137,6 +140,8 @@ class ShareFake:
     ) -> ShareAcknowledgeResponse:
         assert isinstance(body, ShareAcknowledgeRequest)
         self.acknowledges.append(body)
+        if self.acknowledge_hook is not None:
+            await self.acknowledge_hook(body)
         return ShareAcknowledgeResponse(
             acquisition_lock_timeout_ms=self.lock_ms if header.request_api_version >= 2 else 0,
             responses=[

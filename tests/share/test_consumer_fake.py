@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from aioshare.protocol.errors import (
+    ConfigError,
     ErrorCode,
     GroupAuthorizationFailedError,
     InvalidRecordStateError,
     KafkaConnectionError,
     ShareSessionNotFoundError,
 )
-from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
+from aioshare.protocol.messages import ShareAcknowledgeRequest, ShareFetchRequest, ShareFetchResponse
 from aioshare.protocol.types import AckType
 from aioshare.share import LockExpiry, Message, ShareConsumer, TopicPartition
+from aioshare.share.lease_timer import LeaseTimer
 from tests.client.fakes import FakeCluster
 
 from .consumer_clusters import aioshare_tasks, wait_until
@@ -304,3 +306,196 @@ async def test_coordinator_move_is_followed(fake: ShareFake) -> None:
         fake.heartbeat_error = 0
         await wait_until(lambda: bool(fake.cluster.brokers[2].requests(76)), timeout=5)
         assert c.member_epoch == 1
+
+
+def scripted(fake: ShareFake, *answers: Callable[[], Awaitable[ShareFetchResponse]]) -> None:
+    """Answer the first ShareFetches with ``answers`` in turn (each may wait); later ones get
+    the default, which has nothing left to acquire."""
+    pending = list(answers)
+
+    async def hook(req: ShareFetchRequest) -> ShareFetchResponse | None:
+        return await pending.pop(0)() if pending else None
+
+    fake.next = fake.end
+    fake.fetch_hook = hook
+
+
+def acquired(fake: ShareFake, delivery_count: int) -> Callable[[], Awaitable[ShareFetchResponse]]:
+    """A ShareFetch answer acquiring offset 0 with ``delivery_count``."""
+
+    async def respond() -> ShareFetchResponse:
+        return answer(fake, [(0, 0, delivery_count)], fake.records_for(0, 0))
+
+    return respond
+
+
+def nothing_until(fake: ShareFake, gate: asyncio.Event) -> Callable[[], Awaitable[ShareFetchResponse]]:
+    """A long poll that ends, empty, when ``gate`` is set."""
+
+    async def respond() -> ShareFetchResponse:
+        await gate.wait()
+        return answer(fake, [], b"")
+
+    return respond
+
+
+class _LateSweep(LeaseTimer):
+    """A lease timer whose sweep has not run yet (it never does)."""
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_held_record_reported_again_is_not_delivered_twice(fake: ShareFake) -> None:
+    # librdkafka's mock re-reports held records on every fetch with the same delivery count.
+    fake.add_batch([b"a"])
+    scripted(fake, *(acquired(fake, 1) for _ in range(4)))
+    async with consumer(fake) as c:
+        (msg,) = await take(c, 1)
+        await wait_until(lambda: len(fake.fetches) >= 4, timeout=3)
+        assert await c.getmany(timeout=0.1) == []
+        assert c.held == 1
+        msg.accept()
+        assert await c.commit() == {TP: None}
+
+
+async def test_redelivery_with_a_higher_count_replaces_a_lock_still_running_here(fake: ShareFake) -> None:
+    # The broker's lock ran out before ours (so it re-acquired the record for us, counting
+    # a delivery): the new delivery must reach the application, not be taken for a re-report.
+    fake.add_batch([b"a"])
+    gate = asyncio.Event()
+    scripted(fake, acquired(fake, 1), nothing_until(fake, gate), acquired(fake, 2))
+    expired: list[LockExpiry] = []
+    async with consumer(fake, on_lock_expired=expired.extend) as c:
+        (first,) = await take(c, 1)
+        gate.set()
+        (second,) = await take(c, 1)
+        assert (second.offset, second.delivery_count) == (0, 2)
+        assert expired == [LockExpiry(TP, 0, 0)]  # the first delivery is over
+        first.accept()  # refused here: it would settle the second delivery
+        second.accept()
+        results = await c.commit()
+        assert isinstance(results[TP], InvalidRecordStateError)
+    assert fake.acked() == {0: AckType.ACCEPT}
+
+
+@pytest.mark.parametrize("delivery_count", [1, 2])
+async def test_redelivery_replaces_an_expired_lock_not_yet_swept(
+    fake: ShareFake, monkeypatch: pytest.MonkeyPatch, delivery_count: int
+) -> None:
+    monkeypatch.setattr("aioshare.share.consumer.LeaseTimer", _LateSweep)
+    fake.lock_ms = 200
+    fake.add_batch([b"a"])
+    gate = asyncio.Event()
+    # The third fetch goes out after the first lock ran out here (the second one waits for that).
+    scripted(fake, acquired(fake, 1), nothing_until(fake, gate), acquired(fake, delivery_count))
+    expired: list[LockExpiry] = []
+    loop = asyncio.get_running_loop()
+    async with consumer(fake, on_lock_expired=expired.extend) as c:
+        (first,) = await take(c, 1)
+        await wait_until(lambda: loop.time() > first.lock_expires_at, timeout=3)
+        gate.set()
+        (second,) = await take(c, 1)
+        assert (second.offset, second.delivery_count) == (0, delivery_count)
+        assert second.lock_expires_at > loop.time()
+        assert expired == [LockExpiry(TP, 0, 0)]
+        second.accept()
+        assert await c.commit() == {TP: None}
+
+
+async def test_renew_fails_when_the_lock_ran_out_before_it_could_be_sent(fake: ShareFake) -> None:
+    # The renew waits behind a long-polling fetch; meanwhile the lock runs out, and the broker
+    # re-acquires the record for us with the next fetch.  A RENEW sent after the lock ran out
+    # would renew whatever delivery the broker made since.
+    fake.lock_ms = 300
+    fake.add_batch([b"long"])
+    gate = asyncio.Event()
+    scripted(fake, acquired(fake, 1), nothing_until(fake, gate), acquired(fake, 2))
+    loop = asyncio.get_running_loop()
+    async with consumer(fake) as c:
+        (msg,) = await take(c, 1)
+        await wait_until(lambda: len(fake.fetches) >= 2, timeout=3)  # the long poll is out
+        renewal = asyncio.ensure_future(msg.renew())
+        await wait_until(lambda: loop.time() > msg.lock_expires_at, timeout=3)
+        gate.set()
+        with pytest.raises(InvalidRecordStateError):
+            await asyncio.wait_for(renewal, 3)
+        (back,) = await take(c, 1)
+        assert back.delivery_count == 2
+        back.accept()
+        assert await c.commit() == {TP: None}
+    assert not [a for a in fake.acknowledges if a.is_renew_ack]
+
+
+async def test_renew_fails_when_the_lock_ran_out_before_it_was_answered(fake: ShareFake) -> None:
+    fake.lock_ms = 300
+    fake.add_batch([b"long"])
+    gate = asyncio.Event()
+
+    async def hold_renewals(req: ShareAcknowledgeRequest) -> None:
+        if req.is_renew_ack:
+            await gate.wait()
+
+    fake.acknowledge_hook = hold_renewals
+    loop = asyncio.get_running_loop()
+    async with consumer(fake, max_in_flight=1) as c:
+        (msg,) = await take(c, 1)
+        renewal = asyncio.ensure_future(msg.renew())
+        await wait_until(lambda: any(a.is_renew_ack for a in fake.acknowledges), timeout=3)
+        await wait_until(lambda: loop.time() > msg.lock_expires_at, timeout=3)
+        gate.set()
+        with pytest.raises(InvalidRecordStateError):
+            await asyncio.wait_for(renewal, 3)
+
+
+async def test_stop_fetching_keeps_acks_and_commits_flowing(fake: ShareFake) -> None:
+    fake.add_batch([b"a", b"b", b"c", b"d"])
+    async with consumer(fake, max_poll_records=2) as c:
+        a, b = await take(c, 2)
+        c.stop_fetching()
+        assert c.max_in_flight == 0
+        fetches = len(fake.fetches)
+        a.accept()
+        b.accept()  # capacity is free again, but nothing may be acquired any more
+        assert await c.commit() == {TP: None}
+        assert await c.getmany(timeout=0.3) == []
+        assert len(fake.fetches) == fetches
+        assert c.held == 0
+    assert fake.acked() == {0: AckType.ACCEPT, 1: AckType.ACCEPT}
+    assert [a for a in fake.acknowledges if a.share_session_epoch != -1]  # sent alone
+
+
+async def test_set_max_in_flight_grows_and_shrinks_capacity(fake: ShareFake) -> None:
+    fake.add_batch([str(i).encode() for i in range(20)])
+    async with consumer(fake, max_poll_records=10, max_in_flight=2) as c:
+        held = await take(c, 2)
+        with pytest.raises(ConfigError):
+            c.set_max_in_flight(0)
+        c.set_max_in_flight(5)
+        held += await take(c, 3)
+        assert c.held == 5 and c.max_in_flight == 5
+        c.set_max_in_flight(1)  # below what is held: nothing is given back, nothing fetched
+        for msg in held[:4]:
+            msg.accept()
+        assert await c.commit() == {TP: None}
+        fetches = len(fake.fetches)
+        assert await c.getmany(timeout=0.2) == []
+        assert len(fake.fetches) == fetches
+        held[4].accept()
+        (more,) = await take(c, 1)
+        assert more.offset == 5
+    assert [f.max_records for f in fake.fetches if f.max_records] == [2, 3, 1]
+
+
+async def test_acks_freeing_a_whole_fetch_wake_the_fetcher_before_the_linger(fake: ShareFake) -> None:
+    fake.add_batch([str(i).encode() for i in range(20)])
+    async with consumer(fake, max_poll_records=5, ack_linger=30.0) as c:
+        held = await take(c, 5)
+        for msg in held[:4]:
+            msg.accept()  # a sliver of capacity: it waits for the (long) linger ...
+        assert await c.getmany(timeout=0.2) == []
+        assert len(fake.fetches) == 1
+        held[4].accept()  # ... until a whole fetch's worth is free
+        more = await take(c, 5, timeout=3)
+        assert [m.offset for m in more] == [5, 6, 7, 8, 9]
+    assert [f.max_records for f in fake.fetches[:2]] == [5, 5]

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioshare.protocol.types import TopicIdPartition
-from aioshare.share.leases import ExpiredRange, LeaseInfo, LeaseTable
+from aioshare.share.leases import ExpiredRange, Lease, LeaseInfo, LeaseTable
 
 T1 = TopicIdPartition(uuid.UUID(int=11), 0)
 T2 = TopicIdPartition(uuid.UUID(int=22), 3)
@@ -252,6 +252,62 @@ def test_heap_stays_bounded_when_ranges_settle_before_their_deadline() -> None:
     check_invariants(t)
 
 
+def test_acquire_keeps_a_held_record_reported_again() -> None:
+    # librdkafka's mock re-reports held records with the same delivery count on every fetch.
+    t = LeaseTable()
+    assert t.acquire(T1, 0, 9, 1, 30.0, now=0.0) == ([(0, 9)], [])
+    lease = t.lease_at(T1, 5)
+    assert t.acquire(T1, 0, 9, 1, 31.0, now=1.0) == ([], [])
+    assert t.lease_at(T1, 5) is lease and t.get(T1, 5) == LeaseInfo(30.0, 1)
+    check_invariants(t)
+
+
+def test_acquire_replaces_a_lease_with_a_lower_delivery_count() -> None:
+    t = LeaseTable()
+    t.acquire(T1, 0, 9, 1, 30.0, now=0.0)
+    news, superseded = t.acquire(T1, 4, 5, 2, 31.0, now=1.0)
+    assert news == [(4, 5)]
+    assert superseded == [ExpiredRange(T1, 4, 5)]
+    assert t.get(T1, 4) == LeaseInfo(31.0, 2) and t.get(T1, 3) == LeaseInfo(30.0, 1)
+    assert t.held_count == 10
+    check_invariants(t)
+
+
+def test_acquire_replaces_an_expired_lease_not_yet_swept() -> None:
+    t = LeaseTable()
+    t.acquire(T1, 0, 3, 1, 10.0, now=0.0)
+    news, superseded = t.acquire(T1, 0, 3, 1, 22.0, now=10.0)  # deadline == now: ran out
+    assert news == [(0, 3)] and superseded == [ExpiredRange(T1, 0, 3)]
+    assert t.get(T1, 2) == LeaseInfo(22.0, 1)
+    assert t.expire(10.0) == []  # nothing left for the sweep to report twice
+    check_invariants(t)
+
+
+def test_acquire_fills_holes_of_a_kept_lease() -> None:
+    t = LeaseTable()
+    t.acquire(T1, 0, 9, 1, 30.0, now=0.0)
+    t.settle(T1, 5)  # a hole: the broker may acquire it again (released, then re-acquired)
+    news, superseded = t.acquire(T1, 3, 7, 1, 40.0, now=1.0)
+    assert news == [(5, 5)] and superseded == []
+    assert t.get(T1, 5) == LeaseInfo(40.0, 1) and t.get(T1, 6) == LeaseInfo(30.0, 1)
+    check_invariants(t)
+
+
+def test_settle_delivery_checks_the_delivery_and_uses_the_hint() -> None:
+    t = LeaseTable()
+    t.acquire(T1, 0, 9, 2, 30.0, now=0.0)
+    hint = t.lease_at(T1, 0)
+    assert not t.settle_delivery(T1, 0, 1, 0.0, hint)  # another delivery of the offset
+    assert not t.settle_delivery(T1, 0, 2, 30.0, hint)  # its lock ran out (not yet swept)
+    assert t.settle_delivery(T1, 0, 2, 0.0, hint)
+    assert not t.settle_delivery(T1, 0, 2, 0.0, hint)  # settled already
+    t.renew(T1, 5, 50.0)  # splits the hint's lease: offsets past 5 now live in another lease
+    assert t.settle_delivery(T1, 7, 2, 25.0, hint)
+    assert t.settle_delivery(T1, 5, 2, 40.0, hint)  # renewed: its deadline is the new one
+    assert t.held_count == 7
+    check_invariants(t)
+
+
 def test_empty_range_is_rejected() -> None:
     t = LeaseTable()
     try:
@@ -265,8 +321,19 @@ def test_empty_range_is_rejected() -> None:
 
 TPS = [T1, T2]
 DEADLINES = [10.0, 20.0, 30.0, 40.0]
-KINDS = ["add", "settle", "settle_range", "renew", "renew_range", "expire", "drop", "is_held"]
-WEIGHTED_KINDS = st.sampled_from(["add"] * 3 + ["settle"] * 4 + ["renew"] * 3 + KINDS)
+KINDS = [
+    "add",
+    "acquire",
+    "settle",
+    "settle_delivery",
+    "settle_range",
+    "renew",
+    "renew_range",
+    "expire",
+    "drop",
+    "is_held",
+]
+WEIGHTED_KINDS = st.sampled_from(["add"] * 3 + ["acquire"] * 2 + ["settle"] * 4 + ["renew"] * 3 + KINDS)
 
 
 Model = dict[tuple[TopicIdPartition, int], tuple[float, int]]
@@ -286,9 +353,40 @@ def draw_point(data: st.DataObject, model: Model) -> tuple[TopicIdPartition, int
 def test_matches_a_naive_model(data: st.DataObject) -> None:
     table = LeaseTable()
     model: Model = {}
+    hints: dict[tuple[TopicIdPartition, int], Lease | None] = {}  # as a consumer's messages keep them
     for _ in range(data.draw(st.integers(5, 60))):
         kind = data.draw(WEIGHTED_KINDS)
-        if kind == "add":
+        if kind == "acquire":
+            tp, first = data.draw(st.sampled_from(TPS)), data.draw(st.integers(0, 24))
+            n, dc, dl = (
+                data.draw(st.integers(1, 10)),
+                data.draw(st.integers(1, 3)),
+                data.draw(st.sampled_from(DEADLINES)),
+            )
+            now = data.draw(st.sampled_from([0.0, 10.0, 25.0]))
+            news, superseded = table.acquire(tp, first, first + n - 1, dc, dl, now)
+            kept = {
+                (tp, o)
+                for o in range(first, first + n)
+                if (tp, o) in model and model[(tp, o)][0] > now and model[(tp, o)][1] >= dc
+            }
+            replaced = {(tp, o) for o in range(first, first + n) if (tp, o) in model} - kept
+            assert {(r.tp, o) for r in superseded for o in range(r.first, r.last + 1)} == replaced
+            fresh = {(tp, o) for lo, hi in news for o in range(lo, hi + 1)}
+            assert fresh == {(tp, o) for o in range(first, first + n)} - kept
+            for key in fresh:
+                model[key] = (dl, dc)
+                hints[key] = table.lease_at(*key)
+        elif kind == "settle_delivery":
+            tp, o = draw_point(data, model)
+            dc = data.draw(st.integers(1, 3))
+            now = data.draw(st.sampled_from([0.0, 10.0, 25.0]))
+            v = model.get((tp, o))
+            ok = v is not None and v[1] == dc and v[0] > now
+            assert table.settle_delivery(tp, o, dc, now, hints.get((tp, o))) == ok
+            if ok:
+                del model[(tp, o)]
+        elif kind == "add":
             tp, first = data.draw(st.sampled_from(TPS)), data.draw(st.integers(0, 24))
             n, dc, dl = (
                 data.draw(st.integers(1, 10)),
