@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from aioshare.protocol.errors import BrokerError
-from aioshare.protocol.types import TopicPartition
+from aioshare.protocol.types import ConfigSource, TopicPartition
 
 __all__ = [
     "ConfigEntry",
@@ -71,28 +70,6 @@ class PartitionOffsetInfo:
     leader_epoch: int
     lag: int
     error: BrokerError | None = None
-
-
-class ConfigSource(enum.IntEnum):
-    """DescribeConfigs ConfigSource values (Kafka's DescribeConfigsResponse.ConfigSource)."""
-
-    UNKNOWN = 0
-    TOPIC_CONFIG = 1
-    DYNAMIC_BROKER_CONFIG = 2
-    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-    STATIC_BROKER_CONFIG = 4
-    DEFAULT_CONFIG = 5
-    DYNAMIC_BROKER_LOGGER_CONFIG = 6
-    CLIENT_METRICS_CONFIG = 7
-    GROUP_CONFIG = 8
-
-    @classmethod
-    def of(cls, value: int) -> ConfigSource:
-        # A newer broker may send a source this list does not know yet.
-        try:
-            return cls(value)
-        except ValueError:
-            return cls.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)

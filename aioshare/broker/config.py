@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from aioshare.broker import _codes
 from aioshare.protocol import errors
+from aioshare.protocol.types import ConfigSource
 
 ConfigValue = bool | int | str | tuple[str, ...]
 RawValue = str | int | bool
@@ -36,20 +37,6 @@ class ConfigType(enum.IntEnum):
     LIST = 7
     CLASS = 8
     PASSWORD = 9
-
-
-class ConfigSource(enum.IntEnum):
-    """DescribeConfigs ``ConfigSource`` values."""
-
-    UNKNOWN = 0
-    TOPIC_CONFIG = 1
-    DYNAMIC_BROKER_CONFIG = 2
-    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
-    STATIC_BROKER_CONFIG = 4
-    DEFAULT_CONFIG = 5
-    DYNAMIC_BROKER_LOGGER_CONFIG = 6
-    CLIENT_METRICS_CONFIG = 7
-    GROUP_CONFIG = 8
 
 
 class ConfigError(errors.ConfigError):

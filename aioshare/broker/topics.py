@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from aioshare.broker.config import BrokerConfig, ConfigEntry, ConfigSource, ConfigType
+from aioshare.broker.config import BrokerConfig, ConfigEntry, ConfigType
 from aioshare.broker.log import PartitionLog
 from aioshare.protocol.errors import (
     InvalidConfigError,
@@ -32,7 +32,7 @@ from aioshare.protocol.errors import (
     InvalidTopicError,
     TopicAlreadyExistsError,
 )
-from aioshare.protocol.types import random_kafka_uuid
+from aioshare.protocol.types import ConfigSource, random_kafka_uuid
 
 TOPICS_FILE = "topics.json"
 MAX_TOPIC_NAME_LENGTH = 249

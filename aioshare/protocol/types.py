@@ -65,3 +65,25 @@ def random_kafka_uuid() -> uuid.UUID:
         value = uuid.uuid4()
         if value.int > 1:
             return value
+
+
+class ConfigSource(enum.IntEnum):
+    """DescribeConfigs ConfigSource values (Kafka's DescribeConfigsResponse.ConfigSource)."""
+
+    UNKNOWN = 0
+    TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+    DYNAMIC_BROKER_LOGGER_CONFIG = 6
+    CLIENT_METRICS_CONFIG = 7
+    GROUP_CONFIG = 8
+
+    @classmethod
+    def of(cls, value: int) -> ConfigSource:
+        # A newer broker may send a source this list does not know yet.
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN

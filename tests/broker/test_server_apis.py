@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aioshare.broker.cluster import ConfigChange, ResourceType
-from aioshare.broker.config import ConfigEntry, ConfigSource, ConfigType
+from aioshare.broker.config import ConfigEntry, ConfigType
 from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.protocol._codec import ApiMessage
 from aioshare.protocol.errors import ErrorCode, InvalidConfigError
@@ -43,7 +43,7 @@ from aioshare.protocol.records import (
     iter_batches,
     transaction_marker,
 )
-from aioshare.protocol.types import kafka_uuid_str
+from aioshare.protocol.types import ConfigSource, kafka_uuid_str
 
 from .test_server_frames import RawClient, fetch_request, produce_request, records, wait_until
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from aioshare.broker.apis._common import leader_error
 from aioshare.broker.cluster import AlterOp, Cluster, ConfigChange, ResourceType
-from aioshare.broker.config import BROKER_CONFIG_KEYS, ConfigEntry, ConfigSource, config_value_to_string
+from aioshare.broker.config import BROKER_CONFIG_KEYS, ConfigEntry, config_value_to_string
 from aioshare.broker.server import ApiRegistry, RequestContext
 from aioshare.broker.topics import TOPIC_CONFIGS, Topic, validate_topic_configs
 from aioshare.protocol.errors import (
@@ -40,7 +40,7 @@ from aioshare.protocol.messages import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
-from aioshare.protocol.types import NIL_UUID
+from aioshare.protocol.types import NIL_UUID, ConfigSource
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
