@@ -14,6 +14,7 @@ logged and skipped, never allowed to disturb record processing.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Iterable
@@ -68,6 +69,58 @@ class Event:
 
 
 Subscriber = Callable[[Event], object]
+
+_new = object.__new__
+# The slot setters in field order; make_event unpacks exactly these 13 (a new field fails here).
+_SETTERS = tuple(Event.__dict__[f.name].__set__ for f in dataclasses.fields(Event))
+
+
+def make_event(
+    kind: EventKind,
+    route: str,
+    time: float,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+    delivery_count: int | None,
+    error: BaseException | None,
+    reason: str | None,
+    delay: float | None,
+    latency: float | None,
+    dead_letter_topic: str | None,
+) -> Event:
+    """``Event(...)`` for the runtime's hot path: the same object, built without the frozen
+    dataclass ``__init__`` (which sets each field through ``object.__setattr__``)."""
+    event: Event = _new(Event)
+    (
+        s_kind,
+        s_route,
+        s_time,
+        s_topic,
+        s_partition,
+        s_offset,
+        s_dc,
+        s_error,
+        s_reason,
+        s_delay,
+        s_lat,
+        s_dlt,
+        s_count,
+    ) = _SETTERS
+    s_kind(event, kind)
+    s_route(event, route)
+    s_time(event, time)
+    s_topic(event, topic)
+    s_partition(event, partition)
+    s_offset(event, offset)
+    s_dc(event, delivery_count)
+    s_error(event, error)
+    s_reason(event, reason)
+    s_delay(event, delay)
+    s_lat(event, latency)
+    s_dlt(event, dead_letter_topic)
+    s_count(event, 1)
+    return event
 
 
 class Subscription:
@@ -124,6 +177,10 @@ class EventBus:
     def wants(self, kind: EventKind) -> bool:
         """Whether anyone listens for ``kind`` (so the caller may skip building the event)."""
         return bool(self._by_kind.get(kind))
+
+    def subscribers(self, kind: EventKind) -> tuple[Subscription, ...]:
+        """The subscriptions an event of ``kind`` goes to (empty: nobody listens)."""
+        return self._by_kind.get(kind, ())
 
     def emit(self, event: Event) -> None:
         for sub in self._by_kind.get(event.kind, ()):

@@ -78,7 +78,8 @@ class Limiter:
 
     def _take(self) -> None:
         self.used += 1
-        self._update()
+        if self.used >= self.limit:
+            self._free.clear()
 
     def _forget(self, fut: asyncio.Future[None]) -> None:
         self._waiters = [w for w in self._waiters if w[2] is not fut]

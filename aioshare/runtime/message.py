@@ -21,6 +21,7 @@ from aioshare.share.message import Message as ShareMessage
 
 if TYPE_CHECKING:
     from aioshare.runtime.delays import TimerHandle
+    from aioshare.runtime.renewal import Intake
     from aioshare.share.deserialize import DeserializationError
 
 __all__ = ["Message"]
@@ -44,6 +45,7 @@ class Message(Generic[T]):
         "_owner",
         "_received_at",
         "_renew_handle",
+        "_renew_intake",
         "_state",
         "decision",
         "route",
@@ -59,6 +61,7 @@ class Message(Generic[T]):
         self._received_at = received_at
         self._state = State.QUEUED
         self._renew_handle: TimerHandle | None = None
+        self._renew_intake: Intake | None = None  # renewal.LockKeeper's first-renewal batch
         self._delay_handle: TimerHandle | None = None
         self.decision: Decision | None = None  # what the handler said about this record, if anything
 

@@ -195,6 +195,16 @@ class Metrics:
             )
         )
         self._subscription: Subscription | None = None
+        # Resolved once: record() runs for every event of every record.
+        self._by_kind: dict[EventKind, Counter] = {
+            kind: self._counter(name) for kind, name in _OUTCOME_COUNTERS.items()
+        }
+        self._acks_sent = self._counter("acknowledgements-send-total")
+        self._acks_failed = self._counter("acknowledgements-error-total")
+        self._errors = self._counter("errors-total")
+        self._handler_seconds = self._histogram("handler-duration-seconds")
+        self._latency = self._histogram("record-latency-seconds")
+        self._retry_delay = self._histogram("retry-delay-seconds")
 
     def _add(self, metric: Metric) -> None:
         self._metrics[metric.name] = metric
@@ -229,22 +239,58 @@ class Metrics:
 
     def record(self, event: Event) -> None:
         kind = event.kind
-        topic = event.topic or ""
-        name = _OUTCOME_COUNTERS.get(kind)
-        if name is not None:
-            self._counter(name).inc((event.route, topic))
-        if kind == EventKind.ACK_COMMITTED:
-            target = "acknowledgements-send-total" if event.error is None else "acknowledgements-error-total"
-            self._counter(target).inc((event.route, topic), event.count)
-        elif kind == EventKind.ERROR:
-            self._counter("errors-total").inc((event.route, event.reason or "error"))
-        elif kind == EventKind.RETRIED and event.delay is not None:
-            self._histogram("retry-delay-seconds").observe((event.route,), event.delay)
-        if event.latency is not None:
-            self._histogram("record-latency-seconds").observe((event.route, kind.value), event.latency)
+        counter = self._by_kind.get(kind)
+        if counter is not None and kind is not EventKind.RETRIED:  # the per-record path, inline
+            labels = (event.route, event.topic or "")
+            values = counter.values
+            values[labels] = values.get(labels, 0.0) + 1.0
+            if event.latency is not None:
+                self._latency.observe((event.route, kind.value), event.latency)
+            return
+        self.record_fields(
+            kind,
+            event.route,
+            event.topic,
+            event.error,
+            event.reason,
+            event.delay,
+            event.latency,
+            event.count,
+        )
+
+    def is_subscription(self, sub: Subscription) -> bool:
+        """Whether ``sub`` is how these metrics listen (the runtime then skips the event)."""
+        return sub is self._subscription
+
+    def record_fields(
+        self,
+        kind: EventKind,
+        route: str,
+        topic: str | None,
+        error: BaseException | None,
+        reason: str | None,
+        delay: float | None,
+        latency: float | None,
+        count: int = 1,
+    ) -> None:
+        """``record()`` of an event given by its fields (no ``Event`` object needed)."""
+        counter = self._by_kind.get(kind)
+        if counter is not None:
+            labels = (route, topic or "")
+            values = counter.values
+            values[labels] = values.get(labels, 0.0) + 1.0
+        elif kind is EventKind.ACK_COMMITTED:
+            target = self._acks_sent if error is None else self._acks_failed
+            target.inc((route, topic or ""), count)
+        elif kind is EventKind.ERROR:
+            self._errors.inc((route, reason or "error"))
+        if kind is EventKind.RETRIED and delay is not None:
+            self._retry_delay.observe((route,), delay)
+        if latency is not None:
+            self._latency.observe((route, kind.value), latency)
 
     def observe_handler(self, route: str, seconds: float) -> None:
-        self._histogram("handler-duration-seconds").observe((route,), seconds)
+        self._handler_seconds.observe((route,), seconds)
 
     # -- reading -----------------------------------------------------------------------
 

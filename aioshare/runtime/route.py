@@ -12,9 +12,10 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from aioshare.protocol.errors import ConfigError
 from aioshare.runtime.jobs import Job, JobsBuilder, per_message
@@ -160,6 +161,9 @@ def _instantiate(cls: type[Any], topic: str) -> Any:
     return instance
 
 
+_Coroutine = types.CoroutineType
+
+
 async def _maybe_await(result: object) -> None:
     if inspect.isawaitable(result):
         await result
@@ -221,6 +225,8 @@ class HandlerBinding:
         return self._awaitable(self.route.handler(arg))
 
     def _awaitable(self, result: object) -> Awaitable[Any]:
+        if type(result) is _Coroutine:  # the usual case, without inspect's checks
+            return cast(Awaitable[Any], result)
         if not inspect.isawaitable(result):
             raise TypeError(f"route {self.route.name!r}: the handler must be async (it returned {result!r})")
         return result

@@ -5,8 +5,11 @@
 * ``consumers`` members (``Member``), each a ShareConsumer with one fetch loop task;
 * the route's handler slots (``Limiter(concurrency)``) and, through the app, its share of
   the process-wide slots;
-* one task per running job (so at most ``concurrency`` of them), which also runs the
-  following jobs of the same key or partition (per_key / per_partition lanes);
+* up to ``concurrency`` worker tasks, started on demand and kept: a job that got a slot
+  is handed to an idle worker, which also runs the following jobs of the same key or
+  partition (per_key / per_partition lanes).  Each handler call still runs as its own task
+  in a copy of the worker's context, so a ``ContextVar`` a handler sets never leaks into a
+  later job (the cost is one task per call, ~1-2 us);
 * the held-record index: every record from ``received`` until its terminal event.
 
 A fetch loop asks its consumer for records only when a handler slot is free, and for at
@@ -23,12 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,7 +41,7 @@ from aioshare.runtime.clock import Clock
 from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec, stop_fetching
 from aioshare.runtime.delays import DelayBudget, Scheduler
 from aioshare.runtime.dlq import DeadLetterSink, dead_letter_headers
-from aioshare.runtime.events import Event, EventBus, EventKind
+from aioshare.runtime.events import Event, EventBus, EventKind, make_event
 from aioshare.runtime.jobs import Job
 from aioshare.runtime.limits import Limiter
 from aioshare.runtime.message import Message
@@ -112,16 +114,23 @@ class Member:
 
     def add(self, msg: Message[Any]) -> Message[Any] | None:
         """Index ``msg``; returns the message it displaces (a stale delivery of its offset)."""
-        index = self.held.setdefault((msg.topic, msg.partition), {})
-        old = index.get(msg.offset)
-        index[msg.offset] = msg
+        inner = msg._inner
+        key = (inner.topic, inner.partition)
+        index = self.held.get(key)
+        if index is None:
+            index = self.held[key] = {}
+        offset = inner.offset
+        old = index.get(offset)
+        index[offset] = msg
         return old if old is not msg else None
 
     def remove(self, msg: Message[Any]) -> None:
-        key = (msg.topic, msg.partition)
+        inner = msg._inner
+        key = (inner.topic, inner.partition)
         index = self.held.get(key)
-        if index is not None and index.get(msg.offset) is msg:
-            del index[msg.offset]
+        offset = inner.offset
+        if index is not None and index.get(offset) is msg:
+            del index[offset]
             if not index:
                 del self.held[key]
 
@@ -160,12 +169,21 @@ class RouteRunner:
         self.running_count = 0
         self._lanes: dict[Hashable, collections.deque[Job]] = {}
         self._fetch_tasks: set[asyncio.Task[None]] = set()
-        self._job_tasks: set[asyncio.Task[None]] = set()
+        # Handler calls run on up to ``concurrency`` long-lived worker tasks (not a task per
+        # job): ``_ready`` holds jobs that own a slot and wait for a worker, ``_idle`` the
+        # futures idle workers wait on, ``_busy`` counts workers inside a job.
+        self._workers: set[asyncio.Task[None]] = set()
+        self._ready: collections.deque[Job] = collections.deque()
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._busy = 0
+        self._closing_workers = False
         self._hook_tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._forced = False
         self._wake = asyncio.Event()
         self._unsupported_reported = False
+        self._worker_name = f"aioshare-route-{self.name}-job"
+        self._worker_done = self._task_done(self._workers)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -259,19 +277,27 @@ class RouteRunner:
     async def _wait_for_jobs(self, deadline: float) -> None:
         try:
             async with asyncio.timeout_at(deadline):
-                while self._job_tasks and not self._forced:
+                while (self._busy or self._ready) and not self._forced:
                     self._wake.clear()
                     await self._wake.wait()
         except TimeoutError:
             pass
-        pending = set(self._job_tasks)
+        # No worker takes another job; jobs no worker picked up give their slots back (their
+        # records are released by the sweep that follows).
+        self._closing_workers = True
+        while self._ready:
+            self._ready.popleft()
+            self._release_slot()
+        running = self._busy
+        pending = set(self._workers)
         if not pending:
             return
-        log.warning(
-            "route %r: cancelling %d handler call(s) still running at shutdown", self.name, len(pending)
-        )
+        if running:
+            log.warning(
+                "route %r: cancelling %d handler call(s) still running at shutdown", self.name, running
+            )
         for task in pending:
-            task.cancel()
+            task.cancel()  # idle workers just end
         _, stuck = await asyncio.wait(pending, timeout=_CANCEL_GRACE)
         if stuck:
             # A handler that swallows CancelledError cannot be stopped from here; its records
@@ -332,10 +358,10 @@ class RouteRunner:
                 self.rt.fail(exc)
                 return
             if batch:
-                await self._dispatch([self._receive(member, m) for m in batch])
+                now = self.rt.clock.time()  # one moment for the whole batch
+                await self._dispatch([self._receive(member, m, now) for m in batch])
 
-    def _receive(self, member: Member, inner: ShareMessage) -> Message[Any]:
-        now = self.rt.clock.time()
+    def _receive(self, member: Member, inner: ShareMessage, now: float) -> Message[Any]:
         msg: Message[Any] = Message(inner, self, member, self.name, now)
         stale = member.add(msg)
         if stale is not None:
@@ -343,7 +369,7 @@ class RouteRunner:
             self._finish(stale, EventKind.LOCK_EXPIRED, reason="redelivered")
         self.held_count += 1
         self.rt.keeper.track(msg, self, since=now)
-        self._emit(EventKind.RECEIVED, msg)
+        self._emit_fields(EventKind.RECEIVED, msg, None, None, None, None, False, now)
         return msg
 
     async def _dispatch(self, messages: list[Message[Any]]) -> None:
@@ -356,13 +382,15 @@ class RouteRunner:
                 self._release(msg, "jobs-builder", exc)
             return
         pending = collections.deque(jobs)
+        loop = asyncio.get_running_loop()
         try:
             while pending:
                 job = pending[0]
                 if job.key is not None and job.key in self._lanes:
                     self._lanes[job.key].append(pending.popleft())  # its key is busy: queue behind
                     continue
-                await self._acquire_slot()
+                if not self._try_acquire_slot():
+                    await self._acquire_slot()
                 pending.popleft()
                 if job.key is not None:
                     lane = self._lanes.get(job.key)
@@ -371,16 +399,71 @@ class RouteRunner:
                         self._release_slot()
                         continue
                     self._lanes[job.key] = collections.deque()
-                task = asyncio.get_running_loop().create_task(
-                    self._run_lane(job), name=f"aioshare-route-{self.name}-job"
-                )
-                self._job_tasks.add(task)
-                task.add_done_callback(self._task_done(self._job_tasks))
+                self._start_job(job, loop)
         finally:
             # Stopped while waiting for a slot: these records never reached a handler.
             for job in pending:
                 for msg in job.messages:
                     self._release(msg, "shutdown")
+
+    def _start_job(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand a job that owns a slot to a worker: an idle one, or a new one."""
+        self._ready.append(job)
+        self._kick(loop, self.route.concurrency)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop, max_workers: int) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._workers) < max_workers:
+            task = loop.create_task(self._worker(), name=self._worker_name)
+            self._workers.add(task)
+            task.add_done_callback(self._worker_done)
+        # else every worker is busy or about to look at ``_ready``: each ready job owns a
+        # slot, so fewer than ``concurrency`` workers are inside a job and one will take it.
+
+    async def _worker(self) -> None:
+        ready = self._ready
+        idle = self._idle
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._closing_workers:
+                if ready:
+                    job = ready.popleft()
+                    self._busy += 1
+                    try:
+                        await self._run_lane(job)
+                    finally:
+                        self._busy -= 1
+                        if self._stopping:
+                            self._wake.set()
+                    continue
+                waiter: asyncio.Future[None] = loop.create_future()
+                idle.append(waiter)
+                try:
+                    await waiter
+                except BaseException:
+                    if not waiter.done():
+                        waiter.cancel()  # _kick skips it
+                    raise
+        finally:
+            if ready and not self._closing_workers:
+                # This worker dies (its handler raised past the runtime, or it was
+                # cancelled): the jobs it might have taken still need one.
+                self._kick(loop, self.route.concurrency + 1)
+
+    def _try_acquire_slot(self) -> bool:
+        """Take a slot without waiting (route's and global), or take nothing."""
+        if not self.slots.try_acquire():
+            return False
+        global_limit = self.rt.global_limit
+        if global_limit is not None and not global_limit.try_acquire():
+            self.slots.release()
+            return False
+        return True
 
     async def _acquire_slot(self) -> None:
         await self.slots.acquire()
@@ -439,10 +522,12 @@ class RouteRunner:
         self.running_count += 1
         started = time.perf_counter()
         tracing = self.rt.tracing
-        span = tracing.job(self.route, live) if tracing is not None else contextlib.nullcontext()
         try:
-            with span:
-                await self.binding.call(job, self.jobs.batch)
+            if tracing is None:
+                await _isolated(self.binding.call(job, self.jobs.batch))
+            else:
+                with tracing.job(self.route, live):
+                    await _isolated(self.binding.call(job, self.jobs.batch))
         except asyncio.CancelledError:
             self._abandon(live, "shutdown" if self._stopping else "cancelled")
             raise
@@ -464,10 +549,13 @@ class RouteRunner:
             self.running_count -= 1
             if self.rt.metrics is not None:
                 self.rt.metrics.observe_handler(self.name, time.perf_counter() - started)
-        await self._settle(live, decision)
+        dead_letters = self._settle(live, decision)
+        if dead_letters:
+            await self._dead_letter(dead_letters)
 
-    async def _settle(self, messages: list[Message[Any]], decision: Decision) -> None:
-        dead_letters = []
+    def _settle(self, messages: list[Message[Any]], decision: Decision) -> list[_DeadLetter]:
+        """Apply the outcome of a finished call; returns the dead-letter copies it needs."""
+        dead_letters: list[_DeadLetter] = []
         for msg in messages:
             if msg._state != State.RUNNING:
                 continue  # settled by the handler itself, delayed, or lost its lock
@@ -476,8 +564,7 @@ class RouteRunner:
             request = self._apply(msg, msg.decision)
             if request is not None:
                 dead_letters.append(request)
-        if dead_letters:
-            await self._dead_letter(dead_letters)
+        return dead_letters
 
     def _abandon(self, messages: list[Message[Any]], reason: str) -> None:
         for msg in messages:
@@ -705,7 +792,7 @@ class RouteRunner:
         self.rt.keeper.untrack(msg)
         msg._member.remove(msg)
         self.held_count -= 1
-        self._emit(kind, msg, reason=reason, error=error, dead_letter_topic=dead_letter_topic, terminal=True)
+        self._emit_fields(kind, msg, reason, error, None, dead_letter_topic, True, None)
 
     # ---------------------------------------------------------------- locks (RenewalOwner)
 
@@ -798,27 +885,53 @@ class RouteRunner:
         dead_letter_topic: str | None = None,
         terminal: bool = False,
     ) -> None:
-        events = self.rt.events
-        if not events.wants(kind):
+        self._emit_fields(kind, msg, reason, error, delay, dead_letter_topic, terminal, None)
+
+    def _emit_fields(
+        self,
+        kind: EventKind,
+        msg: Message[Any] | None,
+        reason: str | None,
+        error: BaseException | None,
+        delay: float | None,
+        dead_letter_topic: str | None,
+        terminal: bool,
+        now: float | None,
+    ) -> None:
+        """``_emit`` with positional arguments (the per-record path); ``now`` None: read the clock."""
+        subs = self.rt.events.subscribers(kind)
+        if not subs:
             return
-        now = self.rt.clock.time()
+        if now is None:
+            now = self.rt.clock.time()
         if msg is None:
-            events.emit(Event(kind, self.name, now, reason=reason, error=error))
+            topic = partition = offset = delivery_count = latency = None
+        else:
+            inner = msg._inner
+            topic = inner.topic
+            partition = inner.partition
+            offset = inner.offset
+            delivery_count = inner.delivery_count
+            latency = now - msg._received_at if terminal else None
+        metrics = self.rt.metrics
+        if len(subs) == 1 and metrics is not None and metrics.is_subscription(subs[0]):
+            # Only the app's own metrics listen: count without building the event.
+            metrics.record_fields(kind, self.name, topic, error, reason, delay, latency)
             return
-        events.emit(
-            Event(
+        self.rt.events.emit(
+            make_event(
                 kind,
                 self.name,
                 now,
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                delivery_count=msg.delivery_count,
-                error=error,
-                reason=reason,
-                delay=delay,
-                latency=now - msg._received_at if terminal else None,
-                dead_letter_topic=dead_letter_topic,
+                topic,
+                partition,
+                offset,
+                delivery_count,
+                error,
+                reason,
+                delay,
+                latency,
+                dead_letter_topic,
             )
         )
 
@@ -836,3 +949,11 @@ async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _isolated(call: Awaitable[Any]) -> Any:
+    """Awaits a handler call in its own task, and so in its own copy of the context.
+
+    Cancelling the awaiting worker cancels the task too (its waiter is the task itself).
+    """
+    return await asyncio.ensure_future(call)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 
 import pytest
@@ -225,3 +226,23 @@ async def test_limiter_cancelled_waiter_gives_up_its_place() -> None:
     limiter.release()
     assert limiter.used == 0 and limiter.free == 1
     await asyncio.wait_for(limiter.wait_free(), 1)
+
+
+async def test_a_context_variable_set_by_a_handler_never_reaches_the_next_job(
+    make_app: Callable[..., App], broker: FakeBroker
+) -> None:
+    # One worker runs every job in turn (concurrency 1); each job must still start from the
+    # app's context, as it would in a task of its own.
+    request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+    app = make_app()
+    seen: list[str | None] = []
+
+    @app.handler("jobs", group_id="g", concurrency=1)
+    async def handle(msg: Message[bytes]) -> None:
+        seen.append(request_id.get())
+        request_id.set(msg.value.decode())
+
+    broker.produce("jobs", [b"a", b"b", b"c"])
+    async with app:
+        await wait_until(lambda: broker.states()["acknowledged"] == 3)
+    assert seen == [None, None, None]
