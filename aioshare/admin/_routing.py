@@ -137,7 +137,7 @@ class Router:
                 elif isinstance(where, BrokerError) and not where.retriable:
                     results[group] = where  # GROUP_AUTHORIZATION_FAILED, INVALID_GROUP_ID, ...
                 else:
-                    last[group] = where
+                    _note_failure(last, group, where)
                     retry.append(group)
             answers = await asyncio.gather(*(self._ask(n, ids, call, deadline) for n, ids in by_node.items()))
             for ids, answer in zip(by_node.values(), answers, strict=True):
@@ -145,7 +145,7 @@ class Router:
                     outcome = _outcome_of(answer, group)
                     if isinstance(outcome, KafkaError) and needs_new_coordinator(outcome):
                         self.cluster.invalidate_coordinator(group)
-                        last[group] = outcome
+                        _note_failure(last, group, outcome)
                         retry.append(group)
                     else:
                         results[group] = _final(outcome)
@@ -253,6 +253,13 @@ class Router:
             await self.cluster.refresh(topics)
         except KafkaError:
             self.cluster.request_refresh()  # the refresher keeps trying in the background
+
+
+def _note_failure(last: dict[str, KafkaError], group: str, error: KafkaError) -> None:
+    """Records a failed attempt; a broker's answer is not replaced by a later failure to reach
+    one (a FindCoordinator cut short by the deadline), so that answer is what gets reported."""
+    if isinstance(error, BrokerError) or not isinstance(last.get(group), BrokerError):
+        last[group] = error
 
 
 def _final(outcome: T | KafkaError) -> T | BrokerError:

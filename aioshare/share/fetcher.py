@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 _RENEW_MIN_VERSION = 2  # ShareAcknowledge/ShareFetch v2 (Kafka 4.2, KIP-1222)
 _RECORD_LIMIT_MIN_VERSION = 2  # ShareFetch v2 ShareAcquireMode (KIP-1206)
 _NETWORK_ERRORS = (KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable)
+# A broker times a lock from its own clock in whole milliseconds, rounded down, so its lock
+# can end up to 1 ms before `sent_at + lock`; a lock is taken to end this much earlier here so
+# that `lock_expires_at` never comes after the broker's expiry (and a redelivery).
+_LOCK_CLOCK_SLACK = 0.002
 # Partition errors that mean "this broker is not where the partition is": find it again.
 _MOVED = frozenset(
     {
@@ -338,7 +342,7 @@ class LeaderFetcher:
             return
         self._backoff.reset()
         lock_ms = response.acquisition_lock_timeout_ms
-        deadline = sent_at + lock_ms / 1000 if lock_ms > 0 else math.inf
+        deadline = sent_at + lock_ms / 1000 - _LOCK_CLOCK_SLACK if lock_ms > 0 else math.inf
         fetched = set(self.session.partitions)
         delivered: list[Message] = []
         added = False
@@ -427,7 +431,7 @@ class LeaderFetcher:
         else:
             codes, messages = self._partition_results(response)
             lock_ms = response.acquisition_lock_timeout_ms
-            deadline = sent_at + lock_ms / 1000 if lock_ms > 0 else None
+            deadline = sent_at + lock_ms / 1000 - _LOCK_CLOCK_SLACK if lock_ms > 0 else None
             tracker.complete_renewals(request, codes, messages, deadline)
             if deadline is not None:
                 self._host.leases_added(lock_ms)

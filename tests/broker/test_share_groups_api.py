@@ -345,8 +345,11 @@ async def test_session_timeout_removes_a_silent_member(clients_factory: Any) -> 
         assert (await alive.beat()).heartbeat_interval_ms == 100
 
         async def only_alive_left() -> bool:
-            await alive.beat()  # keeps this member's session going while the other one lapses
+            # Describe before the beat: the silent member is expired by the broker's timer task,
+            # which can run between the two requests. Once describe shows it gone, the beat that
+            # follows is sure to carry the new assignment (and it keeps this member's session going).
             (group,) = await describe(conn, GROUP)
+            await alive.beat()
             return [m.member_id for m in group.members] == [alive.member_id]
 
         await eventually(only_alive_left)
@@ -663,8 +666,9 @@ async def test_membership_survives_a_restart(tmp_path: Path) -> None:
 
             # The member that stays silent is fenced by its session timeout after the restart.
             async def only_stays() -> bool:
-                await stays.beat()
+                # Describe first, then beat: see test_session_timeout_removes_a_silent_member.
                 (group,) = await describe(conn, GROUP)
+                await stays.beat()
                 return [m.member_id for m in group.members] == [stays.member_id]
 
             await eventually(only_stays)
