@@ -221,9 +221,12 @@ async def test_a_handler_longer_than_the_lock(cluster: Cluster) -> None:
         assert len(recorder.kinds(EventKind.RENEWED)) >= 1
         assert recorder.outcome_counts() == {"accepted": 1}
     else:
-        # No RENEW (Kafka < 4.2): the lock is lost, reported, and the record comes back
-        # (the mock reports the redelivery's count inconsistently, so only the count of calls).
-        assert len(calls) == 2
-        assert len(recorder.kinds(EventKind.LOCK_EXPIRED)) == 1
+        # No RENEW (Kafka < 4.2): the lock is lost, reported, and the record comes back.
+        # librdkafka's mock also re-reports a record it still counts as acquired, with the
+        # same delivery count, once our lease has ended (consumer_clusters.py): that shows up
+        # as one extra call with count 1 between the first delivery and the redelivery.
+        assert calls[0] == 1
+        assert len(calls) == 2 or (len(calls) == 3 and calls[1] == 1), calls
+        assert len(recorder.kinds(EventKind.LOCK_EXPIRED)) == len(calls) - 1
         assert len(recorder.kinds(EventKind.ACCEPTED)) == 1
         assert any(e.reason == "renew-unsupported" for e in recorder.kinds(EventKind.ERROR))
