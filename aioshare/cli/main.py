@@ -1,4 +1,4 @@
-"""The `aioshare` command line: `aioshare broker | run | demo | groups ...`."""
+"""The `aioshare` command line: `aioshare broker | run | demo | groups | kafka ...`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     from aioshare.cli.groups import add_parser as add_groups_parser
 
     add_groups_parser(commands)
+
+    from aioshare.cli.kafka import add_parser as add_kafka_parser
+
+    add_kafka_parser(commands)
     return parser
 
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aioshare.cli.groups import run as run_groups
 
         return run_groups(args)
+    if args.command == "kafka":
+        from aioshare.cli.kafka import run as run_kafka
+
+        return run_kafka(args)
     return 2
 
 

@@ -17,13 +17,17 @@ To run every test on the session broker, override ``aioshare_broker`` in a conft
 ``return aioshare_session_broker``.  ``run_app_until`` and ``AckRecorder`` are imported
 from ``aioshare.testing``.
 
+* ``aioshare_kafka`` - a real Apache Kafka (``aioshare.testing.kafka.KafkaCluster``) for the
+  session, started from Maven Central's jars on first use; ``aioshare_kafka_config`` overrides
+  its broker configs.  A failing test's report carries the broker's log.
+
 Every fixture is synchronous (the broker lives on its own loop), so the plugin needs no
 async test plugin and never breaks a project that does not use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,11 +37,14 @@ from aioshare.testing.broker import ThreadedBroker
 if TYPE_CHECKING:
     from aioshare.broker.config import RawValue
     from aioshare.runtime.app import App
+    from aioshare.testing.kafka.cluster import KafkaCluster
 
 __all__ = [
     "aioshare_app",
     "aioshare_broker",
     "aioshare_broker_config",
+    "aioshare_kafka",
+    "aioshare_kafka_config",
     "aioshare_produce",
     "aioshare_session_broker",
     "aioshare_session_broker_config",
@@ -111,3 +118,66 @@ def aioshare_app(aioshare_broker: ThreadedBroker) -> Iterator[Callable[..., App]
             "(run_app_until, `async with app`, or `await app.stop()`)",
             pytrace=False,
         )
+
+
+# -- real Apache Kafka (opt in: nothing starts unless a test asks for ``aioshare_kafka``) -------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "aioshare_kafka_version",
+        "Apache Kafka version the aioshare_kafka fixture runs (default: aioshare's newest tested)",
+        default="",
+    )
+
+
+@pytest.fixture(scope="session")
+def aioshare_kafka_config() -> dict[str, str]:
+    """Broker configs laid over ``aioshare.testing.kafka.TEST_BROKER_CONFIG``: override it."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def aioshare_kafka(
+    request: pytest.FixtureRequest, aioshare_kafka_config: dict[str, str]
+) -> Iterator[KafkaCluster]:
+    """A real single-node Apache Kafka for the session, from Maven Central's jars (no Docker).
+
+    The version is the ``aioshare_kafka_version`` ini option, else ``$AIOSHARE_KAFKA_VERSION``, else
+    aioshare's newest tested.  Without a JDK and Maven the tests that use it are skipped (failed
+    when ``CI`` is set).  A failing test's report shows the broker's log.
+    """
+    import os
+
+    from aioshare.testing.kafka import DEFAULT_KAFKA_VERSION
+    from aioshare.testing.kafka.cluster import KafkaCluster
+    from aioshare.testing.kafka.requirement import require
+
+    version = (
+        str(request.config.getini("aioshare_kafka_version"))
+        or os.environ.get("AIOSHARE_KAFKA_VERSION")
+        or DEFAULT_KAFKA_VERSION
+    )
+    cluster = KafkaCluster(version, broker_config=aioshare_kafka_config)
+    require(cluster.start)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not report.failed:
+        return report
+    from aioshare.testing.kafka.cluster import running_clusters
+
+    for cluster in running_clusters():
+        report.sections.append(
+            (f"Kafka {cluster.version} broker log ({cluster.work_dir})", cluster.log_tail(lines=40))
+        )
+    return report

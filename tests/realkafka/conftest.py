@@ -1,50 +1,45 @@
-"""ShareConsumer scenarios against a real Apache Kafka >= 4.2 (or the embedded broker).
+"""Scenarios against real Apache Kafka, started from Maven's jars (``aioshare.testing.kafka``).
 
-Selected by the environment variable ``AIOSHARE_TEST_BOOTSTRAP``:
+Every test here runs once per version in ``TESTED_KAFKA_VERSIONS`` (the newest 4.2 patch and the
+newest release); one cluster per version serves the whole session.  Without a JDK and Maven the
+tests skip with one line saying what to install; under CI (``CI`` set) they fail instead.
 
-* unset: every test in this directory is skipped (CI has no Kafka);
-* ``host:port[,host:port...]``: a running Kafka >= 4.2 with share groups enabled (the default
-  from 4.2 on), e.g. the one of ``docs/kafka-4.2-compose.yml``;
-* ``embedded``: aioshare's own ``EmbeddedBroker``, started per test with Kafka's default
-  broker configs - this proves the tests themselves where no Kafka is at hand.
-
-The tests only use what a real cluster offers: topics and group configs through
-``ShareAdmin``, records through librdkafka's producer, and broker defaults (lock duration
-30 s, minimum 15 s, heartbeat interval 5 s).  Topic and group names are uuid-suffixed, so
-runs against a long-lived cluster never see each other's records or offsets.
+The broker runs with Kafka's own test-friendly bounds (``TEST_BROKER_CONFIG``: one-second minimum
+locks, half-second heartbeats); a scenario picks its group's timings through group configs, as a
+user would.  Topic and group names are uuid-suffixed, so scenarios never see each other's records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from aioshare.admin import ShareAdmin
+from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
+from aioshare.testing.kafka.cluster import KafkaCluster
+from aioshare.testing.kafka.requirement import require
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
-BOOTSTRAP_ENV = "AIOSHARE_TEST_BOOTSTRAP"
-_HERE = Path(__file__).resolve().parent
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Marked at collection, so no fixture (and no connection attempt) runs for a skipped test.
-    if os.environ.get(BOOTSTRAP_ENV):
-        return
-    skip = pytest.mark.skip(
-        reason=f"{BOOTSTRAP_ENV} is not set: these tests need a Kafka >= 4.2 broker "
-        f"({BOOTSTRAP_ENV}=host:port) or {BOOTSTRAP_ENV}=embedded"
+@pytest.fixture(scope="session", params=TESTED_KAFKA_VERSIONS, ids=lambda v: f"kafka-{v}")
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
+    """One single-node Kafka per version for the whole session."""
+    cluster = KafkaCluster(request.param)
+    require(cluster.start)
+    print(
+        f"\nKafka {cluster.version} ready in {cluster.startup_seconds:.1f} s at {cluster.bootstrap_servers}"
     )
-    for item in items:
-        if _HERE in Path(str(item.path)).parents:
-            item.add_marker(skip)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.cleanup()
 
 
 class KafkaTarget:
@@ -56,6 +51,7 @@ class KafkaTarget:
         self.admin = admin
         self._topics: list[str] = []
         self._groups: list[str] = []
+        self.version = ""
 
     async def new_topic(self, partitions: int = 1) -> str:
         name = f"aioshare-it-{uuid.uuid4().hex[:10]}"
@@ -126,32 +122,15 @@ class KafkaTarget:
 
 
 @pytest.fixture
-async def kafka() -> AsyncIterator[KafkaTarget]:
-    target = os.environ.get(BOOTSTRAP_ENV, "")
-    if not target:
-        pytest.skip(f"{BOOTSTRAP_ENV} is not set")
-    broker: Any = None
-    if target == "embedded":
-        from aioshare.broker.embedded import EmbeddedBroker
-
-        # Kafka's broker defaults, deliberately: the tests must hold on a stock Kafka 4.2.
-        broker = EmbeddedBroker(nodes=3)
-        await broker.start()
-        if broker.registry.lookup(78, 1) is None:
-            await broker.close()
-            pytest.skip("this EmbeddedBroker does not serve ShareFetch")
-        bootstrap = broker.bootstrap_servers
-    else:
-        bootstrap = target
-    admin = ShareAdmin(bootstrap)
+async def kafka(kafka_cluster: KafkaCluster) -> AsyncIterator[KafkaTarget]:
+    admin = ShareAdmin(kafka_cluster.bootstrap_servers)
     try:
         await admin.start()
-        made = KafkaTarget("embedded" if broker is not None else "kafka", bootstrap, admin)
+        made = KafkaTarget(f"kafka-{kafka_cluster.version}", kafka_cluster.bootstrap_servers, admin)
+        made.version = kafka_cluster.version
         try:
             yield made
         finally:
             await made.cleanup()
     finally:
         await admin.close()
-        if broker is not None:
-            await broker.close()
