@@ -254,6 +254,11 @@ class LeaderFetcher:
                 self.session.reset()
             self._session_lost(KafkaConnectionError(f"node {self.node_id} unreachable: {exc}"))
             self._retry_later(refresh=True)
+            # The leader may be gone for good (a killed broker is fenced and its partitions get
+            # new leaders): placement looks them up again instead of this fetcher retrying a
+            # dead node forever.  Found on a real 3-broker Kafka with one broker SIGKILLed.
+            for tp in list(self.session.partitions):
+                self._host.misplaced(tp)
             return None
         if conn is not self._conn:
             if self._conn is not None and self.session.is_open:

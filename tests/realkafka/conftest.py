@@ -53,9 +53,9 @@ class KafkaTarget:
         self._groups: list[str] = []
         self.version = ""
 
-    async def new_topic(self, partitions: int = 1) -> str:
+    async def new_topic(self, partitions: int = 1, replication_factor: int = 1) -> str:
         name = f"aioshare-it-{uuid.uuid4().hex[:10]}"
-        await self.admin.create_topic(name, partitions, replication_factor=1)
+        await self.admin.create_topic(name, partitions, replication_factor=replication_factor)
         self._topics.append(name)
         return name
 
@@ -78,8 +78,10 @@ class KafkaTarget:
         *,
         partition: Callable[[int], int] | None = None,
         records_per_batch: int = 10_000,
+        timestamp: Callable[[int], int] | None = None,
     ) -> None:
-        """Produce ``values`` (keys are their indexes); ``partition(i)`` picks a partition.
+        """Produce ``values`` (keys are their indexes); ``partition(i)`` picks a partition and
+        ``timestamp(i)`` the record's CreateTime in epoch milliseconds (default: now).
 
         ``records_per_batch`` caps librdkafka's log batches: Kafka acquires whole batches in
         batch_optimized mode, so small batches are how several members get a share of one
@@ -99,6 +101,8 @@ class KafkaTarget:
             # event loop keeps serving.
             for i, value in enumerate(values):
                 kwargs: dict[str, Any] = {} if partition is None else {"partition": partition(i)}
+                if timestamp is not None:
+                    kwargs["timestamp"] = timestamp(i)
                 while True:
                     try:
                         producer.produce(topic, value, key=str(i).encode(), **kwargs)
@@ -121,16 +125,23 @@ class KafkaTarget:
                 await self.admin.delete_topic(topic)
 
 
-@pytest.fixture
-async def kafka(kafka_cluster: KafkaCluster) -> AsyncIterator[KafkaTarget]:
-    admin = ShareAdmin(kafka_cluster.bootstrap_servers)
+@contextlib.asynccontextmanager
+async def target(cluster: KafkaCluster) -> AsyncIterator[KafkaTarget]:
+    """A ``KafkaTarget`` on ``cluster``, cleaning up its topics and groups afterwards."""
+    admin = ShareAdmin(cluster.bootstrap_servers)
     try:
         await admin.start()
-        made = KafkaTarget(f"kafka-{kafka_cluster.version}", kafka_cluster.bootstrap_servers, admin)
-        made.version = kafka_cluster.version
+        made = KafkaTarget(f"kafka-{cluster.version}", cluster.bootstrap_servers, admin)
+        made.version = cluster.version
         try:
             yield made
         finally:
             await made.cleanup()
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def kafka(kafka_cluster: KafkaCluster) -> AsyncIterator[KafkaTarget]:
+    async with target(kafka_cluster) as made:
+        yield made

@@ -96,3 +96,40 @@ async def test_dropped_connections_and_coordinator_restart_lose_nothing() -> Non
         async with ShareAdmin(broker.bootstrap_servers) as admin:
             offsets = await admin.describe_share_group_offsets(group)
         assert sorted(info.start_offset for info in offsets.values()) == [RECORDS // PARTITIONS] * PARTITIONS
+
+
+async def test_partitions_follow_their_leader_when_a_node_dies() -> None:
+    """A leader that stops answering is not retried forever: its partitions are looked up again.
+
+    Found on a real 3-broker Kafka with one broker SIGKILLed: the fetcher for the dead node kept
+    logging "unknown node" while its partitions already had new leaders.
+    """
+    config = {"group.share.min.heartbeat.interval.ms": 200, "group.share.heartbeat.interval.ms": 200}
+    async with EmbeddedBroker(nodes=3, config=config) as broker:
+        await broker.create_topic("jobs", partitions=PARTITIONS)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        async with ShareAdmin(broker.bootstrap_servers) as admin:
+            await admin.alter_group_config(group, {"share.auto.offset.reset": "earliest"})
+        await produce(broker.bootstrap_servers, "jobs")
+        accepted: set[tuple[int, int]] = set()
+        consumer = ShareConsumer(
+            "jobs",
+            group_id=group,
+            bootstrap_servers=broker.bootstrap_servers,
+            ack_mode="explicit",
+            max_poll_records=10,
+            fetch_max_wait=0.1,
+        )
+        async with consumer:
+            async with asyncio.timeout(30):
+                while not accepted:
+                    for msg in await consumer.getmany(timeout=0.5):
+                        msg.accept()
+                        accepted.add((msg.partition, msg.offset))
+                leader = broker.partition("jobs", 0).leader
+                await broker.stop_node(leader)
+                while len(accepted) < RECORDS:
+                    for msg in await consumer.getmany(timeout=0.5):
+                        msg.accept()
+                        accepted.add((msg.partition, msg.offset))
+        assert accepted == {(i % PARTITIONS, i // PARTITIONS) for i in range(RECORDS)}

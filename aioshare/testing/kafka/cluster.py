@@ -124,12 +124,16 @@ class KafkaCluster:
         heap: str = "768m",
         jvm_options: tuple[str, ...] = ("-XX:+UseSerialGC",),
         start_timeout: float = 120.0,
+        format_args: tuple[str, ...] = (),
     ) -> None:
         """``broker_config`` is laid over ``TEST_BROKER_CONFIG`` (Kafka's names and values).
 
         ``listeners`` maps listener names to security protocols (default one PLAINTEXT listener);
         the first is the inter-broker listener.  Security settings (``ssl.*``, ``sasl.*``,
         ``listener.name.<name>.*``, ``authorizer.class.name``) go in ``broker_config``.
+        ``format_args`` are added to every node's ``kafka-storage format`` command, e.g.
+        ``("--add-scram", "SCRAM-SHA-256=[name=alice,password=secret]")`` for users that exist
+        from the first start.
         """
         if brokers < 1:
             raise ValueError("brokers must be at least 1")
@@ -141,6 +145,7 @@ class KafkaCluster:
         self.heap = heap
         self.jvm_options = jvm_options
         self.start_timeout = start_timeout
+        self.format_args = format_args
         self._owns_work_dir = work_dir is None
         self.work_dir = (
             Path(tempfile.mkdtemp(prefix=f"aioshare-kafka-{version}-")) if work_dir is None else work_dir
@@ -199,6 +204,7 @@ class KafkaCluster:
                 "-c",
                 str(node.directory / "server.properties"),
                 "--ignore-formatted",
+                *self.format_args,
             )
         with _live_lock:
             _live.add(self)
@@ -213,14 +219,18 @@ class KafkaCluster:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM every process (brokers first), SIGKILL what is still running after ``timeout``."""
-        for node in sorted(self.nodes, key=lambda n: not n.is_broker):
-            if node.running:
-                assert node.process is not None
-                node.process.send_signal(signal.SIGTERM)
+        """SIGTERM the brokers, then the controller; SIGKILL what still runs after ``timeout``.
+
+        Brokers go first and are waited for: a broker's controlled shutdown needs the controller.
+        """
         deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            self._reap(node, deadline)
+        for group in ([n for n in self.nodes if n.is_broker], [n for n in self.nodes if not n.is_broker]):
+            for node in group:
+                if node.running:
+                    assert node.process is not None
+                    node.process.send_signal(signal.SIGTERM)
+            for node in group:
+                self._reap(node, deadline)
         with _live_lock:
             _live.discard(self)
 
@@ -329,12 +339,15 @@ class KafkaCluster:
                 [f"{name}:{protocol}" for name, protocol in self.listeners.items()] + ["CONTROLLER:PLAINTEXT"]
             ),
             "log.dirs": str(node.directory / "data"),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
         }
+        # Internal topics replicated on every broker (up to Kafka's default of 3) with a minimum ISR
+        # of 1: a lone node can serve share groups at all, and a cluster keeps serving them (group
+        # and share state included) while one broker is down.
+        replicas = str(min(3, len(self.brokers)))
+        for prefix in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+            props[f"{prefix}.replication.factor"] = replicas
+        for key in ("transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr"):
+            props[key] = "1"
         listeners = [f"{name}://127.0.0.1:{port}" for name, port in node.ports.items()]
         props["listeners"] = ",".join(listeners)
         if node.is_broker:
@@ -342,7 +355,9 @@ class KafkaCluster:
                 f"{name}://127.0.0.1:{node.ports[name]}" for name in self.listeners
             )
             props["inter.broker.listener.name"] = next(iter(self.listeners))
-            props.update(self.broker_config)
+        # Controllers too: the quorum controller validates group configs against the group.share.*
+        # bounds, and would refuse a one-second lock under Kafka's default 15-second minimum.
+        props.update(self.broker_config)
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
     def _run_tool(self, lib: Path, main: str, *args: str) -> str:
