@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -22,24 +22,14 @@ import pytest
 from aioshare.admin import ShareAdmin
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from aioshare.testing.kafka.cluster import KafkaCluster
-from aioshare.testing.kafka.requirement import require
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 
 @pytest.fixture(scope="session", params=TESTED_KAFKA_VERSIONS, ids=lambda v: f"kafka-{v}")
-def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
-    """One single-node Kafka per version for the whole session."""
-    cluster = KafkaCluster(request.param)
-    require(cluster.start)
-    print(
-        f"\nKafka {cluster.version} ready in {cluster.startup_seconds:.1f} s at {cluster.bootstrap_servers}"
-    )
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        cluster.cleanup()
+def kafka_cluster(request: pytest.FixtureRequest, real_kafka: Callable[[str], KafkaCluster]) -> KafkaCluster:
+    """The session's single-node Kafka of each tested version (tests/conftest.py)."""
+    return real_kafka(request.param)
 
 
 class KafkaTarget:

@@ -1,9 +1,9 @@
 """The runtime over the real ShareConsumer, end to end.
 
-Two share-group implementations: librdkafka's mock cluster (from the consumer tests; no
-RENEW, so renewal is off there and retry delays are cut to the lock), and aioshare's
-EmbeddedBroker (skipped until it serves ShareGroupHeartbeat).  The DLQ is the real
-aiokafka producer in both.
+Four share-group implementations: real Apache Kafka (every tested version, the reference),
+librdkafka's mock cluster (from the consumer tests; no RENEW, so renewal is off there and
+retry delays are cut to the lock), and aioshare's EmbeddedBroker.  The DLQ is the real
+aiokafka producer in all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from aioshare.runtime import App, Backoff, EventKind, Message
+from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 
 from .fakes import Recorder, wait_until
 
@@ -32,17 +33,29 @@ class Cluster:
         self._admin_bootstrap = admin_bootstrap
 
     async def prepare_group(self, group: str) -> None:
-        """Start a new group at the earliest offset (the mock does that for every group)."""
+        """Start a new group at the earliest offset with LOCK_MS locks (the mock's defaults)."""
         if self._admin_bootstrap is None:
             return
         from aioshare.admin.share_admin import ShareAdmin
 
         async with ShareAdmin(self._admin_bootstrap) as admin:
-            await admin.alter_group_config(group, {"share.auto.offset.reset": "earliest"})
+            await admin.alter_group_config(
+                group, {"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": str(LOCK_MS)}
+            )
 
 
-@pytest.fixture(params=["mock", "embedded"])
+@pytest.fixture(params=["mock", "embedded", *(f"kafka-{v}" for v in TESTED_KAFKA_VERSIONS)])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    if request.param.startswith("kafka-"):
+        from tests.share.consumer_clusters import RealKafkaCluster
+
+        kafka = request.getfixturevalue("real_kafka")(request.param.removeprefix("kafka-"))
+        real = RealKafkaCluster(kafka, LOCK_MS)
+        try:
+            yield Cluster(real.name, real, True, real.bootstrap)
+        finally:
+            await real.close()
+        return
     if request.param == "mock":
         pytest.importorskip("confluent_kafka")
         from tests.share.consumer_clusters import MockCluster
@@ -65,9 +78,6 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
         }
     )
     await broker.start()
-    if broker.registry.version_range(76) is None:
-        await broker.close()
-        pytest.skip("the embedded broker does not serve ShareGroupHeartbeat yet")
     embedded = EmbeddedCluster(broker, LOCK_MS)
     try:
         yield Cluster("embedded", embedded, True, broker.bootstrap_servers)

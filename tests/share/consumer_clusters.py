@@ -262,6 +262,63 @@ class EmbeddedCluster:
         await self._broker.close()
 
 
+class RealKafkaCluster:
+    """A real single-node Apache Kafka shared by the session (tests/conftest.py ``real_kafka``).
+
+    Scenarios use fixed topic names, so ``close()`` deletes the topics a scenario created and
+    waits until Kafka no longer lists them; a group's lock is set through its group config.
+    """
+
+    supports_renew = True
+
+    def __init__(self, cluster: Any, lock_ms: int) -> None:
+        self.name = f"kafka-{cluster.version}"
+        self.bootstrap = cluster.bootstrap_servers
+        self.lock_ms = lock_ms
+        self._topics: list[str] = []
+        self._producer: Any = None
+
+    async def create_topic(self, topic: str, partitions: int = 1) -> None:
+        from aioshare.admin import ShareAdmin
+        from aioshare.protocol.errors import TopicAlreadyExistsError
+
+        async with ShareAdmin(self.bootstrap) as admin:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await admin.create_topic(topic, partitions)
+                        break
+                    except TopicAlreadyExistsError:
+                        # The previous scenario's deletion is still being applied.
+                        await asyncio.sleep(0.2)
+        self._topics.append(topic)
+
+    async def new_group(self) -> str:
+        from aioshare.admin import ShareAdmin
+
+        group = new_group()
+        async with ShareAdmin(self.bootstrap) as admin:
+            await admin.alter_group_config(
+                group,
+                {"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": str(self.lock_ms)},
+            )
+        return group
+
+    produce = EmbeddedCluster.produce
+
+    async def close(self) -> None:
+        from aioshare.admin import ShareAdmin
+
+        if self._producer is not None:
+            await self._producer.stop()
+        async with ShareAdmin(self.bootstrap) as admin:
+            for topic in self._topics:
+                await admin.delete_topic(topic)
+            async with asyncio.timeout(30):
+                while set(self._topics) & {t.name for t in await admin.list_topics()}:  # noqa: ASYNC110 -- broker state: no event to await
+                    await asyncio.sleep(0.2)
+
+
 def new_group() -> str:
     return f"g-{uuid.uuid4().hex[:8]}"
 

@@ -1,0 +1,38 @@
+"""What every test directory shares: real Apache Kafka clusters, one per version, for the session.
+
+``real_kafka(version)`` starts a single-node Kafka the first time a test asks for that version and
+keeps it for the rest of the session (tests/realkafka, the runtime's end-to-end scenarios).  Under
+CI a Kafka that cannot start fails the test; elsewhere it is skipped with what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from aioshare.testing.kafka.cluster import KafkaCluster
+from aioshare.testing.kafka.requirement import require
+
+
+@pytest.fixture(scope="session")
+def real_kafka() -> Iterator[Callable[[str], KafkaCluster]]:
+    clusters: dict[str, KafkaCluster] = {}
+
+    def get(version: str) -> KafkaCluster:
+        cluster = clusters.get(version)
+        if cluster is None:
+            cluster = KafkaCluster(version)
+            require(cluster.start)
+            print(
+                f"\nKafka {version} ready in {cluster.startup_seconds:.1f} s at {cluster.bootstrap_servers}"
+            )
+            clusters[version] = cluster
+        return cluster
+
+    try:
+        yield get
+    finally:
+        for cluster in clusters.values():
+            cluster.stop()
+            cluster.cleanup()
