@@ -562,7 +562,9 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
                     f"(concurrency {config.concurrency}) on the same partition",
                 )
                 members = config.consumers + (1 if crashed is not None else 0)
-                announce = loop.create_task(_announce_group(bootstrap, config, members, ledger), name="demo-group")
+                announce = loop.create_task(
+                    _announce_group(bootstrap, config, members, ledger), name="demo-group"
+                )
                 try:
                     finished = await _watch(app, ledger, display, config, crashed, started)
                 finally:
@@ -703,7 +705,9 @@ def verify(result: DemoResult, jobs: Sequence[Job], config: DemoConfig) -> None:
         problems.append(f"dead-lettered without a copy in {config.dlq_topic}: {_fmt_offsets(missing_copies)}")
     stray_copies = sorted(set(result.dlq_copies) - result.dead_lettered)
     if stray_copies:
-        problems.append(f"copies in {config.dlq_topic} of jobs not dead-lettered: {_fmt_offsets(stray_copies)}")
+        problems.append(
+            f"copies in {config.dlq_topic} of jobs not dead-lettered: {_fmt_offsets(stray_copies)}"
+        )
     early = sorted(o for o, dc in result.dlq_delivery_counts.items() if dc < config.max_attempts)
     if early:
         problems.append(f"dead-lettered before max_attempts={config.max_attempts}: {_fmt_offsets(early)}")
