@@ -14,6 +14,23 @@ import pytest
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.requirement import require
 
+# "Kafka 4.4.0 (1 broker): ready in 4.1 s", for the run's summary.
+KAFKA_STARTUPS: list[str] = []
+
+
+def started(cluster: KafkaCluster) -> None:
+    KAFKA_STARTUPS.append(
+        f"Kafka {cluster.version} ({len(cluster.brokers)} broker{'s' if len(cluster.brokers) > 1 else ''}): "
+        f"ready in {cluster.startup_seconds:.1f} s"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if KAFKA_STARTUPS:
+        terminalreporter.write_sep("-", "real Apache Kafka started")
+        for line in KAFKA_STARTUPS:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def real_kafka() -> Iterator[Callable[[str], KafkaCluster]]:
@@ -24,9 +41,7 @@ def real_kafka() -> Iterator[Callable[[str], KafkaCluster]]:
         if cluster is None:
             cluster = KafkaCluster(version)
             require(cluster.start)
-            print(
-                f"\nKafka {version} ready in {cluster.startup_seconds:.1f} s at {cluster.bootstrap_servers}"
-            )
+            started(cluster)
             clusters[version] = cluster
         return cluster
 

@@ -17,6 +17,7 @@ from aioshare.share import ShareConsumer, TopicPartition
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.requirement import require
+from tests.conftest import started
 
 from .conftest import KafkaTarget, target
 from .test_consumer_real_kafka import nothing_left
@@ -29,7 +30,7 @@ RECORDS = 600
 def cluster3(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     cluster = KafkaCluster(request.param, brokers=3)
     require(cluster.start)
-    print(f"\nKafka {cluster.version} (3 brokers) ready in {cluster.startup_seconds:.1f} s")
+    started(cluster)
     try:
         yield cluster
     finally:
