@@ -26,6 +26,7 @@ from aioshare.protocol.errors import (
     KafkaError,
     KafkaTimeoutError,
     NoBrokersAvailable,
+    SslAuthenticationError,
     error_for_code,
     raise_for_code,
 )
@@ -181,8 +182,14 @@ class Cluster:
                     connect_timeout=self._connect_timeout,
                     max_frame=self._max_frame,
                 )
-            except KafkaError:
+            except KafkaError as exc:
                 node.retry_at = loop.time() + node.backoff.next_delay()
+                if isinstance(exc, KafkaConnectionError) and _tls_refusal(exc.__cause__):
+                    # Not a connection that may work next time or on another broker: the
+                    # application must hear of it (Java's SslAuthenticationException).
+                    raise SslAuthenticationError(
+                        f"TLS with {node.host}:{node.port} failed: {exc.__cause__}"
+                    ) from exc.__cause__
                 raise
             node.backoff.reset()
             node.retry_at = 0.0
@@ -366,7 +373,9 @@ class Cluster:
                 request = FindCoordinatorRequest(key_type=key_type, coordinator_keys=wanted)
                 response = await conn.send(request, version, response_type=FindCoordinatorResponse)
                 return {
-                    c.key: _coordinator(c.node_id, c.host, c.port, c.error_code, c.error_message)
+                    c.key: _coordinator(
+                        c.key, key_type, c.node_id, c.host, c.port, c.error_code, c.error_message
+                    )
                     for c in response.coordinators
                 }
             answers = await asyncio.gather(
@@ -380,7 +389,7 @@ class Cluster:
                 )
             )
             return {
-                k: _coordinator(r.node_id, r.host, r.port, r.error_code, r.error_message)
+                k: _coordinator(k, key_type, r.node_id, r.host, r.port, r.error_code, r.error_message)
                 for k, r in zip(wanted, answers, strict=True)
             }
 
@@ -432,9 +441,20 @@ async def _wait_all(aws: Iterable[Awaitable[Any]]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _tls_refusal(exc: BaseException | None) -> bool:
+    """An SSL error that retrying cannot fix (a certificate, an alert, not TLS at all), as opposed
+    to the connection just ending (EOF, reset) in the middle of the handshake."""
+    return isinstance(exc, _ssl.SSLError) and not isinstance(
+        exc, _ssl.SSLEOFError | _ssl.SSLZeroReturnError | _ssl.SSLSyscallError
+    )
+
+
 def _coordinator(
-    node_id: int, host: str, port: int, code: int, message: str | None
+    key: str, key_type: int, node_id: int, host: str, port: int, code: int, message: str | None
 ) -> BrokerNode | BrokerError:
     if code:
-        return error_for_code(code, message)
+        # Kafka leaves ErrorMessage empty here (GROUP_AUTHORIZATION_FAILED included): say which
+        # group, as Java's GroupAuthorizationException does.
+        error = error_for_code(code, message)
+        return type(error)(f"{error.message} ({'group' if key_type == 0 else 'key'} {key!r})")
     return BrokerNode(node_id, host, port)

@@ -101,7 +101,11 @@ class _Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"{self._conn}: connection lost" + (f" ({exc})" if exc else "")
-        self._conn._fail(KafkaConnectionError(reason))
+        error = KafkaConnectionError(reason)
+        # Kept as the cause: an ssl.SSLError here is the broker refusing the TLS session (with
+        # TLS 1.3 it checks our certificate after our side of the handshake is done).
+        error.__cause__ = exc
+        self._conn._fail(error)
         self._wake_writers(KafkaConnectionError(reason))
         if not self.lost.done():
             self.lost.set_result(None)

@@ -8,7 +8,7 @@ Three families, all under `KafkaError`:
 * `ProtocolError` -- bytes that do not decode (`MalformedMessage`) or a message that a version
   cannot carry (`UnsupportedVersionForField`).
 * Client-side conditions that have no protocol code (`KafkaConnectionError`, `KafkaTimeoutError`,
-  `NoBrokersAvailable`, `IllegalStateError`, `ConfigError`).
+  `NoBrokersAvailable`, `SslAuthenticationError`, `IllegalStateError`, `ConfigError`).
 
 `retriable` follows the Java client: true where Java's exception is a `RetriableException`, so
 retry loops here behave like the reference client. `invalid_metadata` marks the retriable codes
@@ -65,6 +65,15 @@ class NoBrokersAvailable(KafkaError):
 
     # The cluster may come back; how long to keep trying is the caller's decision.
     retriable = True
+
+
+class SslAuthenticationError(KafkaError):
+    """The TLS handshake with a broker failed: its certificate did not verify (unknown CA, a host
+    name it does not cover, expired), it refused ours, or it does not speak TLS on that port.
+
+    Not retriable, like Java's SslAuthenticationException: the same trust store and certificates
+    cannot do better next time. The message carries the SSL library's reason.
+    """
 
 
 class IllegalStateError(KafkaError):

@@ -1,6 +1,6 @@
 """aioshare against a real Kafka listener with TLS, SASL and ACLs, every tested Kafka version.
 
-One cluster per version serves the module.  It has four listeners:
+One cluster per version serves the module.  It has five listeners:
 
 * ``PLAINTEXT`` (first: readiness, setup and producing) - its principal ``User:ANONYMOUS`` is a
   super user, as is every broker-internal connection;
@@ -9,6 +9,9 @@ One cluster per version serves the module.  It has four listeners:
 * ``SASL_SSL`` with PLAIN (users from the listener's JAAS config) and SCRAM-SHA-256/512 (alice's
   credentials are written into the cluster's bootstrap metadata by ``kafka-storage format
   --add-scram``, so they exist before the broker serves anyone).
+* ``MISNAMED`` (SSL) whose certificate names localhost but not the 127.0.0.1 it advertises;
+* ``REAUTH`` (SASL_PLAINTEXT, PLAIN) whose sessions last ``REAUTH_MS`` (KIP-368
+  ``connections.max.reauth.ms``): a client must re-authenticate before then or be disconnected.
 
 Certificates (a CA, the broker's for 127.0.0.1/localhost, alice's client certificate, and an
 unrelated CA for the wrong-CA scenario) are made by the ``openssl`` binary for each module run;
@@ -49,6 +52,7 @@ from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.java import java_command
 from aioshare.testing.kafka.requirement import in_ci, require
+from tests.conftest import started as report_startup
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
@@ -63,7 +67,14 @@ CONSUME_TIMEOUT = 45.0
 REFUSAL_TIMEOUT = 15.0
 CLOSE_AFTER_FAILURE = 2.0
 TOOL_TIMEOUT = 120.0
-LISTENERS = {"PLAINTEXT": "PLAINTEXT", "SSL": "SSL", "SASL_SSL": "SASL_SSL", "MISNAMED": "SSL"}
+LISTENERS = {
+    "PLAINTEXT": "PLAINTEXT",
+    "SSL": "SSL",
+    "SASL_SSL": "SASL_SSL",
+    "MISNAMED": "SSL",
+    "REAUTH": "SASL_PLAINTEXT",
+}
+REAUTH_MS = 3000
 
 
 # -- certificates --------------------------------------------------------------------------------
@@ -194,6 +205,11 @@ def security_config(pki: Pki) -> dict[str, str]:
         ),
         "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram_module,
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram_module,
+        "listener.name.reauth.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.reauth.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
+        "listener.name.reauth.plain.connections.max.reauth.ms": str(REAUTH_MS),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         # ANONYMOUS: the PLAINTEXT listener (setup, producing) and the broker's own connections.
         "super.users": "User:ANONYMOUS;User:admin",
@@ -263,6 +279,10 @@ class SecureKafka:
         return self.cluster.bootstrap("SASL_SSL")
 
     @property
+    def reauth(self) -> str:
+        return self.cluster.bootstrap("REAUTH")
+
+    @property
     def misnamed_via_localhost(self) -> str:
         return self.cluster.bootstrap("MISNAMED").replace("127.0.0.1", "localhost")
 
@@ -283,14 +303,15 @@ def secure_kafka(
         broker_config=security_config(pki),
         format_args=scram_format_args(),
     )
-    started = time.monotonic()
+    began = time.monotonic()
     require(cluster.start)
+    report_startup(cluster)
     try:
         run_concurrently(acl_commands(version, cluster.bootstrap("PLAINTEXT")), TOOL_TIMEOUT)
         listeners = ", ".join(f"{name} {cluster.bootstrap(name)}" for name in LISTENERS)
         print(
             f"\nsecure Kafka {version} ready in {cluster.startup_seconds:.1f} s, with ACLs after "
-            f"{time.monotonic() - started:.1f} s: {listeners}"
+            f"{time.monotonic() - began:.1f} s: {listeners}"
         )
         yield SecureKafka(cluster, pki)
     except BaseException:
@@ -680,3 +701,41 @@ async def test_share_admin_denied_operations(secure_kafka: SecureKafka, super_ad
             assert isinstance(deleted[group], GroupAuthorizationFailedError), deleted
             with pytest.raises(TopicAuthorizationFailedError):
                 await admin.reset_share_group_offsets(group, topic, to="earliest")
+
+
+# -- scenarios: sessions that must be renewed ----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="client limitation: no KIP-368 re-authentication (aioshare/client/sasl.py ignores "
+    "SaslAuthenticate's session_lifetime_ms), so against connections.max.reauth.ms the broker "
+    "closes every connection at its first request after the session ends, taking the share "
+    "session and the records it holds with it",
+)
+async def test_sasl_session_outlives_connections_max_reauth_ms(
+    secure_kafka: SecureKafka, super_admin: ShareAdmin
+) -> None:
+    topic = await new_topic(super_admin, partitions=1)
+    group = await new_group(super_admin)
+    await produce(secure_kafka.plaintext, topic, 1, 1)
+    async with ShareConsumer(
+        topic,
+        group_id=group,
+        bootstrap_servers=secure_kafka.reauth,
+        ack_mode="explicit",
+        sasl=SaslConfig("PLAIN", ALICE, ALICE_PASSWORD),
+    ) as consumer:
+        async with asyncio.timeout(CONSUME_TIMEOUT):
+            (msg,) = await consumer.getmany(timeout=CONSUME_TIMEOUT)
+        # Work on the record for longer than one authenticated session, polling meanwhile.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + REAUTH_MS / 1000 + 1.5
+        while loop.time() < until:
+            again = await consumer.getmany(timeout=0.5)
+            # Seen today: the record again, delivery_count 2 (the broker dropped the session).
+            assert again == [], f"the broker released the held record: {again}"
+        msg.accept()
+        results = await consumer.commit()
+    assert results == {TopicPartition(topic, 0): None}, results
