@@ -90,17 +90,19 @@ async def _configure(bootstrap: str, topics: list[str], groups: list[str]) -> No
             await admin.alter_group_config(group, {"share.auto.offset.reset": "earliest"})
 
 
-def _produce(bootstrap: str, topic: str, size: int) -> None:
+def _produce(
+    bootstrap: str, topic: str, size: int, records: int = RECORDS, partitions: int = PARTITIONS
+) -> None:
     import confluent_kafka
 
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 500}
     )
     value = b"x" * size
-    for n in range(RECORDS):
+    for n in range(records):
         while True:
             try:
-                producer.produce(topic, value, partition=n % PARTITIONS)
+                producer.produce(topic, value, partition=n % partitions)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -225,15 +227,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_client(client: str, bootstrap: str, topic: str, group: str) -> dict[str, Any]:
+def _run_client(
+    client: str, bootstrap: str, topic: str, group: str, records: int = RECORDS, loop: str = LOOP
+) -> dict[str, Any]:
     # The broker is a child too, but RUSAGE_CHILDREN only counts children that were waited
     # for: the broker is reaped after the last client, so each delta is one client's.
     before = _children_cpu()
     command = [sys.executable, "-m", "benchmarks.bench_consumer", "--child", client]
     command += ["--bootstrap", bootstrap, "--topic", topic, "--group", group]
+    # The child reads N and its loop from the environment, as a standalone run does.
+    env = {**os.environ, "BENCH_CONSUMER_RECORDS": str(records), "BENCH_CONSUMER_LOOP": loop}
     done = subprocess.run(
         command,
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT + 60,
@@ -244,7 +251,7 @@ def _run_client(client: str, bootstrap: str, topic: str, group: str) -> dict[str
         raise RuntimeError(f"{client} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_cpu"] = process_cpu
-    if result["records"] != RECORDS or result["failed"]:
+    if result["records"] != records or result["failed"]:
         raise RuntimeError(f"{client} on {topic}: {result}")
     return result
 
