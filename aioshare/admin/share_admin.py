@@ -268,6 +268,14 @@ class ShareAdmin:
                 resolved[p] = error
         return resolved
 
+    async def list_offsets(
+        self, topic: str, to: ResetTarget, partitions: Iterable[int] | None = None
+    ) -> dict[int, int | BrokerError]:
+        """The log offsets a reset `to` "earliest", "latest" or a datetime would use, per partition
+        of `topic` (default all), looked up with ListOffsets on the leaders; a partition whose
+        offset could not be looked up carries its error (UnknownTopicOrPartitionError, ...)."""
+        return await self._resolve(topic, partitions, timestamp_of(to))
+
     async def delete_share_group_offsets(
         self, group_id: str, topics: Iterable[str]
     ) -> dict[str, BrokerError | None]:

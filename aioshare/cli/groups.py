@@ -67,7 +67,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--to",
         required=True,
         metavar="earliest|latest|ISO-DATETIME|OFFSET",
-        help="a datetime without a time zone is local time",
+        help="a datetime without a time zone is local time; an OFFSET outside the log is moved to its start or end",
     )
     reset.add_argument("--partition", type=int, action="append", help="only this partition (repeatable)")
     reset.set_defaults(groups_handler=_reset)
@@ -150,6 +150,11 @@ async def _describe(admin: ShareAdmin, args: argparse.Namespace) -> int:
 async def _offsets(admin: ShareAdmin, args: argparse.Namespace) -> int:
     found = await admin.describe_share_group_offsets(args.group, args.topic)
     if not found:
+        # The broker answers an unknown group with no offsets rather than an error; tell the two
+        # apart as kafka-share-groups does (it describes the group first).
+        described = (await admin.describe_share_groups([args.group]))[args.group]
+        if isinstance(described, BrokerError):
+            return _fail(f"group {args.group!r}: {described}")
         print(f"Share group {args.group!r} has no offsets.")
         return 0
     rows = [
@@ -192,7 +197,7 @@ async def _reset_target(admin: ShareAdmin, args: argparse.Namespace) -> tuple[Re
         if offset < 0:
             raise UsageError(f"--to {text}: an offset must be >= 0")
         partitions = args.partition or await _all_partitions(admin, args.topic)
-        return dict.fromkeys(partitions, offset), None
+        return await _within_log(admin, args.topic, partitions, offset), None
     try:
         return datetime.fromisoformat(text), args.partition
     except ValueError:
@@ -200,6 +205,32 @@ async def _reset_target(admin: ShareAdmin, args: argparse.Namespace) -> tuple[Re
             f"--to {text!r}: expected earliest, latest, an offset or an ISO-8601 datetime "
             "(e.g. 2025-01-31T12:00:00+00:00)"
         ) from None
+
+
+async def _within_log(admin: ShareAdmin, topic: str, partitions: list[int], offset: int) -> dict[int, int]:
+    """`offset` for each partition, moved into [log start, log end] as kafka-share-groups does.
+
+    The broker accepts a start offset past the log end; the group would then skip every record
+    produced until the log reaches it.  A partition whose log offsets cannot be looked up keeps
+    `offset` (the reset reports its error).
+    """
+    earliest = await admin.list_offsets(topic, "earliest", partitions)
+    latest = await admin.list_offsets(topic, "latest", partitions)
+    chosen: dict[int, int] = {}
+    for p in partitions:
+        low, high = earliest.get(p), latest.get(p)
+        chosen[p] = offset
+        if isinstance(high, int) and offset > high:
+            chosen[p] = high
+            _warn(f"offset {offset} is past the log end of {topic}-{p}: using {high}.")
+        elif isinstance(low, int) and offset < low:
+            chosen[p] = low
+            _warn(f"offset {offset} is before the log start of {topic}-{p}: using {low}.")
+    return chosen
+
+
+def _warn(message: str) -> None:
+    print(f"aioshare groups: warning: {message}", file=sys.stderr)
 
 
 async def _all_partitions(admin: ShareAdmin, topic: str) -> list[int]:
