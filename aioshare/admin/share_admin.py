@@ -183,8 +183,9 @@ class ShareAdmin:
         """The group's share-partition start offsets (and lag, from brokers with v1).
 
         `topics=None` asks for every topic the group has state for; topic names ask for all
-        their partitions; a mapping asks for the given partitions. A group-level error
-        (GROUP_ID_NOT_FOUND, ...) is raised; a partition's error is in its `error`.
+        their partitions; a mapping asks for the given partitions. A group-level error is raised;
+        a partition's error is in its `error`. For a group that does not exist, Kafka answers
+        `topics=None` with nothing (an empty dict here), not GROUP_ID_NOT_FOUND.
         """
         wanted = None if topics is None else await self._requested_partitions(topics)
 

@@ -18,8 +18,9 @@ apis/share_acknowledge.py) resolve requests through it.
   it was loaded under; when leadership moves the cached object is dropped (never written
   again) and the new leader reloads from the store, which is how state survives leader moves.
 * Sessions end on a final epoch or a disconnect, which releases the member's records
-  (delivery count decremented); when a group's last session on a node disconnects, the node
-  drops that group's cached share-partitions (Kafka's onGroupEmpty).
+  (delivery count kept, ARCHIVED at the delivery limit: Kafka 4.2+, KAFKA-19972); when a
+  group's last session on a node disconnects, the node drops that group's cached
+  share-partitions (Kafka's onGroupEmpty).
 
 Deliberate differences from Kafka are marked "Deviation:" with the reason.
 """
@@ -181,7 +182,7 @@ class ShareLeader:
 
     def release_session(self, node_id: int, closed: ClosedSession) -> None:
         """A session ended (final epoch or disconnect): release what the member holds on the
-        session's partitions, delivery count decremented (section 4.8).
+        session's partitions, delivery count kept and ARCHIVED at the limit (section 4.8).
 
         Kafka logs release failures and does not report them to the client; so do we.
         """

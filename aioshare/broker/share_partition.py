@@ -857,7 +857,7 @@ class SharePartition:
                 elif ack_type == AckType.ACCEPT:
                     self._set(run, RecordState.ACKNOWLEDGED, run.delivery_count)
                 elif ack_type == AckType.RELEASE:
-                    result.records_released |= self._release_run(run, decrement=False)
+                    result.records_released |= self._release_run(run)
                 else:  # GAP and REJECT both archive
                     self._set(run, RecordState.ARCHIVED, run.delivery_count)
             self._coalesce(lo, hi)
@@ -874,15 +874,13 @@ class SharePartition:
             return _NO_LOCK
         return self._new_lock(deadline, renewed[0][0], renewed[-1][1])
 
-    def _release_run(self, run: _Run, *, decrement: bool) -> bool:
-        """ACQUIRED -> AVAILABLE, or ARCHIVED once the delivery limit is used up.
+    def _release_run(self, run: _Run) -> bool:
+        """ACQUIRED -> AVAILABLE with the delivery count kept, or ARCHIVED once the delivery
+        limit is used up; True when the records became AVAILABLE.
 
-        A session close (decrement=True) takes back the delivery that never reached the
-        application and never archives (InFlightState with DeliveryCountOps.DECREASE).
+        The same rule for a RELEASE ack, lock expiry and a session end (4.2+, KAFKA-19972:
+        SharePartition.releaseAcquiredRecords uses DeliveryCountOps.NO_OP; Kafka 4.1 decremented).
         """
-        if decrement:
-            self._set(run, RecordState.AVAILABLE, run.delivery_count - 1)
-            return True
         if run.delivery_count >= self._max_delivery:
             self._set(run, RecordState.ARCHIVED, run.delivery_count)
             return False
@@ -971,16 +969,21 @@ class SharePartition:
     # ---------------------------------------------------------------- releases, expiry, log moves
 
     def release_member(self, member_id: str) -> ChangeResult:
-        """Share session closed (final epoch or disconnect): give back everything the member holds,
-        with the delivery count decremented (section 4.8)."""
+        """Share session closed (final epoch or disconnect): give back everything the member holds
+        (section 4.8). The delivery count is kept, so records that used up the delivery limit are
+        ARCHIVED (Kafka 4.2+, KAFKA-19972): a consumer that keeps dying on a poison record ends
+        its redelivery. `records_released` is set only when some records became AVAILABLE.
+        """
         result = ChangeResult()
         for run in self._runs:
             if run.state is RecordState.ACQUIRED and run.member == member_id:
                 result.offsets_changed += run.size()
-                self._release_run(run, decrement=True)
+                result.records_released |= self._release_run(run)
         if result.offsets_changed:
-            result.records_released = result.state_changed = True
+            result.state_changed = True
             self._coalesce(0, len(self._runs))
+            # Archived records at the start move SPSO, as after an ack or a lock expiry.
+            self._advance_start()
         return result
 
     def next_deadline(self) -> int | None:
@@ -1003,7 +1006,7 @@ class SharePartition:
             for run in self._runs[lo:hi]:
                 if run.lock == lock_id and run.state is RecordState.ACQUIRED:
                     result.offsets_changed += run.size()
-                    result.records_released |= self._release_run(run, decrement=False)
+                    result.records_released |= self._release_run(run)
             self._locks.pop(lock_id, None)
             self._coalesce(lo, hi)
         if result.offsets_changed:

@@ -207,6 +207,11 @@ class AdminFake(FakeCluster):
         out = []
         for asked in body.groups:
             code = self._coordinator_error(conn, 90)
+            if not code and asked.topics is None and asked.group_id not in self.groups:
+                if asked.group_id not in self.consumer_groups:
+                    # Kafka does not look the group up for "every topic": nothing, no error.
+                    out.append(R.DescribeShareGroupOffsetsResponseGroup(group_id=asked.group_id, topics=[]))
+                    continue
             problem = (code, None) if code else self._not_share(asked.group_id)
             if problem is not None:
                 out.append(

@@ -229,7 +229,7 @@ async def test_lock_expiry_at_the_delivery_limit_archives() -> None:
             await client.close()
 
 
-async def test_final_epoch_releases_with_delivery_count_decremented(broker: EmbeddedBroker) -> None:
+async def test_final_epoch_releases_with_delivery_count_kept(broker: EmbeddedBroker) -> None:
     topic_id = await setup(broker)
     client = await ShareClient.open(broker, topic_id)
     other = await ShareClient.open(broker, topic_id, member="m2")
@@ -240,19 +240,19 @@ async def test_final_epoch_releases_with_delivery_count_decremented(broker: Embe
         assert partition_data(response).acknowledge_error_code == ErrorCode.NONE
         assert partition_data(response).acquired_records == []
         assert leader_of(broker).sessions(1).get("g", "m1") is None
-        # The aborted delivery does not count: redelivered with count 1.
-        assert acquired(await other.fetch()) == [(2, 9, 1)]
+        # Kafka 4.2+ (KAFKA-19972): the cut-short delivery counts, redelivered with count 2.
+        assert acquired(await other.fetch()) == [(2, 9, 2)]
         # ShareAcknowledge with the final epoch does the same.
         assert ack_codes(await other.acknowledge({0: [(2, 3, [1])]}, epoch=-1)) == [ErrorCode.NONE]
         assert leader_of(broker).sessions(1).get("g", "m2") is None
         client.epoch = 0
-        assert acquired(await client.fetch()) == [(4, 9, 1)]
+        assert acquired(await client.fetch()) == [(4, 9, 3)]
     finally:
         await client.close()
         await other.close()
 
 
-async def test_disconnect_releases_with_delivery_count_decremented(broker: EmbeddedBroker) -> None:
+async def test_disconnect_releases_with_delivery_count_kept(broker: EmbeddedBroker) -> None:
     topic_id = await setup(broker)
     client = await ShareClient.open(broker, topic_id)
     other = await ShareClient.open(broker, topic_id, member="m2")
@@ -262,10 +262,48 @@ async def test_disconnect_releases_with_delivery_count_decremented(broker: Embed
         waiting = asyncio.ensure_future(fetch_until(other, lambda r: bool(acquired(r)), max_wait_ms=5000))
         await client.close()
         response = await waiting
-        assert acquired(response) == [(0, 9, 1)]
+        assert acquired(response) == [(0, 9, 2)]
     finally:
         await client.close()
         await other.close()
+
+
+@pytest.mark.parametrize("ending", ["final-fetch", "final-acknowledge", "disconnect"])
+async def test_session_end_at_the_delivery_limit_archives(ending: str) -> None:
+    """A member whose session ends holding records on their last permitted delivery: the
+    records are ARCHIVED, not released (Kafka 4.2+), and SPSO moves past them."""
+    async with EmbeddedBroker(config={"group.share.delivery.count.limit": 2}) as broker:
+        topic_id = await setup(broker, records=10)
+        client = await ShareClient.open(broker, topic_id)
+        other = await ShareClient.open(broker, topic_id, member="m2")
+        try:
+            assert acquired(await client.fetch()) == [(0, 9, 1)]
+            # Release the first batch: it comes straight back on its last delivery (count 2).
+            response = await client.fetch(acks={0: [(0, 4, [2])]})
+            assert acquired(response) == [(0, 4, 2)]
+            if ending == "final-fetch":
+                response = await client.fetch(epoch=-1, max_wait_ms=10_000)
+                assert response.error_code == ErrorCode.NONE
+                assert [p.acquired_records for t in response.responses for p in t.partitions] in ([], [[]])
+            elif ending == "final-acknowledge":
+                assert ack_codes(await client.acknowledge({0: [(5, 5, [1])]}, epoch=-1)) == [ErrorCode.NONE]
+            else:
+                await client.close()
+                async with asyncio.timeout(TIMEOUT):
+                    while leader_of(broker).sessions(1).get("g", "m1") is not None:  # noqa: ASYNC110 - disconnect has no event
+                        await asyncio.sleep(0.01)
+            # 0-4 used up their deliveries: archived, so SPSO is past them; 5-9 are released
+            # with their count kept (5 was accepted by the final ShareAcknowledge).
+            redelivered = [(6, 9, 2)] if ending == "final-acknowledge" else [(5, 9, 2)]
+            assert acquired(await other.fetch()) == redelivered
+            # (Reloaded from the store when m1's session was the group's last on the node.)
+            sp = leader_of(broker).cached(1, "g", broker.partition("t", 0))
+            assert sp is not None and sp.start_offset == redelivered[0][0]
+            assert ack_codes(await other.acknowledge({0: [(redelivered[0][0], 9, [1])]})) == [ErrorCode.NONE]
+            assert sp.start_offset == 10 and sp.in_flight() == []
+        finally:
+            await client.close()
+            await other.close()
 
 
 async def test_epoch_zero_replacing_a_session_keeps_records_acquired(broker: EmbeddedBroker) -> None:

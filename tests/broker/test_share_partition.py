@@ -465,24 +465,64 @@ class TestLockExpiry:
 
 
 class TestReleaseMember:
-    def test_session_close_releases_with_the_delivery_count_decremented(self) -> None:
+    """Share session end (final epoch or disconnect), Kafka 4.2+ (KAFKA-19972): the delivery
+    count is kept, and records on their last permitted delivery are ARCHIVED."""
+
+    def test_session_close_releases_with_the_delivery_count_kept(self) -> None:
         sp = make()
         log = [(0, 9), (10, 19)]
         fetch(sp, A, [(0, 9)])
         fetch(sp, B, log)
         result = sp.release_member(A)
-        assert (result.offsets_changed, result.records_released) == (10, True)
-        assert states(sp) == [(0, 9, AVAILABLE, 0, None), (10, 19, ACQUIRED, 1, B)]
-        assert sp.release_member("nobody").offsets_changed == 0
+        assert (result.offsets_changed, result.records_released, result.state_changed) == (10, True, True)
+        assert states(sp) == [(0, 9, AVAILABLE, 1, None), (10, 19, ACQUIRED, 1, B)]
+        assert sp.next_fetch_offset() == 0
+        # The next member gets them on their second delivery.
+        assert fetch(sp, B, log) == [AcquiredRange(0, 9, 2)]
+        nothing = sp.release_member("nobody")
+        assert (nothing.offsets_changed, nothing.records_released, nothing.state_changed) == (0, False, False)
 
-    def test_session_close_never_archives(self) -> None:
+    def test_session_close_at_the_delivery_limit_archives(self) -> None:
         sp = make(limit=2)
         log = [(0, 0)]
-        fetch(sp, A, log)
+        assert fetch(sp, A, log) == [AcquiredRange(0, 0, 1)]
         sp.expire_locks(LOCK_MS)
-        fetch(sp, A, log, now=LOCK_MS)
+        assert fetch(sp, A, log, now=LOCK_MS) == [AcquiredRange(0, 0, 2)]
+        result = sp.release_member(A)
+        assert (result.offsets_changed, result.records_released, result.state_changed) == (1, False, True)
+        # Archived and finished: SPSO moves past it, and no lock is left to expire.
+        assert (sp.start_offset, sp.in_flight(), sp.next_deadline()) == (1, [], None)
+        assert fetch(sp, B, log, now=LOCK_MS) == []
+        assert sp.expire_locks(3 * LOCK_MS).offsets_changed == 0
+
+    def test_session_close_archives_only_what_reached_the_limit(self) -> None:
+        sp = make(limit=2)
+        log = [(0, 4)]
+        fetch(sp, A, log)
+        assert ack(sp, A, (0, 1, [AckType.RELEASE])) == (_codes.NONE, None)
+        assert fetch(sp, A, log, now=10) == [AcquiredRange(0, 1, 2)]
+        result = sp.release_member(A)
+        assert (result.offsets_changed, result.records_released) == (5, True)
+        assert sp.start_offset == 2
+        assert states(sp) == [(2, 4, AVAILABLE, 1, None)]
+        assert sp.delivery_complete_count == 0
+        assert fetch(sp, B, log, now=20) == [AcquiredRange(2, 4, 2)]
+
+    def test_session_close_archives_behind_another_members_records(self) -> None:
+        sp = make(limit=1)
+        log = [(0, 4), (5, 9)]
+        fetch(sp, B, [(0, 4)])
+        fetch(sp, A, log)
         sp.release_member(A)
-        assert states(sp) == [(0, 0, AVAILABLE, 1, None)]
+        # Archived after B's records: SPSO waits for them, then moves past both.
+        assert states(sp) == [(0, 4, ACQUIRED, 1, B), (5, 9, ARCHIVED, 1, None)]
+        assert (sp.start_offset, sp.delivery_complete_count) == (0, 5)
+        assert sp.snapshot().batches == [
+            PersistedBatch(0, 4, int(AVAILABLE), 0),
+            PersistedBatch(5, 9, int(ARCHIVED), 1),
+        ]
+        assert ack(sp, B, (0, 4, [AckType.ACCEPT])) == (_codes.NONE, None)
+        assert (sp.start_offset, sp.in_flight()) == (10, [])
 
 
 class TestLogStartOffset:

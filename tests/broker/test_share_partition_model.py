@@ -204,9 +204,13 @@ class SharePartitionModel(RuleBasedStateMachine):
 
     @rule(member=st.sampled_from(MEMBERS))
     def session_closes(self, member: str) -> None:
+        # Kafka 4.2+ (KAFKA-19972): the delivery count is kept, ARCHIVED at the limit.
         self.sp.release_member(member)
         for offset in self.held_by(member):
-            self.offsets[offset] = Offset(RecordState.AVAILABLE, self.offsets[offset].delivery_count - 1)
+            count = self.offsets[offset].delivery_count
+            state = RecordState.AVAILABLE if count < self.limit else RecordState.ARCHIVED
+            self.offsets[offset] = Offset(state, count)
+        self.advance_start()
 
     @precondition(lambda self: bool(self.log))
     @rule(step=st.integers(1, 15))
@@ -257,6 +261,16 @@ class SharePartitionModel(RuleBasedStateMachine):
         if not hasattr(self, "sp"):
             return
         assert all(0 <= count <= self.limit for _state, count, _holder in self.actual().values())
+
+    @invariant()
+    def available_records_have_deliveries_left(self) -> None:
+        if not hasattr(self, "sp"):
+            return
+        assert all(
+            count < self.limit
+            for state, count, _holder in self.actual().values()
+            if state is RecordState.AVAILABLE
+        )
 
     @invariant()
     def timers_and_fetch_position_agree_with_the_state(self) -> None:

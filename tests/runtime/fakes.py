@@ -2,10 +2,10 @@
 
 ``FakeBroker`` keeps every record's share state the way a Kafka share partition does
 (available → acquired → acknowledged / archived; RELEASE and lock expiry make a record
-available again, or archive it at the delivery-count limit; session close releases with
-the delivery count decremented).  ``FakeConsumer`` implements the runtime's
-``ConsumerLike`` and is the ``AckSink`` of the real ``aioshare.share.Message`` objects it
-delivers, so the runtime is tested against the real message class.  Time is a
+available again, or archive it at the delivery-count limit; so does a session close, which
+keeps the delivery count like Kafka 4.2+, KAFKA-19972).  ``FakeConsumer`` implements the
+runtime's ``ConsumerLike`` and is the ``AckSink`` of the real ``aioshare.share.Message``
+objects it delivers, so the runtime is tested against the real message class.  Time is a
 ``ManualClock``: locks expire only when a test advances it and calls ``expire_locks()``.
 
 Every acknowledgement is recorded, so a test can count every record's fate.
@@ -123,12 +123,10 @@ class FakeBroker:
                 out.append(rec)
         return out
 
-    def _release(self, rec: FakeRecord, *, session_closed: bool = False) -> None:
+    def _release(self, rec: FakeRecord) -> None:
+        """RELEASE, lock expiry and session close alike (Kafka 4.2+ keeps the count on close)."""
         rec.holder = None
-        if session_closed:
-            rec.delivery_count -= 1  # Kafka: a closed session does not count the delivery
-            rec.state = "available"
-        elif rec.delivery_count >= self.delivery_limit:
+        if rec.delivery_count >= self.delivery_limit:
             rec.state = "archived"
         else:
             rec.state = "available"
@@ -238,7 +236,7 @@ class FakeConsumer:
         self.closed = True
         for rec in list(self.held.values()):
             rec.history.append("session-closed")
-            self.broker._release(rec, session_closed=True)
+            self.broker._release(rec)
         self.held.clear()
         self.broker.notify()
         return {}

@@ -263,9 +263,13 @@ def _offsets_group_error(group_id: str, error: int) -> _OffsetsGroup:
 
 
 def _describe_all_offsets(service: ShareCoordinatorService, group_id: str) -> _OffsetsGroup:
-    """Topics = null: every topic with initialised state; the group must exist."""
-    if service.coordinator.group(group_id) is None:
-        return _offsets_group_error(group_id, ErrorCode.GROUP_ID_NOT_FOUND)
+    """Topics = null: every topic with initialised state.
+
+    The group is not looked up: an unknown group (or one of another type) simply has no
+    initialised partitions, so the answer is no topics and no error, as from Kafka 4.2/4.4
+    (KafkaApis goes straight to describeShareGroupAllOffsets, whose
+    initializedShareGroupPartitions is an empty map for it).
+    """
     topics = []
     for topic_id, partitions in sorted(
         service.coordinator.initialized_partitions(group_id).items(), key=lambda item: str(item[0])
