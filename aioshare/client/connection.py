@@ -1,15 +1,23 @@
 """One TCP (optionally TLS) connection to one Kafka broker.
 
 Requests are pipelined: each gets a correlation id and a future, and responses are matched by
-that id, so any number may be in flight and they may complete in any order. Nothing here runs
-a task of its own: bytes arrive through asyncio.Protocol callbacks, so closing the transport
-is all the cleanup there is.
+that id, so any number may be in flight and they may complete in any order. Bytes arrive
+through asyncio.Protocol callbacks, so no task reads the socket.
+
+The one task a connection may own is SASL re-authentication (KIP-368): when the broker limits
+the session (`connections.max.reauth.ms`, credential lifetimes) it closes the connection at the
+first request it reads after the session ended, so before then a timer starts a task that
+closes the write gate (new requests queue behind it, in order), waits for the requests in
+flight, runs SaslHandshake + SaslAuthenticate again, and opens the gate. Closing the
+connection cancels the timer and that task and waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
+import random
 import ssl as _ssl
 import struct
 from collections.abc import Mapping
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection"]
 
+log = logging.getLogger(__name__)
+
 R = TypeVar("R", bound=ApiMessage)
 
 # v4 is what brokers since 3.9 answer; v5 only adds cluster-id checks we do not use, and
@@ -68,6 +78,10 @@ def _software_version() -> str:
 # only bounds memory on a connection that sees a great many timeouts.
 _ABANDONED_LIMIT: Final = 1024
 _CLOSE_TIMEOUT: Final = 5.0
+# Java's client re-authenticates at a random point between 85% and 95% of the session lifetime:
+# the margin covers latency and clock drift, the jitter keeps a client's many connections from
+# re-authenticating all at once.
+_REAUTH_WINDOW: Final = (0.85, 0.95)
 _ERROR_CODE = struct.Struct(">h")
 
 
@@ -149,6 +163,14 @@ class Connection:
         self._correlation = 0
         self._api_versions: dict[int, tuple[int, int]] = {}
         self._failure: KafkaConnectionError | None = None
+        # KIP-368 re-authentication. The gate is held only while re-authenticating; every other
+        # request passes through it, and asyncio.Lock queues waiters first come, first served.
+        self._sasl: SaslConfig | None = None
+        self._gate = asyncio.Lock()
+        self._session_ends: float | None = None  # loop time; None = the session never ends
+        self._reauth_timer: asyncio.TimerHandle | None = None
+        self._reauth_task: asyncio.Task[None] | None = None
+        self._settled: asyncio.Event | None = None  # set once nothing is in flight (while awaited)
 
     def __repr__(self) -> str:
         return f"Connection({self.host}:{self.port})"
@@ -190,9 +212,7 @@ class Connection:
         try:
             await conn._negotiate_versions()
             if sasl is not None:
-                from aioshare.client.sasl import authenticate
-
-                await authenticate(conn, sasl)
+                await conn._authenticate(sasl)
         except BaseException:
             await conn.close()
             raise
@@ -305,14 +325,16 @@ class Connection:
             raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
         return response
 
-    async def _request_frame(self, request: ApiMessage, version: int, limit: float) -> bytes:
+    async def _request_frame(
+        self, request: ApiMessage, version: int, limit: float, *, gated: bool = True
+    ) -> bytes:
         """Sends a request and returns its response frame undecoded (still with its header)."""
         correlation_id = self._next_correlation_id()
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(limit):
                 # Registered before writing: a fast broker may answer before drain returns.
-                await self._write(request, version, correlation_id, future)
+                await self._write(request, version, correlation_id, future, gated=gated)
                 return await future
         except TimeoutError:
             raise KafkaTimeoutError(
@@ -328,7 +350,14 @@ class Connection:
         version: int,
         correlation_id: int,
         pending: asyncio.Future[bytes] | None = None,
+        *,
+        gated: bool = True,
     ) -> None:
+        if gated:
+            # Waits while a re-authentication holds the gate: Kafka reads nothing but the SASL
+            # exchange until it ends. Uncontended, this returns without suspending.
+            async with self._gate:
+                pass
         if self._failure is not None:
             raise KafkaConnectionError(str(self._failure))
         wire = self._wire
@@ -353,6 +382,11 @@ class Connection:
         self._abandoned[correlation_id] = None
         if len(self._abandoned) > _ABANDONED_LIMIT:
             del self._abandoned[next(iter(self._abandoned))]
+        self._check_settled()
+
+    def _check_settled(self) -> None:
+        if self._settled is not None and not self._pending:
+            self._settled.set()
 
     def _on_frame(self, frame: bytes) -> None:
         try:
@@ -370,6 +404,7 @@ class Connection:
             return
         if not pending.done():
             pending.set_result(frame)
+        self._check_settled()
 
     # ----------------------------------------------------------------------------- ApiVersions
 
@@ -398,14 +433,91 @@ class Connection:
             self._api_versions = {e.api_key: (e.min_version, e.max_version) for e in response.api_keys}
             return
 
+    # ----------------------------------------------------------------------------- SASL
+
+    async def _authenticate(self, sasl: SaslConfig) -> None:
+        """Runs the SASL exchange and schedules the next one if the broker limits the session."""
+        from aioshare.client.sasl import authenticate
+
+        loop = asyncio.get_running_loop()
+        # The broker starts the session once it has checked our last message, after this
+        # point: a session timed from here ends a little before the broker's does, never after.
+        began = loop.time()
+        lifetime_ms = await authenticate(self, sasl, send=self._send_past_gate)
+        self._sasl = sasl
+        if lifetime_ms <= 0 or self._failure is not None:
+            self._session_ends = None
+            return
+        lifetime = lifetime_ms / 1000
+        self._session_ends = began + lifetime
+        at = began + lifetime * random.uniform(*_REAUTH_WINDOW)
+        log.debug("%s: SASL session of %d ms; re-authenticating in %.3f s", self, lifetime_ms, at - began)
+        self._reauth_timer = loop.call_at(at, self._start_reauth)
+
+    async def _send_past_gate(self, request: ApiMessage, version: int) -> ApiMessage:
+        """send() for the SASL exchange: it runs while the re-authentication holds the gate."""
+        frame = await self._request_frame(request, version, self.request_timeout, gated=False)
+        return decode_response(frame, request.API_KEY, version, strict=False)
+
+    def _start_reauth(self) -> None:
+        self._reauth_timer = None
+        if self._failure is None:
+            self._reauth_task = asyncio.get_running_loop().create_task(
+                self._reauthenticate(), name=f"aioshare-reauth-{self.host}:{self.port}"
+            )
+
+    async def _reauthenticate(self) -> None:
+        sasl = self._sasl
+        assert sasl is not None
+        try:
+            async with self._gate:
+                await self._wait_in_flight()
+                await self._authenticate(sasl)
+        except Exception as exc:
+            # Half an exchange leaves the broker expecting SASL bytes: the connection is done
+            # for. A reconnect authenticates afresh and reports bad credentials as such.
+            error = KafkaConnectionError(f"{self}: re-authentication failed: {exc}")
+            error.__cause__ = exc
+            self._fail(error)
+        finally:
+            self._reauth_task = None
+
+    async def _wait_in_flight(self) -> None:
+        """Until every request written before the gate closed is answered or given up.
+
+        Kafka reads a connection's requests one at a time, in order, so the exchange could go
+        out behind them; waiting keeps their answers out of it. Not past the session's end,
+        though: holding every new request for a slow one would gain nothing, since the broker
+        still reads the handshake after it, and takes it even once the session has ended.
+        """
+        if not self._pending:
+            return
+        settled = self._settled = asyncio.Event()
+        ends = self._session_ends
+        limit = None if ends is None else max(0.0, ends - asyncio.get_running_loop().time())
+        try:
+            async with asyncio.timeout(limit):
+                await settled.wait()
+        except TimeoutError:
+            log.debug("%s: re-authenticating with %d requests in flight", self, len(self._pending))
+        finally:
+            self._settled = None
+
     # ----------------------------------------------------------------------------- closing
 
     def _fail(self, error: KafkaConnectionError) -> None:
         """Marks the connection dead and fails every request in flight with `error`."""
         if self._failure is None:
             self._failure = error
+        if self._reauth_timer is not None:
+            self._reauth_timer.cancel()
+            self._reauth_timer = None
+        task = self._reauth_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # close() waits for it; a peer disconnect just lets it end
         pending, self._pending = self._pending, {}
         self._abandoned.clear()
+        self._check_settled()
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -422,7 +534,10 @@ class Connection:
 
     async def close(self) -> None:
         """Closes the connection; requests in flight fail with KafkaConnectionError."""
+        reauth = self._reauth_task
         self._fail(KafkaConnectionError(f"{self}: closed"))
+        if reauth is not None and reauth is not asyncio.current_task():
+            await asyncio.wait([reauth])  # cancelled by _fail: no task outlives the connection
         wire = self._wire
         if wire is None or wire.transport is None:
             return

@@ -1,7 +1,8 @@
 """SASL authentication: PLAIN and SCRAM-SHA-256/512 over SaslHandshake v1 + SaslAuthenticate.
 
 `ScramClient` is the sans-IO SCRAM exchange (RFC 5802, RFC 7677); `authenticate` is the small
-async driver that carries its messages in SaslAuthenticate requests on a fresh connection.
+async driver that carries its messages in SaslAuthenticate requests, on a fresh connection or,
+to re-authenticate (KIP-368), on one whose other requests the Connection holds back meanwhile.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -29,6 +31,10 @@ from aioshare.protocol.messages import (
 
 if TYPE_CHECKING:
     from aioshare.client.connection import Connection
+    from aioshare.protocol._codec import ApiMessage
+
+    # Sends one request at the given version and returns the decoded response.
+    SaslSend = Callable[[ApiMessage, int], Awaitable[ApiMessage]]
 
 __all__ = ["MECHANISMS", "SaslConfig", "ScramClient", "authenticate", "plain_initial_response"]
 
@@ -153,35 +159,48 @@ class ScramClient:
         self._state = then
 
 
-async def authenticate(conn: Connection, config: SaslConfig) -> None:
-    """Runs the SASL exchange on a connection that has negotiated API versions."""
+async def authenticate(conn: Connection, config: SaslConfig, *, send: SaslSend | None = None) -> int:
+    """Runs the SASL exchange on a connection that has negotiated API versions.
+
+    Returns the session lifetime the broker granted in milliseconds (SaslAuthenticate v1+), 0
+    when it does not limit the session: the connection must re-authenticate before it ends.
+    `send` defaults to `conn.send`; re-authentication passes one that bypasses its write gate.
+    """
+
+    async def call(request: ApiMessage, version: int) -> ApiMessage:
+        return await (send(request, version) if send is not None else conn.send(request, version))
+
     handshake_version = conn.version_for(SaslHandshakeRequest.API_KEY)
     if handshake_version < 1:
         # v0 means raw SASL tokens outside Kafka framing, which only very old brokers need.
         raise UnsupportedVersionError(f"{conn} only supports SaslHandshake v0")
-    handshake = await conn.send(
-        SaslHandshakeRequest(mechanism=config.mechanism),
-        handshake_version,
-        response_type=SaslHandshakeResponse,
-    )
+    handshake = await call(SaslHandshakeRequest(mechanism=config.mechanism), handshake_version)
+    if not isinstance(handshake, SaslHandshakeResponse):
+        raise TypeError(f"expected SaslHandshakeResponse, got {type(handshake).__name__}")
     if handshake.error_code:
         raise error_for_code(
             handshake.error_code, f"{config.mechanism}; broker enables {handshake.mechanisms}"
         )
     auth_version = conn.version_for(SaslAuthenticateRequest.API_KEY)
+    lifetime_ms = 0
 
     async def exchange(token: bytes) -> bytes:
-        response = await conn.send(
-            SaslAuthenticateRequest(auth_bytes=token), auth_version, response_type=SaslAuthenticateResponse
-        )
+        nonlocal lifetime_ms
+        response = await call(SaslAuthenticateRequest(auth_bytes=token), auth_version)
+        if not isinstance(response, SaslAuthenticateResponse):
+            raise TypeError(f"expected SaslAuthenticateResponse, got {type(response).__name__}")
         if response.error_code:
             raise error_for_code(response.error_code, response.error_message)
+        # The last answer's value is the one that counts: the broker sets it once the exchange
+        # has succeeded (v1+).
+        lifetime_ms = response.session_lifetime_ms
         return response.auth_bytes
 
     if config.mechanism == "PLAIN":
         await exchange(plain_initial_response(config.username, config.password))
-        return
+        return lifetime_ms
     scram = ScramClient(config.mechanism, config.username, config.password)
     server_first = await exchange(scram.client_first())
     server_final = await exchange(scram.client_final(server_first))
     scram.verify_server_final(server_final)
+    return lifetime_ms

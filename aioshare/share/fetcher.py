@@ -52,6 +52,7 @@ from aioshare.share.acks import AckSnapshot
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired, unpack_partition
 from aioshare.share.leases import ExpiredRange
+from aioshare.share.membership import topics_not_authorized
 from aioshare.share.message import Message, RecordLike
 from aioshare.share.session import FetchParams, SessionOutcome, ShareSessionState
 from aioshare.share.wire import acknowledge_request, fetch_request
@@ -564,6 +565,11 @@ class LeaderFetcher:
         if code in _MOVED:
             self._host.misplaced(tp)
         elif code in _FATAL_PARTITION:
+            if code == ErrorCode.TOPIC_AUTHORIZATION_FAILED:
+                # Kafka sends no ErrorMessage with it: name the topic, as Java's client does.
+                topic = self._cluster.topic(tp.topic_id)
+                name = topic.name if topic is not None else str(tp.topic_id)
+                message = topics_not_authorized([name], message)
             self._fatal(error_for_code(code, message))
         else:
             exc: BrokerError = error_for_code(code, message)

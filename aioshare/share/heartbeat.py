@@ -52,6 +52,7 @@ class HeartbeatLoop:
         self._wake = asyncio.Event()
         self._answered = asyncio.Event()
         self._conn: Connection | None = None
+        self._stopped = False  # run() is over: nothing will send a leave or feed back its answer
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -70,7 +71,12 @@ class HeartbeatLoop:
         """Leave the group (epoch -1) and wait for the answer (or its loss)."""
         self.membership.leave(self._now())
         self._changed()
-        while self.membership.state not in (MemberState.UNSUBSCRIBED, MemberState.FATAL):
+        # Only run() sends the leave and feeds back its answer: once it has stopped (fatal
+        # error, cancelled, crashed) there is nothing left to wait for.
+        while not self._stopped and self.membership.state not in (
+            MemberState.UNSUBSCRIBED,
+            MemberState.FATAL,
+        ):
             self._answered.clear()
             await self._answered.wait()
 
@@ -83,12 +89,18 @@ class HeartbeatLoop:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self._stopped = True
+            self._answered.set()  # wakes a leave() waiting for the loop
+
+    async def _run(self) -> None:
         membership = self.membership
         while True:
             self._wake.clear()
             if membership.fatal is not None:
                 self._on_fatal(membership.fatal.error())
-                self._answered.set()
                 return
             now = self._now()
             request = membership.build_heartbeat(now)
@@ -115,10 +127,10 @@ class HeartbeatLoop:
                 if exc.retriable:
                     membership.on_failure(self._now(), disconnected=True)
                 else:
-                    # No ShareGroupHeartbeat on this broker, authorization failure, ...
-                    self._on_fatal(exc)
-                    self._answered.set()
-                    return
+                    # Coordinator lookup refused, TLS/SASL failure, no ShareGroupHeartbeat on
+                    # this broker, ...: the membership dies with it (and drops its assignment),
+                    # and the top of the loop reports it.
+                    membership.on_fatal(exc)
             else:
                 data = heartbeat_response(response)
                 if data.error_code in _COORDINATOR_MOVED:

@@ -1,7 +1,8 @@
 """ShareGroupHeartbeat state machine (sans-IO), following the Java share consumer.
 
 The shell loops: ``build_heartbeat(now)`` → send → ``on_response(data, now)`` or
-``on_failure(now)``; it sleeps until ``next_heartbeat_at()`` and reacts to
+``on_failure(now)`` (or ``on_fatal(error)`` when the heartbeat could not even be sent and
+retrying cannot help); it sleeps until ``next_heartbeat_at()`` and reacts to
 ``poll_assignment_change()``, ``need_coordinator`` and ``fatal``.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aioshare.client.backoff import Backoff
-from aioshare.protocol.errors import BrokerError, ErrorCode, error_for_code
+from aioshare.protocol.errors import BrokerError, ErrorCode, KafkaError, error_for_code
 from aioshare.protocol.types import TopicIdPartition, kafka_uuid_str, random_kafka_uuid
 
 __all__ = [
@@ -32,6 +33,12 @@ _COORDINATOR_MOVED = frozenset({ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR
 # Everything else (GROUP_MAX_SIZE_REACHED, GROUP_AUTHORIZATION_FAILED, INVALID_REQUEST,
 # UNSUPPORTED_VERSION, TOPIC_AUTHORIZATION_FAILED and any code we do not know) is fatal,
 # as in the Java heartbeat manager's default branch: retrying cannot fix it.
+
+
+def topics_not_authorized(topics: Iterable[str], message: str | None) -> str:
+    """Java's TopicAuthorizationException wording, with the broker's message if it sent one."""
+    text = f"Not authorized to access topics: [{', '.join(sorted(topics))}]"
+    return f"{text}: {message}" if message else text
 
 
 class MemberState(enum.Enum):
@@ -66,9 +73,14 @@ class HeartbeatResponseData:
 class MembershipFatal:
     error_code: int
     error_message: str | None
+    # The error itself when it was raised on the way to the coordinator rather than answered
+    # (see Membership.on_fatal): TLS and SASL failures have no protocol code to rebuild it from.
+    exception: KafkaError | None = field(default=None, compare=False)
 
-    def error(self) -> BrokerError:
-        """The typed exception for the code (e.g. GroupAuthorizationFailedError)."""
+    def error(self) -> KafkaError:
+        """The typed exception (e.g. GroupAuthorizationFailedError)."""
+        if self.exception is not None:
+            return self.exception
         return error_for_code(self.error_code, self.error_message)
 
 
@@ -230,10 +242,25 @@ class Membership:
             # Same coordinator, still loading: just retry later.
             self._next_at = now + self._backoff.next_delay()
             return False
-        self.fatal = MembershipFatal(code, data.error_message)
-        self.state = MemberState.FATAL
-        self._next_at = None
-        return self._drop_assignment()
+        message = data.error_message
+        if code == ErrorCode.TOPIC_AUTHORIZATION_FAILED:
+            # Kafka sends no ErrorMessage with it: name the topics, as Java's client does.
+            message = topics_not_authorized(self._subscription, message)
+        return self._die(MembershipFatal(code, message))
+
+    def on_fatal(self, error: KafkaError) -> bool:
+        """The heartbeat just built could not be sent, and retrying cannot help.
+
+        For instance the coordinator lookup was refused (GROUP_AUTHORIZATION_FAILED), TLS or
+        SASL with the coordinator failed, or it has no ShareGroupHeartbeat.  No heartbeat will
+        be answered any more, so the member is dead: FATAL, nothing in flight, and ``leave()``
+        has nothing to send (it would otherwise wait for an answer that never comes).  Returns
+        True when the assignment changed (it is dropped).
+        """
+        self._in_flight = None
+        if isinstance(error, BrokerError):
+            return self._die(MembershipFatal(error.code, error.message, error))
+        return self._die(MembershipFatal(ErrorCode.UNKNOWN_SERVER_ERROR, str(error), error))
 
     def on_failure(self, now: float, *, disconnected: bool = False) -> None:
         """The response was lost (timeout/disconnect): resend later with the same epoch."""
@@ -278,6 +305,12 @@ class Membership:
         else:
             self._next_at = now + self.heartbeat_interval
         return changed
+
+    def _die(self, fatal: MembershipFatal) -> bool:
+        self.fatal = fatal
+        self.state = MemberState.FATAL
+        self._next_at = None
+        return self._drop_assignment()
 
     def _start_join(self, now: float) -> None:
         self.state = MemberState.JOINING

@@ -50,6 +50,9 @@ class Received:
 
 Handler = Callable[["FakeConn", RequestHeader, Any], Awaitable[ApiMessage | Raw | None]]
 
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
+
 
 def owned_tasks() -> set[asyncio.Task[Any]]:
     """Running tasks whose coroutine is aioshare code (not the test's or the fakes')."""
@@ -76,6 +79,7 @@ class FakeConn:
         self.writer = writer
         self.state: dict[str, Any] = {}
         self.closed = False
+        self.unanswered = 0  # requests read and not yet answered
 
     def write(self, data: bytes) -> None:
         if not self.writer.is_closing():
@@ -101,6 +105,10 @@ class FakeConn:
                     )
                 )
                 self.broker.changed()
+                if not self._admit(header.request_api_key):
+                    self.abort()  # as Kafka does: no answer, the connection is gone
+                    return
+                self.unanswered += 1
                 self.broker.spawn(self._answer(header, request.body))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -108,6 +116,30 @@ class FakeConn:
             self.writer.close()
             self.closed = True
             self.broker.changed()
+
+    def _admit(self, api_key: int) -> bool:
+        """Kafka's rules for SASL sessions with a lifetime (KIP-368; SocketServer and
+        SaslServerAuthenticator): a SaslHandshake on an authenticated connection starts a
+        re-authentication, even once the session has ended; until it succeeds only
+        SaslAuthenticate may come; any other request read after the session ended closes the
+        connection.  Each refusal is recorded in `broker.violations`."""
+        state = self.state
+        if state.get("reauthenticating"):
+            if api_key == SASL_AUTHENTICATE:
+                return True
+            self.broker.violations.append(f"API key {api_key} during re-authentication")
+            return False
+        ends = state.get("session_ends")
+        if ends is None:
+            return True
+        if api_key == SASL_HANDSHAKE:
+            state["reauthenticating"] = True
+            self.broker.reauth_backlog.append(self.unanswered)
+            return True
+        if asyncio.get_running_loop().time() > ends:
+            self.broker.violations.append(f"API key {api_key} after the session ended")
+            return False
+        return True
 
     async def _answer(self, header: RequestHeader, body: ApiMessage) -> None:
         handler = self.broker.handlers.get(header.request_api_key)
@@ -123,6 +155,7 @@ class FakeConn:
             if isinstance(result, ApiVersionsResponse) and result.error_code:
                 version = 0  # error answers to ApiVersions always use the v0 body
             self.write(encode_response(result, version, header.correlation_id))
+        self.unanswered -= 1
         self.broker.answered.append(header.correlation_id)
         self.broker.changed()
 
@@ -159,6 +192,10 @@ class FakeBroker:
         self.answered: list[int] = []
         self.conns: list[FakeConn] = []
         self.refuse = False  # accept, then hang up at once
+        # KIP-368 (when `sasl.session_lifetime_ms` is set): requests Kafka would have closed the
+        # connection for, and how many requests were unanswered at each re-authentication.
+        self.violations: list[str] = []
+        self.reauth_backlog: list[int] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         # Connection tasks are started by asyncio.start_server, which logs an error when they
         # are cancelled; close() ends them by aborting their transports instead.
@@ -261,6 +298,7 @@ class FakeBroker:
         if body.mechanism not in enabled:
             return SaslHandshakeResponse(error_code=ErrorCode.UNSUPPORTED_SASL_MECHANISM, mechanisms=enabled)
         conn.state["mechanism"] = body.mechanism
+        conn.state.pop("scram", None)  # a re-authentication starts a new exchange
         return SaslHandshakeResponse(mechanisms=enabled)
 
     async def _sasl_auth(self, conn: FakeConn, header: RequestHeader, body: Any) -> ApiMessage:
@@ -272,21 +310,36 @@ class FakeBroker:
         if mechanism == "PLAIN":
             _, user, password = body.auth_bytes.split(b"\0")
             ok = self.sasl.users.get(user.decode()) == password.decode()
-            return SaslAuthenticateResponse() if ok else failed
+            return self._authenticated(conn, header, SaslAuthenticateResponse()) if ok else failed
         server = conn.state.get("scram")
         if server is None:
             server = conn.state["scram"] = ScramServer(str(mechanism), self.sasl.users)
             return SaslAuthenticateResponse(auth_bytes=server.first(body.auth_bytes))
         try:
-            return SaslAuthenticateResponse(auth_bytes=server.final(body.auth_bytes))
+            final = SaslAuthenticateResponse(auth_bytes=server.final(body.auth_bytes))
         except ValueError:
             return failed
+        return self._authenticated(conn, header, final)
+
+    def _authenticated(
+        self, conn: FakeConn, header: RequestHeader, response: SaslAuthenticateResponse
+    ) -> SaslAuthenticateResponse:
+        assert self.sasl is not None
+        conn.state["reauthenticating"] = False
+        lifetime_ms = self.sasl.session_lifetime_ms
+        if lifetime_ms and header.request_api_version >= 1:
+            # Like Kafka: the session is timed from the moment the broker accepted the client.
+            conn.state["session_ends"] = asyncio.get_running_loop().time() + lifetime_ms / 1000
+            response.session_lifetime_ms = lifetime_ms
+        return response
 
 
 @dataclass
 class SaslUsers:
     users: dict[str, str]
     mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+    # Kafka's connections.max.reauth.ms: 0 = sessions never end.
+    session_lifetime_ms: int = 0
 
 
 class ScramServer:

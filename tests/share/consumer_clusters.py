@@ -19,8 +19,9 @@ What the mock (librdkafka 2.16) does and does not do, found by experiment and it
   clock expired a lock, the next re-report is taken as a new delivery with the old count,
   and the mock's own expiry a moment later brings the real redelivery (one count higher),
   which replaces it.  Kafka never re-reports a held record.
-- Releasing a member's records on session close does not decrement the delivery count
-  (Kafka does); a new epoch-0 ShareFetch releases the member's records (Kafka keeps them).
+- Releasing a member's records on session close keeps the delivery count, as Kafka 4.2+
+  does (KAFKA-19972; 4.1 decremented it); a new epoch-0 ShareFetch releases the member's
+  records (Kafka keeps them).
 - Closing any connection to a broker closes every share session on that broker, other
   members' included: consumers of one test must not come and go while others work.
 """

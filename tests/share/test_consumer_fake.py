@@ -15,6 +15,7 @@ from aioshare.protocol.errors import (
     InvalidRecordStateError,
     KafkaConnectionError,
     ShareSessionNotFoundError,
+    TopicAuthorizationFailedError,
 )
 from aioshare.protocol.messages import ShareAcknowledgeRequest, ShareFetchRequest, ShareFetchResponse
 from aioshare.protocol.types import AckType
@@ -245,6 +246,53 @@ async def test_fatal_heartbeat_error_reaches_the_application(fake: ShareFake) ->
                 await c.__anext__()
         with pytest.raises(GroupAuthorizationFailedError):
             await c.getmany(timeout=0.1)
+
+
+async def test_topic_authorization_failure_in_the_heartbeat_names_the_topic(fake: ShareFake) -> None:
+    fake.heartbeat_error = ErrorCode.TOPIC_AUTHORIZATION_FAILED  # with a null ErrorMessage, as Kafka
+    async with consumer(fake) as c:
+        with pytest.raises(TopicAuthorizationFailedError) as info:
+            async with asyncio.timeout(5):
+                await c.__anext__()
+    assert info.value.message == f"Not authorized to access topics: [{TOPIC}]"
+
+
+async def test_topic_authorization_failure_in_share_fetch_names_the_topic(fake: ShareFake) -> None:
+    refused = ShareFetchResponse.PartitionData(
+        partition_index=0, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, error_message=None
+    )
+
+    async def hook(req: ShareFetchRequest) -> ShareFetchResponse:
+        return ShareFetchResponse(
+            responses=[
+                ShareFetchResponse.ShareFetchableTopicResponse(topic_id=TOPIC_ID, partitions=[refused])
+            ]
+        )
+
+    fake.fetch_hook = hook
+    async with consumer(fake) as c:
+        with pytest.raises(TopicAuthorizationFailedError) as info:
+            async with asyncio.timeout(5):
+                await c.__anext__()
+        assert c.member_epoch == 1  # the heartbeat was fine: ShareFetch refused it
+    assert info.value.message == f"Not authorized to access topics: [{TOPIC}]"
+
+
+async def test_close_after_a_refused_coordinator_lookup_is_prompt(fake: ShareFake) -> None:
+    """The heartbeat loop stops when FindCoordinator is refused: close() must not wait for
+    an answer to the leave heartbeat that no task will ever send (it used to, for its whole
+    timeout)."""
+    fake.cluster.coordinator_errors = [ErrorCode.GROUP_AUTHORIZATION_FAILED]
+    before = set(aioshare_tasks())
+    c = consumer(fake)
+    await c.start()
+    with pytest.raises(GroupAuthorizationFailedError):
+        async with asyncio.timeout(5):
+            await c.__anext__()
+    async with asyncio.timeout(1.0):  # far below close()'s own timeout
+        await c.close(timeout=30)
+    assert set(aioshare_tasks()) - before == set()
+    assert fake.heartbeats == []  # no coordinator, so nothing was ever sent
 
 
 async def test_close_sends_final_epoch_and_leaves(fake: ShareFake) -> None:

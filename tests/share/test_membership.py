@@ -4,7 +4,12 @@ import uuid
 import pytest
 
 from aioshare.client.backoff import Backoff
-from aioshare.protocol.errors import BrokerError
+from aioshare.protocol.errors import (
+    BrokerError,
+    GroupAuthorizationFailedError,
+    SslAuthenticationError,
+    TopicAuthorizationFailedError,
+)
 from aioshare.protocol.types import TopicIdPartition
 from aioshare.share.membership import (
     HeartbeatResponseData,
@@ -203,7 +208,7 @@ def test_backoff_grows_and_resets_on_success() -> None:
     assert m.next_heartbeat_at() == now + 6
 
 
-@pytest.mark.parametrize("code", [81, 30, 42, 35, 29, 9999])
+@pytest.mark.parametrize("code", [81, 30, 42, 35, 9999])
 def test_fatal_errors_stop_the_member(code: int) -> None:
     m = joined()
     m.build_heartbeat(5.0)
@@ -215,6 +220,58 @@ def test_fatal_errors_stop_the_member(code: int) -> None:
     with pytest.raises(BrokerError) as info:
         m.subscribe(["x"], 100.0)
     assert info.value.code == code and info.value.message == "nope"
+
+
+@pytest.mark.parametrize(
+    ("broker_message", "expected"),
+    [
+        (None, "Not authorized to access topics: [a, b]"),  # what Kafka sends
+        ("", "Not authorized to access topics: [a, b]"),
+        ("denied", "Not authorized to access topics: [a, b]: denied"),
+    ],
+)
+def test_topic_authorization_failure_names_the_subscribed_topics(
+    broker_message: str | None, expected: str
+) -> None:
+    m = joined()
+    m.build_heartbeat(5.0)
+    m.on_response(err(29, broker_message), 5.0)
+    assert state(m) is MemberState.FATAL
+    with pytest.raises(TopicAuthorizationFailedError) as info:
+        m.subscribe(["x"], 6.0)
+    assert info.value.message == expected
+
+
+def test_a_refused_join_leaves_nothing_to_wait_for() -> None:
+    """The join's coordinator lookup is refused (GROUP_AUTHORIZATION_FAILED): the heartbeat built
+    for it is never answered, so the member is dead, and leave() has nothing to send or await."""
+    m = make()
+    m.subscribe(["a"], 0.0)
+    assert m.build_heartbeat(0.0) is not None
+    error = GroupAuthorizationFailedError("group 'g1'")
+    assert not m.on_fatal(error)
+    assert state(m) is MemberState.FATAL
+    assert not m.in_flight
+    assert m.fatal is not None and m.fatal.error() is error
+    m.leave(1.0)
+    assert state(m) is MemberState.FATAL
+    assert m.build_heartbeat(1.0) is None and m.next_heartbeat_at() is None
+    with pytest.raises(GroupAuthorizationFailedError):
+        m.subscribe(["b"], 1.0)
+
+
+def test_a_client_side_fatal_error_drops_the_assignment() -> None:
+    # TLS refused by a new coordinator: an error with no protocol code, kept as it was raised.
+    m = joined()
+    m.build_heartbeat(5.0)
+    m.on_response(ok(4, assignment=[(TOPIC_A, [0])]), 5.0)
+    m.poll_assignment_change()
+    m.build_heartbeat(10.0)
+    error = SslAuthenticationError("TLS with 127.0.0.1:9093 failed")
+    assert m.on_fatal(error)
+    assert m.poll_assignment_change() == frozenset()
+    assert state(m) is MemberState.FATAL
+    assert m.fatal is not None and m.fatal.error() is error
 
 
 def test_lost_response_resends_with_the_same_epoch() -> None:
