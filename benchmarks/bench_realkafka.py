@@ -395,24 +395,9 @@ def bench_runtime_on_kafka(broker: _KafkaBroker, topic: str, partitions: int) ->
         )
     print()
     print(f"framework cost: empty handler (runtime) vs getmany + accept (bare ShareConsumer) ({_load()})")
-    header = f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'CPU µs/job':>11} {'broker CPU':>11}"
-    print(header)
-    print("-" * len(header))
     empty = rt._on_uvloop(_bounded(rt._runtime(b, topic, groups["empty"], rt.EMPTY_QUOTA, 200, 2, None)))
     bare = rt._on_uvloop(_bounded(rt._bare_consumer(b, topic, groups["bare"], rt.EMPTY_QUOTA)))
-    for label, run in (
-        ("aioshare App, empty handler, concurrency 200", empty),
-        ("bare ShareConsumer loop", bare),
-    ):
-        assert run.cpu is not None
-        print(
-            f"{label:<44} {run.jobs:>7} {run.seconds:>8.2f} {run.rate:>9,.0f} "
-            f"{run.cpu * 1e6 / run.jobs:>11.1f} {run.broker_share:>11}",
-            flush=True,
-        )
-    assert empty.cpu is not None and bare.cpu is not None
-    overhead = (empty.cpu / empty.jobs - bare.cpu / bare.jobs) * 1e6
-    print(f"runtime overhead over the bare consumer: {overhead:.1f} µs of CPU per job")
+    rt.print_framework_cost(empty, bare)
 
 
 # ------------------------------------------------------------------------------- main

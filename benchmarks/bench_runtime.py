@@ -264,6 +264,26 @@ def _confluent_threads(broker: BrokerProcess, topic: str, group: str, quota: int
 # ------------------------------------------------------------------------------ main
 
 
+def print_framework_cost(empty: Run, bare: Run) -> None:
+    """The empty-handler runtime beside the bare consumer loop, and the CPU the runtime adds per job."""
+    header = f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'CPU µs/job':>11} {'broker CPU':>11}"
+    print(header)
+    print("-" * len(header))
+    for label, run in (
+        ("aioshare App, empty handler, concurrency 200", empty),
+        ("bare ShareConsumer loop", bare),
+    ):
+        assert run.cpu is not None
+        print(
+            f"{label:<44} {run.jobs:>7} {run.seconds:>8.2f} {run.rate:>9,.0f} "
+            f"{run.cpu * 1e6 / run.jobs:>11.1f} {run.broker_share:>11}",
+            flush=True,
+        )
+    assert empty.cpu is not None and bare.cpu is not None
+    overhead = (empty.cpu / empty.jobs - bare.cpu / bare.jobs) * 1e6
+    print(f"runtime overhead over the bare consumer: {overhead:.1f} µs of CPU per job")
+
+
 def _row(label: str, run: Run, ideal: float) -> str:
     return (
         f"{label:<44} {run.jobs:>7} {run.seconds:>8.2f} {run.rate:>9,.0f} {ideal:>8,.0f} "
@@ -307,26 +327,9 @@ def main() -> None:
         print(_row(f"librdkafka ShareConsumer x {THREADS} threads", run, THREADS / SLEEP), flush=True)
         print()
         print("framework cost: empty handler (runtime) vs getmany + accept (bare ShareConsumer)")
-        header = (
-            f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'CPU µs/job':>11} {'broker CPU':>11}"
-        )
-        print(header)
-        print("-" * len(header))
         rt = _on_uvloop(_runtime(broker, topic, groups["empty"], EMPTY_QUOTA, 200, 2, None))
         bare = _on_uvloop(_bare_consumer(broker, topic, groups["bare"], EMPTY_QUOTA))
-        for label, run in (
-            ("aioshare App, empty handler, concurrency 200", rt),
-            ("bare ShareConsumer loop", bare),
-        ):
-            assert run.cpu is not None
-            print(
-                f"{label:<44} {run.jobs:>7} {run.seconds:>8.2f} {run.rate:>9,.0f} "
-                f"{run.cpu * 1e6 / run.jobs:>11.1f} {run.broker_share:>11}",
-                flush=True,
-            )
-        assert rt.cpu is not None and bare.cpu is not None
-        overhead = (rt.cpu / rt.jobs - bare.cpu / bare.jobs) * 1e6
-        print(f"runtime overhead over the bare consumer: {overhead:.1f} µs of CPU per job")
+        print_framework_cost(rt, bare)
     finally:
         broker.close()
 
