@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make demo` needs only the base dependencies: its own, lighter stamp.
+DEMO_STAMP := $(VENV)/.installed-base
 SCHEMAS := ../shared/kafka-protocol
 LINT_PATHS := $(wildcard aioshare tests tools benchmarks examples)
 # Apache Kafka's jars (real-Kafka tests, Java drivers, benchmarks): resolved once by Maven, git-ignored.
@@ -15,9 +17,15 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/aioshare demo
 
 test: $(STAMP) check-generated lint typecheck kafka-jars unit

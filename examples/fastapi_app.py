@@ -108,10 +108,10 @@ def create_app(bootstrap_servers: str = "127.0.0.1:9092") -> FastAPI:
             "consuming": app.running,
             "failure": repr(app.failure) if app.failure is not None else None,
             "handled": len(results),
-            "accepted": m.value("records-accepted-total"),
-            "dead_lettered": m.value("records-dead-lettered-total"),
-            "retried": m.value("records-retried-total"),
-            "running": m.value("handlers-running"),
+            "accepted": int(m.value("records-accepted-total")),
+            "dead_lettered": int(m.value("records-dead-lettered-total")),
+            "retried": int(m.value("records-retried-total")),
+            "running": int(m.value("handlers-running")),
         }
 
     return api

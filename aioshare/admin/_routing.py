@@ -78,6 +78,13 @@ class Deadline:
         return True
 
 
+def _about_group(outcome: T | BrokerError, group: str) -> T | BrokerError:
+    """A group's BrokerError names the group (one error object may have been shared by several)."""
+    if isinstance(outcome, BrokerError) and outcome.context is None:
+        return type(outcome)(outcome.message, context=f"group {group!r}")
+    return outcome
+
+
 def _transient(error: KafkaError) -> bool:
     # Narrower than `retriable`: an UNKNOWN_TOPIC_OR_PARTITION from DeleteTopics is the answer,
     # not a reason to ask again (Kafka's admin retries these same few).
@@ -159,7 +166,7 @@ class Router:
                         ) from error
                     results[group] = error
                 break
-        return {group: results[group] for group in order}
+        return {group: _about_group(results[group], group) for group in order}
 
     async def _locate(self, groups: list[str], deadline: Deadline) -> dict[str, BrokerNode | KafkaError]:
         found: dict[str, BrokerNode | KafkaError] = {}

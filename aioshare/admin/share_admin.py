@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from aioshare._validate import check_bootstrap, check_seconds
 from aioshare.admin import _parse
 from aioshare.admin._offsets import list_offsets, timestamp_of
 from aioshare.admin._routing import Router
@@ -36,6 +37,7 @@ from aioshare.client.connection import Connection
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import (
     BrokerError,
+    ConfigError,
     ErrorCode,
     UnknownTopicOrPartitionError,
     error_for_code,
@@ -92,6 +94,10 @@ class ShareAdmin:
         retry_backoff: float = 0.1,
         retry_backoff_max: float = 1.0,
     ) -> None:
+        check_bootstrap(bootstrap_servers)
+        check_seconds("request_timeout", request_timeout, positive=True)
+        check_seconds("retry_backoff", retry_backoff)
+        check_seconds("retry_backoff_max", retry_backoff_max)
         self._cluster = Cluster(
             bootstrap_servers,
             client_id=client_id,
@@ -115,8 +121,9 @@ class ShareAdmin:
         await self.close()
 
     async def start(self) -> None:
-        """Bootstraps: reads cluster metadata from one of the bootstrap servers."""
-        await self._cluster.start()
+        """Bootstraps: reads cluster metadata from one of the bootstrap servers, trying them
+        again with backoff for up to `request_timeout` (then KafkaTimeoutError)."""
+        await self._cluster.start(timeout=self._router.timeout)
 
     async def close(self) -> None:
         await self._cluster.close()
@@ -229,9 +236,9 @@ class ShareAdmin:
         resolved: dict[int, int | BrokerError]
         if isinstance(to, Mapping):
             if partitions is not None:
-                raise ValueError("give either explicit offsets or partitions, not both")
+                raise ConfigError("give either explicit offsets or partitions, not both")
             if any(offset < 0 for offset in to.values()):
-                raise ValueError("offsets must be >= 0")
+                raise ConfigError(f"offsets must be >= 0, got {dict(to)!r}")
             resolved = dict(sorted(to.items()))
         else:
             timestamp = timestamp_of(to)
@@ -332,12 +339,12 @@ class ShareAdmin:
         for topic in topics:
             error = errors.get(topic)
             if error is not None:
-                raise error
+                raise type(error)(error.message, context=f"topic {topic!r}")
 
     def _partitions_of(self, topic: str) -> list[int]:
         found = self._cluster.topic(topic)
         if found is None:
-            raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+            raise UnknownTopicOrPartitionError(context=f"topic {topic!r}")
         return sorted(found.partitions)
 
     # ----------------------------------------------------------------------------- group configs
@@ -358,7 +365,7 @@ class ShareAdmin:
                 if result.resource_type == GROUP_RESOURCE and result.resource_name == group_id:
                     entries = _parse.config_entries(result)
                     if isinstance(entries, BrokerError):
-                        raise entries
+                        raise entries.with_context(f"group {group_id!r}")
                     return entries
             raise _left_out(f"group {group_id!r}")
 
@@ -378,10 +385,10 @@ class ShareAdmin:
         to_set = dict(set or {})
         to_delete = _names(delete)
         if not to_set and not to_delete:
-            raise ValueError("nothing to alter: give configs to set or delete")
+            raise ConfigError("nothing to alter: give configs to set or delete")
         both = to_set.keys() & to_delete
         if both:
-            raise ValueError(f"configs both set and deleted: {sorted(both)}")
+            raise ConfigError(f"configs both set and deleted: {sorted(both)}")
         Config = IncrementalAlterConfigsRequest.AlterableConfig
         configs = [Config(name=k, config_operation=_SET, value=v) for k, v in to_set.items()]
         configs += [Config(name=k, config_operation=_DELETE, value=None) for k in to_delete]
@@ -394,7 +401,10 @@ class ShareAdmin:
             response = await conn.send(request, response_type=IncrementalAlterConfigsResponse)
             for result in response.responses:
                 if result.resource_type == GROUP_RESOURCE and result.resource_name == group_id:
-                    raise_for_code(result.error_code, result.error_message)
+                    if result.error_code:
+                        raise error_for_code(result.error_code, result.error_message).with_context(
+                            f"group {group_id!r}"
+                        )
                     return
             raise _left_out(f"group {group_id!r}")
 

@@ -12,7 +12,7 @@ What it runs (about 20 s, everything on this machine, nothing to install):
   backoff: the record is held, then RELEASEd and redelivered); *poison* ones always fail and
   are dead-lettered after ``max_attempts`` deliveries; *slow* ones run longer than the lock
   (the runtime renews it while they run);
-* the *crash*: the separate member takes a handful of jobs and then its process is frozen
+* the *frozen member*: the separate member takes a handful of jobs and then its process is frozen
   (SIGSTOP) mid-job - no heartbeat, no acknowledgement, no close, its TCP connections left
   open, as when a host hangs or dies without resetting its connections.  The broker hands
   those jobs out again only when their locks expire, and the runtime's members finish them.
@@ -24,7 +24,7 @@ topic read back with a plain Kafka consumer, and the broker's share-partition st
 (DescribeShareGroupOffsets).  It exits 1 if any job is unaccounted for, ended differently
 than its kind says, or is still held by the broker; duplicates (at-least-once) are reported.
 
-``python -m aioshare.cli.demo --crash-worker ...`` is the crashing member's process.
+``python -m aioshare.cli.demo --crash-worker ...`` is the frozen member's process.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ __all__ = ["DemoConfig", "DemoResult", "Job", "add_arguments", "plan_jobs", "run
 TOPIC = "demo.jobs"
 DLQ_TOPIC = "demo.jobs.dlq"
 GROUP = "demo-workers"
-CRASH_READY_TIMEOUT = 30.0  # the crashing member: process start, join, first fetch
+CRASH_READY_TIMEOUT = 30.0  # the frozen member: process start, join, first fetch
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -83,7 +83,7 @@ class DemoConfig:
     concurrency: int = 32
     lock_ms: int = 3000
     max_attempts: int = 4
-    crash_jobs: int = 20  # 0: no crashing member
+    crash_jobs: int = 20  # 0: no frozen member
     work_ms: tuple[int, int] = (30, 120)  # an ordinary job's await, drawn uniformly
     slow_ms: tuple[int, int] | None = None  # slow jobs, longer than the lock: 1.3-2 locks by default
     seed: int = 7
@@ -117,8 +117,10 @@ class DemoResult:
     renewed_jobs: int = 0
     retries: int = 0
     runtime_lock_expiries: int = 0
-    crashed: list[int] = dataclasses.field(default_factory=list)  # offsets the crashed member held
-    came_back: dict[int, float] = dataclasses.field(default_factory=dict)  # offset -> s after the crash
+    frozen: list[int] = dataclasses.field(default_factory=list)  # offsets the frozen member held
+    came_back: dict[int, float] = dataclasses.field(
+        default_factory=dict
+    )  # offset -> s after the frozen member took it
     ack_errors: int = 0
     wall: float = 0.0
     steady_rate: float | None = None  # jobs/s up to the 99th percentile job
@@ -143,8 +145,8 @@ class DemoResult:
 def plan_jobs(config: DemoConfig) -> list[Job]:
     """The jobs, deterministic for a seed: about 5% flaky, 0.5% poison, 0.3% slow.
 
-    Special jobs are drawn from past the first ``crash_jobs`` offsets, which the crashing
-    member takes: so the crash shows pure lock-expiry recovery, and each kind its own path.
+    Special jobs are drawn from past the first ``crash_jobs`` offsets, which the frozen
+    member takes: so its jobs show pure lock-expiry recovery, and each kind its own path.
     """
     rng = random.Random(config.seed)
     n = config.jobs
@@ -304,18 +306,18 @@ class Display:
         self._line = ""
 
 
-# ------------------------------------------------------------------------------ the crash
+# ------------------------------------------------------------------------------ the frozen member
 
 
 @dataclasses.dataclass
-class CrashedMember:
+class FrozenMember:
     process: asyncio.subprocess.Process
     offsets: list[int]
     took_at: float  # loop time the jobs were acquired (their locks started)
     lock_ms: int | None
 
 
-async def start_crashing_member(bootstrap: str, topic: str, group: str, count: int) -> CrashedMember:
+async def start_frozen_member(bootstrap: str, topic: str, group: str, count: int) -> FrozenMember:
     """Start the extra member in its own process; once it holds ``count`` jobs, freeze it.
 
     SIGSTOP, not a kill: a killed process's sockets are closed by its kernel, and a broker
@@ -339,7 +341,7 @@ async def start_crashing_member(bootstrap: str, topic: str, group: str, count: i
         async with asyncio.timeout(CRASH_READY_TIMEOUT):
             line = await process.stdout.readline()
         if not line:
-            raise RuntimeError("the crashing member exited before it took any job")
+            raise RuntimeError("the frozen member exited before it took any job")
         report = json.loads(line)
         os.kill(process.pid, signal.SIGSTOP)
     except BaseException:
@@ -347,7 +349,7 @@ async def start_crashing_member(bootstrap: str, topic: str, group: str, count: i
         raise
     # When it took them: its lock started then, so that is when the clock of their return starts.
     took_at = asyncio.get_running_loop().time() - float(report["held_for"])
-    return CrashedMember(process, sorted(report["offsets"]), took_at, report["lock_ms"])
+    return FrozenMember(process, sorted(report["offsets"]), took_at, report["lock_ms"])
 
 
 async def stop_member(process: asyncio.subprocess.Process) -> None:
@@ -360,7 +362,7 @@ async def stop_member(process: asyncio.subprocess.Process) -> None:
 
 
 async def _crash_worker(bootstrap: str, topic: str, group: str, count: int) -> None:
-    """The crashing member: take ``count`` jobs, say which, then work on them "forever"."""
+    """The frozen member: take ``count`` jobs, say which, then work on them "forever"."""
     from aioshare.share import ShareConsumer
 
     consumer = ShareConsumer(
@@ -396,6 +398,11 @@ async def _crash_worker(bootstrap: str, topic: str, group: str, count: int) -> N
 
 
 # ------------------------------------------------------------------------------ the run
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    """``1 job``, ``2 jobs``: a count with its noun in the right number."""
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
 
 
 def _fmt_offsets(offsets: Sequence[int]) -> str:
@@ -468,7 +475,7 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
     result = DemoResult()
     jobs = plan_jobs(config)
     by_kind = collections.Counter(job.kind for job in jobs)
-    crash = config.crash_jobs if hasattr(signal, "SIGSTOP") else 0
+    freeze = config.crash_jobs if hasattr(signal, "SIGSTOP") else 0
 
     broker_config = {
         "group.share.min.record.lock.duration.ms": 1000,
@@ -482,9 +489,9 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
         "group.share.partition.max.record.locks": 10000,
     }
     out.write(
-        f"aioshare demo: {config.jobs} jobs on a 1-partition topic, share group {config.group!r} with "
-        f"{config.consumers + (1 if crash else 0)} members "
-        f"({config.consumers} runtime consumers{' + 1 that crashes' if crash else ''})\n"
+        f"aioshare demo: {_n(config.jobs, 'job')} on a 1-partition topic, share group {config.group!r} with "
+        f"{config.consumers + (1 if freeze else 0)} members "
+        f"({_n(config.consumers, 'runtime consumer')}{' + 1 that freezes mid-job' if freeze else ''})\n"
         f"  jobs: {by_kind['ok']} ordinary, {by_kind['flaky']} flaky (fail 1-2 times), "
         f"{by_kind['poison']} poison (always fail), {by_kind['slow']} slow "
         f"({config.slow_range[0] / 1000:g}-{config.slow_range[1] / 1000:g} s on a {config.lock_ms / 1000:g} s lock)\n"
@@ -492,7 +499,7 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
     out.flush()
     started = loop.time()
     display = Display(out, config.jobs, live, started)
-    crashed: CrashedMember | None = None
+    frozen: FrozenMember | None = None
 
     async with contextlib.AsyncExitStack() as stack:
         if config.bootstrap is None:
@@ -516,7 +523,7 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
         if offsets != list(range(len(jobs))):
             result.problems.append("the produced offsets are not 0..N-1: the job ids would not match")
         result.produced = len(jobs)
-        display.note(loop.time(), f"{where}; produced {len(jobs)} jobs to {config.topic}")
+        display.note(loop.time(), f"{where}; produced {_n(len(jobs), 'job')} to {config.topic}")
 
         app = aioshare.App(bootstrap, shutdown_timeout=10.0, consumer_options={"fetch_max_wait": 0.1})
         ledger = Ledger(loop, config.dlq_topic)
@@ -543,30 +550,30 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
             await asyncio.sleep(job.work_ms / 1000)
 
         try:
-            if crash:
+            if freeze:
                 # It joins first, so it surely gets jobs however fast the others are: then the
                 # 4 runtime members join and work while its jobs sit locked by a dead process.
-                crashed = await start_crashing_member(bootstrap, config.topic, config.group, crash)
-                result.crashed = crashed.offsets
+                frozen = await start_frozen_member(bootstrap, config.topic, config.group, freeze)
+                result.frozen = frozen.offsets
                 display.note(
                     loop.time(),
-                    f"member 5 (pid {crashed.process.pid}) took {len(crashed.offsets)} jobs "
-                    f"(offsets {_fmt_offsets(crashed.offsets)}) and froze mid-job: SIGSTOP, no "
+                    f"member 5 (pid {frozen.process.pid}) took {_n(len(frozen.offsets), 'job')} "
+                    f"({'offset' if len(frozen.offsets) == 1 else 'offsets'} {_fmt_offsets(frozen.offsets)}) and froze mid-job: SIGSTOP, no "
                     "heartbeat, no ack, its connections left open",
                 )
             work_started = loop.time()
             async with app:
                 display.note(
                     loop.time(),
-                    f"the runtime started {config.consumers} consumers of route 'jobs' "
+                    f"the runtime started {_n(config.consumers, 'consumer')} of route 'jobs' "
                     f"(concurrency {config.concurrency}) on the same partition",
                 )
-                members = config.consumers + (1 if crashed is not None else 0)
+                members = config.consumers + (1 if frozen is not None else 0)
                 announce = loop.create_task(
                     _announce_group(bootstrap, config, members, ledger), name="demo-group"
                 )
                 try:
-                    finished = await _watch(app, ledger, display, config, crashed, started)
+                    finished = await _watch(app, ledger, display, config, frozen, started)
                 finally:
                     announce.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -579,8 +586,8 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
             if not finished:
                 result.problems.append(f"the jobs did not all settle within {config.timeout:g} s")
         finally:
-            if crashed is not None:
-                await stop_member(crashed.process)
+            if frozen is not None:
+                await stop_member(frozen.process)
         display.finish()
 
         copies = await _read_dead_letters(bootstrap, config.dlq_topic)
@@ -590,9 +597,9 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
             result.broker_start_offset = info.start_offset
             result.broker_lag = info.lag
 
-    _fill(result, ledger, copies, crashed)
+    _fill(result, ledger, copies, frozen)
     verify(result, jobs, config)
-    _summary(out, result, jobs, ledger, config, crashed)
+    _summary(out, result, jobs, ledger, config, frozen)
     return result
 
 
@@ -619,7 +626,7 @@ async def _watch(
     ledger: Ledger,
     display: Display,
     config: DemoConfig,
-    crashed: CrashedMember | None,
+    frozen: FrozenMember | None,
     started: float,
 ) -> bool:
     """Show progress until every job has a fate (True) or the time is up (False)."""
@@ -633,15 +640,19 @@ async def _watch(
         for text in ledger.notes:
             display.note(now, text)
         ledger.notes.clear()
-        if crashed is not None and not announced_back and all(o in ledger.came_back for o in crashed.offsets):
+        if frozen is not None and not announced_back and all(o in ledger.came_back for o in frozen.offsets):
             announced_back = True
-            back = [ledger.came_back[o] - crashed.took_at for o in crashed.offsets]
-            lock = (crashed.lock_ms or config.lock_ms) / 1000
+            back = [ledger.came_back[o] - frozen.took_at for o in frozen.offsets]
+            lock = (frozen.lock_ms or config.lock_ms) / 1000
             display.note(
                 now,
-                f"the {len(crashed.offsets)} jobs of the frozen member came back {min(back):.1f}-{max(back):.1f} s "
-                f"after it took them: their {lock:g} s locks expired and the broker handed them to the "
-                "others (delivery 2)",
+                f"the frozen member's {_n(len(frozen.offsets), 'job')} came back {min(back):.1f}-{max(back):.1f} s "
+                + (
+                    f"after it took it: its {lock:g} s lock expired and the broker handed it to the "
+                    if len(frozen.offsets) == 1
+                    else f"after it took them: their {lock:g} s locks expired and the broker handed them to the "
+                )
+                + "others (delivery 2)",
             )
         if ledger.done >= config.jobs:
             display.progress(now, _progress_line(ledger, app, config.jobs, now, started))
@@ -659,7 +670,7 @@ async def _watch(
                 await ledger.changed.wait()
 
 
-def _fill(result: DemoResult, ledger: Ledger, copies: list[Any], crashed: CrashedMember | None) -> None:
+def _fill(result: DemoResult, ledger: Ledger, copies: list[Any], frozen: FrozenMember | None) -> None:
     for offset, fates in ledger.outcomes.items():
         kinds = {kind for kind, _ in fates}
         if "accepted" in kinds:
@@ -683,8 +694,8 @@ def _fill(result: DemoResult, ledger: Ledger, copies: list[Any], crashed: Crashe
         # The steady rate: to the 99th percentile job, before the tail of slow jobs and backoffs.
         k = int(len(ledger.done_times) * 0.99)
         result.steady_rate = k / max(ledger.done_times[k - 1] - ledger.done_times[0], 1e-9)
-    if crashed is not None:
-        result.came_back = {o: t - crashed.took_at for o, t in ledger.came_back.items()}
+    if frozen is not None:
+        result.came_back = {o: t - frozen.took_at for o, t in ledger.came_back.items()}
 
 
 def verify(result: DemoResult, jobs: Sequence[Job], config: DemoConfig) -> None:
@@ -692,7 +703,7 @@ def verify(result: DemoResult, jobs: Sequence[Job], config: DemoConfig) -> None:
     problems = result.problems
     unaccounted = result.unaccounted
     if unaccounted:
-        problems.append(f"{len(unaccounted)} jobs unaccounted for: {_fmt_offsets(unaccounted)}")
+        problems.append(f"{_n(len(unaccounted), 'job')} unaccounted for: {_fmt_offsets(unaccounted)}")
     poison = {job.id for job in jobs if job.kind == "poison"}
     wrong_dlq = sorted(result.dead_lettered - poison)
     if wrong_dlq:
@@ -711,12 +722,12 @@ def verify(result: DemoResult, jobs: Sequence[Job], config: DemoConfig) -> None:
     early = sorted(o for o, dc in result.dlq_delivery_counts.items() if dc < config.max_attempts)
     if early:
         problems.append(f"dead-lettered before max_attempts={config.max_attempts}: {_fmt_offsets(early)}")
-    if result.crashed:
-        not_back = sorted(set(result.crashed) - set(result.came_back))
+    if result.frozen:
+        not_back = sorted(set(result.frozen) - set(result.came_back))
         if not_back:
             problems.append(f"jobs of the frozen member never redelivered: {_fmt_offsets(not_back)}")
         lock = config.lock_ms / 1000
-        too_soon = sorted(o for o in result.crashed if result.came_back.get(o, lock) < lock * 0.9)
+        too_soon = sorted(o for o in result.frozen if result.came_back.get(o, lock) < lock * 0.9)
         if too_soon:
             problems.append(f"the frozen member's jobs came back before its lock ran out: {too_soon[:5]}")
     if result.broker_lag is None:
@@ -731,40 +742,52 @@ def _summary(
     jobs: Sequence[Job],
     ledger: Ledger,
     config: DemoConfig,
-    crashed: CrashedMember | None,
+    frozen: FrozenMember | None,
 ) -> None:
     w = out.write
     slow = [job.id for job in jobs if job.kind == "slow"]
     n_dlq_copies = sum(result.dlq_copies.values())
     w("\nSummary\n")
-    w(f"  produced          {result.produced:>6}   jobs on {config.topic} (1 partition)\n")
+    w(
+        f"  produced          {result.produced:>6}   {'job' if result.produced == 1 else 'jobs'} on {config.topic} (1 partition)\n"
+    )
     w(f"  accepted          {len(result.accepted):>6}\n")
     w(
-        f"  dead-lettered     {len(result.dead_lettered):>6}   read back from {config.dlq_topic}: {n_dlq_copies} "
-        f"copies, each after {config.max_attempts} deliveries (max_attempts)\n"
+        f"  dead-lettered     {len(result.dead_lettered):>6}   read back from {config.dlq_topic}: "
+        f"{_n(n_dlq_copies, 'copy', 'copies')}, each after {config.max_attempts} deliveries (max_attempts)\n"
     )
     w(f"  unaccounted       {len(result.unaccounted):>6}\n")
     dup = f"   {_fmt_offsets(sorted(result.duplicates))}" if result.duplicates else "   (at-least-once: none)"
     w(f"  duplicates        {len(result.duplicates):>6}{dup}\n")
-    w("  attempts          deliveries per job (broker delivery count of its final delivery)\n")
     biggest = max(result.attempts.values(), default=1)
+    w(
+        "  attempts          deliveries per job (broker delivery count of its final delivery); "
+        f"bar length ~ log(1 + jobs), 40 # = {_n(biggest, 'job')}\n"
+    )
     for deliveries, count in result.attempts.items():
         bar = "#" * max(1, round(40 * math.log1p(count) / math.log1p(biggest)))
-        w(f"      {deliveries} {'delivery ' if deliveries == 1 else 'deliveries'} {count:>6}  {bar}\n")
+        w(f"      {deliveries} {'delivery' if deliveries == 1 else 'deliveries':<10} {count:>6}  {bar}\n")
     w(f"  retries           {result.retries:>6}   held on backoff, then released for redelivery\n")
     w(
-        f"  lock renewals     {result.renewals:>6}   for {result.renewed_jobs} jobs ({len(slow)} slow ones "
-        f"ran {config.slow_range[0] / 1000:g}-{config.slow_range[1] / 1000:g} s on a {config.lock_ms / 1000:g} s lock)\n"
+        f"  lock renewals     {result.renewals:>6}   for {_n(result.renewed_jobs, 'job')} "
+        f"({_n(len(slow), 'slow one')} ran {config.slow_range[0] / 1000:g}-{config.slow_range[1] / 1000:g} s on a {config.lock_ms / 1000:g} s lock)\n"
     )
-    crash_back = len([o for o in result.crashed if o in result.came_back])
-    after = [result.came_back[o] for o in result.crashed if o in result.came_back]
-    crash_text = (
-        f"{crash_back} jobs of the frozen member, back {min(after):.1f}-{max(after):.1f} s after it took them"
-        if after
-        else "no crashing member"
-    )
+    frozen_back = len([o for o in result.frozen if o in result.came_back])
+    after = [result.came_back[o] for o in result.frozen if o in result.came_back]
+    if not result.frozen:
+        frozen_text = "no frozen member"
+    elif frozen_back == len(result.frozen):
+        frozen_text = (
+            f"the frozen member's {_n(frozen_back, 'job')}, back {min(after):.1f}-{max(after):.1f} s "
+            "after it took them"
+        )
+    else:
+        frozen_text = (
+            f"only {frozen_back} of the frozen member's {_n(len(result.frozen), 'job')} came back"
+            + (f" ({min(after):.1f}-{max(after):.1f} s after it took them)" if after else "")
+        )
     w(
-        f"  lock expiries     {crash_back + result.runtime_lock_expiries:>6}   {crash_text}; "
+        f"  lock expiries     {frozen_back + result.runtime_lock_expiries:>6}   {frozen_text}; "
         f"{result.runtime_lock_expiries} in the runtime\n"
     )
     if ledger.latencies:
@@ -795,7 +818,7 @@ def _summary(
     w("\n")
     if result.ok:
         w(
-            f"OK: all {result.produced} jobs accounted for: {len(result.accepted)} accepted + "
+            f"OK: all {_n(result.produced, 'job')} accounted for: {len(result.accepted)} accepted + "
             f"{len(result.dead_lettered)} dead-lettered = {len(result.accepted) + len(result.dead_lettered)}\n"
         )
     else:
@@ -810,15 +833,20 @@ def _summary(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DemoConfig()
-    parser.add_argument("--jobs", type=int, default=defaults.jobs, help="jobs to produce (default 3000)")
-    parser.add_argument("--consumers", type=int, default=defaults.consumers, help="runtime consumers (4)")
-    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="handler slots (32)")
-    parser.add_argument("--lock-ms", type=int, default=defaults.lock_ms, help="acquisition lock (3000)")
+    parser.add_argument("--jobs", type=int, default=defaults.jobs, help="jobs to produce")
+    parser.add_argument("--consumers", type=int, default=defaults.consumers, help="runtime consumer members")
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="handler slots")
+    parser.add_argument("--lock-ms", type=int, default=defaults.lock_ms, help="acquisition lock duration, ms")
     parser.add_argument(
-        "--crash-jobs", type=int, default=defaults.crash_jobs, help="jobs the crashing member takes (0: none)"
+        "--crash-jobs",
+        type=int,
+        default=defaults.crash_jobs,
+        help="jobs the crashing member takes (0: no crash)",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--timeout", type=float, default=defaults.timeout, help="give up after (60 s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the job mix")
+    parser.add_argument(
+        "--timeout", type=float, default=defaults.timeout, help="give up after this many seconds"
+    )
     parser.add_argument("--plain", action="store_true", help="no refreshing line, even on a terminal")
     parser.add_argument(
         "-b",
@@ -826,6 +854,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap-servers",
         dest="bootstrap_server",
         default=None,
+        metavar="HOST:PORT[,...]",
         help="run on this Kafka cluster (>= 4.2) instead of an embedded broker; the topics and group "
         "get a unique suffix (default: embedded broker)",
     )

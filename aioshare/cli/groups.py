@@ -7,7 +7,7 @@
     aioshare groups delete GROUP [GROUP ...]
     aioshare groups config GROUP [--set KEY=VALUE ...] [--delete KEY ...]
 
-Every subcommand takes --bootstrap-server (default 127.0.0.1:9092) and --timeout. Exit status 0 on
+Every subcommand takes -b/--bootstrap-server (default 127.0.0.1:9092) and --timeout. Exit status 0 on
 success, 1 when Kafka reports an error (printed to stderr), 2 for bad usage (argparse).
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from aioshare.protocol.errors import BrokerError, KafkaError, NonEmptyGroupError
+from aioshare.protocol.errors import BrokerError, KafkaError
 
 if TYPE_CHECKING:
     from aioshare.admin import ShareAdmin
@@ -38,9 +38,11 @@ class UsageError(Exception):
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Registers `groups` and its subcommands on the top-level `aioshare` parser."""
+    from aioshare.cli.main import add_bootstrap_argument, config_pair
+
     # Connection options live on every leaf parser so they may follow the subcommand.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap-server", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT[,...]")
+    add_bootstrap_argument(common, DEFAULT_BOOTSTRAP)
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request, retries included")
 
     groups = commands.add_parser("groups", help="administer share groups (list, describe, offsets, ...)")
@@ -50,22 +52,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.set_defaults(groups_handler=_list)
 
     describe = sub.add_parser("describe", parents=[common], help="describe a share group and its members")
-    describe.add_argument("group")
+    describe.add_argument("group", help="the share group")
     describe.set_defaults(groups_handler=_describe)
 
     offsets = sub.add_parser("offsets", parents=[common], help="show a share group's start offsets and lag")
-    offsets.add_argument("group")
+    offsets.add_argument("group", help="the share group")
     offsets.add_argument("--topic", action="append", help="only this topic (repeatable)")
     offsets.set_defaults(groups_handler=_offsets)
 
     reset = sub.add_parser(
         "reset", parents=[common], help="move a share group's start offset (group must be empty)"
     )
-    reset.add_argument("group")
-    reset.add_argument("--topic", required=True)
+    reset.add_argument("group", help="the share group")
+    reset.add_argument("--topic", required=True, help="the topic whose offsets move")
     reset.add_argument(
         "--to",
         required=True,
+        type=_reset_to,
         metavar="earliest|latest|ISO-DATETIME|OFFSET",
         help="a datetime without a time zone is local time; an OFFSET outside the log is moved to its start or end",
     )
@@ -73,14 +76,46 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reset.set_defaults(groups_handler=_reset)
 
     delete = sub.add_parser("delete", parents=[common], help="delete share groups (they must be empty)")
-    delete.add_argument("group", nargs="+")
+    delete.add_argument("group", nargs="+", help="the share groups")
     delete.set_defaults(groups_handler=_delete)
 
     config = sub.add_parser("config", parents=[common], help="show or change a share group's configs")
-    config.add_argument("group")
-    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
-    config.add_argument("--delete", action="append", default=[], metavar="KEY", help="repeatable")
+    config.add_argument("group", help="the share group")
+    config.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=config_pair,
+        metavar="KEY=VALUE",
+        help="set a config (repeatable)",
+    )
+    config.add_argument(
+        "--delete",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="reset a config to its default (repeatable)",
+    )
     config.set_defaults(groups_handler=_config)
+
+
+def _reset_to(text: str) -> str:
+    """argparse type of `reset --to`: a malformed target is a usage error (exit status 2)."""
+    value = text.strip()
+    if value.lower() in ("earliest", "latest"):
+        return text
+    if value.lstrip("-").isdigit():
+        if int(value) < 0:
+            raise argparse.ArgumentTypeError(f"an offset must be >= 0, got {value}")
+        return text
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected earliest, latest, an offset or an ISO-8601 datetime (e.g. 2025-01-31T12:00:00+00:00), "
+            f"got {text!r}"
+        ) from None
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_with_admin(handler, args))
     except UsageError as exc:
         return _fail(str(exc))
-    except NonEmptyGroupError as exc:
-        return _fail(f"{exc}\nKafka changes offsets only of an empty share group: stop its consumers first.")
     except KafkaError as exc:
         return _fail(str(exc))
 
@@ -123,7 +156,7 @@ async def _list(admin: ShareAdmin, args: argparse.Namespace) -> int:
 async def _describe(admin: ShareAdmin, args: argparse.Namespace) -> int:
     found = (await admin.describe_share_groups([args.group]))[args.group]
     if isinstance(found, BrokerError):
-        return _fail(f"group {args.group!r}: {found}")
+        return _fail(str(found))
     print(f"Group:            {found.group_id}")
     print(f"State:            {found.state}")
     print(f"Group epoch:      {found.group_epoch}")
@@ -154,7 +187,7 @@ async def _offsets(admin: ShareAdmin, args: argparse.Namespace) -> int:
         # apart as kafka-share-groups does (it describes the group first).
         described = (await admin.describe_share_groups([args.group]))[args.group]
         if isinstance(described, BrokerError):
-            return _fail(f"group {args.group!r}: {described}")
+            return _fail(str(described))
         print(f"Share group {args.group!r} has no offsets.")
         return 0
     rows = [
@@ -248,7 +281,7 @@ async def _delete(admin: ShareAdmin, args: argparse.Namespace) -> int:
             print(f"Deleted share group {group!r}.")
         else:
             failed = True
-            print(f"aioshare groups: error: group {group!r}: {error}", file=sys.stderr)
+            _fail(str(error))
     return 1 if failed else 0
 
 
@@ -286,7 +319,7 @@ def _number(value: int) -> str:
 def _partition_errors(errors: dict[str, BrokerError | None]) -> int:
     failed = {where: e for where, e in errors.items() if e is not None}
     for where, error in failed.items():
-        print(f"aioshare groups: error: {where}: {error}", file=sys.stderr)
+        _fail(str(error if error.context else type(error)(error.message, context=where)))
     return 1 if failed else 0
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from typing import Any
 
 
 def add_parser(commands: Any) -> None:
+    from aioshare.cli.main import config_pair
     from aioshare.testing.kafka import DEFAULT_KAFKA_VERSION, TESTED_KAFKA_VERSIONS
 
     kafka = commands.add_parser(
@@ -24,24 +26,25 @@ def add_parser(commands: Any) -> None:
     resolve.add_argument(
         "--version",
         default=DEFAULT_KAFKA_VERSION,
-        help=f"Kafka version (tested: {versions}; default %(default)s)",
+        help=f"Kafka version (tested: {versions})",
     )
     start = actions.add_parser("start", help="start a Kafka cluster on loopback until Ctrl-C")
     start.add_argument(
         "--version",
         default=DEFAULT_KAFKA_VERSION,
-        help=f"Kafka version (tested: {versions}; default %(default)s)",
+        help=f"Kafka version (tested: {versions})",
     )
     start.add_argument(
         "--brokers",
         type=int,
         default=1,
-        help="broker count; above 1 adds a controller process (default %(default)s)",
+        help="broker count; above 1 adds a controller process",
     )
     start.add_argument(
         "--config",
         action="append",
         default=[],
+        type=config_pair,
         metavar="KEY=VALUE",
         help="a Kafka broker config laid over the test defaults (repeatable)",
     )
@@ -71,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
             stop.wait()
         return 0
     except KafkaUnavailable as exc:
-        print(f"aioshare kafka: {exc}")
+        print(f"aioshare kafka: error: {exc}", file=sys.stderr)
         return 1

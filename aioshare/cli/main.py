@@ -1,4 +1,8 @@
-"""The `aioshare` command line: `aioshare broker | run | demo | groups | kafka ...`."""
+"""The `aioshare` command line: `aioshare broker | run | demo | groups | topics | produce | kafka ...`.
+
+Exit status: 0 on success, 1 for runtime failures (Kafka errors, no broker), 2 for usage and
+configuration errors (argparse's own, malformed KEY=VALUE pairs, invalid configs).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,83 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every subcommand's help shows each option's default (none for flags and empty lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def config_pair(text: str) -> str:
+    """argparse type of KEY=VALUE options: a malformed pair is a usage error (exit status 2)."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return text
+
+
+def add_bootstrap_argument(
+    parser: argparse.ArgumentParser,
+    default: str | None = DEFAULT_BOOTSTRAP,
+    *,
+    dest: str = "bootstrap_server",
+    help: str = "the Kafka cluster to talk to",
+) -> None:
+    """Kafka's spelling, `-b/--bootstrap-server`, with `--bootstrap-servers` accepted as well."""
+    parser.add_argument(
+        "-b",
+        "--bootstrap-server",
+        "--bootstrap-servers",
+        dest=dest,
+        default=default,
+        metavar="HOST:PORT[,...]",
+        help=help,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aioshare")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from aioshare import __version__
+
+        return __version__
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _use_formatter(sub)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioshare", description="Apache Kafka share groups for asyncio")
+    parser.add_argument(
+        "--version", action="version", version=f"aioshare {_version()}", help="print the version and exit"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     broker = commands.add_parser("broker", help="run an embedded Kafka-protocol broker in the foreground")
-    broker.add_argument("--host", default="127.0.0.1")
-    broker.add_argument("--port", type=int, default=9092)
-    broker.add_argument("--nodes", type=int, default=1)
-    broker.add_argument("--data-dir", default=None)
+    broker.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    broker.add_argument("--port", type=int, default=9092, help="the first node's port; 0 picks a free one")
+    broker.add_argument("--nodes", type=int, default=1, help="broker nodes, each on its own port")
+    broker.add_argument(
+        "--data-dir", default=None, help="keep the logs in this directory (default: in memory)"
+    )
     broker.add_argument(
         "--config",
         action="append",
         default=[],
+        type=config_pair,
         metavar="KEY=VALUE",
         help="a Kafka broker config, e.g. group.share.record.lock.duration.ms=15000 (repeatable)",
     )
@@ -40,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     from aioshare.cli.kafka import add_parser as add_kafka_parser
 
     add_kafka_parser(commands)
+
+    from aioshare.cli.topics import add_parser as add_topics_parser
+
+    add_topics_parser(commands)
+
+    from aioshare.cli.produce import add_parser as add_produce_parser
+
+    add_produce_parser(commands)
+    _use_formatter(parser)
     return parser
 
 
@@ -47,8 +123,9 @@ def parse_config_pairs(pairs: Sequence[str]) -> dict[str, str]:
     config: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--config expects KEY=VALUE, got {pair!r}")
+        if not sep or not key.strip():
+            print(f"aioshare: error: --config expects KEY=VALUE, got {pair!r}", file=sys.stderr)
+            raise SystemExit(2)
         config[key.strip()] = value.strip()
     return config
 
@@ -75,6 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aioshare.cli.kafka import run as run_kafka
 
         return run_kafka(args)
+    if args.command == "topics":
+        from aioshare.cli.topics import run as run_topics
+
+        return run_topics(args)
+    if args.command == "produce":
+        from aioshare.cli.produce import run as run_produce
+
+        return run_produce(args)
     return 2
 
 

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aioshare.protocol.errors import ConfigError
+from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime.app import App
 from aioshare.runtime.shutdown import run_loop
 
@@ -33,15 +33,23 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(commands: Any) -> None:
+    from aioshare.cli.main import config_pair
+
     parser = commands.add_parser("run", help="run an aioshare App (MODULE:APP) until SIGTERM/SIGINT")
-    parser.add_argument("app", metavar="MODULE:APP", help="e.g. myservice.workers:app")
+    parser.add_argument("app", metavar="MODULE:APP", help="the App to run, e.g. myservice.workers:app")
     parser.add_argument(
-        "-b", "--bootstrap-servers", default=None, help="the cluster to use instead of the app's own"
+        "-b",
+        "--bootstrap-server",
+        "--bootstrap-servers",
+        dest="bootstrap_servers",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help="the cluster to use instead of the app's own",
     )
     parser.add_argument(
         "--embedded",
         action="store_true",
-        help="start an embedded broker (unless --bootstrap-servers is given) and create the routes' topics",
+        help="start an embedded broker (unless --bootstrap-server is given) and create the routes' topics",
     )
     parser.add_argument(
         "--partitions", type=int, default=1, help="partitions of topics created with --embedded"
@@ -50,17 +58,19 @@ def add_parser(commands: Any) -> None:
         "--broker-config",
         action="append",
         default=[],
+        type=config_pair,
         metavar="KEY=VALUE",
         help="a config for the embedded broker (repeatable)",
     )
     parser.add_argument(
-        "--shutdown-timeout", type=float, default=None, help="seconds to wait for running handlers"
+        "--shutdown-timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for running handlers (default: the app's)",
     )
-    parser.add_argument(
-        "--app-dir", default=".", help="directory put first on sys.path (default: the current one)"
-    )
+    parser.add_argument("--app-dir", default=".", help="directory put first on sys.path")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--log-level", default="INFO", help="logging level")
 
 
 def load_app(spec: str, app_dir: str = ".") -> App:
@@ -153,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except KafkaError as exc:
+        # No broker at the address, TLS refused, ...: one line naming what failed and where.
+        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         print(f"aioshare run: the app stopped on an error: {exc!r}", file=sys.stderr)
         return 1

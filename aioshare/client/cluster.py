@@ -116,16 +116,53 @@ class Cluster:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Reads metadata from a bootstrap server and starts the periodic refresher."""
+    async def start(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Reads metadata from a bootstrap server and starts the periodic refresher.
+
+        With `timeout`, unreachable bootstrap servers are tried again (with backoff) until it
+        passes, then KafkaTimeoutError names the addresses tried; without, the first round that
+        reaches no broker raises NoBrokersAvailable. A TLS failure is raised at once.
+        """
         if self._refresher is not None:
             return
         try:
-            await self.refresh()
+            if timeout is None:
+                await self.refresh()
+            else:
+                await self._bootstrap_within(timeout)
         except BaseException:
             await self.close()
             raise
         self._refresher = self._spawn(self._refresh_loop())
+
+    def bootstrap_addresses(self) -> str:
+        """The bootstrap servers as "host:port, host:port" (for error messages)."""
+        return ", ".join(f"{host}:{port}" for host, port in self._bootstrap)
+
+    async def _bootstrap_within(self, timeout: float) -> None:  # noqa: ASYNC109
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        backoff = Backoff(*self._retry_backoff)
+        last: BaseException | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.refresh()
+                return
+            except NoBrokersAvailable as exc:
+                last = exc.__cause__ or exc
+            except TimeoutError:
+                break
+            delay = min(backoff.next_delay(), deadline - loop.time())
+            if delay > 0:
+                await asyncio.sleep(delay)
+        raise KafkaTimeoutError(
+            f"no broker answered within {timeout:g}s at {self.bootstrap_addresses()}"
+            + (f" (last error: {last})" if last is not None else "")
+        ) from last
 
     # ----------------------------------------------------------------------------- lookups
 
@@ -232,14 +269,16 @@ class Cluster:
     async def _on_any_node(self, call: Callable[[Connection], Awaitable[T]], what: str) -> T:
         """Runs `call(conn)` on the first candidate node that answers."""
         last: KafkaError | None = None
-        for node_id in self._candidates():
+        candidates = self._candidates()
+        for node_id in candidates:
             try:
                 conn = await self.connection(node_id)
                 return await call(conn)
             except _NODE_ERRORS as exc:
                 log.debug("%s via node %s failed: %s", what, node_id, exc)
                 last = exc
-        raise NoBrokersAvailable(f"{what}: no broker answered (last error: {last})") from last
+        tried = ", ".join(sorted({f"{a[0]}:{a[1]}" for a in map(self._address, candidates) if a}))
+        raise NoBrokersAvailable(f"{what}: no broker answered at {tried} (last error: {last})") from last
 
     # ----------------------------------------------------------------------------- metadata
 

@@ -263,13 +263,29 @@ class BrokerError(KafkaError):
         cls.description = cls.__doc__ or cls.name
         _BY_CODE[code] = cls
 
-    def __init__(self, message: str | None = None) -> None:
+    # What usually causes this error and what to do about it; appended to `str(exc)`.
+    hint: ClassVar[str | None] = None
+
+    def __init__(self, message: str | None = None, *, context: str | None = None) -> None:
         # Brokers send null or "" when they have nothing to add to the code.
         self.message = message or self.description
+        self.context = context
         super().__init__(self.message)
 
+    def with_context(self, context: str) -> BrokerError:
+        """Names what the error is about ("group 'g'", "topic 't'"); returns `self`."""
+        self.context = context
+        return self
+
     def __str__(self) -> str:
-        return f"{self.name} ({self.code}): {self.message}"
+        """The one wording of a Kafka error everywhere (CLI, admin, runtime logs):
+        "[<context>: ]<NAME> (<code>): <message>[ Hint: <hint>]"."""
+        text = f"{self.name} ({self.code}): {self.message}"
+        if self.context:
+            text = f"{self.context}: {text}"
+        if self.hint:
+            text = f"{text} Hint: {self.hint}"
+        return text
 
 
 class UnknownBrokerError(BrokerError):
@@ -313,6 +329,11 @@ class CorruptRecordError(BrokerError, code=2, retriable=True):
 
 class UnknownTopicOrPartitionError(BrokerError, code=3, invalid_metadata=True):
     """This broker does not host the topic-partition."""
+
+    hint = (
+        "the topic does not exist (check its name, or create it first), "
+        "or the partition number is past the topic's partition count."
+    )
 
 
 class InvalidFetchSizeError(BrokerError, code=4):
@@ -574,9 +595,19 @@ class InvalidPrincipalTypeError(BrokerError, code=67):
 class NonEmptyGroupError(BrokerError, code=68):
     """The group still has members."""
 
+    hint = (
+        "the share group still has members: stop the group's consumers first "
+        "(Kafka resets offsets of, and deletes, only an empty group)."
+    )
+
 
 class GroupIdNotFoundError(BrokerError, code=69):
     """The group does not exist (or is of another type)."""
+
+    hint = (
+        "no share group has this id (check the spelling; `aioshare groups list` lists them), "
+        "or the group is not a share group."
+    )
 
 
 class FetchSessionIdNotFoundError(BrokerError, code=70, retriable=True):

@@ -27,10 +27,12 @@ import enum
 import inspect
 import logging
 import random
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from aioshare.protocol.errors import ConfigError, IllegalStateError
+from aioshare._validate import check_bootstrap, check_int, check_seconds
+from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaError
 from aioshare.runtime.clock import Clock, LoopClock
 from aioshare.runtime.consumer import ConsumerFactory, share_consumer
 from aioshare.runtime.delays import DelayBudget, Scheduler
@@ -99,17 +101,16 @@ class App:
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ConfigError("max_concurrency must be >= 1 (or None)")
-        if not max_retry_delay >= 0:
-            raise ConfigError("max_retry_delay must be >= 0")
-        if max_delayed < 0:
-            raise ConfigError("max_delayed must be >= 0")
-        if not shutdown_timeout >= 0 or not close_timeout > 0 or not dead_letter_timeout > 0:
-            raise ConfigError("shutdown_timeout must be >= 0; close_timeout and dead_letter_timeout > 0")
+        check_int("max_concurrency", max_concurrency, 1, optional=True)
+        check_seconds("max_retry_delay", max_retry_delay)
+        check_int("max_delayed", max_delayed, 0)
+        check_seconds("shutdown_timeout", shutdown_timeout)
+        check_seconds("close_timeout", close_timeout, positive=True)
+        check_seconds("dead_letter_timeout", dead_letter_timeout, positive=True)
         self.bootstrap_servers: str | tuple[str, ...] = (
             bootstrap_servers if isinstance(bootstrap_servers, str) else tuple(bootstrap_servers)
         )
+        check_bootstrap(self.bootstrap_servers)
         self.max_concurrency = max_concurrency
         self.max_retry_delay = max_retry_delay
         self.max_delayed = max_delayed
@@ -133,6 +134,7 @@ class App:
         self._keeper: LockKeeper | None = None
         self._sink: DeadLetterSink | None = None
         self._failure: BaseException | None = None
+        self._ran = False  # reached RUNNING once
         self._stop_requested: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_calls = 0
@@ -300,6 +302,7 @@ class App:
             await self._shutdown(timeout=0)
             raise
         self._phase = _Phase.RUNNING
+        self._ran = True
 
     def request_stop(self, *, force: bool = False) -> None:
         """Ask a running app to stop (non-blocking; safe from handlers and signal handlers).
@@ -385,8 +388,18 @@ class App:
                 await self.wait()
 
     def run(self, *, use_uvloop: bool = True, handle_signals: bool = True) -> None:
-        """Blocking: run the app on a new event loop (uvloop when installed) until stopped."""
-        run_loop(self.serve(handle_signals=handle_signals), use_uvloop=use_uvloop)
+        """Blocking: run the app on a new event loop (uvloop when installed) until stopped.
+
+        When the app cannot start (no broker at its address, TLS refused, ...) that is said in
+        one line on stderr and the process exits with status 1 (SystemExit), no traceback.
+        """
+        try:
+            run_loop(self.serve(handle_signals=handle_signals), use_uvloop=use_uvloop)
+        except KafkaError as exc:
+            if self._ran:
+                raise
+            print(f"aioshare: the app could not start: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def _default_name(handler: object) -> str:

@@ -24,9 +24,12 @@ never loses a record (the broker's own delivery-count limit still applies).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from aioshare.protocol.errors import NoBrokersAvailable
 from aioshare.runtime.message import Message
 
 __all__ = ["DeadLetterSink", "KafkaDeadLetterSink", "dead_letter_headers", "exception_name"]
@@ -53,6 +56,11 @@ class DeadLetterSink(Protocol):
     async def close(self) -> None: ...
 
 
+class _DropConnectErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
+
+
 class KafkaDeadLetterSink:
     """An ``AIOKafkaProducer`` with ``acks="all"``, started with the app."""
 
@@ -69,9 +77,28 @@ class KafkaDeadLetterSink:
         if self._producer is not None:
             return
         from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError as AIOKafkaError
 
         producer = AIOKafkaProducer(**self._options)
-        await producer.start()
+        quiet = _DropConnectErrors()
+        aiokafka_log = logging.getLogger("aiokafka")
+        aiokafka_log.addFilter(quiet)  # the error raised below says it once
+        try:
+            await producer.start()
+        except BaseException as exc:
+            # A producer that failed to start still holds its client: stop it on every path, or
+            # it is reported as an "Unclosed AIOKafkaProducer" when collected.
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            if isinstance(exc, AIOKafkaError | OSError):
+                servers = self._options["bootstrap_servers"]
+                tried = servers if isinstance(servers, str) else ",".join(servers)
+                raise NoBrokersAvailable(
+                    f"no broker answered at {tried} (the dead-letter producer: {type(exc).__name__})"
+                ) from exc
+            raise
+        finally:
+            aiokafka_log.removeFilter(quiet)
         self._producer = producer
 
     async def send(

@@ -77,8 +77,8 @@ def _chunks(messages: list[Message[Any]], size: int) -> Iterable[list[Message[An
 
 
 def _check_size(n: int) -> int:
-    if n < 1:
-        raise ConfigError(f"max_messages_per_job must be >= 1, not {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"max_messages_per_job must be an int >= 1, got {n!r}")
     return n
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, cast
 
+from aioshare._validate import check_int, check_name, check_seconds
 from aioshare.protocol.errors import ConfigError
 from aioshare.runtime.jobs import Job, JobsBuilder, per_message
 from aioshare.runtime.message import Message
@@ -94,12 +94,11 @@ class Route:
         where = f"route {self.name!r}"
         if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
             raise ConfigError(f"{where}: give at least one topic name")
-        if not self.group_id:
-            raise ConfigError(f"{where}: group_id is required")
-        if self.concurrency < 1:
-            raise ConfigError(f"{where}: concurrency must be >= 1")
-        if self.consumers < 1:
-            raise ConfigError(f"{where}: consumers must be >= 1")
+        check_name(f"{where}: group_id", self.group_id)
+        check_int(f"{where}: concurrency", self.concurrency, 1)
+        check_int(f"{where}: consumers", self.consumers, 1)
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise ConfigError(f"{where}: priority must be an int, got {self.priority!r}")
         if self.ack_mode not in ("explicit", "implicit"):
             raise ConfigError(f"{where}: ack_mode must be 'explicit' or 'implicit', not {self.ack_mode!r}")
         if self.on_error not in ("retry", "release", "reject"):
@@ -114,8 +113,7 @@ class Route:
                 "A delayed record stays held (its lock renewed) for the whole delay, so delays are "
                 "bounded; lower Backoff.max or raise App(max_retry_delay=...)"
             )
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ConfigError(f"{where}: max_attempts must be >= 1 (or None)")
+        check_int(f"{where}: max_attempts", self.max_attempts, 1, optional=True)
         if self.dead_letter_topic is not None:
             if not self.dead_letter_topic:
                 raise ConfigError(f"{where}: dead_letter_topic must be a topic name")
@@ -123,12 +121,16 @@ class Route:
                 raise ConfigError(f"{where}: the dead-letter topic cannot be one of the route's own topics")
         if self.dead_letter_on_reject and self.dead_letter_topic is None:
             raise ConfigError(f"{where}: dead_letter_on_reject needs a dead_letter_topic")
-        if not 0 < self.renew_fraction < 1:
-            raise ConfigError(f"{where}: renew_fraction must lie strictly between 0 and 1")
-        if not (self.poll_interval > 0 and math.isfinite(self.poll_interval)):
-            raise ConfigError(f"{where}: poll_interval must be a positive number of seconds")
-        if self.shutdown_timeout is not None and not self.shutdown_timeout >= 0:
-            raise ConfigError(f"{where}: shutdown_timeout must be >= 0")
+        if not (
+            isinstance(self.renew_fraction, int | float)
+            and not isinstance(self.renew_fraction, bool)
+            and 0 < self.renew_fraction < 1
+        ):
+            raise ConfigError(
+                f"{where}: renew_fraction must be a number strictly between 0 and 1, got {self.renew_fraction!r}"
+            )
+        check_seconds(f"{where}: poll_interval", self.poll_interval, positive=True)
+        check_seconds(f"{where}: shutdown_timeout", self.shutdown_timeout, optional=True)
         if self.value_type is not None and self.value_deserializer is not None:
             raise ConfigError(f"{where}: give value_type or value_deserializer, not both")
         handler = self.handler

@@ -38,6 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, Literal, NamedTuple
 
+from aioshare._validate import check_bootstrap, check_int, check_name, check_seconds
 from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
@@ -118,12 +119,20 @@ class ShareConsumer:
             raise ConfigError(
                 f"acquire_mode must be 'batch_optimized' or 'record_limit', not {acquire_mode!r}"
             )
-        if max_poll_records < 1:
-            raise ConfigError("max_poll_records must be >= 1")
-        if max_in_flight is not None and max_in_flight < 1:
-            raise ConfigError("max_in_flight must be >= 1")
-        if ack_linger < 0 or fetch_max_wait < 0:
-            raise ConfigError("ack_linger and fetch_max_wait must be >= 0")
+        if not all(isinstance(t, str) and t for t in topics):
+            raise ConfigError(f"topics must be topic names, got {topics!r}")
+        check_name("group_id", group_id)
+        check_bootstrap(bootstrap_servers)
+        check_int("max_poll_records", max_poll_records, 1)
+        check_int("max_in_flight", max_in_flight, 1, optional=True)
+        check_seconds("fetch_max_wait", fetch_max_wait)
+        check_int("fetch_min_bytes", fetch_min_bytes, 0)
+        check_int("fetch_max_bytes", fetch_max_bytes, 1)
+        check_seconds("ack_linger", ack_linger)
+        check_name("member_id", member_id, optional=True)
+        check_name("rack_id", rack_id, optional=True)
+        check_seconds("request_timeout", request_timeout, positive=True)
+        check_seconds("metadata_max_age", metadata_max_age, positive=True)
         self._topics = frozenset(topics)
         self._ack_mode: AckMode = ack_mode
         self._on_lock_expired = on_lock_expired
@@ -329,8 +338,7 @@ class ShareConsumer:
         stops fetching until enough records are settled (nothing held is given back).
         After ``stop_fetching()`` the new value is kept but fetching stays stopped.
         """
-        if n < 1:
-            raise ConfigError("max_in_flight must be >= 1")
+        check_int("max_in_flight", n, 1)
         self._max_in_flight = n
         self._capacity.set_limit(n)
 

@@ -48,6 +48,9 @@ async def test_a_posted_job_is_handled_by_the_app_in_the_same_process(broker: Em
         await wait_until(lambda: worker.metrics.value("records-dead-lettered-total") == 1)
         stats = await (await client.get("/stats")).json()
         assert stats["consuming"] is True and stats["handled"] == 1 and stats["dead_lettered"] == 1
+        # counters are JSON integers ("accepted": 1), not floats ("accepted": 1.0)
+        counters = ("handled", "accepted", "dead_lettered", "retried", "running")
+        assert {key: type(stats[key]) for key in counters} == dict.fromkeys(counters, int)
 
         bad = await client.post("/jobs", data=b"{not json")
         assert bad.status == 400

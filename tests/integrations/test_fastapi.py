@@ -74,6 +74,9 @@ async def test_a_posted_job_is_handled_by_the_app_in_the_same_process(broker: Em
         stats = (await client.get("/stats")).json()
         assert stats["consuming"] is True and stats["failure"] is None
         assert stats["handled"] == 1 and stats["accepted"] == 1 and stats["dead_lettered"] == 1
+        # counters are JSON integers ("accepted": 1), not floats ("accepted": 1.0)
+        counters = ("handled", "accepted", "dead_lettered", "retried", "running")
+        assert {key: type(stats[key]) for key in counters} == dict.fromkeys(counters, int)
 
         invalid = await client.post("/jobs", json={"size": 1})
         assert invalid.status_code == 422

@@ -17,7 +17,8 @@ def test_the_quickstart_runs_on_the_embedded_broker() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    summary = done.stdout.strip().splitlines()[-1]
-    sent, dead = int(summary.split()[0]), int(summary.split(",")[1].split()[0])
-    assert sent + dead == 10 and dead >= 1  # "not-an-address" is always dead-lettered
-    assert "sent to user" in done.stdout
+    lines = done.stdout.strip().splitlines()
+    # The same every run: the 9 valid addresses are sent (2 after the busy server's retry), and
+    # only "not-an-address" is dead-lettered.
+    assert lines[-1] == "9 sent, 1 dead-lettered to emails.dlq, 2 retries"
+    assert sorted(lines[:-1]) == sorted(f"sent to user{i}@example.com" for i in range(9))

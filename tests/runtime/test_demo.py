@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from aioshare.cli.demo import DLQ_TOPIC, DemoConfig, DemoResult, Job, plan_jobs, run, verify
+from aioshare.cli.demo import DLQ_TOPIC, DemoConfig, DemoResult, Job, Ledger, _summary, plan_jobs, run, verify
 
-needs_sigstop = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="the crash freezes a process")
+needs_sigstop = pytest.mark.skipif(
+    not hasattr(signal, "SIGSTOP"), reason="the fifth member is frozen with SIGSTOP"
+)
 
 
 @needs_sigstop
@@ -38,8 +41,8 @@ async def test_the_demo_accounts_for_every_job() -> None:
     assert result.dlq_copies == {o: 1 for o in poison}
     assert set(result.dlq_delivery_counts.values()) == {config.max_attempts}
     # the frozen member's jobs came back through lock expiry, not sooner
-    assert len(result.crashed) == 10
-    assert set(result.came_back) == set(result.crashed)
+    assert len(result.frozen) == 10
+    assert set(result.came_back) == set(result.frozen)
     assert min(result.came_back.values()) >= 2.0 * 0.9
     # slow jobs outlived the lock only thanks to renewals; no lock was lost by the runtime
     assert result.renewals >= len(slow)
@@ -53,6 +56,14 @@ async def test_the_demo_accounts_for_every_job() -> None:
         in text
     )
     assert DLQ_TOPIC in text
+    # The wording says what happened: the fifth member is frozen (SIGSTOP), not crashed.
+    assert "crash" not in text.lower()
+    assert "5 members (4 runtime consumers + 1 that freezes mid-job)" in text
+    assert "took 10 jobs (offsets 0-9) and froze mid-job: SIGSTOP" in text
+    assert "the frozen member's 10 jobs came back" in text
+    assert "the frozen member's 10 jobs, back " in text
+    assert f"bar length ~ log(1 + jobs), 40 # = {max(result.attempts.values())} jobs" in text
+    assert not re.search(r"(?<![\d.])1 (jobs|copies|consumers|slow ones)\b", text), text
 
 
 def test_the_command_exits_zero_and_prints_plain_lines_off_a_terminal() -> None:
@@ -115,7 +126,7 @@ def test_verify_flags_every_kind_of_discrepancy() -> None:
 
     lost = _result(4, {0, 1}, {2})
     verify(lost, jobs, config)
-    assert any("1 jobs unaccounted for: 3" in p for p in lost.problems)
+    assert any("1 job unaccounted for: 3" in p for p in lost.problems)
 
     no_copy = _result(4, {0, 1, 3}, {2})
     no_copy.dlq_copies = {}
@@ -150,3 +161,33 @@ def test_the_job_plan_is_deterministic_and_keeps_special_jobs_off_the_crashed_on
     assert all(j.kind == "ok" for j in first[: config.crash_jobs])
     lo, hi = config.slow_range
     assert all(lo <= j.work_ms <= hi and j.work_ms > config.lock_ms for j in first if j.kind == "slow")
+
+
+async def test_the_summary_names_the_frozen_member_when_its_jobs_are_what_failed() -> None:
+    import asyncio
+
+    config = DemoConfig(jobs=3, crash_jobs=2)
+    jobs = [Job(0, "ok", 1), Job(1, "ok", 1), Job(2, "ok", 1)]
+    result = _result(3, {2}, set())
+    result.frozen = [0, 1]
+    result.attempts = {1: 1}
+    verify(result, jobs, config)
+    out = io.StringIO()
+    _summary(out, result, jobs, Ledger(asyncio.get_running_loop()), config, None)
+    text = out.getvalue()
+    assert "no frozen member" not in text
+    assert "only 0 of the frozen member's 2 jobs came back" in text
+    assert "FAILED:" in text and "2 jobs unaccounted for: 0-1" in text
+    assert "jobs of the frozen member never redelivered: 0-1" in text
+    assert "1 slow one ran" not in text  # no slow job here: "0 slow ones"
+    assert "0 slow ones ran" in text
+    assert "40 # = 1 job\n" in text
+
+
+def test_counts_take_the_right_number() -> None:
+    from aioshare.cli.demo import _n
+
+    assert _n(1, "job") == "1 job"
+    assert _n(2, "job") == "2 jobs"
+    assert _n(0, "copy", "copies") == "0 copies"
+    assert _n(1, "copy", "copies") == "1 copy"
