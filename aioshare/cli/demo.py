@@ -841,7 +841,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--crash-jobs",
         type=int,
         default=defaults.crash_jobs,
-        help="jobs the crashing member takes (0: no crash)",
+        help="jobs the fifth member takes before it is frozen with SIGSTOP (0: no frozen member)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the job mix")
     parser.add_argument(
