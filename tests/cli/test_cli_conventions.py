@@ -83,7 +83,10 @@ def test_help_through_the_cli_shows_defaults() -> None:
         assert expected in broker_help
     demo_help = " ".join(aioshare("demo", "--help").stdout.split())
     assert "--seed SEED seed of the job mix (default: 7)" in demo_help
-    assert "--crash-jobs CRASH_JOBS jobs the crashing member takes (0: no crash) (default: 20)" in demo_help
+    assert (
+        "--crash-jobs CRASH_JOBS jobs the fifth member takes before it is frozen with SIGSTOP (0: no frozen member) (default: 20)"
+        in demo_help
+    )
 
 
 @pytest.mark.parametrize(
