@@ -299,6 +299,10 @@ BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
     _int("num.partitions", 1, 1),
     _int("message.max.bytes", 1048588, 0),
     _int("socket.request.max.bytes", 104857600, 1),
+    # Kafka's default is -1 (unbounded); the embedded broker bounds request memory by default.
+    ConfigKey("queued.max.request.bytes", ConfigType.LONG, 104857600),
+    ConfigKey("connections.max.idle.ms", ConfigType.LONG, 600000),
+    _int("max.connections", 2147483647, 0),
     ConfigKey("default.replication.factor", ConfigType.INT, 1),
     _int("fetch.max.bytes", 57671680, 1024),
 )
@@ -350,6 +354,9 @@ class BrokerConfig:
     num_partitions: int = 1
     message_max_bytes: int = 1048588
     socket_request_max_bytes: int = 104857600
+    queued_max_request_bytes: int = 104857600
+    connections_max_idle_ms: int = 600000
+    max_connections: int = 2147483647
     default_replication_factor: int = 1
     fetch_max_bytes: int = 57671680
     # Names given explicitly in from_mapping (for DescribeConfigs sources); not a Kafka config.
@@ -393,6 +400,14 @@ class BrokerConfig:
             raise _cross_rule(
                 "group.share.max.share.sessions", "greater than or equal to", "group.share.max.size"
             )
+        if (
+            "queued.max.request.bytes" in self.explicitly_set
+            and 0 < self.queued_max_request_bytes < self.socket_request_max_bytes
+        ):
+            # KafkaConfig.validateValues (queued.max.request.bytes <= 0 means unbounded). Only
+            # for an explicit value: the embedded default (Kafka's is -1) must not reject a
+            # larger socket.request.max.bytes; the pool admits one request of any size anyway.
+            raise _cross_rule("queued.max.request.bytes", "larger or equal to", "socket.request.max.bytes")
         for key in BROKER_CONFIG_KEYS:
             # Direct dataclass construction bypasses parsing; re-check single-key rules here.
             _check(key, self.get(key.name), InvalidBrokerConfig)

@@ -25,7 +25,7 @@ from aioshare.broker import apis
 from aioshare.broker.apis import ApiModule, Service
 from aioshare.broker.cluster import Cluster, Node
 from aioshare.broker.config import BrokerConfig, RawValue
-from aioshare.broker.server import ApiRegistry, NodeServer, ResponseDelay
+from aioshare.broker.server import ApiRegistry, NodeServer, RequestMemoryPool, ResponseDelay
 from aioshare.broker.topics import Partition
 
 logger = logging.getLogger("aioshare.broker")
@@ -57,6 +57,7 @@ class EmbeddedBroker:
         self._modules = tuple(api_modules) if api_modules is not None else apis.DEFAULT_MODULES
         self._retention_interval = retention_check_interval
         self.delay = ResponseDelay()
+        self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
         self._cluster: Cluster | None = None
         self._registry: ApiRegistry | None = None
         self._servers: dict[int, NodeServer] = {}
@@ -83,6 +84,7 @@ class EmbeddedBroker:
         registry = self._registry = ApiRegistry()
         try:
             self._services = apis.install(registry, cluster, self._modules)
+            memory_pool = self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
             for node in nodes:
                 server = NodeServer(
                     node.node_id,
@@ -91,6 +93,9 @@ class EmbeddedBroker:
                     registry,
                     max_frame_bytes=self.config.socket_request_max_bytes,
                     delay=self.delay,
+                    memory_pool=memory_pool,
+                    connections_max_idle_ms=self.config.connections_max_idle_ms,
+                    max_connections=self.config.max_connections,
                 )
                 self._servers[node.node_id] = server
                 await server.start()

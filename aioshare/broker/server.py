@@ -15,6 +15,10 @@ Kafka's answers to bad input, kept here:
 * a frame that cannot be parsed, is larger than socket.request.max.bytes, or names an API key
   or version the broker does not serve: the connection is closed (and logged), nothing else is
   disturbed;
+* a connection above max.connections is closed as soon as it is accepted (Kafka leaves it in
+  the accept backlog until a slot frees; closing at once lets the client back off and retry);
+* a connection with no bytes read or written for connections.max.idle.ms is closed (one that
+  is processing a request is not idle), as Kafka's Selector expires idle channels;
 * ApiVersions with a version above the supported maximum: an ApiVersionsResponse v0 carrying
   UNSUPPORTED_VERSION and the ApiVersions range, so the client can retry with a version it
   and the broker share.
@@ -26,6 +30,8 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import struct
+import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, cast
 
@@ -34,7 +40,6 @@ from aioshare.protocol.errors import ErrorCode, ProtocolError
 from aioshare.protocol.framing import (
     API_VERSIONS_KEY,
     DEFAULT_MAX_FRAME,
-    FrameSplitter,
     encode_response,
     peek_request_header,
     request_header_version,
@@ -46,6 +51,54 @@ logger = logging.getLogger("aioshare.broker")
 # Frames queued on one connection before the socket stops being read (flow control).
 _QUEUE_HIGH = 64
 _QUEUE_LOW = 16
+
+_SIZE = struct.Struct(">i")
+
+# Requests up to this size may borrow from a headroom above queued.max.request.bytes, so a
+# broker whose pool is held by slow, large partial frames still reads Metadata, Fetch,
+# heartbeats and ordinary Produce requests (Kafka mutes every connection instead).
+SMALL_REQUEST_BYTES = 1 << 20
+SMALL_REQUEST_HEADROOM = 8 << 20
+
+
+class RequestMemoryPool:
+    """Bytes of requests being read or waiting to be processed: Kafka's queued.max.request.bytes.
+
+    A request reserves its declared size once its size prefix has been read and releases it
+    when it has been decoded (Kafka's MemoryPool: allocate on the size, release after parsing).
+    A connection that cannot reserve stops reading until memory is released. Like Kafka's
+    non-strict SimpleMemoryPool, a request is admitted whenever nothing else is reserved, so a
+    request of up to socket.request.max.bytes can always be read. `capacity <= 0` is unbounded.
+    One pool serves every node of an embedded broker: they share one process.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self.peak = 0
+        self._waiting: dict[_Connection, None] = {}
+
+    def try_reserve(self, size: int) -> bool:
+        if self.capacity > 0 and self.in_use > 0:
+            limit = self.capacity + (SMALL_REQUEST_HEADROOM if size <= SMALL_REQUEST_BYTES else 0)
+            if self.in_use + size > limit:
+                return False
+        self.in_use += size
+        self.peak = max(self.peak, self.in_use)
+        return True
+
+    def release(self, size: int) -> None:
+        self.in_use -= size
+        if self._waiting:
+            waiting, self._waiting = self._waiting, {}
+            for connection in waiting:
+                connection._memory_released()
+
+    def wait(self, connection: _Connection) -> None:
+        self._waiting[connection] = None
+
+    def forget(self, connection: _Connection) -> None:
+        self._waiting.pop(connection, None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -171,6 +224,9 @@ class NodeServer:
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
         delay: ResponseDelay | None = None,
+        memory_pool: RequestMemoryPool | None = None,
+        connections_max_idle_ms: int = 600000,
+        max_connections: int = 2**31 - 1,
     ) -> None:
         self.node_id = node_id
         self.host = host
@@ -178,6 +234,10 @@ class NodeServer:
         self.registry = registry
         self.max_frame_bytes = max_frame_bytes
         self.delay = delay or ResponseDelay()
+        self.memory_pool = memory_pool or RequestMemoryPool(-1)
+        self.connections_max_idle_ms = connections_max_idle_ms
+        self.max_connections = max_connections
+        self._reaper: asyncio.Task[None] | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._sequence = itertools.count()
@@ -199,12 +259,30 @@ class NodeServer:
         )
         # With port 0 the OS picked one; keep it so a restart listens on the same port.
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.connections_max_idle_ms >= 0:  # Kafka: negative disables idle expiry
+            self._reaper = loop.create_task(self._expire_idle(), name=f"kafka-idle-{self.node_id}")
+
+    async def _expire_idle(self) -> None:
+        idle = self.connections_max_idle_ms / 1000
+        interval = min(max(idle / 10, 0.01), 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for connection in list(self._connections):
+                if connection.idle_since(now) > idle:
+                    connection._close(
+                        f"idle for more than connections.max.idle.ms={self.connections_max_idle_ms}"
+                    )
 
     async def stop(self) -> None:
         """Stop listening and close every connection; returns when all their tasks are done."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
         await self.drop_connections()
         if server is not None:
             await server.wait_closed()
@@ -234,8 +312,16 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: NodeServer) -> None:
         self._server = server
-        self._splitter = FrameSplitter(server.max_frame_bytes)
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pool = server.memory_pool
+        self._header = bytearray()  # the size prefix being read
+        self._body: bytearray | None = None  # the body being read, once its size is reserved
+        self._body_size = 0
+        self._reserved = 0  # bytes reserved in the pool: partial and queued frames
+        self._backlog = bytearray()  # bytes read while waiting for pool memory
+        self._memory_paused = False
+        self._busy = False
+        self._last_active = time.monotonic()
+        self._queue: asyncio.Queue[tuple[bytearray, int]] = asyncio.Queue()
         self._transport: asyncio.Transport | None = None
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -255,6 +341,14 @@ class _Connection(asyncio.Protocol):
             # Accepted just before the listener stopped: the node is down, so refuse it.
             transport.abort()
             return
+        if self._server.connection_count >= self._server.max_connections:
+            logger.warning(
+                "node %d: refusing a connection: max.connections=%d reached",
+                self._server.node_id,
+                self._server.max_connections,
+            )
+            transport.abort()
+            return
         local = transport.get_extra_info("sockname") or ("", 0)
         peer = transport.get_extra_info("peername") or ("", 0)
         number = self._server._next_connection_number()
@@ -270,16 +364,77 @@ class _Connection(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames = self._splitter.feed(data)
-        except ProtocolError as exc:
-            self._close(f"unreadable frame: {exc}")
+        self._last_active = time.monotonic()
+        if self._memory_paused:
+            self._backlog += data  # at most one read's worth: reading is paused
             return
-        for frame in frames:
-            self._queue.put_nowait(frame)
-        if self._queue.qsize() >= _QUEUE_HIGH and not self._reading_paused and self._transport is not None:
+        self._consume(memoryview(data))
+        self._update_reading()
+
+    def _consume(self, view: memoryview) -> None:
+        """Split `view` into frames; stops (keeping the rest in the backlog) when the pool is full."""
+        pos, end = 0, len(view)
+        while pos < end or (self._body is None and len(self._header) == 4):
+            body = self._body
+            if body is None:
+                take = min(4 - len(self._header), end - pos)
+                self._header += view[pos : pos + take]
+                pos += take
+                if len(self._header) < 4:
+                    break
+                (size,) = _SIZE.unpack(self._header)
+                if size < 0 or size > self._server.max_frame_bytes:
+                    what = "negative frame size" if size < 0 else "frame larger than socket.request.max.bytes"
+                    self._close(f"unreadable frame: {what} ({size} > {self._server.max_frame_bytes})")
+                    return
+                if not self._pool.try_reserve(size):
+                    self._memory_paused = True
+                    self._pool.wait(self)
+                    self._backlog = bytearray(view[pos:])
+                    return
+                self._header.clear()
+                self._reserved += size
+                self._body_size = size
+                body = self._body = bytearray()
+            take = min(self._body_size - len(body), end - pos)
+            body += view[pos : pos + take]
+            pos += take
+            if len(body) == self._body_size:
+                self._body = None
+                self._queue.put_nowait((body, self._body_size))
+
+    def _memory_released(self) -> None:
+        if not self._memory_paused or self._transport is None or self._transport.is_closing():
+            return
+        self._memory_paused = False
+        backlog, self._backlog = self._backlog, bytearray()
+        # The size prefix is complete: _consume re-reads it from _header and reserves again.
+        self._consume(memoryview(backlog))
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        want_paused = self._memory_paused or self._queue.qsize() >= _QUEUE_HIGH
+        if want_paused and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()
+        elif not want_paused and self._reading_paused and self._queue.qsize() <= _QUEUE_LOW:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def idle_since(self, now: float) -> float:
+        return 0.0 if self._busy else now - self._last_active
+
+    def _free_memory(self) -> None:
+        self._pool.forget(self)
+        self._body = None
+        self._backlog = bytearray()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        reserved, self._reserved = self._reserved, 0
+        if reserved:
+            self._pool.release(reserved)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -291,6 +446,7 @@ class _Connection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._server._removed(self)
+        self._free_memory()
         if self.info is not None:
             self._server.registry.connection_closed(self.info)
 
@@ -315,35 +471,36 @@ class _Connection(asyncio.Protocol):
 
     async def _serve(self) -> None:
         while True:
-            frame = await self._queue.get()
-            if self._reading_paused and self._queue.qsize() <= _QUEUE_LOW and self._transport is not None:
-                self._reading_paused = False
-                self._transport.resume_reading()
-            if not await self._process(frame):
-                return
+            frame, size = await self._queue.get()
+            self._update_reading()
+            self._busy = True
+            try:
+                if not await self._process(frame, size):
+                    return
+            finally:
+                self._busy = False
+                self._last_active = time.monotonic()
 
-    async def _process(self, frame: bytes) -> bool:
+    def _release(self, size: int) -> None:
+        if self._reserved >= size:
+            self._reserved -= size
+            self._pool.release(size)
+
+    async def _process(self, frame: bytearray, size: int) -> bool:
         """Handle one request; False means the connection must close."""
-        registry = self._server.registry
         try:
-            api_key, api_version, correlation_id = peek_request_header(frame)
-        except ProtocolError as exc:
-            self._close(f"malformed request header: {exc}")
+            prepared = self._prepare(frame)
+        finally:
+            # Kafka releases a request's memory once it is parsed.
+            del frame
+            self._release(size)
+        if isinstance(prepared, str):
+            self._close(prepared)
             return False
-        if api_key == API_VERSIONS_KEY:
-            supported = registry.version_range(API_VERSIONS_KEY)
-            if supported is not None and api_version > supported[1]:
-                await self._write(_unsupported_api_versions(supported), api_key, 0, correlation_id)
-                return True
-        handler = registry.lookup(api_key, api_version)
-        if handler is None:
-            self._close(f"unsupported request: API key {api_key} version {api_version}")
-            return False
-        try:
-            header, body = _decode(frame, api_key, api_version)
-        except ProtocolError as exc:
-            self._close(f"malformed request (API key {api_key} v{api_version}): {exc}")
-            return False
+        if isinstance(prepared, _Unsupported):
+            await self._write(prepared.response, API_VERSIONS_KEY, 0, prepared.correlation_id)
+            return True
+        handler, header, body, api_key, api_version, correlation_id = prepared
         assert self.info is not None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -372,6 +529,28 @@ class _Connection(asyncio.Protocol):
             return True
         return await self._write(response, api_key, api_version, correlation_id)
 
+    def _prepare(
+        self, frame: bytearray
+    ) -> str | _Unsupported | tuple[Handler, RequestHeader, ApiMessage, int, int, int]:
+        """The handler and decoded request, an ApiVersions error answer, or why to close."""
+        registry = self._server.registry
+        try:
+            api_key, api_version, correlation_id = peek_request_header(frame)
+        except ProtocolError as exc:
+            return f"malformed request header: {exc}"
+        if api_key == API_VERSIONS_KEY:
+            supported = registry.version_range(API_VERSIONS_KEY)
+            if supported is not None and api_version > supported[1]:
+                return _Unsupported(_unsupported_api_versions(supported), correlation_id)
+        handler = registry.lookup(api_key, api_version)
+        if handler is None:
+            return f"unsupported request: API key {api_key} version {api_version}"
+        try:
+            header, body = _decode(frame, api_key, api_version)
+        except ProtocolError as exc:
+            return f"malformed request (API key {api_key} v{api_version}): {exc}"
+        return handler, header, body, api_key, api_version, correlation_id
+
     async def _write(self, response: ApiMessage, api_key: int, api_version: int, correlation_id: int) -> bool:
         try:
             data = encode_response(response, api_version, correlation_id)
@@ -391,10 +570,17 @@ class _Connection(asyncio.Protocol):
         if self._transport is None or self._transport.is_closing():
             return False
         self._transport.write(data)
+        self._last_active = time.monotonic()
         return True
 
 
-def _decode(frame: bytes, api_key: int, api_version: int) -> tuple[RequestHeader, ApiMessage]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Unsupported:
+    response: ApiVersionsResponse
+    correlation_id: int
+
+
+def _decode(frame: bytes | bytearray, api_key: int, api_version: int) -> tuple[RequestHeader, ApiMessage]:
     """Header and body of a request, ignoring bytes after the body.
 
     Kafka's request parsing reads the fields it knows and never checks for leftovers, and

@@ -40,6 +40,12 @@ def register(registry: ApiRegistry, cluster: Cluster) -> None:
 
 
 def describe(cluster: Cluster, version: int, request: MetadataRequest) -> MetadataResponse:
+    if (
+        version < 12
+        and request.topics
+        and any(t.name is None or t.topic_id != NIL_UUID for t in request.topics)
+    ):
+        return _invalid_topic_ids(request)
     include_ops = version >= 8 and request.include_topic_authorized_operations
     topics: list[MetadataResponse.MetadataResponseTopic] = []
     if request.topics is None or (version == 0 and not request.topics):
@@ -65,6 +71,28 @@ def describe(cluster: Cluster, version: int, request: MetadataRequest) -> Metada
     if 8 <= version <= 10 and request.include_cluster_authorized_operations:
         response.cluster_authorized_operations = CLUSTER_OPERATIONS
     return response
+
+
+def _invalid_topic_ids(request: MetadataRequest) -> MetadataResponse:
+    """Kafka's answer to topic ids (or null names) in Metadata v10/v11.
+
+    KafkaApis.handleTopicMetadataRequest throws InvalidRequestException ("Topic name can not
+    be null for version ..." / "Topic IDs are not supported in requests for version ...") and
+    MetadataRequest.getErrorResponse answers it: every requested topic with INVALID_REQUEST,
+    a null name turned into "" (the response name is not nullable before v12), no brokers.
+    """
+    return MetadataResponse(
+        topics=[
+            MetadataResponse.MetadataResponseTopic(
+                error_code=ErrorCode.INVALID_REQUEST,
+                name=wanted.name if wanted.name is not None else "",
+                topic_id=wanted.topic_id,
+                is_internal=False,
+                partitions=[],
+            )
+            for wanted in request.topics or ()
+        ]
+    )
 
 
 def _lookup(

@@ -1,0 +1,41 @@
+"""A bounded run of benchmarks.fuzz_broker in CI: mutated frames of every API and version the
+broker serves, deterministic seed, no traceback in the broker's log, the broker still serves."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from aioshare.broker.embedded import EmbeddedBroker
+from aioshare.protocol.messages import MetadataRequest
+from benchmarks.fuzz_broker import ErrorCounter, corpus, fuzz
+from tests.broker.test_server_frames import RawClient
+
+FRAMES = 100_000
+SECONDS = 25.0
+
+
+async def test_mutated_frames_of_every_api_cause_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    counter = ErrorCounter()
+    counter.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(counter)
+    try:
+        with caplog.at_level(logging.ERROR):
+            async with EmbeddedBroker() as broker:
+                await broker.create_topic("fuzz", partitions=1)
+                host, port = broker.address(broker.node_ids[0])
+                versions = broker.registry.versions()
+                assert len(corpus(versions)) > 100
+                stats = await fuzz(
+                    host, port, versions, frames=FRAMES, seed=20261202, connections=8, seconds=SECONDS
+                )
+                assert stats["sent"] > 1000
+                assert broker.memory_pool.in_use < 1 << 20
+                client = await RawClient.connect(broker)
+                assert (await client.request(MetadataRequest(topics=None), 12)).brokers
+                await client.close()
+    finally:
+        root.removeHandler(counter)
+    assert counter.count == 0, counter.first
