@@ -108,6 +108,9 @@ class Cluster:
         self._refresh_wanted = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
         self._closed = False
+        # Broker address -> when it stopped answering: one WARNING when lost, one INFO when back.
+        self._down: dict[tuple[str, int], float] = {}
+        self._reached: set[tuple[str, int]] = set()  # answered at least once
 
     async def __aenter__(self) -> Cluster:
         await self.start()
@@ -227,13 +230,36 @@ class Cluster:
                     raise SslAuthenticationError(
                         f"TLS with {node.host}:{node.port} failed: {exc.__cause__}"
                     ) from exc.__cause__
+                if isinstance(exc, _NODE_ERRORS):
+                    self._note_down(node, exc, loop.time())
                 raise
+            self._note_up(node, loop.time())
             node.backoff.reset()
             node.retry_at = 0.0
             node.conn = conn
             return conn
         finally:
             node.connecting = None
+
+    def _note_down(self, node: _Node, exc: KafkaError, now: float) -> None:
+        address = (node.host, node.port)
+        if address in self._down:
+            log.debug("broker %s:%s still unreachable: %s", node.host, node.port, exc)
+            return
+        self._down[address] = now
+        if address in self._reached:
+            log.warning("broker %s:%s is unreachable: %s", node.host, node.port, exc)
+        else:
+            # Never reached yet: a start that fails says so itself, in one error naming every
+            # address it tried, so this is not a second line for the same problem.
+            log.debug("broker %s:%s not reachable yet: %s", node.host, node.port, exc)
+
+    def _note_up(self, node: _Node, now: float) -> None:
+        address = (node.host, node.port)
+        since = self._down.pop(address, None)
+        if since is not None and address in self._reached:
+            log.info("broker %s:%s is reachable again after %.1fs", node.host, node.port, now - since)
+        self._reached.add(address)
 
     def _address(self, node_id: int) -> tuple[str, int] | None:
         if node_id < 0:
@@ -352,7 +378,9 @@ class Cluster:
             try:
                 await self.refresh()
             except KafkaError as exc:
-                log.warning("metadata refresh failed: %s", exc)
+                # No broker reachable: each lost broker was already logged once (WARNING).
+                level = logging.DEBUG if isinstance(exc, NoBrokersAvailable) else logging.WARNING
+                log.log(level, "metadata refresh failed: %s", exc)
                 self.metadata.invalidate()
                 await asyncio.sleep(backoff.next_delay())
             else:

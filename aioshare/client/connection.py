@@ -51,9 +51,15 @@ from aioshare.protocol.messages import (
 if TYPE_CHECKING:
     from aioshare.client.sasl import SaslConfig
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "RequestNotSentError"]
 
 log = logging.getLogger(__name__)
+
+
+class RequestNotSentError(KafkaConnectionError):
+    """The connection had already failed when the request was to be written: the broker never
+    saw it (unlike a KafkaConnectionError for a request in flight, which it may have applied)."""
+
 
 R = TypeVar("R", bound=ApiMessage)
 
@@ -359,7 +365,7 @@ class Connection:
             async with self._gate:
                 pass
         if self._failure is not None:
-            raise KafkaConnectionError(str(self._failure))
+            raise RequestNotSentError(str(self._failure))
         wire = self._wire
         assert wire is not None and wire.transport is not None
         # Encoding first: a message the version cannot carry fails without touching the stream.

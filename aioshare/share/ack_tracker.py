@@ -35,6 +35,7 @@ from aioshare.protocol.errors import (
     ErrorCode,
     IllegalStateError,
     InvalidRecordStateError,
+    KafkaConnectionError,
     KafkaError,
     error_for_code,
 )
@@ -44,11 +45,22 @@ from aioshare.share.capacity import Capacity
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.message import DeliveryContext, Message
 
-__all__ = ["AckCommitCallback", "AckTracker", "RenewRequest", "Renewal"]
+__all__ = ["AckCommitCallback", "AckInDoubtError", "AckTracker", "RenewRequest", "Renewal"]
 
 log = logging.getLogger(__name__)
 
 AckCommitCallback = Callable[[Mapping[TopicPartition, set[int]], BaseException | None], object]
+
+
+class AckInDoubtError(KafkaConnectionError):
+    """Acknowledgements were sent but no answer came (connection lost, request timed out):
+    the broker may or may not have applied them.
+
+    A KafkaConnectionError, so handlers written for that still catch it.  Acks refused by the
+    broker fail with its error instead, and acks never sent with a plain KafkaConnectionError
+    (or KafkaTimeoutError at close).  A record whose accept is in doubt may come back (at most
+    once more per such ack): make its processing idempotent.
+    """
 
 
 class _Failure(NamedTuple):

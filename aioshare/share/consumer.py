@@ -54,6 +54,7 @@ from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
 from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages
 from aioshare.share.placement import Placement
+from aioshare.share.topic_watch import TopicWatch
 
 __all__ = ["AckResults", "LockExpiry", "ShareConsumer"]
 
@@ -112,6 +113,7 @@ class ShareConsumer:
         ssl: _ssl.SSLContext | None = None,
         sasl: SaslConfig | None = None,
         metadata_max_age: float = 300.0,
+        start_timeout: float = 30.0,
     ) -> None:
         if ack_mode not in ("explicit", "implicit"):
             raise ConfigError(f"ack_mode must be 'explicit' or 'implicit', not {ack_mode!r}")
@@ -133,6 +135,8 @@ class ShareConsumer:
         check_name("rack_id", rack_id, optional=True)
         check_seconds("request_timeout", request_timeout, positive=True)
         check_seconds("metadata_max_age", metadata_max_age, positive=True)
+        check_seconds("start_timeout", start_timeout, positive=True)
+        self._start_timeout = start_timeout
         self._topics = frozenset(topics)
         self._ack_mode: AckMode = ack_mode
         self._on_lock_expired = on_lock_expired
@@ -179,6 +183,7 @@ class ShareConsumer:
         self._timer: LeaseTimer | None = None
         self._heartbeat: HeartbeatLoop | None = None
         self._placement: Placement | None = None
+        self._topic_watch: TopicWatch | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -190,10 +195,10 @@ class ShareConsumer:
         await self.close()
 
     async def start(self) -> None:
+        if self._closed:  # closed, or its start failed
+            raise IllegalStateError("a closed ShareConsumer cannot be restarted")
         if self._started:
             return
-        if self._closed:
-            raise IllegalStateError("a closed ShareConsumer cannot be restarted")
         self._started = True
         self._ready_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -217,14 +222,20 @@ class ShareConsumer:
             on_fatal=self.fatal,
             request_timeout=self._cluster.request_timeout,
         )
+        self._topic_watch = TopicWatch(
+            self._cluster, self.subscription, recheck_every=self._cluster.metadata_max_age
+        )
         try:
-            await self._cluster.start()
+            # Unreachable bootstrap servers are tried again until start_timeout, then
+            # KafkaTimeoutError names the addresses tried.
+            await self._cluster.start(timeout=self._start_timeout)
         except BaseException:
             self._closed = True
             raise
         self._spawn(self._timer.run(), "lease-timer")
         self._spawn(self._placement.run(), "placement")
         self._spawn(self._heartbeat.run(), "heartbeat")
+        self._spawn(self._topic_watch.run(), "topic-watch")
         if self._topics:
             self._heartbeat.subscribe(self._topics)
 
@@ -297,12 +308,16 @@ class ShareConsumer:
         self._topics = topics
         if self._heartbeat is not None and not self._closed:
             self._heartbeat.subscribe(topics)
+        if self._topic_watch is not None:
+            self._topic_watch.subscription_changed()
 
     def unsubscribe(self) -> None:
         """Leave the group; acks for records already delivered are still sent."""
         self._topics = frozenset()
         if self._heartbeat is not None and not self._closed:
             self._heartbeat.unsubscribe()
+        if self._topic_watch is not None:
+            self._topic_watch.subscription_changed()
 
     def subscription(self) -> frozenset[str]:
         return self._topics

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from aioshare.client.backoff import Backoff
 from aioshare.client.cluster import Cluster
-from aioshare.client.connection import Connection
+from aioshare.client.connection import Connection, RequestNotSentError
 from aioshare.protocol._codec import ApiMessage
 from aioshare.protocol.errors import (
     BrokerError,
@@ -47,7 +47,7 @@ from aioshare.protocol.messages import (
     ShareFetchResponse,
 )
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition
-from aioshare.share.ack_tracker import AckTracker, RenewRequest
+from aioshare.share.ack_tracker import AckInDoubtError, AckTracker, RenewRequest
 from aioshare.share.acks import AckSnapshot
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired, unpack_partition
@@ -249,7 +249,7 @@ class LeaderFetcher:
         try:
             conn = await self._cluster.connection(self.node_id)
         except _NETWORK_ERRORS as exc:
-            log.info("node %s unreachable: %s", self.node_id, exc)
+            log.debug("node %s unreachable: %s", self.node_id, exc)
             self._conn = None
             if self.session.is_open:
                 self.session.reset()
@@ -280,9 +280,9 @@ class LeaderFetcher:
         try:
             return await conn.send(request, version, timeout=limit)
         except BaseException as exc:
-            self._failed(self.session.on_failure(), acks, exc)
+            self._failed(self.session.on_failure(), acks, exc, type(request).__name__)
             if isinstance(exc, _NETWORK_ERRORS):
-                log.info("%s to node %s failed: %s", type(request).__name__, self.node_id, exc)
+                log.debug("%s to node %s failed: %s", type(request).__name__, self.node_id, exc)
                 self._retry_later(refresh=isinstance(exc, KafkaConnectionError))
                 return None
             raise
@@ -530,15 +530,31 @@ class LeaderFetcher:
             self._cluster.request_refresh()
 
     def _failed(
-        self, outcome: SessionOutcome, acks: _Snapshot | RenewRequest | None, exc: BaseException
+        self, outcome: SessionOutcome, acks: _Snapshot | RenewRequest | None, exc: BaseException, what: str
     ) -> None:
         """The request got no answer: the broker dropped our session with the connection."""
         if acks is not None:
-            error = (
-                exc if isinstance(exc, KafkaError) else KafkaConnectionError(f"request abandoned: {exc!r}")
-            )
-            self._tracker.fail(acks, error)
+            self._tracker.fail(acks, self._unanswered(what, exc))
         self._session_lost(KafkaConnectionError(f"share session with node {self.node_id} lost: {exc}"))
+
+    def _unanswered(self, what: str, exc: BaseException) -> BaseException:
+        """What the acks of a request that got no answer failed with.
+
+        Not written at all (the connection was already dead): the broker never saw them, a
+        plain failure.  Written and then the connection died, the request timed out or was
+        abandoned: the broker may have applied them - AckInDoubtError.  An answer that could
+        not be read is reported as it is.
+        """
+        if isinstance(exc, RequestNotSentError):
+            return exc
+        if isinstance(exc, KafkaError) and not isinstance(exc, _NETWORK_ERRORS):
+            return exc
+        doubt = AckInDoubtError(
+            f"{what} to node {self.node_id} was sent but not answered ({exc!r}): "
+            "the broker may or may not have applied these acknowledgements"
+        )
+        doubt.__cause__ = exc
+        return doubt
 
     def _session_lost(self, exc: BaseException) -> None:
         tps = self._tracker.partitions_of(self.node_id)

@@ -120,7 +120,7 @@ class HeartbeatLoop:
                     response_type=ShareGroupHeartbeatResponse,
                 )
             except _RETRIABLE as exc:
-                log.info("heartbeat for group %s failed: %s", membership.group_id, exc)
+                log.debug("heartbeat for group %s failed: %s", membership.group_id, exc)
                 self._conn = None
                 membership.on_failure(self._now(), disconnected=True)
             except KafkaError as exc:

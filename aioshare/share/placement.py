@@ -84,7 +84,7 @@ class Placement:
             try:
                 await cluster.refresh(sorted({tp.topic_id for tp in assignment}, key=str))
             except KafkaError as exc:
-                log.info("metadata refresh for the assignment failed: %s", exc)
+                log.debug("metadata refresh for the assignment failed: %s", exc)
                 return False
             if assignment is not self.assignment:
                 return True  # changed while we waited; the next round sees the new one
