@@ -3,6 +3,7 @@
     aioshare run myservice.workers:app                   # the cluster the app names
     aioshare run myservice.workers:app -b kafka:9092     # another cluster
     aioshare run myservice.workers:app --embedded        # an in-process broker for development
+    aioshare run myservice.workers:app --log-format json # one JSON object per log line (stderr)
 
 The app runs on uvloop (when installed) until SIGTERM or SIGINT, then stops gracefully
 (a second signal stops at once, still releasing every held record).  With ``--embedded``
@@ -27,7 +28,7 @@ from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime.app import App
 from aioshare.runtime.shutdown import run_loop
 
-__all__ = ["add_parser", "load_app", "run", "serve"]
+__all__ = ["add_parser", "load_app", "run", "serve", "setup_logging"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,37 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--app-dir", default=".", help="directory put first on sys.path")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="the lowest level logged (record failures are WARNING)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines on stderr as text, or as one JSON object per line",
+    )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Log to stderr at ``level``: text lines, or (``fmt="json"``) one JSON object per line
+    whose keys include each log call's ``extra=`` fields (a record's topic, offset ...)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        from aioshare.runtime.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)  # warnings.warn() output in the same format
 
 
 def load_app(spec: str, app_dir: str = ".") -> App:
@@ -135,9 +166,15 @@ def _announce(app: App, on_ready: Callable[[str], object] | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    json_logs = getattr(args, "log_format", "text") == "json"
+    setup_logging(str(args.log_level), "json" if json_logs else "text")
+
+    def error(text: str) -> None:
+        if json_logs:  # stderr stays one JSON object per line
+            log.error("aioshare run: %s", text)
+        else:
+            print(f"aioshare run: {text}", file=sys.stderr)
+
     try:
         app = load_app(args.app, args.app_dir)
         if args.bootstrap_servers:
@@ -151,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         broker_config = parse_config_pairs(args.broker_config)
         embedded = bool(args.embedded and not args.bootstrap_servers)
     except (ConfigError, ImportError) as exc:
-        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        error(f"error: {exc}")
         return 2
     try:
         run_loop(
@@ -159,15 +196,15 @@ def run(args: argparse.Namespace) -> int:
             use_uvloop=not args.no_uvloop,
         )
     except ConfigError as exc:
-        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        error(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     except KafkaError as exc:
         # No broker at the address, TLS refused, ...: one line naming what failed and where.
-        print(f"aioshare run: error: {exc}", file=sys.stderr)
+        error(f"error: {exc}")
         return 1
     except Exception as exc:
-        print(f"aioshare run: the app stopped on an error: {exc!r}", file=sys.stderr)
+        error(f"the app stopped on an error: {exc!r}")
         return 1
     return 0

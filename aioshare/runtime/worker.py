@@ -44,6 +44,7 @@ from aioshare.runtime.dlq import DeadLetterSink, dead_letter_headers
 from aioshare.runtime.events import Event, EventBus, EventKind, make_event
 from aioshare.runtime.jobs import Job
 from aioshare.runtime.limits import Limiter
+from aioshare.runtime.logs import RecordLog
 from aioshare.runtime.message import Message
 from aioshare.runtime.metrics import Metrics
 from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
@@ -184,6 +185,9 @@ class RouteRunner:
         self._unsupported_reported = False
         self._worker_name = f"aioshare-route-{self.name}-job"
         self._worker_done = self._task_done(self._workers)
+        self.record_log = RecordLog(
+            self.name, lambda: self.rt.clock.time(), lambda when, cb: self.rt.scheduler.call_at(when, cb)
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -271,6 +275,7 @@ class RouteRunner:
         await _cancel_and_wait(self._hook_tasks)
         await self.binding.shutdown()
         await self._close_consumers()
+        self.record_log.flush(all_windows=True)
         if self.rt.metrics is not None:
             self.rt.metrics.unregister_route(self.name)
 
@@ -542,6 +547,7 @@ class RouteRunner:
             for msg in live:
                 if msg._state == State.RUNNING and msg.decision is None:
                     self._emit(EventKind.ERROR, msg, reason="handler", error=exc)
+                    self._log_failure(msg, exc)
         except BaseException:
             self._abandon(live, "crashed")
             raise
@@ -713,6 +719,15 @@ class RouteRunner:
             if isinstance(result, BaseException):
                 # No confirmed copy, no REJECT: releasing keeps the record in the queue.
                 self._emit(EventKind.ERROR, msg, reason="dead-letter-failed", error=result)
+                self._log_record(
+                    "dead_letter_failed",
+                    "route %r: could not dead-letter %s[%d]@%d to %r (group %r, delivery %d), "
+                    "releasing it: %s",
+                    msg,
+                    reason=request.reason,
+                    error=result,
+                    dead_letter_topic=topic,
+                )
                 self._release(msg, "dead-letter-failed", result)
                 continue
             failure = self._ack(msg, "reject")
@@ -788,11 +803,121 @@ class RouteRunner:
         handle, msg._delay_handle = msg._delay_handle, None
         if handle is not None:
             handle.cancel()
+        state = msg._state
         msg._state = State.DONE
         self.rt.keeper.untrack(msg)
         msg._member.remove(msg)
         self.held_count -= 1
         self._emit_fields(kind, msg, reason, error, None, dead_letter_topic, True, None)
+        if kind in _LOGGED_OUTCOMES:
+            self._log_outcome(msg, kind, reason, error, dead_letter_topic, state)
+
+    # ---------------------------------------------------------------- logging
+
+    def _log_failure(self, msg: Message[Any], exc: BaseException) -> None:
+        """A handler raised for ``msg``: WARNING, with the traceback on its final attempt."""
+        final = self._final_attempt(msg, exc)
+        self._log_record(
+            "handler_failure",
+            "route %r: handler failed on %s[%d]@%d (group %r, delivery %d%s): %s",
+            msg,
+            error=exc,
+            final=final,
+            exc_info=exc if final else None,
+        )
+
+    def _final_attempt(self, msg: Message[Any], exc: BaseException) -> bool:
+        """Whether a handler failure gives ``msg`` up (dead-letter/reject) instead of retrying."""
+        route = self.route
+        if isinstance(exc, DeserializationError) or route.on_error == "reject":
+            return True
+        return route.max_attempts is not None and msg.delivery_count >= route.max_attempts
+
+    def _log_outcome(
+        self,
+        msg: Message[Any],
+        kind: EventKind,
+        reason: str | None,
+        error: BaseException | None,
+        dead_letter_topic: str | None,
+        state: State,
+    ) -> None:
+        what = "undecodable record" if reason == "undecodable" else "record"
+        if kind is EventKind.DEAD_LETTERED:
+            self._log_record(
+                "dead_lettered",
+                f"route %r: {what} %s[%d]@%d dead-lettered to %r (group %r, delivery %d, reason %s): %s",
+                msg,
+                reason=reason,
+                error=error,
+                dead_letter_topic=dead_letter_topic,
+            )
+        elif kind is EventKind.REJECTED:
+            self._log_record(
+                "rejected",
+                f"route %r: {what} %s[%d]@%d rejected (group %r, delivery %d, reason %s): %s",
+                msg,
+                reason=reason,
+                error=error,
+            )
+        else:
+            where = "while its handler ran" if state == State.RUNNING else f"while {state.name.lower()}"
+            self._log_record(
+                "lock_expired",
+                f"route %r: lock of %s[%d]@%d lost {where} (group %r, delivery %d, reason %s): %s",
+                msg,
+                reason=reason,
+                error=error,
+                state=state.name.lower(),
+            )
+
+    def _log_record(
+        self,
+        kind: str,
+        text: str,
+        msg: Message[Any],
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        dead_letter_topic: str | None = None,
+        final: bool | None = None,
+        state: str | None = None,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """One rate-limited WARNING about ``msg``, its coordinates also as ``extra`` fields."""
+        record_log = self.record_log
+        if not record_log.enabled():
+            return
+        inner = msg._inner
+        error_text = f"{type(error).__name__}: {error}" if error is not None else "-"
+        extra: dict[str, Any] = {
+            "route": self.name,
+            "group_id": self.route.group_id,
+            "topic": inner.topic,
+            "partition": inner.partition,
+            "offset": inner.offset,
+            "delivery_count": inner.delivery_count,
+            "event": kind,
+        }
+        args: list[Any] = [self.name, inner.topic, inner.partition, inner.offset]
+        if kind in ("dead_lettered", "dead_letter_failed"):
+            args.append(dead_letter_topic)
+            extra["dead_letter_topic"] = dead_letter_topic
+        args += [self.route.group_id, inner.delivery_count]
+        if final is not None:
+            args.append(", final attempt" if final else "")
+            extra["final_attempt"] = final
+        if kind not in ("handler_failure", "dead_letter_failed"):
+            args.append(reason or "-")
+        if reason is not None:
+            extra["reason"] = reason
+        if state is not None:
+            extra["state"] = state
+        if error is not None:
+            extra["error_type"] = type(error).__name__
+            extra["error"] = str(error)
+        args.append(error_text)
+        record_log.warning(kind, text, tuple(args), extra, exc_info=exc_info)
 
     # ---------------------------------------------------------------- locks (RenewalOwner)
 
@@ -934,6 +1059,9 @@ class RouteRunner:
                 dead_letter_topic,
             )
         )
+
+
+_LOGGED_OUTCOMES = frozenset((EventKind.DEAD_LETTERED, EventKind.REJECTED, EventKind.LOCK_EXPIRED))
 
 
 def _before_lock_expiry(msg: Message[Any], now: float) -> float:
