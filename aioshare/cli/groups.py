@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
+from aioshare.cli._admin import Command, fail
+from aioshare.cli._admin import table as _table
+from aioshare.cli._admin import with_admin as _with_admin
 from aioshare.protocol.errors import BrokerError, KafkaError
 
 if TYPE_CHECKING:
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "run"]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-Command = Callable[["ShareAdmin", argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 class UsageError(Exception):
@@ -129,16 +131,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
 
-async def _with_admin(handler: Command, args: argparse.Namespace) -> int:
-    from aioshare.admin import ShareAdmin
-
-    async with ShareAdmin(args.bootstrap_server, request_timeout=args.timeout) as admin:
-        return await handler(admin, args)
-
-
 def _fail(message: str) -> int:
-    print(f"aioshare groups: error: {message}", file=sys.stderr)
-    return 1
+    return fail("groups", message)
 
 
 # --------------------------------------------------------------------------------- subcommands
@@ -321,10 +315,3 @@ def _partition_errors(errors: dict[str, BrokerError | None]) -> int:
     for where, error in failed.items():
         _fail(str(error if error.context else type(error)(error.message, context=where)))
     return 1 if failed else 0
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    stream = out if out is not None else sys.stdout
-    for line in [headers, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=stream)

@@ -17,6 +17,8 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
+from aioshare.cli._admin import fail
+
 __all__ = ["add_parser", "run"]
 
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--timeout must be > 0", status=2)
     headers = [(k.strip(), v.encode()) for k, _, v in (h.partition("=") for h in args.header)]
     values = _generated(args.count) if args.count is not None else _stdin_lines()
-    from aioshare.cli.topics import describe_error
+    from aioshare.cli._admin import describe_error
     from aioshare.protocol.errors import ConfigError, KafkaError
 
     try:
@@ -156,5 +158,4 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _fail(message: str, status: int = 1) -> int:
-    print(f"aioshare produce: error: {message}", file=sys.stderr)
-    return status
+    return fail("produce", message, status)

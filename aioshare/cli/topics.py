@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aioshare.protocol.errors import ConfigError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aioshare.cli._admin import Command, describe_error, fail
+from aioshare.cli._admin import table as _table
+from aioshare.cli._admin import with_admin as _with_admin
+from aioshare.protocol.errors import ConfigError, KafkaError
 
 if TYPE_CHECKING:
     from aioshare.admin import ShareAdmin
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run"]
 
-Command = Callable[["ShareAdmin", argparse.Namespace], Coroutine[Any, Any, int]]
 _TOPIC_RESOURCE = 2  # DescribeConfigs resource type TOPIC
 
 
@@ -89,29 +90,11 @@ def run(args: argparse.Namespace) -> int:
         return _fail(describe_error(exc, args.bootstrap_server))
 
 
-def describe_error(exc: BaseException, bootstrap: str) -> str:
-    """One line for a failure; a connection failure names the cluster that could not be reached."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError | TimeoutError):
-        return f"cannot reach Kafka at {bootstrap}: {text}"
-    return text
-
-
-async def _with_admin(handler: Command, args: argparse.Namespace) -> int:
-    from aioshare.admin import ShareAdmin
-
-    async with ShareAdmin(args.bootstrap_server, request_timeout=args.timeout) as admin:
-        return await handler(admin, args)
-
-
 def _fail(message: str) -> int:
-    print(f"aioshare topics: error: {message}", file=sys.stderr)
-    return 1
+    return fail("topics", message)
 
 
 async def _list(admin: ShareAdmin, args: argparse.Namespace) -> int:
-    from aioshare.cli.groups import _table
-
     listings = await admin.list_topics(include_internal=args.internal)
     if not listings:
         print("No topics.")
@@ -133,8 +116,6 @@ async def _create(admin: ShareAdmin, args: argparse.Namespace) -> int:
 
 
 async def _describe(admin: ShareAdmin, args: argparse.Namespace) -> int:
-    from aioshare.cli.groups import _table
-
     await admin.list_topics(include_internal=True)  # refreshes the metadata of every topic
     status = 0
     for index, name in enumerate(args.topic):
