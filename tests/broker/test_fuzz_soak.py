@@ -3,6 +3,7 @@ broker serves, deterministic seed, no traceback in the broker's log, the broker 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -32,7 +33,11 @@ async def test_mutated_frames_of_every_api_cause_no_traceback(caplog: pytest.Log
                     host, port, versions, frames=FRAMES, seed=20261202, connections=8, seconds=SECONDS
                 )
                 assert stats["sent"] > 1000
-                assert broker.memory_pool.in_use < 1 << 20
+                # The fuzzer's connections are closed; the broker notices each close on its own
+                # loop turn, and only then gives back what their partial frames had reserved.
+                async with asyncio.timeout(10):
+                    while broker.memory_pool.in_use >= 1 << 20:  # noqa: ASYNC110 -- pool has no event
+                        await asyncio.sleep(0.05)
                 client = await RawClient.connect(broker)
                 assert (await client.request(MetadataRequest(topics=None), 12)).brokers
                 await client.close()
