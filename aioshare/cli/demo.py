@@ -861,8 +861,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace | None = None) -> int:
-    from aioshare.cli._loop import run as run_loop
+    import logging
 
+    from aioshare.cli._loop import run as run_loop
+    from aioshare.runtime.logs import RECORDS_LOGGER
+
+    # The demo narrates every job's fate itself (progress line, notes, summary); the runtime's
+    # per-record WARNING lines, meant for an operator's log, would bury that story on the terminal.
+    logging.getLogger(RECORDS_LOGGER).setLevel(logging.ERROR)
     config = DemoConfig()
     if args is not None:
         if args.jobs < 1 or args.consumers < 1 or args.concurrency < 1:

@@ -78,6 +78,9 @@ def test_the_command_exits_zero_and_prints_plain_lines_off_a_terminal() -> None:
     assert "\x1b[" not in done.stdout  # no terminal control sequences into a pipe
     assert "OK: all 200 jobs accounted for" in done.stdout
     assert "Summary" in done.stdout
+    # The demo tells each job's story itself: the runtime's per-record log lines stay out of it.
+    assert "handler failed on" not in done.stdout + done.stderr
+    assert "dead-lettered to 'demo.jobs.dlq'" not in done.stdout + done.stderr
 
 
 def test_the_command_exits_non_zero_when_jobs_are_unaccounted_for() -> None:
