@@ -378,12 +378,7 @@ def bench_runtime_on_kafka(broker: _KafkaBroker, topic: str, partitions: int) ->
         f"record received to the quota handled; broker CPU = the Kafka JVM's CPU share meanwhile ({_load()})"
     )
     print(f"I/O-bound jobs: {rt.SLEEP * 1000:.0f} ms of waiting per record")
-    header = (
-        f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'ideal/s':>8} {'of ideal':>9} "
-        f"{'broker CPU':>11}"
-    )
-    print(header)
-    print("-" * len(header))
+    rt.print_io_bound_header()
     for c in concurrencies:
         run = rt._on_uvloop(
             _bounded(rt._runtime(b, topic, groups[str(c)], quotas[c], c, members[c], rt.SLEEP))

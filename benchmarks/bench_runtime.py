@@ -264,6 +264,16 @@ def _confluent_threads(broker: BrokerProcess, topic: str, group: str, quota: int
 # ------------------------------------------------------------------------------ main
 
 
+def print_io_bound_header() -> None:
+    """The column heads of the I/O-bound table (jobs/s against the ideal concurrency / sleep)."""
+    header = (
+        f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'ideal/s':>8} {'of ideal':>9} "
+        f"{'broker CPU':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+
+
 def print_framework_cost(empty: Run, bare: Run) -> None:
     """The empty-handler runtime beside the bare consumer loop, and the CPU the runtime adds per job."""
     header = f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'CPU µs/job':>11} {'broker CPU':>11}"
@@ -310,12 +320,7 @@ def main() -> None:
         )
         print()
         print(f"I/O-bound jobs: {SLEEP * 1000:.0f} ms of waiting per record")
-        header = (
-            f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'ideal/s':>8} {'of ideal':>9} "
-            f"{'broker CPU':>11}"
-        )
-        print(header)
-        print("-" * len(header))
+        print_io_bound_header()
         for c in CONCURRENCIES:
             run = _on_uvloop(_runtime(broker, topic, groups[str(c)], quotas[c], c, members[c], SLEEP))
             plural = "s" if members[c] > 1 else ""
