@@ -5,9 +5,10 @@ and the consumer's own ``Message`` (accept/release/reject/renew), and creates co
 through a ``ConsumerFactory`` given a ``ConsumerSpec``.  Tests pass a factory that builds a
 scripted fake; production uses ``share_consumer`` below.
 
-Sizing: a route's members together may hold ``concurrency * records_per_job`` records
-(``max_in_flight``, split evenly over ``consumers``), so the consumer never fetches records
-that no handler slot can take soon - they would wait in its buffer while their locks run.
+Sizing: a member asks ``getmany()`` for what its route's free handler slots can take, and
+its consumer fetches only for such a call (``fetch_ahead=False``); a route's members together
+hold at most ``concurrency * records_per_job`` records (``max_in_flight``, split evenly over
+``consumers``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
     from aioshare.share.consumer import ShareConsumer
 
     options = dict(spec.options)
-    for reserved in ("ack_mode", "max_in_flight", "on_lock_expired", "on_ack_commit"):
+    for reserved in ("ack_mode", "max_in_flight", "fetch_ahead", "on_lock_expired", "on_ack_commit"):
         if reserved in options:
             raise ValueError(f"consumer option {reserved!r} is set by the runtime")
     servers: str | Iterable[str] = spec.bootstrap_servers
@@ -74,6 +75,9 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
         bootstrap_servers=servers,
         ack_mode="explicit",
         max_in_flight=spec.max_in_flight,
+        # The runtime's demand is its free handler slots: it asks for them while handlers run,
+        # and records fetched ahead of a free slot would only wait here with their locks running.
+        fetch_ahead=False,
         max_poll_records=options.pop("max_poll_records", spec.max_poll_records),
         value_type=spec.value_type,
         value_deserializer=spec.value_deserializer,

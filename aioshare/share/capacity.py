@@ -1,6 +1,7 @@
-"""How many more records the application can take (capacity-driven fetching).
+"""How many more records to fetch: the application's demand, under the ``max_in_flight`` ceiling.
 
-``held`` counts records acquired for this consumer and not yet settled (delivered or
+``Demand`` (demand.py) says how many records the application is about to process; the
+ceiling says how many it may hold at once.  ``held`` counts records acquired for this consumer and not yet settled (delivered or
 buffered, not acknowledged, not expired): the lease table already knows it.  A fetch
 first *reserves* the records it may bring back, so leaders fetching concurrently cannot
 together ask for more than is free; the reservation is returned when the response has
@@ -16,27 +17,50 @@ fetcher turn per record.  A fetcher that waits for more free capacity says how m
 and only an ack that brings ``held`` down to it wakes the fetchers.
 
 ``limit`` is ``max_in_flight``; ``stop()`` makes it 0 for good (no more fetching), and
-``set_limit`` changes it at run time.
+``set_limit`` changes it at run time.  ``demand`` and ``buffered`` (records fetched and not yet
+handed out) come from the consumer; without them (``demand=None``) the ceiling alone sizes
+fetches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from aioshare.share.demand import Demand
+
 __all__ = ["Capacity"]
 
 
 class Capacity:
-    __slots__ = ("_fetchers", "_held", "_on_release", "_waits", "limit", "reserved", "stopped", "wake_below")
+    __slots__ = (
+        "_buffered",
+        "_fetchers",
+        "_held",
+        "_on_release",
+        "_waits",
+        "demand",
+        "limit",
+        "reserved",
+        "stopped",
+        "wake_below",
+    )
 
     def __init__(
-        self, limit: int, held: Callable[[], int], on_release: Callable[[], None] = lambda: None
+        self,
+        limit: int,
+        held: Callable[[], int],
+        on_release: Callable[[], None] = lambda: None,
+        *,
+        demand: Demand | None = None,
+        buffered: Callable[[], int] = lambda: 0,
     ) -> None:
         if limit < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.limit = limit
         self._held = held
         self._on_release = on_release
+        self.demand = demand
+        self._buffered = buffered
         self._fetchers: set[int] = set()
         self._waits: dict[int, int] = {}
         self.reserved = 0
@@ -65,12 +89,19 @@ class Capacity:
         return self._held()
 
     def free(self) -> int:
-        return max(0, self.limit - self._held() - self.reserved)
+        room = self.limit - self._held() - self.reserved
+        if self.demand is not None and room > 0:
+            room = min(room, self.demand.target(self._buffered(), self.reserved))
+        return max(0, room)
 
     def share(self) -> int:
-        """The most one fetch may reserve: an equal part of the limit per fetching leader."""
+        """The most one fetch may reserve: an equal part of the demand (or, without one, of
+        the limit) per fetching leader."""
         n = max(1, len(self._fetchers))
-        return max(1, -(-self.limit // n))
+        total = self.limit
+        if self.demand is not None:
+            total = min(total, self.demand.target(self._buffered(), 0))
+        return max(1, -(-total // n))
 
     def set_fetching(self, fetcher: int, fetching: bool) -> None:
         """Whether ``fetcher`` has partitions to fetch (and so wants a share)."""

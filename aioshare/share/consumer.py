@@ -15,11 +15,15 @@ The consumer coordinates small parts, each owning one job:
 * ``LeaseTimer`` (task) is the one timer for every acquisition lock;
 * ``AckTracker`` takes the application's acknowledgements and reports every outcome.
 
-Fetching is driven by capacity: a fetch asks for at most ``max_in_flight`` minus the
-records already held (delivered or waiting here, not yet acknowledged), so records never
-sit in a local queue while their locks run down.  ``set_max_in_flight()`` changes that
-limit at run time; ``stop_fetching()`` sets it to zero for good (graceful shutdown: acks,
-renewals and commits keep flowing).
+Fetching is driven by demand (demand.py): a fetch asks for what a ``getmany()`` /
+``async for`` caller waits for, plus - while the application keeps up - the next batch, so
+the round trip overlaps its work.  When the application stops asking, fetching stops, and
+records fetched but never handed out are released once a quarter of their lock has passed
+unasked (one delivery attempt per stall), so they neither expire here nor come back as
+duplicates.  ``max_in_flight`` is a ceiling on records held (handed out or buffered, not yet
+acknowledged), not a target; ``set_max_in_flight()`` changes it at run time;
+``stop_fetching()`` sets it to zero for good (graceful shutdown: acks, renewals and commits
+keep flowing).
 
 Acknowledgement modes: ``explicit`` - the application calls accept/release/reject (a record
 it forgets comes back after its lock expires); ``implicit`` - every record of the previous
@@ -32,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import math
 import ssl as _ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -46,6 +52,7 @@ from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartitio
 from aioshare.share.ack_tracker import AckCommitCallback, AckTracker
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
+from aioshare.share.demand import STALL_SHARE, Demand
 from aioshare.share.deserialize import Deserializer, make_key_decoder, make_value_decoder
 from aioshare.share.fetcher import FetchConfig, LeaderFetcher
 from aioshare.share.heartbeat import HeartbeatLoop
@@ -80,12 +87,16 @@ _ACQUIRE_MODES = {"batch_optimized": AcquireMode.BATCH_OPTIMIZED, "record_limit"
 class ShareConsumer:
     """A member of a Kafka share group (KIP-932).
 
-    ``max_poll_records`` bounds one fetch; ``max_in_flight`` (default: ``max_poll_records``)
-    bounds how many records the application holds at once - fetching stops at that many
-    unacknowledged records.  ``value_type`` decodes values as JSON into that msgspec type;
+    ``max_poll_records`` bounds one fetch and is the batch ``async for`` asks for;
+    ``max_in_flight`` (default: twice ``max_poll_records``, room for the batch the
+    application works on and the next) bounds how many records are held at once - fetching
+    stops at that many unacknowledged records.  Records are fetched only for callers that
+    ask (see the module docstring).  ``value_type`` decodes values as JSON into that msgspec type;
     ``value_deserializer``/``key_deserializer`` take raw bytes (or None) instead.
     ``ack_linger`` is how long recorded acks wait for a fetch to ride before they are sent
-    alone.  Times are in seconds.
+    alone.  ``fetch_ahead`` (default True) fetches the next batch while the application
+    works on the current one, as long as it comes back for more within a quarter of the
+    lock; off, a fetch goes out only for a caller waiting in ``getmany()``/``async for``.  Times are in seconds.
     """
 
     def __init__(
@@ -106,6 +117,7 @@ class ShareConsumer:
         on_ack_commit: AckCommitCallback | None = None,
         on_lock_expired: LockExpiredCallback | None = None,
         ack_linger: float = 0.005,
+        fetch_ahead: bool = True,
         member_id: str | None = None,
         rack_id: str | None = None,
         client_id: str = "aioshare",
@@ -161,13 +173,14 @@ class ShareConsumer:
             acquire_mode=_ACQUIRE_MODES[acquire_mode],
             request_timeout=request_timeout,
         )
-        self._max_in_flight = max_in_flight if max_in_flight is not None else max_poll_records
+        self._max_in_flight = max_in_flight if max_in_flight is not None else 2 * max_poll_records
         self._ack_linger = ack_linger
         self._on_ack_commit = on_ack_commit
         self._names: dict[Any, str] = {}  # topic id -> name, as metadata told us
         self._contexts: dict[TopicIdPartition, DeliveryContext] = {}
         self._ready: collections.deque[Message] = collections.deque()
         self._ready_event: asyncio.Event | None = None
+        self._buffer_event: asyncio.Event | None = None  # records arrived: watch for a stall
         self._last_delivery: list[Message] = []
         self._fatal: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,7 +191,14 @@ class ShareConsumer:
         self.acquisition_lock_timeout_ms: int | None = None
         # Built in start(): they need the running loop.
         self._leases = LeaseTable()
-        self._capacity = Capacity(self._max_in_flight, lambda: self._leases.held_count, self._wake_fetchers)
+        self._demand = Demand(fetch_ahead=fetch_ahead)
+        self._capacity = Capacity(
+            self._max_in_flight,
+            lambda: self._leases.held_count,
+            self._wake_fetchers,
+            demand=self._demand,
+            buffered=lambda: len(self._ready),
+        )
         self._tracker: AckTracker | None = None
         self._timer: LeaseTimer | None = None
         self._heartbeat: HeartbeatLoop | None = None
@@ -201,6 +221,7 @@ class ShareConsumer:
             return
         self._started = True
         self._ready_event = asyncio.Event()
+        self._buffer_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._clock = asyncio.get_running_loop().time  # the clock every lock deadline is on
         self._tracker = AckTracker(
@@ -233,6 +254,7 @@ class ShareConsumer:
             self._closed = True
             raise
         self._spawn(self._timer.run(), "lease-timer")
+        self._spawn(self._watch_buffer(), "buffer-watch")
         self._spawn(self._placement.run(), "placement")
         self._spawn(self._heartbeat.run(), "heartbeat")
         self._spawn(self._topic_watch.run(), "topic-watch")
@@ -378,37 +400,62 @@ class ShareConsumer:
         implicit = self._ack_mode == "implicit"
         if implicit:
             self._accept_implicitly()
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            if self._closed:
-                raise StopAsyncIteration
-            msg = self._pop()
-            if msg is not None:
-                if implicit:
-                    self._last_delivery = [msg]
-                return msg
-            await self._wait_ready(None)
+        demand = self._demand
+        batch = self._config.max_poll_records
+        demand.begin(self._clock())
+        waited = 0
+        msg: Message | None = None
+        try:
+            while True:
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._closed:
+                    raise StopAsyncIteration
+                msg = self._pop()
+                if msg is not None:
+                    if implicit:
+                        self._last_delivery = [msg]
+                    return msg
+                if not waited:
+                    waited = batch  # the iterator works in batches of max_poll_records
+                    demand.wait(batch)
+                    self._wake_fetchers()
+                await self._wait_ready(None)
+        finally:
+            self._served(waited, 0 if msg is None else 1, batch)
 
     async def getmany(self, max_records: int | None = None, timeout: float | None = None) -> list[Message]:  # noqa: ASYNC109
         """Up to ``max_records`` messages; waits at most ``timeout`` seconds for the first one."""
         self._accept_implicitly()
         limit = max_records if max_records is not None else self._config.max_poll_records
+        if limit < 1:
+            raise ConfigError(f"max_records must be >= 1, not {limit!r}")
         out: list[Message] = []
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            self._raise_if_failed()
-            if self._closed:
-                return out
-            if self._ready:
-                self._pop_into(out, limit)
-            if out:
-                break
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                break
-            await self._wait_ready(remaining)
+        now = loop.time()
+        deadline = None if timeout is None else now + timeout
+        demand = self._demand
+        demand.begin(now)
+        waited = 0
+        try:
+            while True:
+                self._raise_if_failed()
+                if self._closed:
+                    return out
+                if self._ready:
+                    self._pop_into(out, limit)
+                if out:
+                    break
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                if not waited:
+                    waited = limit
+                    demand.wait(limit)
+                    self._wake_fetchers()
+                await self._wait_ready(remaining)
+        finally:
+            self._served(waited, len(out), limit)
         self._last_delivery = out
         return out
 
@@ -471,6 +518,63 @@ class ShareConsumer:
             if holding(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
                 append(msg)
                 n += 1
+
+    def _served(self, waited: int, took: int, batch: int) -> None:
+        demand = self._demand
+        was_ahead = demand.ahead
+        demand.end(waited, took, batch, self._clock())
+        if demand.ahead and not was_ahead and self._buffer_event is not None:
+            self._buffer_event.set()  # the watcher ends the fetching ahead if no ask follows
+        # Down to half a batch: the next one may be due (see Demand.target).
+        if demand.ahead and len(self._ready) <= demand.ahead // 2 and self._capacity.free() > 0:
+            self._wake_fetchers()
+
+    async def _watch_buffer(self) -> None:
+        """End a stall (demand.py): nobody asked for the stall time, yet records wait here or
+        are being fetched ahead.  Buffered records go back; fetching waits for the next ask."""
+        event = self._buffer_event
+        assert event is not None
+        demand = self._demand
+        while True:
+            event.clear()
+            if not self._ready and not demand.ahead:
+                await event.wait()
+                continue
+            wait = demand.stall_deadline() - self._clock()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(None if math.isinf(wait) else wait):
+                        await event.wait()
+                continue
+            if self._ready:
+                self._release_buffer()
+            else:
+                demand.stalled()
+
+    def _release_buffer(self) -> None:
+        now = self._clock()
+        holding = self._leases.holding
+        released: list[Message] = []
+        ready, self._ready = self._ready, collections.deque()
+        for msg in ready:
+            if msg.acknowledged is None and holding(
+                msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease
+            ):
+                msg.release()
+                released.append(msg)
+        self._demand.stalled()
+        if released:
+            first = released[0]
+            log.info(
+                "group %s: released %d fetched records nobody asked for within %.1fs "
+                "(first: %s-%d offset %d); fetching resumes when the application asks",
+                self._config.group_id,
+                len(released),
+                self._demand.lock * STALL_SHARE,
+                first.topic,
+                first.partition,
+                first.offset,
+            )
 
     async def _wait_ready(self, timeout: float | None) -> None:  # noqa: ASYNC109
         event = self._ready_event
@@ -542,6 +646,8 @@ class ShareConsumer:
     def deliver(self, messages: list[Message]) -> None:
         self._ready.extend(messages)
         self._wake_consumers()
+        if self._buffer_event is not None:
+            self._buffer_event.set()
 
     def make_messages(
         self,
@@ -584,6 +690,7 @@ class ShareConsumer:
 
     def leases_added(self, lock_timeout_ms: int) -> None:
         self.acquisition_lock_timeout_ms = lock_timeout_ms
+        self._demand.set_lock(lock_timeout_ms / 1000)
         if self._timer is not None:
             self._timer.reschedule()
 

@@ -537,7 +537,7 @@ async def test_set_max_in_flight_grows_and_shrinks_capacity(fake: ShareFake) -> 
 
 async def test_acks_freeing_a_whole_fetch_wake_the_fetcher_before_the_linger(fake: ShareFake) -> None:
     fake.add_batch([str(i).encode() for i in range(20)])
-    async with consumer(fake, max_poll_records=5, ack_linger=30.0) as c:
+    async with consumer(fake, max_poll_records=5, max_in_flight=5, ack_linger=30.0) as c:
         held = await take(c, 5)
         for msg in held[:4]:
             msg.accept()  # a sliver of capacity: it waits for the (long) linger ...

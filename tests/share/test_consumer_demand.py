@@ -1,0 +1,156 @@
+"""Demand-driven fetching, counted: nothing hoarded, nothing archived unseen, no duplicate
+without a named cause - on aioshare's embedded broker and on real Apache Kafka.
+
+The scenarios are the ones that caught the capacity-driven consumer: several members
+sharing one partition through ``getmany()`` (records handed out late came back as
+duplicates), and a member whose application stopped asking (it kept re-acquiring the
+group's records until Kafka archived them unprocessed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aioshare.admin import ShareAdmin
+from aioshare.share import Message, ShareConsumer
+from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
+
+from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, new_group, wait_until
+
+Cluster = EmbeddedCluster | RealKafkaCluster
+
+
+@pytest.fixture(params=["embedded", *(f"kafka-{v}" for v in TESTED_KAFKA_VERSIONS)])
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    made: Cluster
+    if request.param == "embedded":
+        made = await EmbeddedCluster.start()
+    else:
+        kafka = request.getfixturevalue("real_kafka")(request.param.removeprefix("kafka-"))
+        made = RealKafkaCluster(kafka, lock_ms=30_000)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def group_with_lock(cluster: Cluster, lock_ms: int) -> str:
+    """A new group reading from the earliest offset with ``lock_ms`` acquisition locks."""
+    group = new_group()
+    async with ShareAdmin(cluster.bootstrap) as admin:
+        await admin.alter_group_config(
+            group, {"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": str(lock_ms)}
+        )
+    return group
+
+
+def member(cluster: Cluster, topic: str, group: str, **kwargs: object) -> ShareConsumer:
+    kwargs.setdefault("ack_mode", "explicit")
+    kwargs.setdefault("fetch_max_wait", 0.1)
+    return ShareConsumer(topic, group_id=group, bootstrap_servers=cluster.bootstrap, **kwargs)  # type: ignore[arg-type]
+
+
+async def take(c: ShareConsumer, n: int, timeout: float = 30.0) -> list[Message]:  # noqa: ASYNC109
+    out: list[Message] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            out.extend(await c.getmany(max_records=n - len(out), timeout=1.0))
+    return out
+
+
+async def test_members_sharing_a_partition_through_getmany_process_each_record_once(cluster: Cluster) -> None:
+    """Four members, one partition, 2 s locks, ``getmany(max_records=100)`` and every record
+    accepted at once: a record reaches an application while its lock is fresh, so none is
+    acknowledged late and none comes back (the capacity-driven consumer duplicated 60-100
+    of these 400 records)."""
+    topic = "demand-shared"
+    await cluster.create_topic(topic, 1)
+    n, lock_ms = 400, 2000
+    # Kafka acquires whole log batches: batches of 10 let all four members get a share.
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=10)
+    group = await group_with_lock(cluster, lock_ms)
+    seen: collections.Counter[int] = collections.Counter()
+    redelivered: list[Message] = []
+    members = [member(cluster, topic, group) for _ in range(4)]
+
+    async def work(c: ShareConsumer) -> None:
+        while len(seen) < n:
+            for msg in await c.getmany(max_records=100, timeout=0.5):
+                seen[msg.offset] += 1
+                if msg.delivery_count > 1:
+                    redelivered.append(msg)
+                msg.accept()
+
+    try:
+        for c in members:
+            await c.start()
+        async with asyncio.timeout(90):
+            await asyncio.gather(*(work(c) for c in members))
+        results = [await c.commit() for c in members]
+    finally:
+        for c in members:
+            await c.close()
+    assert set(seen) == set(range(n))
+    assert [o for o, k in seen.items() if k > 1] == [], "records processed twice"
+    assert redelivered == []
+    assert all(r is None for res in results for r in res.values()), results
+
+
+async def test_a_member_whose_application_stops_asking_gives_its_records_back(cluster: Cluster) -> None:
+    """One member takes a batch and its application stops asking (the consumer stays open):
+    it acquires at most the one batch it was fetching ahead, gives that back within a quarter
+    of the lock, and the other member gets every remaining record, each with at most one
+    delivery spent by the stall (the capacity-driven consumer kept re-acquiring them until
+    Kafka archived 13 of 20 unseen)."""
+    topic = "demand-stall"
+    await cluster.create_topic(topic, 1)
+    n, batch, lock_ms = 20, 5, 4000
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=1)
+    group = await group_with_lock(cluster, lock_ms)
+    async with member(cluster, topic, group, max_poll_records=batch) as stalled:
+        first = await take(stalled, batch)
+        for msg in first:
+            msg.accept()
+        assert all(r is None for r in (await stalled.commit()).values())
+        # The application asks no more.  Whatever was fetched ahead goes back unasked.
+        await wait_until(lambda: stalled.held == 0, timeout=lock_ms / 1000)
+        async with member(cluster, topic, group) as other:
+            rest = await take(other, n - batch, timeout=60)
+            for msg in rest:
+                msg.accept()
+            assert all(r is None for r in (await other.commit()).values())
+            # Nothing more is acquired by the stalled member while the other works.
+            assert stalled.held == 0
+    assert sorted(m.offset for m in first + rest) == list(range(n))
+    counts = collections.Counter(m.delivery_count for m in rest)
+    assert set(counts) <= {1, 2}, counts
+    assert counts[2] <= batch, f"the stall cost more than one batch a delivery: {counts}"
+
+
+async def test_records_reach_the_application_with_most_of_their_lock_left(cluster: Cluster) -> None:
+    """A loop that accepts each record as it comes: fetching ahead keeps it busy without a
+    buffer aging the locks; every record is handed out with at least 90% of its lock left."""
+    topic = "demand-fresh"
+    await cluster.create_topic(topic, 3)
+    n, lock_ms = 3000, 30_000
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=50)
+    group = await group_with_lock(cluster, lock_ms)
+    loop = asyncio.get_running_loop()
+    worst = 1.0
+    got = 0
+    async with member(cluster, topic, group, max_poll_records=200) as c:
+        async with asyncio.timeout(60):
+            async for msg in c:
+                worst = min(worst, (msg.lock_expires_at - loop.time()) / (lock_ms / 1000))
+                assert msg.delivery_count == 1
+                msg.accept()
+                got += 1
+                if got == n:
+                    break
+        assert c.held <= 2 * 200
+        assert all(r is None for r in (await c.commit()).values())
+    assert worst >= 0.9, f"a record was handed out with {worst:.0%} of its lock left"

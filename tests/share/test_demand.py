@@ -1,0 +1,112 @@
+"""Demand (sans-IO): what a fetch asks for, driven by the application's calls and the time."""
+
+from __future__ import annotations
+
+import math
+
+from aioshare.share.capacity import Capacity
+from aioshare.share.demand import PIPELINE_SHARE, STALL_SHARE, Demand
+
+LOCK = 8.0
+
+
+def demand() -> Demand:
+    d = Demand()
+    d.set_lock(LOCK)
+    return d
+
+
+def test_nothing_is_fetched_before_the_application_asks() -> None:
+    d = demand()
+    assert d.target(buffered=0, reserved=0) == 0
+    d.begin(0.0)
+    d.wait(100)
+    assert d.target(buffered=0, reserved=0) == 100
+    assert d.target(buffered=0, reserved=60) == 40  # a fetch on the way counts
+
+
+def test_a_caller_that_keeps_up_gets_the_next_batch_fetched_ahead() -> None:
+    d = demand()
+    d.begin(0.0)
+    d.wait(100)
+    d.end(waited=100, took=100, batch=100, now=0.1)
+    assert d.asked == 0
+    assert d.target(buffered=0, reserved=0) == 100  # pipelined while it works
+    # ... but only once what is buffered or on the way is down to half a batch.
+    assert d.target(buffered=51, reserved=0) == 0
+    assert d.target(buffered=30, reserved=20) == 50
+
+
+def test_a_slow_cycle_turns_fetching_ahead_off_and_a_fast_one_back_on() -> None:
+    d = demand()
+    d.begin(0.0)
+    d.end(waited=0, took=10, batch=10, now=0.0)
+    slow = LOCK * PIPELINE_SHARE + 0.5
+    d.begin(slow)  # it came back after more than a quarter of the lock
+    assert not d.pipelining
+    d.end(waited=0, took=10, batch=10, now=slow)
+    assert d.ahead == 0
+    assert d.target(buffered=0, reserved=0) == 0
+    d.begin(slow + 0.1)
+    assert d.pipelining
+    d.end(waited=0, took=10, batch=10, now=slow + 0.1)
+    assert d.ahead == 10
+
+
+def test_a_call_that_gets_nothing_keeps_the_batch_it_had() -> None:
+    d = demand()
+    d.begin(0.0)
+    d.end(waited=0, took=5, batch=5, now=0.0)
+    d.begin(0.1)
+    d.wait(7)
+    d.end(waited=7, took=0, batch=7, now=1.1)  # timed out
+    assert d.asked == 0
+    assert d.ahead == 5
+
+
+def test_the_stall_deadline_counts_from_the_last_call_and_never_while_a_caller_waits() -> None:
+    d = demand()
+    assert d.stall_deadline() == -math.inf  # never called: anything buffered is unasked
+    d.begin(1.0)
+    d.wait(3)
+    assert d.stall_deadline() == math.inf
+    d.end(waited=3, took=3, batch=3, now=2.0)
+    assert d.stall_deadline() == 2.0 + LOCK * STALL_SHARE
+    d.stalled()
+    assert d.ahead == 0 and not d.pipelining
+    assert d.target(buffered=0, reserved=0) == 0
+
+
+def test_the_lock_duration_comes_from_the_broker_and_ignores_nonsense() -> None:
+    d = Demand()
+    d.set_lock(0)
+    assert d.lock == 30.0
+    d.set_lock(2.5)
+    assert d.lock == 2.5
+
+
+def test_capacity_is_the_smaller_of_the_demand_and_the_ceiling() -> None:
+    held = 0
+    buffered = 0
+    d = demand()
+    cap = Capacity(10, lambda: held, demand=d, buffered=lambda: buffered)
+    assert cap.free() == 0  # no demand
+    d.begin(0.0)
+    d.wait(50)
+    assert cap.free() == 10  # ceiling
+    held = 8
+    assert cap.free() == 2
+    held = 0
+    cap.set_fetching(1, True)
+    cap.set_fetching(2, True)
+    assert cap.share() == 5  # the ceiling split over two leaders
+    assert cap.reserve(50) == 5
+    assert cap.free() == 5
+    cap.unreserve(5)
+    cap.stop()
+    assert cap.free() == 0
+
+
+def test_capacity_without_demand_is_the_ceiling_alone() -> None:
+    cap = Capacity(4, lambda: 1)
+    assert cap.free() == 3
