@@ -11,7 +11,7 @@ LINT_PATHS := $(wildcard aioshare tests tools benchmarks examples)
 export AIOSHARE_KAFKA_CACHE ?= $(CURDIR)/.cache/kafka
 KAFKA_VERSIONS := 4.2.2 4.4.0
 
-.PHONY: demo test lint typecheck unit generate check-generated kafka-jars bench clean
+.PHONY: demo test lint typecheck unit generate check-generated kafka-jars chromium bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ $(DEMO_STAMP): pyproject.toml
 demo: $(DEMO_STAMP)
 	$(BIN)/aioshare demo
 
-test: $(STAMP) check-generated lint typecheck kafka-jars unit
+test: $(STAMP) check-generated lint typecheck kafka-jars chromium unit
+
+# The web console's page tests drive Debian's Chromium (no browser download). Under CI a missing
+# one is installed; elsewhere those tests skip and say what to install.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ -n "$$CI" ]; then apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	  else echo "chromium: $(CHROMIUM) not found, the browser tests will skip (apt-get install chromium)"; fi; fi
 
 # Resolving Kafka first makes a missing JDK or Maven one clear line; under CI it fails the run,
 # elsewhere the real-Kafka tests skip and say what to install.

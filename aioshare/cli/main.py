@@ -1,4 +1,4 @@
-"""The `aioshare` command line: `aioshare broker | run | demo | groups | topics | produce | kafka ...`.
+"""The `aioshare` command line: `aioshare broker | run | demo | groups | topics | produce | kafka | web ...`.
 
 Exit status: 0 on success, 1 for runtime failures (Kafka errors, no broker), 2 for usage and
 configuration errors (argparse's own, malformed KEY=VALUE pairs, invalid configs).
@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     from aioshare.cli.produce import add_parser as add_produce_parser
 
     add_produce_parser(commands)
+
+    from aioshare.cli.web import add_parser as add_web_parser
+
+    add_web_parser(commands)
     _use_formatter(parser)
     return parser
 
@@ -160,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aioshare.cli.produce import run as run_produce
 
         return run_produce(args)
+    if args.command == "web":
+        from aioshare.cli.web import run as run_web
+
+        return run_web(args)
     return 2
 
 

@@ -69,6 +69,13 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="seconds to wait for running handlers (default: the app's)",
     )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also serve the web console (aioshare web) on 127.0.0.1:N beside the app; 0 picks a free port",
+    )
     parser.add_argument("--app-dir", default=".", help="directory put first on sys.path")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     parser.add_argument(
@@ -134,11 +141,14 @@ async def serve(
     broker_config: Mapping[str, str] | None = None,
     handle_signals: bool = True,
     on_ready: Callable[[str], object] | None = None,
+    web_port: int | None = None,
 ) -> None:
-    """Run ``app`` until stopped, on an embedded broker when ``embedded``."""
+    """Run ``app`` until stopped, on an embedded broker when ``embedded``; with ``web_port``
+    the web console is served on 127.0.0.1 beside it (started after the app's cluster is
+    known, closed after the app stopped)."""
     if not embedded:
         _announce(app, on_ready)
-        await app.serve(handle_signals=handle_signals)
+        await _serve_app(app, handle_signals, web_port)
         return
     from aioshare.broker.embedded import EmbeddedBroker
 
@@ -150,6 +160,20 @@ async def serve(
         app.bootstrap_servers = broker.bootstrap_servers
         print(f"aioshare run: embedded broker listening on {broker.bootstrap_servers}", flush=True)
         _announce(app, on_ready)
+        await _serve_app(app, handle_signals, web_port)
+
+
+async def _serve_app(app: App, handle_signals: bool, web_port: int | None) -> None:
+    if web_port is None:
+        await app.serve(handle_signals=handle_signals)
+        return
+    from aioshare.web.server import WebServer
+
+    servers = (
+        app.bootstrap_servers if isinstance(app.bootstrap_servers, str) else ",".join(app.bootstrap_servers)
+    )
+    async with WebServer(servers, port=web_port) as web:
+        print(f"aioshare web listening on {web.url}", flush=True)
         await app.serve(handle_signals=handle_signals)
 
 
@@ -183,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
             app.shutdown_timeout = args.shutdown_timeout
         if args.partitions < 1:
             raise ConfigError("--partitions must be >= 1")
+        web_port = getattr(args, "web_port", None)
+        if web_port is not None:
+            if not 0 <= web_port <= 65535:
+                raise ConfigError(f"--web-port must be 0..65535, got {web_port}")
+            import aioshare.web.server  # noqa: F401 -- aiohttp missing: a usage error, before anything starts
         from aioshare.cli.main import parse_config_pairs
 
         broker_config = parse_config_pairs(args.broker_config)
@@ -192,7 +221,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         run_loop(
-            serve(app, embedded=embedded, partitions=args.partitions, broker_config=broker_config),
+            serve(
+                app,
+                embedded=embedded,
+                partitions=args.partitions,
+                broker_config=broker_config,
+                web_port=web_port,
+            ),
             use_uvloop=not args.no_uvloop,
         )
     except ConfigError as exc:

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from aioshare._validate import check_bootstrap, check_int, check_seconds
+from aioshare._validate import check_bootstrap, check_int, check_name, check_seconds
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaError
 from aioshare.runtime.clock import Clock, LoopClock
 from aioshare.runtime.consumer import ConsumerFactory, share_consumer
@@ -42,6 +42,14 @@ from aioshare.runtime.jobs import make_jobs_builder
 from aioshare.runtime.limits import Limiter
 from aioshare.runtime.metrics import Metrics
 from aioshare.runtime.renewal import LockKeeper
+from aioshare.runtime.report import (
+    DEFAULT_REPORT_INTERVAL,
+    DEFAULT_REPORT_TOPIC,
+    ReportCollector,
+    ReportPublisher,
+    app_publisher,
+    reports_enabled,
+)
 from aioshare.runtime.retry import Backoff
 from aioshare.runtime.route import AckMode, OnError, Route
 from aioshare.runtime.shutdown import run_loop, signal_handlers
@@ -81,6 +89,8 @@ class App:
     bounds how many records the app holds on retry delays at once; ``shutdown_timeout``
     is how long a graceful stop waits for running handlers.  ``consumer_options`` and
     ``producer_options`` go to every ShareConsumer and to the dead-letter producer.
+    ``reports`` publishes a process report every ``report_interval`` seconds to
+    ``report_topic`` for ``aioshare web`` (off with ``AIOSHARE_REPORTS=0``; docs/runtime.md).
     """
 
     def __init__(
@@ -100,6 +110,9 @@ class App:
         tracing: Tracing | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
+        reports: bool = True,
+        report_topic: str = DEFAULT_REPORT_TOPIC,
+        report_interval: float = DEFAULT_REPORT_INTERVAL,
     ) -> None:
         check_int("max_concurrency", max_concurrency, 1, optional=True)
         check_seconds("max_retry_delay", max_retry_delay)
@@ -107,6 +120,15 @@ class App:
         check_seconds("shutdown_timeout", shutdown_timeout)
         check_seconds("close_timeout", close_timeout, positive=True)
         check_seconds("dead_letter_timeout", dead_letter_timeout, positive=True)
+        if not isinstance(reports, bool):
+            raise ConfigError(f"reports must be a bool, got {reports!r}")
+        check_name("report_topic", report_topic)
+        check_seconds("report_interval", report_interval, positive=True)
+        self.reports = reports
+        self.report_topic = report_topic
+        self.report_interval = report_interval
+        self._reporter: ReportPublisher | None = None
+        self._report_collector: ReportCollector | None = None
         self.bootstrap_servers: str | tuple[str, ...] = (
             bootstrap_servers if isinstance(bootstrap_servers, str) else tuple(bootstrap_servers)
         )
@@ -242,6 +264,11 @@ class App:
     def runners(self) -> list[RouteRunner]:
         return list(self._runners)
 
+    @property
+    def reporter(self) -> ReportPublisher | None:
+        """The publisher of this app's process reports (None before start or when reports are off)."""
+        return self._reporter
+
     # ---------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> App:
@@ -293,11 +320,19 @@ class App:
                 close_timeout=self.close_timeout,
                 fail=self._fail,
             )
+            # Process reports: collect from the first record on; publish once the routes run.
+            if self.reports and reports_enabled():
+                self._reporter, self._report_collector = app_publisher(
+                    self, topic=self.report_topic, interval=self.report_interval
+                )
+                self._report_collector.attach(self.events)
             # Higher priority first: its consumers join (and start fetching) first too.
             for route in sorted(self.routes, key=lambda r: -r.priority):
                 runner = RouteRunner(route, runtime)
                 self._runners.append(runner)
                 await runner.start()
+            if self._reporter is not None:
+                await self._reporter.start()  # the first report goes out one interval later
         except BaseException:
             await self._shutdown(timeout=0)
             raise
@@ -342,6 +377,8 @@ class App:
         self._phase = _Phase.STOPPING
         if self._stop_requested is not None:
             self._stop_requested.set()
+        if self._reporter is not None:
+            self._reporter.state = "stopping"
         loop = asyncio.get_running_loop()
         now = loop.time()
         try:
@@ -357,6 +394,11 @@ class App:
                 if isinstance(result, BaseException):
                     log.error("route %r did not stop cleanly", runner.name, exc_info=result)
         finally:
+            # Process reports: a last one saying "stopped" (bounded; only if one went out before).
+            if self._reporter is not None:
+                await self._reporter.close()
+            if self._report_collector is not None:
+                self._report_collector.detach()
             # Only now: delayed records and renewals were needed until every route let go.
             if self._keeper is not None:
                 await self._keeper.close()

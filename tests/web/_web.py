@@ -1,0 +1,112 @@
+"""Helpers of the web console's tests: unique names, waiting on a condition, hand-made process
+reports (a crashed process), and a small JSON client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from aioshare.runtime.report import (
+    ErrorReport,
+    HeldPartition,
+    ProcessReport,
+    RouteReport,
+    encode_report,
+)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], within: float = 20.0, what: str = "the condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(0.1)
+
+
+def crashed_process_report(
+    group_id: str, topic: str, *, interval_s: float = 0.2, host: str = "crashed-host"
+) -> ProcessReport:
+    """A report of a process that then died without saying so: stale 3 intervals later."""
+    now = time.time()
+    route = RouteReport(
+        name="ghost",
+        group_id=group_id,
+        topics=[topic],
+        concurrency=4,
+        busy=1,
+        held=[HeldPartition(topic=topic, partition=0, records=2)],
+        held_records=2,
+        received=7,
+        accepted=5,
+        errors=1,
+    )
+    error = ErrorReport(
+        at=now - 1,
+        route="ghost",
+        reason="handler",
+        topic=topic,
+        partition=0,
+        offset=3,
+        delivery_count=2,
+        exception_type="builtins.ValueError",
+        message="bad job 3",
+        traceback_head='Traceback (most recent call last):\n  File "jobs.py", line 9\nValueError: bad job 3',
+    )
+    return ProcessReport(
+        process_id=uuid.uuid4().hex,
+        seq=1,
+        host=host,
+        pid=4242,
+        aioshare_version="0.1.0",
+        started_at=now - 30,
+        sent_at=now,
+        interval_s=interval_s,
+        uptime_s=30,
+        routes=[route],
+        errors=[error],
+    )
+
+
+async def publish_report(bootstrap: str, topic: str, report: ProcessReport) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, encode_report(report), key=report.process_id.encode())
+    finally:
+        await producer.stop()
+
+
+class Client:
+    """aiohttp against one console: ``await client.get(path)`` -> (status, json)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.session.get(self.base + path, **kwargs) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        if body is not None:
+            kwargs["json"] = body
+        async with self.session.post(self.base + path, **kwargs) as r:
+            return r.status, await r.json(content_type=None)

@@ -1,0 +1,397 @@
+"""The console's JSON API against the embedded broker, with a running App: the numbers equal
+ShareAdmin's, admin actions and Kafka's refusals, read-only, the token, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+import aioshare
+from aioshare.admin import ShareAdmin
+from aioshare.testing import prepare
+from aioshare.testing.broker import ThreadedBroker
+from aioshare.testing.recorder import AckRecorder
+from aioshare.web.server import WebServer
+
+try:
+    from ._web import Client, crashed_process_report, publish_report, unique, wait_for
+except ImportError:  # tests/web without an __init__.py: its directory is on sys.path
+    from _web import Client, crashed_process_report, publish_report, unique, wait_for  # type: ignore[no-redef]
+
+
+@contextlib.asynccontextmanager
+async def console(broker: ThreadedBroker, report_topic: str, **options: object) -> AsyncIterator[WebServer]:
+    server = WebServer(broker.bootstrap_servers, port=0, report_topic=report_topic, **options)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    broker: ThreadedBroker,
+    topic: str,
+    group: str,
+    report_topic: str,
+    gate: asyncio.Event,
+    dlq: str | None = None,
+) -> AsyncIterator[tuple[aioshare.App, AckRecorder]]:
+    """An App on `topic` that accepts every record except those whose value starts with
+    "hold" (held until `gate` is set) and "fail" (dead-lettered to `dlq`)."""
+    app = aioshare.App(
+        broker.bootstrap_servers,
+        shutdown_timeout=5.0,
+        close_timeout=5.0,
+        consumer_options={"fetch_max_wait": 0.1},
+        report_topic=report_topic,
+        report_interval=0.3,
+    )
+
+    @app.handler(
+        topic,
+        group_id=group,
+        concurrency=8,
+        max_attempts=1,
+        dead_letter_topic=dlq,
+        retry=None,
+        shutdown_timeout=1.0,
+    )
+    async def handle(msg: aioshare.Message[bytes]) -> None:
+        if msg.value.startswith(b"fail"):
+            raise ValueError(f"cannot do {msg.value.decode()}")
+        if msg.value.startswith(b"hold"):
+            await gate.wait()
+
+    await prepare(app, create_topics=False)
+    recorder = AckRecorder(app)
+    await app.start()
+    try:
+        yield app, recorder
+    finally:
+        gate.set()
+        await app.stop(5.0)
+        recorder.detach()
+
+
+async def test_groups_and_offsets_equal_share_admin(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
+    await broker.create_topic(topic, 2)
+    await broker.produce(topic, [b"a0", b"a1", b"a2", b"hold-0"], partition=0)
+    await broker.produce(topic, [b"b0", b"hold-1", b"b2"], partition=1)
+    gate = asyncio.Event()
+    async with (
+        running_app(broker, topic, group, reports, gate) as (_app, recorder),
+        console(broker, reports) as server,
+        ShareAdmin(broker.bootstrap_servers) as admin,
+    ):
+        client = Client(http, server.url)
+        await recorder.wait_for(5, timeout=20)  # the 5 accepted; 2 held in their handlers
+
+        # The reports of the app arrive every 0.3 s: its held records show per partition.
+        async def held() -> object:
+            status, body = await client.get(f"/api/groups/{group}")
+            assert status == 200, body
+            return body if body["held"] == 2 else None
+
+        body = await wait_for(held, what="the app's report of its 2 held records")
+        detail = body["group"]
+
+        described = (await admin.describe_share_groups([group]))[group]
+        assert not isinstance(described, Exception)
+        assert detail["state"] == described.state.upper() == "STABLE"
+        assert [(m["member_id"], m["client_id"], m["host"]) for m in detail["members"]] == [
+            (m.member_id, m.client_id, m.host) for m in described.members
+        ]
+        assert [m["assignment"] for m in detail["members"]] == [
+            {t: list(ps) for t, ps in m.assignment.items()} for m in described.members
+        ]
+        offsets = await admin.describe_share_group_offsets(group)
+        ends = await admin.list_offsets(topic, "latest")
+        starts = await admin.list_offsets(topic, "earliest")
+        rows = {(p["topic"], p["partition"]): p for p in detail["partitions"]}
+        assert set(rows) == {(tp.topic, tp.partition) for tp in offsets}
+        for tp, info in offsets.items():
+            row = rows[(tp.topic, tp.partition)]
+            assert row["start_offset"] == info.start_offset
+            assert row["log_end"] == ends[tp.partition] and row["log_start"] == starts[tp.partition]
+            assert row["lag"] == ends[tp.partition] - info.start_offset
+            assert row["held"] == 1  # one "hold" record per partition
+        assert [r["start_offset"] for r in detail["partitions"]] == [3, 1]  # held records pin the SPSO
+        assert detail["lag"] == (4 - 3) + (3 - 1)
+
+        status, groups = await client.get("/api/groups")
+        assert status == 200
+        mine = next(g for g in groups if g["group_id"] == group)
+        assert mine == {
+            "group_id": group,
+            "state": "STABLE",
+            "members": len(described.members),
+            "topics": [topic],
+            "lag": 3,
+            "error": None,
+        }
+        status, topics = await client.get("/api/topics")
+        listed = {t.name: t.partitions for t in await admin.list_topics()}
+        assert {t["name"]: len(t["partitions"]) for t in topics} == listed
+        assert next(t for t in topics if t["name"] == topic)["records"] == 7
+
+        # The app's own process: live, its route in the group.
+        status, procs = await client.get("/api/processes")
+        [proc] = procs["processes"]
+        assert not proc["stale"] and not proc["stopped"]
+        assert [r["group_id"] for r in proc["report"]["routes"]] == [group]
+        assert body["processes"][0]["process_id"] == proc["process_id"]
+        assert body["delivery_counts"] == {"1": 7}
+
+
+async def test_reset_is_refused_with_members_and_works_on_an_empty_group(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
+    await broker.create_topic(topic, 2)
+    await broker.produce(topic, [b"x"] * 3, partition=0)
+    await broker.produce(topic, [b"y"] * 2, partition=1)
+    gate = asyncio.Event()
+    async with console(broker, reports) as server, ShareAdmin(broker.bootstrap_servers) as admin:
+        client = Client(http, server.url)
+        async with running_app(broker, topic, group, reports, gate) as (_app, recorder):
+            await recorder.wait_for(5, timeout=20)
+            status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "earliest"})
+            assert status == 409, body
+            assert body["code"] == "NON_EMPTY_GROUP"
+            assert "NON_EMPTY_GROUP" in body["error"]
+            status, body = await client.post(f"/api/groups/{group}/delete", {})
+            assert (status, body["code"]) == (409, "NON_EMPTY_GROUP")
+        # The app left the group: it is empty now, and the reset goes through.
+        status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "earliest"})
+        assert status == 200, body
+        assert body["offsets"] == {"0": 0, "1": 0} and body["errors"] == {}
+        offsets = await admin.describe_share_group_offsets(group)
+        assert [i.start_offset for i in offsets.values()] == [0, 0]
+        status, body = await client.post(
+            f"/api/groups/{group}/reset", {"topic": topic, "to": "2000-01-01T00:00:00Z"}
+        )
+        assert status == 200 and body["offsets"] == {"0": 0, "1": 0}, body
+        status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "latest"})
+        assert status == 200 and body["offsets"] == {"0": 3, "1": 2}, body
+        offsets = await admin.describe_share_group_offsets(group)
+        assert [i.start_offset for i in offsets.values()] == [3, 2]
+
+
+async def test_configs_delete_offsets_and_delete_group(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    topic, group = unique("jobs"), unique("workers")
+    await broker.create_topic(topic, 1)
+    await broker.produce(topic, [b"x"] * 4)
+    async with console(broker, unique("reports")) as server, ShareAdmin(broker.bootstrap_servers) as admin:
+        client = Client(http, server.url)
+        await admin.reset_share_group_offsets(group, topic, to="earliest")  # an empty share group
+        status, body = await client.post(
+            f"/api/groups/{group}/config", {"set": {"share.record.lock.duration.ms": "15000"}}
+        )
+        assert status == 200, body
+        configs = await admin.describe_group_config(group)
+        assert configs["share.record.lock.duration.ms"].value == "15000"
+        status, detail = await client.get(f"/api/groups/{group}")
+        shown = {c["name"]: c for c in detail["group"]["configs"]}
+        assert shown["share.record.lock.duration.ms"]["value"] == "15000"
+        assert not shown["share.record.lock.duration.ms"]["is_default"]
+        status, body = await client.post(
+            f"/api/groups/{group}/config", {"set": {"share.no.such.config": "1"}}
+        )
+        assert (status, body["code"]) == (400, "INVALID_CONFIG"), body
+        status, body = await client.post(
+            f"/api/groups/{group}/config", {"delete": ["share.record.lock.duration.ms"]}
+        )
+        assert status == 200, body
+        assert (await admin.describe_group_config(group))["share.record.lock.duration.ms"].is_default
+
+        status, body = await client.post(f"/api/groups/{group}/delete-offsets", {"topics": [topic]})
+        assert (status, body["deleted"]) == (200, [topic]), body
+        assert await admin.describe_share_group_offsets(group) == {}
+        status, body = await client.post(f"/api/groups/{group}/delete", {})
+        assert status == 200, body
+        status, body = await client.get(f"/api/groups/{group}")
+        assert (status, body["code"]) == (404, "GROUP_ID_NOT_FOUND"), body
+
+
+async def test_read_only_refuses_every_admin_action(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    topic, group = unique("jobs"), unique("workers")
+    await broker.create_topic(topic, 1)
+    async with ShareAdmin(broker.bootstrap_servers) as admin:
+        await admin.reset_share_group_offsets(group, topic, to="earliest")
+    async with console(broker, unique("reports"), read_only=True) as server:
+        client = Client(http, server.url)
+        assert (await client.get("/api/meta"))[1]["read_only"] is True
+        assert (await client.get(f"/api/groups/{group}"))[0] == 200
+        for path, body in [
+            (f"/api/groups/{group}/reset", {"topic": topic, "to": "latest"}),
+            (f"/api/groups/{group}/delete-offsets", {"topics": [topic]}),
+            (f"/api/groups/{group}/delete", {}),
+            (f"/api/groups/{group}/config", {"set": {"share.record.lock.duration.ms": "15000"}}),
+            (f"/api/dlq/{topic}/replay", {"all": True}),
+        ]:
+            status, answer = await client.post(path, body)
+            assert (status, answer["code"]) == (403, "READ_ONLY"), path
+    async with ShareAdmin(broker.bootstrap_servers) as admin:
+        assert group in {g.group_id for g in await admin.list_share_groups()}
+
+
+async def test_the_token_is_required_when_set(broker: ThreadedBroker, http: aiohttp.ClientSession) -> None:
+    async with console(broker, unique("reports"), token="s3cret") as server:
+        client = Client(http, server.url)
+        async with http.get(server.url + "/api/meta") as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Basic")
+            assert (await r.json())["code"] == "UNAUTHORIZED"
+        async with http.get(server.url + "/groups") as r:
+            assert r.status == 401  # the pages too: the browser asks for the password
+        assert (await client.get("/api/meta", headers={"Authorization": "Bearer s3cret"}))[0] == 200
+        assert (await client.get("/api/meta", headers={"Authorization": "Bearer wrong"}))[0] == 401
+        basic = base64.b64encode(b"anyone:s3cret").decode()
+        assert (await client.get("/api/meta", headers={"Authorization": f"Basic {basic}"}))[0] == 200
+        wrong = base64.b64encode(b"anyone:nope").decode()
+        assert (await client.get("/api/meta", headers={"Authorization": f"Basic {wrong}"}))[0] == 401
+    with pytest.raises(ValueError, match="without a token"):
+        WebServer(broker.bootstrap_servers, host="0.0.0.0")
+
+
+async def test_bad_input_is_a_clear_4xx(broker: ThreadedBroker, http: aiohttp.ClientSession) -> None:
+    topic, group = unique("jobs"), unique("workers")
+    await broker.create_topic(topic, 1)
+    async with ShareAdmin(broker.bootstrap_servers) as admin:
+        await admin.reset_share_group_offsets(group, topic, to="earliest")
+    async with console(broker, unique("reports")) as server:
+        client = Client(http, server.url)
+        cases = [
+            ("reset", {"topic": "bad topic!", "to": "latest"}, 400, "INVALID_TOPIC"),
+            ("reset", {"topic": topic, "to": "soon"}, 400, "INVALID_RESET_TARGET"),
+            ("reset", {"to": "latest"}, 400, "MISSING_FIELD"),
+            ("reset", {"topic": topic, "to": "latest", "partitions": [-1]}, 400, "INVALID_FIELD"),
+            ("reset", [1, 2], 400, "INVALID_JSON"),
+            ("delete-offsets", {"topics": []}, 400, "MISSING_FIELD"),
+            ("config", {}, 400, "MISSING_FIELD"),
+            ("config", {"set": {"share.record.lock.duration.ms": 5}}, 400, "INVALID_FIELD"),
+        ]
+        for action, body, status, code in cases:
+            got, answer = await client.post(f"/api/groups/{group}/{action}", body)
+            assert (got, answer["code"]) == (status, code), (action, body, answer)
+            assert answer["error"]
+        got, answer = await client.post(f"/api/groups/{group}/reset", data=b"topic=x")
+        assert (got, answer["code"]) == (415, "JSON_REQUIRED")
+        got, answer = await client.post(
+            f"/api/groups/{group}/reset", data=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert (got, answer["code"]) == (400, "INVALID_JSON")
+        got, answer = await client.post(
+            f"/api/groups/{unique('nobody')}/reset", {"topic": topic, "to": "latest"}
+        )
+        assert (got, answer["code"]) == (404, "GROUP_ID_NOT_FOUND"), answer
+        got, answer = await client.post(
+            f"/api/groups/{group}/reset", {"topic": unique("missing"), "to": "latest"}
+        )
+        assert (got, answer["code"]) == (404, "UNKNOWN_TOPIC_OR_PARTITION"), answer
+        got, answer = await client.get(f"/api/dlq/{topic}?limit=zero")
+        assert (got, answer["code"]) == (400, "INVALID_PARAMETER")
+        got, answer = await client.get(f"/api/dlq/{unique('missing')}")
+        assert (got, answer["code"]) == (404, "UNKNOWN_TOPIC_OR_PARTITION"), answer
+        got, answer = await client.get("/api/nothing-here")
+        assert (got, answer["code"]) == (404, "NOT_FOUND")
+        got, answer = await client.post(
+            f"/api/groups/{group}/delete", {}, headers={"Origin": "http://evil.example"}
+        )
+        assert (got, answer["code"]) == (403, "CROSS_ORIGIN")
+        got, answer = await client.get("/api/meta", headers={"Host": "evil.example"})
+        assert (got, answer["code"]) == (421, "BAD_HOST")
+    async with ShareAdmin(broker.bootstrap_servers) as admin:
+        assert group in {g.group_id for g in await admin.list_share_groups()}  # nothing was deleted
+
+
+async def test_processes_and_errors_from_the_reports(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    reports, topic = unique("reports"), unique("jobs")
+    await broker.create_topic(reports, 1)
+    ghost = crashed_process_report("ghosts", topic, interval_s=0.2)
+    await publish_report(broker.bootstrap_servers, reports, ghost)
+    async with console(broker, reports) as server:
+        client = Client(http, server.url)
+
+        async def stale() -> object:
+            _, body = await client.get("/api/processes")
+            return [p for p in body["processes"] if p["process_id"] == ghost.process_id and p["stale"]]
+
+        [proc] = await wait_for(stale, what="the crashed process marked stale")
+        assert proc["report"]["host"] == "crashed-host" and not proc["stopped"]
+        _, body = await client.get("/api/errors")
+        [error] = body["errors"]
+        assert (error["topic"], error["partition"], error["offset"]) == (topic, 0, 3)
+        assert error["exception_type"] == "builtins.ValueError" and error["process_id"] == ghost.process_id
+        assert error["traceback_head"].startswith("Traceback")
+        _, body = await client.get("/api/groups/ghosts")  # no such group in Kafka
+        assert body["code"] == "GROUP_ID_NOT_FOUND"
+
+
+async def test_dead_letters_browse_and_replay(broker: ThreadedBroker, http: aiohttp.ClientSession) -> None:
+    topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
+    dlq = f"{topic}.dlq"
+    await broker.create_topic(topic, 1)
+    await broker.create_topic(dlq, 1)
+    await broker.produce(topic, [b"ok-0", b"fail-1", b"ok-2", b"fail-3"], headers=[("trace", b"t-1")])
+    gate = asyncio.Event()
+    async with console(broker, reports) as server:
+        client = Client(http, server.url)
+        async with running_app(broker, topic, group, reports, gate, dlq=dlq) as (_app, recorder):
+            await recorder.wait_for(4, timeout=20)
+        status, body = await client.get(f"/api/dlq/{dlq}")
+        assert status == 200, body
+        page = body["page"]
+        assert [r["value"]["text"] for r in page["records"]] == ["fail-1", "fail-3"]
+        first = page["records"][0]
+        assert first["dlq"]["original.topic"] == topic and first["dlq"]["original.offset"] == "1"
+        assert (
+            first["dlq"]["reason"] == "exhausted" and first["dlq"]["exception.class"] == "builtins.ValueError"
+        )
+        assert first["headers"] == [["trace", "t-1"]]  # the user's headers, not aioshare's
+        assert page["next_offset"] == {"0": 2}
+        status, body = await client.get(f"/api/dlq/{dlq}?partition=0&offset=1&limit=1")
+        assert [r["offset"] for r in body["page"]["records"]] == [1]
+
+        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"partition": 0, "offset": 1})
+        assert (status, body["replayed"], body["targets"]) == (200, 1, {topic: 1}), body
+        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"all": True})
+        assert (status, body["replayed"]) == (200, 2), body
+        status, body = await client.get(f"/api/dlq/{topic}?offset=4")
+        replayed = body["page"]["records"]
+        assert [r["value"]["text"] for r in replayed] == ["fail-3", "fail-1", "fail-3"]
+        assert all(r["dlq"] == {} and r["headers"] == [["trace", "t-1"]] for r in replayed)
+        # A record without aioshare's headers has nowhere to go.
+        status, body = await client.post(f"/api/dlq/{topic}/replay", {"partition": 0, "offset": 0})
+        assert (status, body["code"]) == (422, "NOT_A_DEAD_LETTER"), body
+        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"partition": 0, "offset": 99})
+        assert status == 404, body
+
+
+async def test_close_leaves_nothing_running(broker: ThreadedBroker) -> None:
+    before = set(asyncio.all_tasks())
+    server = WebServer(broker.bootstrap_servers, port=0, report_topic=unique("reports"), sample_interval=0.05)
+    await server.start()
+    started = set(asyncio.all_tasks()) - before
+    assert any("aioshare-web" in t.get_name() for t in started)
+    await server.close()
+    await server.close()  # idempotent
+    assert not [t for t in set(asyncio.all_tasks()) - before if not t.done()]
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server.url
