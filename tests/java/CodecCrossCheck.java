@@ -59,10 +59,20 @@ public final class CodecCrossCheck {
             switch (mode) {
                 case "list" -> list(out);
                 case "check" -> check(out);
+                case "ack-types" -> ackTypes(out);
                 default -> throw new IllegalArgumentException("unknown mode " + mode);
             }
         }
         out.flush();
+    }
+
+    // The acknowledgement types as the Java client sends them: our constants must carry the same ids
+    // (a RELEASE/REJECT swap in our protocol layer would pass every test against our own broker).
+    private static void ackTypes(PrintStream out) {
+        for (org.apache.kafka.clients.consumer.AcknowledgeType type : org.apache.kafka.clients.consumer.AcknowledgeType.values()) {
+            out.println("ack " + type.name() + " " + type.id);
+        }
+        out.println("end");
     }
 
     private static void list(PrintStream out) {

@@ -72,6 +72,7 @@ from aioshare.protocol import messages
 from aioshare.protocol._codec import ApiMessage
 from aioshare.protocol.errors import ProtocolError, UnsupportedVersionForField
 from aioshare.protocol.records import RecordToWrite, encode_batch
+from aioshare.protocol.types import AckType
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from aioshare.testing.kafka.java import compile_java, java_command
 from aioshare.testing.kafka.requirement import in_ci, require
@@ -611,3 +612,19 @@ def test_codec_matches_kafka_java(kafka_version: str) -> None:
     assert compared["a"] == shared, sorted(shared - compared["a"])
     assert compared["b"] == shared, sorted(shared - compared["b"])
     assert tagged_written == tagged_expected, sorted(tagged_expected - tagged_written)
+
+
+@pytest.mark.parametrize("kafka_version", TESTED_KAFKA_VERSIONS, ids=lambda v: f"kafka-{v}")
+def test_ack_type_ids_match_kafka_java(kafka_version: str) -> None:
+    """Kafka's ``AcknowledgeType`` ids, read from its jar, are ours (GAP, 0, is wire-only)."""
+    classes = require(lambda: compile_java([SOURCE], kafka_version))
+    command = require(lambda: java_command(kafka_version, "CodecCrossCheck", "ack-types", classes=classes))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=JVM_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr[-MAX_FAILURE_TEXT:]
+    lines = done.stdout.split("\n")
+    assert "end" in lines, done.stdout
+    theirs = {
+        name: int(value) for _, name, value in (line.split() for line in lines if line.startswith("ack "))
+    }
+    ours = {t.name: t.value for t in AckType if t is not AckType.GAP}
+    assert theirs == ours
