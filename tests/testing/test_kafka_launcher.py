@@ -57,6 +57,24 @@ def test_a_broker_that_cannot_start_fails_with_its_log() -> None:
     cluster.cleanup()
 
 
+def test_a_callers_jvm_options_override_the_launchers_defaults(tmp_path: Path) -> None:
+    """A log4j2 configuration of the caller's (e.g. DEBUG for Kafka's share loggers) is the one used."""
+    config = tmp_path / "log4j2.properties"
+    config.write_text(
+        "appender.out.type = Console\nappender.out.name = STDOUT\nappender.out.layout.type = PatternLayout\n"
+        "appender.out.layout.pattern = CALLER-CONFIG %p %m%n\n"
+        "rootLogger.level = INFO\nrootLogger.appenderRef.out.ref = STDOUT\n"
+    )
+    cluster = KafkaCluster(jvm_options=("-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={config}"))
+    try:
+        require(cluster.start)
+        (node,) = cluster.nodes
+        assert "CALLER-CONFIG INFO" in node.log_path.read_text(errors="replace")
+    finally:
+        cluster.stop()
+        cluster.cleanup()
+
+
 def test_no_jdk_is_a_clear_kafka_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -378,10 +378,10 @@ class KafkaCluster:
         command = [
             find_java(),
             f"-Xmx{self.heap}",
-            *self.jvm_options,
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={BROKER_LOG_CONFIG}",
             f"-Dkafka.logs.dir={node.directory}",
+            *self.jvm_options,  # after the defaults: the JVM takes the last -D, so a caller's wins
             "-cp",
             f"{lib}/*",
             "kafka.Kafka",
