@@ -18,16 +18,22 @@ for an offset whose lock already ran out would apply to whatever delivery the br
 of it since.
 
 Every outcome, success or failure, is reported to ``on_ack_commit`` and collected for the
-next ``commit()``: an acknowledgement is never dropped without a report.
+next ``commit()``: an acknowledgement is never dropped without a report.  ``on_ack_result``
+gets the same reports in full - partition, offsets, ack type and ``AckStatus``: applied (the
+broker confirmed), refused (the broker answered with an error: Kafka's), in doubt (sent, no
+answer: the broker may have applied it) or not sent (failed here: lock expired, no session,
+consumer closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from aioshare.protocol.errors import (
@@ -45,7 +51,16 @@ from aioshare.share.capacity import Capacity
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.message import DeliveryContext, Message
 
-__all__ = ["AckCommitCallback", "AckInDoubtError", "AckTracker", "RenewRequest", "Renewal"]
+__all__ = [
+    "AckCommitCallback",
+    "AckInDoubtError",
+    "AckResult",
+    "AckResultCallback",
+    "AckStatus",
+    "AckTracker",
+    "RenewRequest",
+    "Renewal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +78,42 @@ class AckInDoubtError(KafkaConnectionError):
     """
 
 
+class AckStatus(enum.StrEnum):
+    """What became of an acknowledgement."""
+
+    APPLIED = "applied"  # the broker confirmed it
+    REFUSED = "refused"  # the broker answered with an error (``AckResult.error``, Kafka's)
+    IN_DOUBT = "in_doubt"  # sent, never answered: the broker may or may not have applied it
+    NOT_SENT = "not_sent"  # failed here: the lock expired, no share session, the consumer closed
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    """One run of acknowledgements of one type, and its outcome."""
+
+    topic_partition: TopicPartition
+    first_offset: int
+    last_offset: int
+    ack_type: AckType
+    status: AckStatus
+    error: BaseException | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.topic_partition.topic
+
+    @property
+    def partition(self) -> int:
+        return self.topic_partition.partition
+
+
+AckResultCallback = Callable[[list[AckResult]], object]
+
+
 class _Failure(NamedTuple):
     code: int
     exc: BaseException
+    status: AckStatus
 
 
 class Renewal:
@@ -115,6 +163,7 @@ class AckTracker:
         linger: float,
         capacity: Capacity | None = None,
         on_ack_commit: AckCommitCallback | None = None,
+        on_ack_result: AckResultCallback | None = None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.book: AckBook[None] = AckBook()
@@ -125,6 +174,7 @@ class AckTracker:
         self._topic_of = topic_of
         self._capacity = capacity
         self._on_ack_commit = on_ack_commit
+        self._on_ack_result = on_ack_result
         self._on_change = on_change
         self._time = asyncio.get_running_loop().time
         self._pending_since: dict[int, float] = {}
@@ -301,7 +351,11 @@ class AckTracker:
                 r.finish(math.inf if deadline is None else deadline)
         self._progress.set()
 
-    def fail(self, sent: AckSnapshot[None] | RenewRequest, exc: BaseException) -> None:
+    def fail(
+        self, sent: AckSnapshot[None] | RenewRequest, exc: BaseException, *, in_doubt: bool = False
+    ) -> None:
+        """``sent``'s acks failed with ``exc``: refused if it is the broker's error, in doubt
+        if they were sent and not answered (``in_doubt``, or an AckInDoubtError), else not sent."""
         if isinstance(sent, RenewRequest):
             if self._renewing.pop(sent.id, None) is not None:
                 for r in sent.renewals:
@@ -309,7 +363,13 @@ class AckTracker:
             self._progress.set()
             return
         code = exc.code if isinstance(exc, BrokerError) else ErrorCode.NETWORK_EXCEPTION
-        self._report(self.book.fail(sent, code, str(exc)), failure=_Failure(code, exc))
+        if in_doubt or isinstance(exc, AckInDoubtError):
+            status = AckStatus.IN_DOUBT
+        elif isinstance(exc, BrokerError):
+            status = AckStatus.REFUSED
+        else:
+            status = AckStatus.NOT_SENT
+        self._report(self.book.fail(sent, code, str(exc)), failure=_Failure(code, exc, status))
 
     def fail_renewals(self, node: int, exc: BaseException) -> None:
         """Fail the renewals recorded for ``node`` and not yet sent."""
@@ -381,8 +441,9 @@ class AckTracker:
         self._pending_since.clear()
 
     def fail_in_flight(self, exc: BaseException) -> None:
+        """Give up on the answers still awaited: those acks are in doubt."""
         for snapshot in self.book.in_flight():
-            self.fail(snapshot, exc)
+            self.fail(snapshot, exc, in_doubt=True)
         for request in list(self._renewing.values()):
             self.fail(request, exc)
 
@@ -420,21 +481,42 @@ class AckTracker:
     def _report_local(
         self, tp: TopicIdPartition, first: int, type_: int, exc: BaseException, last: int | None = None
     ) -> None:
-        offsets = set(range(first, (first if last is None else last) + 1))
-        self._emit(self._topic_of(tp), offsets, exc)
+        end = first if last is None else last
+        topic = self._topic_of(tp)
+        self._emit(topic, set(range(first, end + 1)), exc)
+        if self._on_ack_result is not None:
+            self._deliver([AckResult(topic, first, end, AckType(type_), AckStatus.NOT_SENT, exc)])
         self._progress.set()
 
     def _report(self, outcomes: list[AckOutcome[None]], *, failure: _Failure | None = None) -> None:
+        detailed: list[AckResult] | None = [] if self._on_ack_result is not None else None
         for outcome in outcomes:
             exc: BaseException | None = None
+            status = AckStatus.APPLIED
             if not outcome.ok:
-                exc = (
-                    failure.exc
-                    if failure is not None
-                    else error_for_code(outcome.error_code, outcome.error_message)
+                if failure is not None:
+                    exc, status = failure.exc, failure.status
+                else:
+                    exc = error_for_code(outcome.error_code, outcome.error_message)
+                    status = AckStatus.REFUSED
+            topic = self._topic_of(outcome.tp)
+            self._emit(topic, outcome, exc)
+            if detailed is not None:
+                detailed.extend(
+                    AckResult(topic, lo, hi, AckType(type_), status, exc) for lo, hi, type_ in outcome.runs
                 )
-            self._emit(self._topic_of(outcome.tp), outcome, exc)
+        if detailed:
+            self._deliver(detailed)
         self._progress.set()
+
+    def _deliver(self, results: list[AckResult]) -> None:
+        callback = self._on_ack_result
+        if callback is None:
+            return
+        try:
+            callback(results)
+        except Exception:
+            log.exception("on_ack_result callback raised")
 
     def _emit(
         self, tp: TopicPartition, offsets: set[int] | AckOutcome[None], exc: BaseException | None

@@ -49,7 +49,7 @@ from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
-from aioshare.share.ack_tracker import AckCommitCallback, AckTracker
+from aioshare.share.ack_tracker import AckCommitCallback, AckInDoubtError, AckResultCallback, AckTracker
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import STALL_SHARE, Demand
@@ -93,7 +93,10 @@ class ShareConsumer:
     stops at that many unacknowledged records.  Records are fetched only for callers that
     ask (see the module docstring).  ``value_type`` decodes values as JSON into that msgspec type;
     ``value_deserializer``/``key_deserializer`` take raw bytes (or None) instead.
-    ``ack_linger`` is how long recorded acks wait for a fetch to ride before they are sent
+    ``on_ack_commit(offsets, exc)`` is Java's acknowledgement-commit callback;
+    ``on_ack_result(results)`` gets the same reports as ``AckResult`` runs (partition,
+    offsets, ack type and ``AckStatus``: applied, refused with Kafka's error, in doubt, not
+    sent).  ``ack_linger`` is how long recorded acks wait for a fetch to ride before they are sent
     alone.  ``fetch_ahead`` (default True) fetches the next batch while the application
     works on the current one, as long as it comes back for more within a quarter of the
     lock; off, a fetch goes out only for a caller waiting in ``getmany()``/``async for``.  Times are in seconds.
@@ -115,6 +118,7 @@ class ShareConsumer:
         value_deserializer: Deserializer | None = None,
         key_deserializer: Deserializer | None = None,
         on_ack_commit: AckCommitCallback | None = None,
+        on_ack_result: AckResultCallback | None = None,
         on_lock_expired: LockExpiredCallback | None = None,
         ack_linger: float = 0.005,
         fetch_ahead: bool = True,
@@ -176,6 +180,7 @@ class ShareConsumer:
         self._max_in_flight = max_in_flight if max_in_flight is not None else 2 * max_poll_records
         self._ack_linger = ack_linger
         self._on_ack_commit = on_ack_commit
+        self._on_ack_result = on_ack_result
         self._names: dict[Any, str] = {}  # topic id -> name, as metadata told us
         self._contexts: dict[TopicIdPartition, DeliveryContext] = {}
         self._ready: collections.deque[Message] = collections.deque()
@@ -230,6 +235,7 @@ class ShareConsumer:
             linger=self._ack_linger,
             capacity=self._capacity,
             on_ack_commit=self._on_ack_commit,
+            on_ack_result=self._on_ack_result,
             on_change=self._wake_fetchers,
         )
         self._timer = LeaseTimer(self._leases, self._expired)
@@ -294,9 +300,10 @@ class ShareConsumer:
             log.warning("ShareConsumer.close() ran out of its %ss; abandoning what is left", timeout)
         tracker.closed = True
         await self._cancel_tasks()
-        failure = KafkaTimeoutError("the consumer closed before this acknowledgement was answered")
-        tracker.fail_in_flight(failure)
-        tracker.fail_unsent(failure)
+        tracker.fail_in_flight(
+            AckInDoubtError("the consumer closed before this acknowledgement was answered")
+        )
+        tracker.fail_unsent(KafkaTimeoutError("the consumer closed before this acknowledgement was sent"))
         await self._cluster.close()
         return tracker.take_results()
 

@@ -11,31 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
-
-import pytest
 
 from aioshare.admin import ShareAdmin
 from aioshare.share import Message, ShareConsumer
-from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 
 from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, new_group, wait_until
 
 Cluster = EmbeddedCluster | RealKafkaCluster
-
-
-@pytest.fixture(params=["embedded", *(f"kafka-{v}" for v in TESTED_KAFKA_VERSIONS)])
-async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
-    made: Cluster
-    if request.param == "embedded":
-        made = await EmbeddedCluster.start()
-    else:
-        kafka = request.getfixturevalue("real_kafka")(request.param.removeprefix("kafka-"))
-        made = RealKafkaCluster(kafka, lock_ms=30_000)
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 async def group_with_lock(cluster: Cluster, lock_ms: int) -> str:
