@@ -6,10 +6,9 @@ so recording offsets in order only extends the last run, and encodes them into t
 the shell sends; the shell then reports the per-partition outcome with ``complete()``,
 ``fail()`` or ``requeue()``.
 
-RENEW acks live in a separate book: Kafka only accepts type 4 in a request flagged
-``IsRenewAck``, and such a request carries nothing else, so they can never share a
-request with final acks.  A RENEW does not conflict with a final ack of the same offset
-(renew first, accept later is the normal life of a slow record).
+The book holds final acks only.  Kafka accepts RENEW (type 4) only in a request flagged
+``IsRenewAck`` that carries nothing else, so RENEWs never share a request with these; the
+``AckTracker`` batches them itself (``RenewRequest``).
 """
 
 from __future__ import annotations
@@ -246,7 +245,6 @@ class AckOutcome(Generic[T]):
     tp: TopicIdPartition
     error_code: int
     error_message: str | None
-    renew: bool
     runs: tuple[tuple[int, int, int], ...]
     tokens: tuple[T, ...]
 
@@ -262,11 +260,10 @@ class AckOutcome(Generic[T]):
 class AckSnapshot(Generic[T]):
     """Acknowledgements taken for one request; immutable once taken."""
 
-    __slots__ = ("_parts", "batches", "id", "renew")
+    __slots__ = ("_parts", "batches", "id")
 
-    def __init__(self, snapshot_id: int, renew: bool, parts: dict[TopicIdPartition, _Pending[T]]) -> None:
+    def __init__(self, snapshot_id: int, parts: dict[TopicIdPartition, _Pending[T]]) -> None:
         self.id = snapshot_id
-        self.renew = renew
         self._parts = parts
         self.batches: dict[TopicIdPartition, list[AckBatch]] = {
             tp: encode_runs((r.first, r.last, r.type) for r in p.runs.runs) for tp, p in parts.items()
@@ -291,7 +288,7 @@ class AckSnapshot(Generic[T]):
         return [] if part is None else list(part.tokens)
 
     def __repr__(self) -> str:
-        return f"AckSnapshot(id={self.id}, renew={self.renew}, batches={self.batches!r})"
+        return f"AckSnapshot(id={self.id}, batches={self.batches!r})"
 
 
 class AckBook(Generic[T]):
@@ -303,10 +300,9 @@ class AckBook(Generic[T]):
 
     def __init__(self) -> None:
         self._pending: dict[TopicIdPartition, _Pending[T]] = {}
-        self._pending_renew: dict[TopicIdPartition, _Pending[T]] = {}
         self._in_flight: dict[int, AckSnapshot[T]] = {}
-        # tp -> snapshots carrying it, per kind, for conflict checks on new records.
-        self._flying: dict[tuple[TopicIdPartition, bool], list[AckSnapshot[T]]] = {}
+        # tp -> snapshots carrying it, for conflict checks on new records.
+        self._flying: dict[TopicIdPartition, list[AckSnapshot[T]]] = {}
         self._ids = itertools.count(1)
 
     # -- recording -------------------------------------------------------------------
@@ -327,15 +323,17 @@ class AckBook(Generic[T]):
 
         Offsets already pending or in flight with the same type are not recorded twice
         (the token then rides with the request that carries them).  A different type for
-        any of them raises AckConflictError and records nothing.
+        any of them raises AckConflictError and records nothing.  RENEW is not a final ack:
+        it goes through ``AckTracker.renew``.
         """
         t = int(AckType(type_))
+        if t == AckType.RENEW:
+            raise ValueError("RENEW is not recorded in the AckBook (see AckTracker.renew)")
         if first > last or first < 0:
             raise ValueError(f"invalid offset range {first}..{last}")
-        renew = t == AckType.RENEW
-        book = self._pending_renew if renew else self._pending
+        book = self._pending
         pending = book.get(tp)
-        flying = self._flying.get((tp, renew))
+        flying = self._flying.get(tp)
         if pending is not None and pending.runs.runs:
             tail = pending.runs.runs[-1]
             if first > tail.last and not flying:
@@ -372,33 +370,27 @@ class AckBook(Generic[T]):
 
     @property
     def pending_count(self) -> int:
-        """Offsets with a final (non-RENEW) ack waiting to be sent."""
+        """Offsets with an ack waiting to be sent."""
         return sum(p.runs.count for p in self._pending.values())
-
-    @property
-    def pending_renew_count(self) -> int:
-        return sum(p.runs.count for p in self._pending_renew.values())
 
     @property
     def in_flight_count(self) -> int:
         return sum(s.count for s in self._in_flight.values())
 
-    def pending_partitions(self, *, renew: bool = False) -> list[TopicIdPartition]:
-        book = self._pending_renew if renew else self._pending
-        return [tp for tp, p in book.items() if p.runs.count]
+    def pending_partitions(self) -> list[TopicIdPartition]:
+        return [tp for tp, p in self._pending.items() if p.runs.count]
 
-    def has_pending(self, tp: TopicIdPartition, *, renew: bool = False) -> bool:
-        book = self._pending_renew if renew else self._pending
-        part = book.get(tp)
+    def has_pending(self, tp: TopicIdPartition) -> bool:
+        part = self._pending.get(tp)
         return part is not None and part.runs.count > 0
 
     def in_flight(self) -> list[AckSnapshot[T]]:
         return list(self._in_flight.values())
 
     def recorded_spans(self, tp: TopicIdPartition, first: int, last: int) -> list[tuple[int, int]]:
-        """Spans within [first, last] that have a final (non-RENEW) ack pending or in flight."""
+        """Spans within [first, last] that have an ack pending or in flight."""
         parts = [self._pending.get(tp)]
-        parts.extend(snapshot._parts.get(tp) for snapshot in self._in_flight.values() if not snapshot.renew)
+        parts.extend(snapshot._parts.get(tp) for snapshot in self._in_flight.values())
         spans: list[tuple[int, int]] = []
         for part in parts:
             if part is None:
@@ -410,24 +402,22 @@ class AckBook(Generic[T]):
 
     # -- sending and results ---------------------------------------------------------
 
-    def take(
-        self, partitions: Iterable[TopicIdPartition] | None = None, *, renew: bool = False
-    ) -> AckSnapshot[T] | None:
+    def take(self, partitions: Iterable[TopicIdPartition] | None = None) -> AckSnapshot[T] | None:
         """Move pending acks of ``partitions`` (all when None) into an in-flight snapshot.
 
         Returns None when there is nothing to send.  Every snapshot must later be passed
         to ``complete``, ``fail`` or ``requeue``.
         """
-        book = self._pending_renew if renew else self._pending
+        book = self._pending
         keys = list(book) if partitions is None else [tp for tp in partitions if tp in book]
         taken = {tp: book.pop(tp) for tp in keys}
         taken = {tp: p for tp, p in taken.items() if p.runs.count}
         if not taken:
             return None
-        snap = AckSnapshot(next(self._ids), renew, taken)
+        snap = AckSnapshot(next(self._ids), taken)
         self._in_flight[snap.id] = snap
         for tp in taken:
-            self._flying.setdefault((tp, renew), []).append(snap)
+            self._flying.setdefault(tp, []).append(snap)
         return snap
 
     def complete(
@@ -465,7 +455,7 @@ class AckBook(Generic[T]):
             if partitions is None
             else [tp for tp in partitions if tp in snapshot._parts]
         )
-        book = self._pending_renew if snapshot.renew else self._pending
+        book = self._pending
         for tp in keys:
             part = snapshot._parts.pop(tp)
             snapshot.batches.pop(tp, None)
@@ -486,11 +476,10 @@ class AckBook(Generic[T]):
             raise ValueError(f"snapshot {snapshot.id} is not in flight")
 
     def _unfly(self, tp: TopicIdPartition, snapshot: AckSnapshot[T]) -> None:
-        key = (tp, snapshot.renew)
-        lst = self._flying[key]
+        lst = self._flying[tp]
         lst.remove(snapshot)
         if not lst:
-            del self._flying[key]
+            del self._flying[tp]
 
     def _finish(
         self, snapshot: AckSnapshot[T], codes: Mapping[TopicIdPartition, tuple[int, str | None]]
@@ -506,7 +495,6 @@ class AckBook(Generic[T]):
                     tp,
                     code,
                     msg,
-                    snapshot.renew,
                     tuple((r.first, r.last, r.type) for r in part.runs.runs),
                     tuple(part.tokens),
                 )

@@ -183,17 +183,15 @@ class ShareSessionState:
 
     # -- building requests -----------------------------------------------------------
 
-    def build_fetch(
-        self, params: FetchParams, acks: AckMap | None = None, *, renew: bool = False
-    ) -> ShareFetchRequestData:
-        """The next ShareFetch.  ``renew=True`` builds an ack-only RENEW request.
+    def build_fetch(self, params: FetchParams, acks: AckMap | None = None) -> ShareFetchRequestData:
+        """The next ShareFetch (RENEWs go in a ShareAcknowledge: ``build_acknowledge``).
 
         Acks may only be given for partitions in ``partitions`` and only while the
         session is open; at epoch 0 they must wait (or be failed by the shell).
         """
         self._require_idle()
         acks = {tp: b for tp, b in (acks or {}).items() if b}
-        _check_types(acks, renew)
+        _check_types(acks, False)
         for tp in acks:
             if tp not in self._wanted:
                 raise SessionError(f"{tp} is not fetched from this leader; use build_acknowledge")
@@ -201,42 +199,26 @@ class ShareSessionState:
             raise SessionError("acknowledgements cannot ride an epoch-0 ShareFetch")
         topics: dict[TopicIdPartition, list[AckBatch]]
         forgotten: list[TopicIdPartition] = []
-        if renew:
-            if not acks:
-                raise SessionError("a renew request needs RENEW acknowledgements")
-            # With IsRenewAck the broker requires every fetch size to be 0 (no fetch).
-            topics = {tp: list(b) for tp, b in acks.items()}
-            after = {**self._in_session, **dict.fromkeys(topics)}
-            sizes = (0, 0, 0, 0, 0)
+        if self.epoch == INITIAL_EPOCH:
+            topics = {tp: [] for tp in self._wanted}
+            after = set(topics)
         else:
-            if self.epoch == INITIAL_EPOCH:
-                topics = {tp: [] for tp in self._wanted}
-                after = dict(topics)
-            else:
-                topics = {tp: [] for tp in self._wanted if tp not in self._in_session}
-                topics.update((tp, list(b)) for tp, b in acks.items())
-                forgotten = [tp for tp in self._in_session if tp not in self._wanted]
-                after = {tp: None for tp in self._in_session if tp in self._wanted}
-                after.update(dict.fromkeys(topics))
-            sizes = (
-                params.max_wait_ms,
-                params.min_bytes,
-                params.max_bytes,
-                params.max_records,
-                params.batch_size,
-            )
+            topics = {tp: [] for tp in self._wanted if tp not in self._in_session}
+            topics.update((tp, list(b)) for tp, b in acks.items())
+            forgotten = [tp for tp in self._in_session if tp not in self._wanted]
+            after = {tp for tp in self._in_session if tp in self._wanted} | set(topics)
         self._in_flight = _InFlight(False, frozenset(after), frozenset(acks))
         return ShareFetchRequestData(
             group_id=self.group_id,
             member_id=self.member_id,
             share_session_epoch=self.epoch,
-            max_wait_ms=sizes[0],
-            min_bytes=sizes[1],
-            max_bytes=sizes[2],
-            max_records=sizes[3],
-            batch_size=sizes[4],
+            max_wait_ms=params.max_wait_ms,
+            min_bytes=params.min_bytes,
+            max_bytes=params.max_bytes,
+            max_records=params.max_records,
+            batch_size=params.batch_size,
             share_acquire_mode=int(params.acquire_mode),
-            is_renew_ack=renew,
+            is_renew_ack=False,
             topics=topics,
             forgotten_topics_data=forgotten,
         )

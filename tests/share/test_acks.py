@@ -145,19 +145,11 @@ def test_invalid_type_and_range_are_rejected() -> None:
         book.record(T1, -1, A)
 
 
-def test_renew_acks_are_kept_apart() -> None:
+def test_renew_is_not_a_final_ack() -> None:
     book: AckBook[None] = AckBook()
-    book.record_range(T1, 0, 4, N)
-    book.record_range(T1, 0, 2, A)  # renew then accept the same offsets is normal
-    assert book.pending_count == 3
-    assert book.pending_renew_count == 5
-    final = book.take()
-    assert final is not None and not final.renew
-    assert final.batches == {T1: [AckBatch(0, 2, [1])]}
-    renew = book.take(renew=True)
-    assert renew is not None and renew.renew
-    assert renew.batches == {T1: [AckBatch(0, 4, [4])]}
-    assert book.take() is None and book.take(renew=True) is None
+    with pytest.raises(ValueError, match=r"AckTracker\.renew"):
+        book.record_range(T1, 0, 4, N)
+    assert book.pending_count == 0 and book.take() is None
 
 
 def test_take_selects_partitions() -> None:

@@ -180,30 +180,14 @@ def test_lost_close_still_closes() -> None:
     assert out.closed and not out.acks_failed and s.closed
 
 
-def test_renew_fetch_carries_only_renew_acks_and_zero_sizes() -> None:
-    s = opened(P0, P1)
-    s.add(P2)
-    s.remove(P1)
-    req = s.build_fetch(PARAMS, {P0: RENEW}, renew=True)
-    assert req.is_renew_ack
-    assert (req.max_wait_ms, req.min_bytes, req.max_bytes, req.max_records, req.batch_size) == (0,) * 5
-    assert req.topics == {P0: RENEW} and req.forgotten_topics_data == []
-    s.on_fetch_response(0)
-    # Membership changes wait for the next normal fetch.
-    req = s.build_fetch(PARAMS)
-    assert list(req.topics) == [P2] and req.forgotten_topics_data == [P1]
-
-
 def test_renew_rules() -> None:
     s = opened()
-    with pytest.raises(SessionError):
-        s.build_fetch(PARAMS, {P0: ACCEPT}, renew=True)
     with pytest.raises(SessionError):
         s.build_fetch(PARAMS, {P0: RENEW})
     with pytest.raises(SessionError):
         s.build_fetch(PARAMS, {P0: [AckBatch(0, 1, [1, 4])]})
     with pytest.raises(SessionError):
-        s.build_fetch(PARAMS, renew=True)
+        s.build_acknowledge({P0: ACCEPT}, renew=True)
     req = s.build_acknowledge({P0: RENEW}, renew=True)
     assert req.is_renew_ack
     s.on_acknowledge_response(0)
