@@ -4,6 +4,8 @@
     aioshare run myservice.workers:app -b kafka:9092     # another cluster
     aioshare run myservice.workers:app --embedded        # an in-process broker for development
     aioshare run myservice.workers:app --log-format json # one JSON object per log line (stderr)
+    aioshare run myservice.workers:app --health-port 8081  # /livez, /readyz, /metrics
+    aioshare run myservice.workers:app --processes auto  # one worker process per CPU, supervised
 
 The app runs on uvloop (when installed) until SIGTERM or SIGINT, then stops gracefully
 (a second signal stops at once, still releasing every held record).  With ``--embedded``
@@ -12,23 +14,39 @@ app's routes (dead-letter topics included) is created on it.
 
 ``APP`` is an attribute path in the module (default ``app``); if it is a callable that is
 not an App, it is called with no arguments to build one.
+
+``aioshare run: serving ...`` is printed once every member of every route has joined its
+group; when that takes longer than ``--join-timeout`` a WARNING names the bootstrap servers
+and the app keeps trying.  ``--processes N`` hands over to ``aioshare.cli.supervisor``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime.app import App
-from aioshare.runtime.shutdown import run_loop
+from aioshare.runtime.health import HealthBindError, all_members_joined
+from aioshare.runtime.shutdown import SIGNALS, run_loop, signal_handlers
 
-__all__ = ["add_parser", "load_app", "run", "serve", "setup_logging"]
+__all__ = [
+    "DEFAULT_JOIN_TIMEOUT",
+    "add_parser",
+    "load_app",
+    "parse_processes",
+    "run",
+    "serve",
+    "setup_logging",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +94,33 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="also serve the web console (aioshare web) on 127.0.0.1:N beside the app; 0 picks a free port",
     )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve /livez, /readyz and /metrics on --health-host:N; 0 picks a free port",
+    )
+    parser.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        help="the address of the health endpoints (0.0.0.0 for Kubernetes probes)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=DEFAULT_JOIN_TIMEOUT,
+        metavar="SECONDS",
+        help="warn when the members have not joined their groups after this long (the app keeps trying)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=parse_processes,
+        default=None,
+        metavar="N|auto",
+        help="run N supervised worker processes (auto: one per CPU), restarted when they crash",
+    )
+    parser.add_argument("--supervised-by", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--app-dir", default=".", help="directory put first on sys.path")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     parser.add_argument(
@@ -94,6 +139,9 @@ def add_parser(commands: Any) -> None:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_JOIN_TIMEOUT = 15.0
+_JOIN_POLL = 0.05  # seconds between looks at the members' epochs while waiting for the join
+_PARENT_POLL = 1.0  # seconds between looks at a supervised worker's parent
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -109,6 +157,19 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.captureWarnings(True)  # warnings.warn() output in the same format
+
+
+def parse_processes(text: str) -> int:
+    """argparse type of ``--processes``: N >= 1 or ``auto`` (os.cpu_count())."""
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'auto', got {text!r}")
+    return value
 
 
 def load_app(spec: str, app_dir: str = ".") -> App:
@@ -142,13 +203,24 @@ async def serve(
     handle_signals: bool = True,
     on_ready: Callable[[str], object] | None = None,
     web_port: int | None = None,
+    health_port: int | None = None,
+    health_host: str = "127.0.0.1",
+    join_timeout: float = DEFAULT_JOIN_TIMEOUT,
+    supervised_by: int | None = None,
 ) -> None:
     """Run ``app`` until stopped, on an embedded broker when ``embedded``; with ``web_port``
     the web console is served on 127.0.0.1 beside it (started after the app's cluster is
-    known, closed after the app stopped)."""
+    known, closed after the app stopped), with ``health_port`` the health endpoints
+    (``aioshare.runtime.health``; opened before the app starts, closed after it stopped).
+
+    ``on_ready`` (and the ``serving`` line) come once every member has joined its group.
+    ``supervised_by``: the supervisor's pid - only SIGTERM stops the app (the supervisor
+    forwards SIGINT), and the app stops when that process is gone.
+    """
     if not embedded:
-        _announce(app, on_ready)
-        await _serve_app(app, handle_signals, web_port)
+        await _serve_app(
+            app, handle_signals, web_port, health_port, health_host, on_ready, join_timeout, supervised_by
+        )
         return
     from aioshare.broker.embedded import EmbeddedBroker
 
@@ -159,31 +231,126 @@ async def serve(
             await broker.create_topic(topic, partitions)
         app.bootstrap_servers = broker.bootstrap_servers
         print(f"aioshare run: embedded broker listening on {broker.bootstrap_servers}", flush=True)
-        _announce(app, on_ready)
-        await _serve_app(app, handle_signals, web_port)
+        await _serve_app(
+            app, handle_signals, web_port, health_port, health_host, on_ready, join_timeout, supervised_by
+        )
 
 
-async def _serve_app(app: App, handle_signals: bool, web_port: int | None) -> None:
-    if web_port is None:
-        await app.serve(handle_signals=handle_signals)
-        return
-    from aioshare.web.server import WebServer
-
-    servers = (
+def _servers(app: App) -> str:
+    return (
         app.bootstrap_servers if isinstance(app.bootstrap_servers, str) else ",".join(app.bootstrap_servers)
     )
-    async with WebServer(servers, port=web_port) as web:
-        print(f"aioshare web listening on {web.url}", flush=True)
-        await app.serve(handle_signals=handle_signals)
+
+
+async def _serve_app(
+    app: App,
+    handle_signals: bool,
+    web_port: int | None,
+    health_port: int | None,
+    health_host: str,
+    on_ready: Callable[[str], object] | None,
+    join_timeout: float,
+    supervised_by: int | None,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if health_port is not None:
+            from aioshare.runtime.health import HealthServer
+
+            health = await stack.enter_async_context(HealthServer(app, health_host, health_port))
+            print(f"aioshare health listening on {health.url}", flush=True)
+        if web_port is not None:
+            from aioshare.web.server import WebServer
+
+            web = await stack.enter_async_context(WebServer(_servers(app), port=web_port))
+            print(f"aioshare web listening on {web.url}", flush=True)
+        await _run_app(app, handle_signals, on_ready, join_timeout, supervised_by)
+
+
+async def _run_app(
+    app: App,
+    handle_signals: bool,
+    on_ready: Callable[[str], object] | None,
+    join_timeout: float,
+    supervised_by: int | None,
+) -> None:
+    """``app.serve()``, plus: the serving line once joined, a signal during the start gives
+    the start up (a broker that is not there yet is waited for up to the consumer's
+    ``start_timeout``), and a supervised worker stops when its supervisor is gone."""
+    current = asyncio.current_task()
+    assert current is not None
+    gave_up_start = False
+
+    def on_signal(_signum: int) -> None:
+        nonlocal gave_up_start
+        if app.phase in ("new", "starting"):
+            if not gave_up_start:
+                log.info("aioshare run: stop requested while starting; giving up the start")
+                gave_up_start = True
+                current.cancel()
+        else:
+            app.request_stop()
+
+    signals = (signal.SIGTERM,) if supervised_by is not None else SIGNALS
+    with signal_handlers(on_signal, signals) if handle_signals else contextlib.nullcontext():
+        try:
+            async with app:
+                helpers: list[asyncio.Task[None]] = []
+                if all_members_joined(app):  # test doubles without a member epoch: at once
+                    _announce(app, on_ready)
+                else:
+                    helpers.append(
+                        asyncio.create_task(
+                            _announce_when_joined(app, on_ready, join_timeout), name="aioshare-run-announce"
+                        )
+                    )
+                if supervised_by is not None:
+                    helpers.append(
+                        asyncio.create_task(_watch_parent(app, supervised_by), name="aioshare-run-parent")
+                    )
+                try:
+                    await app.wait()
+                finally:
+                    for task in helpers:
+                        task.cancel()
+                    await asyncio.gather(*helpers, return_exceptions=True)
+        except asyncio.CancelledError:
+            if not gave_up_start or current.cancelling() > 1:
+                raise
+            current.uncancel()
+
+
+async def _announce_when_joined(
+    app: App, on_ready: Callable[[str], object] | None, join_timeout: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    warn_at = loop.time() + join_timeout
+    warned = False
+    while not all_members_joined(app):  # polled: the consumers offer no join event
+        if not warned and loop.time() >= warn_at:
+            warned = True
+            log.warning(
+                "aioshare run: the app's members have not joined their share groups after %gs; "
+                "still trying (bootstrap servers: %s)",
+                join_timeout,
+                _servers(app),
+            )
+        await asyncio.sleep(_JOIN_POLL)
+    _announce(app, on_ready)
+
+
+async def _watch_parent(app: App, parent: int) -> None:
+    """A supervised worker whose supervisor died (SIGKILL, OOM) stops, as gunicorn's do."""
+    while os.getppid() == parent:  # noqa: ASYNC110 -- no event tells a process its parent died
+        await asyncio.sleep(_PARENT_POLL)
+    log.warning("aioshare run: the supervisor (pid %d) is gone; stopping", parent)
+    app.request_stop()
 
 
 def _announce(app: App, on_ready: Callable[[str], object] | None) -> None:
-    servers = (
-        app.bootstrap_servers if isinstance(app.bootstrap_servers, str) else ",".join(app.bootstrap_servers)
-    )
+    servers = _servers(app)
     routes = ", ".join(f"{r.name} ({','.join(r.topics)})" for r in app.routes)
     line = f"aioshare run: serving {routes} on {servers}"
-    # Scripts wait for this exact line before they produce.
+    # Scripts wait for this exact line before they produce: it comes once every member joined.
     print(line, flush=True)
     if on_ready is not None:
         on_ready(servers)
@@ -212,6 +379,12 @@ def run(args: argparse.Namespace) -> int:
             if not 0 <= web_port <= 65535:
                 raise ConfigError(f"--web-port must be 0..65535, got {web_port}")
             import aioshare.web.server  # noqa: F401 -- aiohttp missing: a usage error, before anything starts
+        health_port = getattr(args, "health_port", None)
+        if health_port is not None and not 0 <= health_port <= 65535:
+            raise ConfigError(f"--health-port must be 0..65535, got {health_port}")
+        join_timeout = float(getattr(args, "join_timeout", DEFAULT_JOIN_TIMEOUT))
+        if not join_timeout > 0:
+            raise ConfigError(f"--join-timeout must be > 0, got {join_timeout}")
         from aioshare.cli.main import parse_config_pairs
 
         broker_config = parse_config_pairs(args.broker_config)
@@ -219,6 +392,15 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ImportError) as exc:
         error(f"error: {exc}")
         return 2
+    processes = getattr(args, "processes", None)
+    if processes is not None:
+        from aioshare.cli.supervisor import run_supervised
+
+        return run_supervised(args, app, embedded=embedded, broker_config=broker_config, error=error)
+    supervised_by = getattr(args, "supervised_by", None)
+    if supervised_by is not None:
+        # Ctrl-C in a terminal reaches the whole process group: the supervisor forwards it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         run_loop(
             serve(
@@ -227,9 +409,16 @@ def run(args: argparse.Namespace) -> int:
                 partitions=args.partitions,
                 broker_config=broker_config,
                 web_port=web_port,
+                health_port=health_port,
+                health_host=getattr(args, "health_host", "127.0.0.1"),
+                join_timeout=join_timeout,
+                supervised_by=supervised_by,
             ),
             use_uvloop=not args.no_uvloop,
         )
+    except HealthBindError as exc:
+        error(f"error: health endpoints: {exc.strerror}")
+        return 1
     except ConfigError as exc:
         error(f"error: {exc}")
         return 2

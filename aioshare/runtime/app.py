@@ -265,6 +265,16 @@ class App:
         return list(self._runners)
 
     @property
+    def phase(self) -> str:
+        """The lifecycle phase: "new", "starting", "running", "stopping" or "stopped"."""
+        return self._phase.value
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for (signal, ``request_stop()``, a fatal error) since start."""
+        return self._stop_requested is not None and self._stop_requested.is_set()
+
+    @property
     def reporter(self) -> ReportPublisher | None:
         """The publisher of this app's process reports (None before start or when reports are off)."""
         return self._reporter
