@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError
+from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError, KafkaTimeoutError
 from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.share import AckInDoubtError, AckResult, AckStatus, AckType, ShareConsumer, TopicPartition
 from tests.client.fakes import FakeCluster
@@ -144,3 +144,35 @@ async def test_an_ack_for_a_lock_that_ran_out_here_is_not_sent() -> None:
     (r,) = results
     assert (r.status, r.ack_type, r.first_offset) == (AckStatus.NOT_SENT, AckType.REJECT, a.offset)
     assert isinstance(r.error, InvalidRecordStateError)
+
+
+async def test_commit_gives_up_after_its_timeout_and_the_late_answer_is_still_reported(
+    fake: ShareFake,
+) -> None:
+    """commit(timeout) maps what was not answered in time to KafkaTimeoutError; the ack is not
+    lost: its real outcome (here: in doubt, the connection dies unanswered) is reported later."""
+    fake.add_batch([b"a", b"b"])
+    sent = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stall(req: Any) -> None:
+        if not sent.is_set():
+            sent.set()
+            await never.wait()
+
+    fake.acknowledge_hook = stall  # max_in_flight=1: the accept goes in a ShareAcknowledge
+    results: list[AckResult] = []
+    async with scripted(fake, results) as c:
+        (a,) = await c.getmany(timeout=5)
+        a.accept()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        committed = await c.commit(timeout=0.5)
+        assert 0.5 <= loop.time() - began < 5
+        assert isinstance(committed[TopicPartition(TOPIC, 0)], KafkaTimeoutError)
+        assert "0.5" in str(committed[TopicPartition(TOPIC, 0)])
+        assert sent.is_set() and results == []
+        fake.cluster.brokers[1].drop_connections()
+        await wait_until(lambda: results, timeout=5)
+    (r,) = results
+    assert (r.status, r.ack_type, r.first_offset) == (AckStatus.IN_DOUBT, AckType.ACCEPT, a.offset)
