@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aioshare.protocol.types import TopicPartition
-from aioshare.share.ack_tracker import AckCommitCallback
+from aioshare.share.ack_tracker import AckResultCallback
 from aioshare.share.consumer import LockExpiredCallback
 from aioshare.share.deserialize import Deserializer
 from aioshare.share.message import Message as ShareMessage
@@ -49,7 +49,7 @@ class ConsumerSpec:
     max_in_flight: int
     max_poll_records: int
     on_lock_expired: LockExpiredCallback
-    on_ack_commit: AckCommitCallback
+    on_ack_result: AckResultCallback
     value_type: Any = None
     value_deserializer: Deserializer | None = None
     key_deserializer: Deserializer | None = None
@@ -65,7 +65,7 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
     from aioshare.share.consumer import ShareConsumer
 
     options = dict(spec.options)
-    for reserved in ("ack_mode", "max_in_flight", "fetch_ahead", "on_lock_expired", "on_ack_commit"):
+    for reserved in ("ack_mode", "max_in_flight", "fetch_ahead", "on_lock_expired", "on_ack_result"):
         if reserved in options:
             raise ValueError(f"consumer option {reserved!r} is set by the runtime")
     servers: str | Iterable[str] = spec.bootstrap_servers
@@ -83,7 +83,7 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
         value_deserializer=spec.value_deserializer,
         key_deserializer=spec.key_deserializer,
         on_lock_expired=spec.on_lock_expired,
-        on_ack_commit=spec.on_ack_commit,
+        on_ack_result=spec.on_ack_result,
         **options,
     )
 

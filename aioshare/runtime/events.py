@@ -4,9 +4,11 @@ A record's life is ``received`` → (``renewed``, ``retried``, ``error``)* → e
 terminal event: ``accepted``, ``released``, ``rejected``, ``dead_lettered`` or
 ``lock_expired``.  ``retried`` is followed by ``released`` when its delay has passed;
 ``dead_lettered`` means the copy reached the dead-letter topic and the record was rejected.
-``ack_committed`` reports the broker's answer to a batch of acknowledgements (``count``
-records of one partition, ``error`` None on success); ``error`` events without a record
-(``offset`` None) report failures of the runtime itself.
+``ack_committed`` reports what became of a run of acknowledgements: ``count`` records of one
+partition from ``offset`` on, of one ``ack_type`` ("accept", "release", "reject"), with
+``reason`` its status - "applied" (the broker confirmed; ``error`` None), "refused" (the
+broker's error), "in_doubt" (sent, never answered) or "not_sent" (failed here).  ``error``
+events without a record (``offset`` None) report failures of the runtime itself.
 
 Subscribers are plain callables run synchronously on the event loop; one that raises is
 logged and skipped, never allowed to disturb record processing.
@@ -65,13 +67,14 @@ class Event:
     delay: float | None = None  # retried: seconds until the release
     latency: float | None = None  # terminal events: seconds from received to settled
     dead_letter_topic: str | None = None
-    count: int = 1  # ack_committed: records in the batch
+    count: int = 1  # ack_committed: records in the run
+    ack_type: str | None = None  # ack_committed: "accept", "release", "reject"
 
 
 Subscriber = Callable[[Event], object]
 
 _new = object.__new__
-# The slot setters in field order; make_event unpacks exactly these 13 (a new field fails here).
+# The slot setters in field order; make_event unpacks exactly these 14 (a new field fails here).
 _SETTERS = tuple(Event.__dict__[f.name].__set__ for f in dataclasses.fields(Event))
 
 
@@ -106,6 +109,7 @@ def make_event(
         s_lat,
         s_dlt,
         s_count,
+        s_ack_type,
     ) = _SETTERS
     s_kind(event, kind)
     s_route(event, route)
@@ -120,6 +124,7 @@ def make_event(
     s_lat(event, latency)
     s_dlt(event, dead_letter_topic)
     s_count(event, 1)
+    s_ack_type(event, None)
     return event
 
 

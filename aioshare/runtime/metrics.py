@@ -11,6 +11,7 @@ only a runtime sees (outcomes, retries, renewals, handler time).  Every series c
 | records-consumed-total | counter | route, topic | records handed to the runtime |
 | acknowledgements-send-total | counter | route, topic | acknowledgements the broker confirmed |
 | acknowledgements-error-total | counter | route, topic | acknowledgements that failed (lock lost, session gone...) |
+| acknowledgements-total | counter | route, topic, type, status | acknowledgements by type (accept, release, reject) and status (applied, refused, in_doubt, not_sent) |
 | records-accepted-total | counter | route, topic | ACCEPTed |
 | records-released-total | counter | route, topic | RELEASEd (after a retry delay, on shutdown, ...) |
 | records-rejected-total | counter | route, topic | REJECTed without a dead-letter copy |
@@ -167,6 +168,13 @@ class Metrics:
             ("lock-renewals-total", "Successful acquisition-lock renewals (RENEW)."),
         ):
             self._add(Counter(name, doc, rt))
+        self._add(
+            Counter(
+                "acknowledgements-total",
+                "Record acknowledgements by type and status (applied, refused, in_doubt, not_sent).",
+                ("route", "topic", "type", "status"),
+            )
+        )
         self._add(Counter("errors-total", "Errors reported by the runtime.", ("route", "reason")))
         self._add(Histogram("handler-duration-seconds", "Time of one handler call.", ("route",), buckets))
         self._add(
@@ -201,6 +209,7 @@ class Metrics:
         }
         self._acks_sent = self._counter("acknowledgements-send-total")
         self._acks_failed = self._counter("acknowledgements-error-total")
+        self._acks = self._counter("acknowledgements-total")
         self._errors = self._counter("errors-total")
         self._handler_seconds = self._histogram("handler-duration-seconds")
         self._latency = self._histogram("record-latency-seconds")
@@ -247,6 +256,11 @@ class Metrics:
             if event.latency is not None:
                 self._latency.observe((event.route, kind.value), event.latency)
             return
+        if kind is EventKind.ACK_COMMITTED:
+            route, topic, count = event.route, event.topic or "", event.count
+            (self._acks_sent if event.error is None else self._acks_failed).inc((route, topic), count)
+            self._acks.inc((route, topic, event.ack_type or "", event.reason or ""), count)
+            return
         self.record_fields(
             kind,
             event.route,
@@ -279,9 +293,6 @@ class Metrics:
             labels = (route, topic or "")
             values = counter.values
             values[labels] = values.get(labels, 0.0) + 1.0
-        elif kind is EventKind.ACK_COMMITTED:
-            target = self._acks_sent if error is None else self._acks_failed
-            target.inc((route, topic or ""), count)
         elif kind is EventKind.ERROR:
             self._errors.inc((route, reason or "error"))
         if kind is EventKind.RETRIED and delay is not None:

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aioshare.protocol.errors import IllegalStateError, KafkaError
-from aioshare.protocol.types import TopicPartition
 from aioshare.runtime.clock import Clock
 from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec, stop_fetching
 from aioshare.runtime.delays import DelayBudget, Scheduler
@@ -51,6 +50,7 @@ from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
 from aioshare.runtime.renewal import LockKeeper
 from aioshare.runtime.retry import Reject, Retry
 from aioshare.runtime.route import HandlerBinding, Route
+from aioshare.share.ack_tracker import AckResult, AckStatus
 from aioshare.share.consumer import LockExpiry
 from aioshare.share.deserialize import DeserializationError
 from aioshare.share.message import Message as ShareMessage
@@ -151,8 +151,8 @@ class Member:
             for msg in lost:
                 self.runner.lock_lost(msg, None)
 
-    def on_ack_commit(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
-        self.runner.ack_committed(offsets, exc)
+    def on_ack_result(self, results: list[AckResult]) -> None:
+        self.runner.ack_results(results)
 
 
 class RouteRunner:
@@ -202,8 +202,8 @@ class RouteRunner:
         def lock_expired(expiries: list[LockExpiry]) -> None:
             holder[0].on_lock_expired(expiries)
 
-        def ack_commit(offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
-            holder[0].on_ack_commit(offsets, exc)
+        def ack_result(results: list[AckResult]) -> None:
+            holder[0].on_ack_result(results)
 
         spec = ConsumerSpec(
             topics=self.route.topics,
@@ -212,7 +212,7 @@ class RouteRunner:
             max_in_flight=in_flight,
             max_poll_records=in_flight,
             on_lock_expired=lock_expired,
-            on_ack_commit=ack_commit,
+            on_ack_result=ack_result,
             value_type=self.route.value_type,
             value_deserializer=self.route.value_deserializer,
             key_deserializer=self.route.key_deserializer,
@@ -979,23 +979,58 @@ class RouteRunner:
     async def extend_lock(self, msg: Message[Any]) -> float:
         return await self.rt.keeper.renew_now(msg, self)
 
-    def ack_committed(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+    def ack_results(self, results: list[AckResult]) -> None:
+        """What became of acknowledgements: an ``ack_committed`` event per run, and a WARNING
+        (rate-limited) for those the broker refused or that are in doubt."""
+        for r in results:
+            if r.status is AckStatus.REFUSED or r.status is AckStatus.IN_DOUBT:
+                self._log_ack_problem(r)
         events = self.rt.events
         if not events.wants(EventKind.ACK_COMMITTED):
             return
         now = self.rt.clock.time()
-        for tp, offs in offsets.items():
+        for r in results:
             events.emit(
                 Event(
                     EventKind.ACK_COMMITTED,
                     self.name,
                     now,
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    error=exc,
-                    count=len(offs),
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.first_offset,
+                    error=r.error,
+                    reason=r.status.value,
+                    count=r.last_offset - r.first_offset + 1,
+                    ack_type=r.ack_type.name.lower(),
                 )
             )
+
+    def _log_ack_problem(self, r: AckResult) -> None:
+        if not self.record_log.enabled():
+            return
+        span = str(r.first_offset) if r.first_offset == r.last_offset else f"{r.first_offset}-{r.last_offset}"
+        what = "refused by the broker" if r.status is AckStatus.REFUSED else "in doubt (sent, not answered)"
+        kind = f"ack_{r.status.value}"
+        error_text = f"{type(r.error).__name__}: {r.error}" if r.error is not None else "-"
+        extra: dict[str, Any] = {
+            "route": self.name,
+            "group_id": self.route.group_id,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.first_offset,
+            "last_offset": r.last_offset,
+            "ack_type": r.ack_type.name.lower(),
+            "event": kind,
+        }
+        if r.error is not None:
+            extra["error_type"] = type(r.error).__name__
+            extra["error"] = str(r.error)
+        self.record_log.warning(
+            kind,
+            "route %r: %s of %s[%d]@%s (group %r) %s: %s",
+            (self.name, r.ack_type.name, r.topic, r.partition, span, self.route.group_id, what, error_text),
+            extra,
+        )
 
     # ---------------------------------------------------------------- events
 

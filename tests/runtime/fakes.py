@@ -24,6 +24,7 @@ from aioshare.protocol.errors import InvalidRecordStateError
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.runtime import ConsumerSpec, Event, EventKind, ManualClock
 from aioshare.runtime.events import TERMINAL_KINDS
+from aioshare.share.ack_tracker import AckResult, AckStatus
 from aioshare.share.consumer import LockExpiry
 from aioshare.share.deserialize import make_key_decoder, make_value_decoder
 from aioshare.share.fetcher import RenewUnsupportedError
@@ -252,7 +253,7 @@ class FakeConsumer:
             or rec.delivery_count != msg.delivery_count
             or rec.deadline <= self.broker.clock.time()
         ):
-            self._report({tp: {msg.offset}}, InvalidRecordStateError(f"{key} is not held"))
+            self._report(tp, msg.offset, type_, InvalidRecordStateError(f"{key} is not held"))
             return
         del self.held[key]
         self.broker.acks.append((key, type_, rec.delivery_count))
@@ -266,7 +267,7 @@ class FakeConsumer:
         else:
             raise AssertionError(f"unexpected ack type {type_}")
         self.broker.notify()
-        self._report({tp: {msg.offset}}, None)
+        self._report(tp, msg.offset, type_, None)
 
     async def renew(self, msg: ShareMessage) -> float:
         key = (msg.topic, msg.partition, msg.offset)
@@ -286,11 +287,14 @@ class FakeConsumer:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _report(self, offsets: Mapping[TopicPartition, set[int]], exc: BaseException | None) -> None:
+    def _report(self, tp: TopicPartition, offset: int, type_: AckType, exc: BaseException | None) -> None:
         # The real consumer reports after the broker answered: later, not inside the ack call.
+        # An ack for a record no longer held fails here, as the real one's lease check does.
+        status = AckStatus.APPLIED if exc is None else AckStatus.NOT_SENT
+
         def report() -> None:
-            self.ack_reports.append((offsets, exc))
-            self.spec.on_ack_commit(offsets, exc)
+            self.ack_reports.append(({tp: {offset}}, exc))
+            self.spec.on_ack_result([AckResult(tp, offset, offset, type_, status, exc)])
 
         asyncio.get_running_loop().call_soon(report)
 
