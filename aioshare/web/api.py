@@ -373,8 +373,8 @@ async def alter_config(request: web.Request) -> web.Response:
     to_delete = _str_list(body, "delete")
     if not to_set and not to_delete:
         raise ApiError(400, "MISSING_FIELD", "give configs to 'set' or 'delete'")
-    await request.app[CLUSTER].alter_configs(group_id, to_set, to_delete)
-    return json_response({"group_id": group_id, "set": to_set, "deleted": to_delete})
+    applied = await request.app[CLUSTER].alter_configs(group_id, to_set, to_delete)
+    return json_response({"group_id": group_id, "set": to_set, "deleted": to_delete, "applied": applied})
 
 
 async def dlq_replay(request: web.Request) -> web.Response:
@@ -388,8 +388,26 @@ async def dlq_replay(request: web.Request) -> web.Response:
         raise ApiError(400, "INVALID_REQUEST", "give either 'all': true or a partition and an offset")
     if not replay_all and (partition < 0 or offset < 0):
         raise ApiError(400, "INVALID_FIELD", "partition and offset must be >= 0")
-    result = await request.app[DLQ].replay(topic, partition=partition, offset=offset)
+    start = _offsets(body, "from") if replay_all else None
+    if not replay_all and body.get("from") is not None:
+        raise ApiError(400, "INVALID_REQUEST", "'from' goes with 'all': true")
+    result = await request.app[DLQ].replay(topic, partition=partition, offset=offset, start=start)
     return json_response(result)
+
+
+def _offsets(body: Mapping[str, Any], name: str) -> dict[int, int] | None:
+    """{"0": 120, "3": 7}: partition -> offset (a capped replay's ``next_offset``)."""
+    value = _field(body, name, dict, required=False)
+    if value is None:
+        return None
+    out: dict[int, int] = {}
+    for p, o in value.items():
+        if not (
+            isinstance(p, str) and p.isdigit() and isinstance(o, int) and not isinstance(o, bool) and o >= 0
+        ):
+            raise ApiError(400, "INVALID_FIELD", f"{name!r} must map partition numbers to offsets (>= 0)")
+        out[int(p)] = o
+    return out
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,6 +20,7 @@ import msgspec
 from aioshare.admin import ShareAdmin, ShareGroupDescription
 from aioshare.admin.types import ResetTarget
 from aioshare.protocol.errors import BrokerError
+from aioshare.protocol.types import ConfigSource
 
 __all__ = [
     "ClusterView",
@@ -31,6 +32,10 @@ __all__ = [
     "PartitionView",
     "TopicView",
 ]
+
+
+CONFIG_SETTLE = 5.0  # seconds an altered config may take to show in DescribeConfigs
+CONFIG_POLL = 0.1
 
 
 class MemberView(msgspec.Struct, kw_only=True):
@@ -314,8 +319,34 @@ class ClusterView:
         if error is not None:
             raise error.with_context(f"group {group_id!r}")
 
-    async def alter_configs(self, group_id: str, set: Mapping[str, str], delete: list[str]) -> None:
+    async def alter_configs(
+        self, group_id: str, set: Mapping[str, str], delete: list[str], *, settle: float = CONFIG_SETTLE
+    ) -> bool:
+        """Sets and deletes group configs; True once DescribeConfigs shows the change.
+
+        Real Kafka answers IncrementalAlterConfigs when its controller took the change; each
+        broker applies it a moment later, from the metadata log, so a describe right after may
+        still show the old value.  This waits up to `settle` seconds for it (False: not seen
+        yet), so the page redrawn after an action shows what was done."""
         await self.admin.alter_group_config(group_id, set=set, delete=delete)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle
+        while True:
+            configs = await self.admin.describe_group_config(group_id)
+            done = all(
+                (c := configs.get(name)) is not None
+                and c.source is ConfigSource.GROUP_CONFIG
+                and (c.value or "").strip().lower() == value.strip().lower()
+                for name, value in set.items()
+            ) and all(
+                (c := configs.get(name)) is None or c.source is not ConfigSource.GROUP_CONFIG
+                for name in delete
+            )
+            if done:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(CONFIG_POLL)  # broker state: no event to wait on
 
 
 def _total(values: Iterable[int | None]) -> int | None:
@@ -336,15 +367,28 @@ class LagPoint(msgspec.Struct):
 
 
 class LagHistory:
-    """Each group's total lag over the last `keep` seconds, sampled by the server's poller."""
+    """Each group's total lag over the last `keep` seconds, sampled by the server's poller
+    (and by the pages' own reads of the groups).
 
-    def __init__(self, keep: float = 1800.0) -> None:
+    Bounded however often it is fed: a sample less than `min_interval` seconds after the
+    previous one replaces it, and at most `max_points` are kept (the oldest go first).
+    """
+
+    def __init__(self, keep: float = 1800.0, *, min_interval: float = 2.0, max_points: int = 2000) -> None:
         self.keep = keep
-        self._points: deque[LagPoint] = deque()
+        self.min_interval = min_interval
+        self._points: deque[LagPoint] = deque(maxlen=max_points)
+
+    def __len__(self) -> int:
+        return len(self._points)
 
     def add(self, groups: list[GroupSummary], now: float | None = None) -> None:
         t = time.time() if now is None else now
-        self._points.append(LagPoint(t, {g.group_id: g.lag for g in groups if g.lag is not None}))
+        point = LagPoint(t, {g.group_id: g.lag for g in groups if g.lag is not None})
+        if len(self._points) >= 2 and t - self._points[-2].t < self.min_interval:
+            self._points[-1] = point  # the newest figures, without one more point
+        else:
+            self._points.append(point)
         while self._points and self._points[0].t < t - self.keep:
             self._points.popleft()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,7 +24,9 @@ __all__ = ["DeadLetterExplorer", "DeadLetterPage", "DeadLetterRecord", "NotADead
 HEADER_PREFIX = "aioshare.dlq."  # aioshare.runtime.dlq.HEADER_PREFIX (not imported: no runtime here)
 ORIGINAL_TOPIC = HEADER_PREFIX + "original.topic"
 MAX_PAGE = 500
-MAX_REPLAY = 100_000  # records one "replay all" produces at most
+MAX_REPLAY = 100_000  # records one "replay all" reads at most
+REPLAY_CHUNK = 500  # records read, then produced, at a time: bounds a replay's memory
+MAX_SKIPPED_LISTED = 100
 _MAX_TEXT = 4096
 _READ_TIMEOUT = 15.0
 
@@ -73,7 +75,18 @@ class ReplayResult(msgspec.Struct, kw_only=True):
     targets: dict[str, int]
     """Records produced per original topic."""
     skipped: list[str]
-    """Records that could not be replayed (no original topic), as "partition@offset"."""
+    """Records that could not be replayed (no original topic), as "partition@offset" (the
+    first 100; ``skipped_count`` counts them all)."""
+    skipped_count: int = 0
+    read: int = 0
+    """Records read from the dead-letter topic."""
+    limit: int | None = None
+    """"Replay all": the most records one replay reads (None for one record)."""
+    capped: bool = False
+    """"Replay all" stopped at ``limit`` with records left: they were not replayed."""
+    next_offset: dict[int, int] = {}
+    """Where a capped replay stopped, per partition with records left: give it as ``from``
+    to go on."""
 
 
 def payload(data: bytes | None) -> Payload:
@@ -104,6 +117,10 @@ def split_headers(
     return user, dlq
 
 
+def _as_is(raw: Any) -> Any:
+    return raw
+
+
 def _record(raw: Any) -> DeadLetterRecord:
     user, dlq = split_headers(raw.headers or ())
     return DeadLetterRecord(
@@ -120,9 +137,18 @@ def _record(raw: Any) -> DeadLetterRecord:
 class DeadLetterExplorer:
     """Reads and replays dead-letter topics on `bootstrap_servers` (one client per call)."""
 
-    def __init__(self, bootstrap_servers: str, *, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        request_timeout: float = 30.0,
+        max_replay: int | None = None,
+        chunk: int | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.request_timeout = request_timeout
+        self.max_replay = MAX_REPLAY if max_replay is None else max_replay
+        self.chunk = REPLAY_CHUNK if chunk is None else chunk
 
     @contextlib.asynccontextmanager
     async def _consumer(self) -> AsyncIterator[Any]:
@@ -165,10 +191,18 @@ class DeadLetterExplorer:
         return [PartitionRange(partition=tp.partition, log_start=starts[tp], log_end=ends[tp]) for tp in tps]
 
     async def _read(
-        self, consumer: Any, topic: str, start: dict[int, int], end: dict[int, int], limit: int
+        self,
+        consumer: Any,
+        topic: str,
+        start: dict[int, int],
+        end: dict[int, int],
+        limit: int,
+        keep: Callable[[Any], Any] = _as_is,
     ) -> tuple[list[Any], dict[int, int]]:
         """Records of each partition from start[p] (inclusive) to end[p] (exclusive), at most
-        `limit` in all, partitions in order; and where each partition's next read starts."""
+        `limit` in all, partitions in order, each as ``keep(record)`` (browsing keeps the
+        display form, cut at 4 KiB, not the whole record); and where each partition's next
+        read starts."""
         from aiokafka import TopicPartition
 
         out: list[Any] = []
@@ -185,7 +219,7 @@ class DeadLetterExplorer:
                     batch = await consumer.getmany(tp, timeout_ms=500, max_records=limit - len(out))
                     for raw in batch.get(tp, []):
                         if raw.offset < e and len(out) < limit:
-                            out.append(raw)
+                            out.append(keep(raw))
                             positions[p] = raw.offset + 1
                 if len(out) < limit:
                     positions[p] = e  # read to the end (offsets may have gaps)
@@ -208,68 +242,112 @@ class DeadLetterExplorer:
                 r.partition: max(r.log_start, offset if offset is not None else r.log_start) for r in chosen
             }
             end = {r.partition: r.log_end for r in chosen}
-            raws, next_offset = await self._read(consumer, topic, start, end, limit)
-        return DeadLetterPage(
-            topic=topic, partitions=ranges, records=[_record(r) for r in raws], next_offset=next_offset
-        )
+            records, next_offset = await self._read(consumer, topic, start, end, limit, _record)
+        return DeadLetterPage(topic=topic, partitions=ranges, records=records, next_offset=next_offset)
 
     async def replay(
-        self, topic: str, *, partition: int | None = None, offset: int | None = None
+        self,
+        topic: str,
+        *,
+        partition: int | None = None,
+        offset: int | None = None,
+        start: dict[int, int] | None = None,
     ) -> ReplayResult:
         """Produce one record (`partition` and `offset` given) or every record of `topic` to
-        its original topic.  Records without the header are skipped (one alone is an error)."""
+        its original topic.  Records without the header are skipped (one alone is an error).
+
+        "Every record" reads from each partition's log start (or, given `start`, only the
+        partitions it names from those offsets: a capped replay's ``next_offset``) to its end as it was when the replay began, in chunks of
+        `chunk` records - produced before the next is read, so memory stays bounded - and
+        stops after `max_replay` records: the result says so (``capped``) and where each
+        partition stopped (``next_offset``)."""
         async with self._consumer() as consumer:
             ranges = await self._ranges(consumer, topic)
             if partition is None and offset is None:
-                start = {r.partition: r.log_start for r in ranges}
-                end = {r.partition: r.log_end for r in ranges}
-                raws, _ = await self._read(consumer, topic, start, end, limit=MAX_REPLAY)
-            else:
-                if partition is None or offset is None:
-                    raise ValueError("give both partition and offset to replay one record")
-                found = next((r for r in ranges if r.partition == partition), None)
-                if found is None or not found.log_start <= offset < found.log_end:
-                    raise UnknownTopicOrPartitionError(
-                        f"{topic}-{partition} has no record at offset {offset}"
-                    )
-                raws, _ = await self._read(consumer, topic, {partition: offset}, {partition: offset + 1}, 1)
-                if not raws:
-                    raise UnknownTopicOrPartitionError(
-                        f"{topic}-{partition} has no record at offset {offset}"
-                    )
-                if ORIGINAL_TOPIC not in {n for n, _ in raws[0].headers or ()}:
-                    raise NotADeadLetterError(
-                        f"{topic}-{partition}@{offset} has no {ORIGINAL_TOPIC} header: nowhere to replay it to"
-                    )
-        return await self._produce(raws)
+                return await self._replay_all(consumer, topic, ranges, start)
+            if partition is None or offset is None:
+                raise ValueError("give both partition and offset to replay one record")
+            found = next((r for r in ranges if r.partition == partition), None)
+            if found is None or not found.log_start <= offset < found.log_end:
+                raise UnknownTopicOrPartitionError(f"{topic}-{partition} has no record at offset {offset}")
+            raws, _ = await self._read(consumer, topic, {partition: offset}, {partition: offset + 1}, 1)
+            if not raws:
+                raise UnknownTopicOrPartitionError(f"{topic}-{partition} has no record at offset {offset}")
+            if ORIGINAL_TOPIC not in {n for n, _ in raws[0].headers or ()}:
+                raise NotADeadLetterError(
+                    f"{topic}-{partition}@{offset} has no {ORIGINAL_TOPIC} header: nowhere to replay it to"
+                )
+        result = ReplayResult(replayed=0, targets={}, skipped=[], read=1)
+        async with self._producer() as producer:
+            await self._produce(producer, raws, result)
+        return result
 
-    async def _produce(self, raws: Sequence[Any]) -> ReplayResult:
+    async def _replay_all(
+        self, consumer: Any, topic: str, ranges: list[PartitionRange], start: dict[int, int] | None
+    ) -> ReplayResult:
+        if start is None:  # every partition from its log start
+            start = {r.partition: r.log_start for r in ranges}
+        unknown = sorted(set(start) - {r.partition for r in ranges})
+        if unknown:
+            raise UnknownTopicOrPartitionError(f"{topic} has no partition {unknown[0]}")
+        positions = {
+            r.partition: max(r.log_start, start[r.partition]) for r in ranges if r.partition in start
+        }
+        end = {r.partition: r.log_end for r in ranges}
+        result = ReplayResult(replayed=0, targets={}, skipped=[], limit=self.max_replay)
+        async with self._producer() as producer:
+            while result.read < self.max_replay and any(positions[p] < end[p] for p in positions):
+                want = min(self.chunk, self.max_replay - result.read)
+                raws, positions = await self._read(consumer, topic, positions, end, want)
+                result.read += len(raws)
+                await self._produce(producer, raws, result)
+        result.next_offset = {p: o for p, o in positions.items() if o < end[p]}
+        result.capped = bool(result.next_offset)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _producer(self) -> AsyncIterator[Any]:
+        """An acks=all producer, started on first use (a replay with nothing to send makes none)."""
         from aiokafka import AIOKafkaProducer
 
-        targets: dict[str, int] = {}
-        skipped: list[str] = []
-        sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]] = []
+        made: list[Any] = []
+
+        async def get() -> Any:
+            if not made:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    request_timeout_ms=int(self.request_timeout * 1000),
+                )
+                made.append(producer)
+                await producer.start()
+            return made[0]
+
+        try:
+            yield get
+        finally:
+            if made:
+                await made[0].stop()
+
+    async def _produce(self, producer: Any, raws: Sequence[Any], result: ReplayResult) -> None:
+        """Produce `raws` to their original topics (acknowledged before this returns) and count
+        them into `result`; records without an original topic are skipped."""
+        sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         for raw in raws:
             user, dlq = split_headers(raw.headers or ())
             original = dlq.get("original.topic")
             if not original:
-                skipped.append(f"{raw.partition}@{raw.offset}")
+                if len(result.skipped) < MAX_SKIPPED_LISTED:
+                    result.skipped.append(f"{raw.partition}@{raw.offset}")
+                result.skipped_count += 1
                 continue
             sends.append((original, raw.key, raw.value, [(n, v or b"") for n, v in user]))
         if not sends:
-            return ReplayResult(replayed=0, targets={}, skipped=skipped)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            acks="all",
-            request_timeout_ms=int(self.request_timeout * 1000),
-        )
-        try:
-            await producer.start()
-            futures = [await producer.send(t, value=v, key=k, headers=h) for t, k, v, h in sends]
-            async with asyncio.timeout(self.request_timeout):
-                await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
+            return
+        started = await producer()
+        futures = [await started.send(t, value=v, key=k, headers=h) for t, k, v, h in sends]
+        async with asyncio.timeout(self.request_timeout):
+            await asyncio.gather(*futures)
         for t, *_ in sends:
-            targets[t] = targets.get(t, 0) + 1
-        return ReplayResult(replayed=len(sends), targets=targets, skipped=skipped)
+            result.targets[t] = result.targets.get(t, 0) + 1
+        result.replayed += len(sends)

@@ -40,6 +40,9 @@ __all__ = ["DEFAULT_PORT", "PAGES", "WebServer", "is_loopback"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
+# At close, requests still waiting on Kafka get this long, then are cancelled (aiohttp's
+# default, 60 s, would hold `close()` - and Ctrl-C - for as long as a slow cluster takes).
+SHUTDOWN_TIMEOUT = 2.0
 STATIC = Path(__file__).parent / "static"
 # The pages; each is the same shell, whose script draws the view the path names.
 PAGES = ("/", "/groups", "/groups/{group}", "/processes", "/errors", "/dlq", "/dlq/{topic}", "/topics")
@@ -109,6 +112,17 @@ class WebServer:
         return self._address
 
     @property
+    def running(self) -> bool:
+        """Started, and its background tasks (the lag sampler, the report reader) alive."""
+        return (
+            self._runner is not None
+            and self._sampler is not None
+            and not self._sampler.done()
+            and self._reader is not None
+            and self._reader.running
+        )
+
+    @property
     def url(self) -> str:
         host, port = self.address
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -133,7 +147,12 @@ class WebServer:
             await admin.start()
             self._reader = ReportReader(self.bootstrap_servers, self.report_topic, self.store)
             await self._reader.start()
-            self._runner = web.AppRunner(self._make_app(admin), access_log=None, handle_signals=False)
+            self._runner = web.AppRunner(
+                self._make_app(admin),
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
             await site.start()

@@ -1,11 +1,15 @@
 """The console's JSON API against the embedded broker, with a running App: the numbers equal
-ShareAdmin's, admin actions and Kafka's refusals, read-only, the token, and bad input."""
+ShareAdmin's, read-only, the token, bad input, a "replay all" that stops at its cap, the
+cluster going away and coming back, and nothing left running after close.  The admin actions,
+Kafka's refusals and dead letters run on the embedded broker and real Kafka alike, in
+test_api_real_kafka.py."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,9 +17,13 @@ import pytest
 
 import aioshare
 from aioshare.admin import ShareAdmin
+from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.testing import prepare
 from aioshare.testing.broker import ThreadedBroker
 from aioshare.testing.recorder import AckRecorder
+from aioshare.web import dlq as dlq_module
+from aioshare.web import server as server_module
+from aioshare.web.cluster import GroupSummary, LagHistory
 from aioshare.web.server import WebServer
 
 try:
@@ -153,78 +161,6 @@ async def test_groups_and_offsets_equal_share_admin(
         assert body["delivery_counts"] == {"1": 7}
 
 
-async def test_reset_is_refused_with_members_and_works_on_an_empty_group(
-    broker: ThreadedBroker, http: aiohttp.ClientSession
-) -> None:
-    topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
-    await broker.create_topic(topic, 2)
-    await broker.produce(topic, [b"x"] * 3, partition=0)
-    await broker.produce(topic, [b"y"] * 2, partition=1)
-    gate = asyncio.Event()
-    async with console(broker, reports) as server, ShareAdmin(broker.bootstrap_servers) as admin:
-        client = Client(http, server.url)
-        async with running_app(broker, topic, group, reports, gate) as (_app, recorder):
-            await recorder.wait_for(5, timeout=20)
-            status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "earliest"})
-            assert status == 409, body
-            assert body["code"] == "NON_EMPTY_GROUP"
-            assert "NON_EMPTY_GROUP" in body["error"]
-            status, body = await client.post(f"/api/groups/{group}/delete", {})
-            assert (status, body["code"]) == (409, "NON_EMPTY_GROUP")
-        # The app left the group: it is empty now, and the reset goes through.
-        status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "earliest"})
-        assert status == 200, body
-        assert body["offsets"] == {"0": 0, "1": 0} and body["errors"] == {}
-        offsets = await admin.describe_share_group_offsets(group)
-        assert [i.start_offset for i in offsets.values()] == [0, 0]
-        status, body = await client.post(
-            f"/api/groups/{group}/reset", {"topic": topic, "to": "2000-01-01T00:00:00Z"}
-        )
-        assert status == 200 and body["offsets"] == {"0": 0, "1": 0}, body
-        status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "latest"})
-        assert status == 200 and body["offsets"] == {"0": 3, "1": 2}, body
-        offsets = await admin.describe_share_group_offsets(group)
-        assert [i.start_offset for i in offsets.values()] == [3, 2]
-
-
-async def test_configs_delete_offsets_and_delete_group(
-    broker: ThreadedBroker, http: aiohttp.ClientSession
-) -> None:
-    topic, group = unique("jobs"), unique("workers")
-    await broker.create_topic(topic, 1)
-    await broker.produce(topic, [b"x"] * 4)
-    async with console(broker, unique("reports")) as server, ShareAdmin(broker.bootstrap_servers) as admin:
-        client = Client(http, server.url)
-        await admin.reset_share_group_offsets(group, topic, to="earliest")  # an empty share group
-        status, body = await client.post(
-            f"/api/groups/{group}/config", {"set": {"share.record.lock.duration.ms": "15000"}}
-        )
-        assert status == 200, body
-        configs = await admin.describe_group_config(group)
-        assert configs["share.record.lock.duration.ms"].value == "15000"
-        status, detail = await client.get(f"/api/groups/{group}")
-        shown = {c["name"]: c for c in detail["group"]["configs"]}
-        assert shown["share.record.lock.duration.ms"]["value"] == "15000"
-        assert not shown["share.record.lock.duration.ms"]["is_default"]
-        status, body = await client.post(
-            f"/api/groups/{group}/config", {"set": {"share.no.such.config": "1"}}
-        )
-        assert (status, body["code"]) == (400, "INVALID_CONFIG"), body
-        status, body = await client.post(
-            f"/api/groups/{group}/config", {"delete": ["share.record.lock.duration.ms"]}
-        )
-        assert status == 200, body
-        assert (await admin.describe_group_config(group))["share.record.lock.duration.ms"].is_default
-
-        status, body = await client.post(f"/api/groups/{group}/delete-offsets", {"topics": [topic]})
-        assert (status, body["deleted"]) == (200, [topic]), body
-        assert await admin.describe_share_group_offsets(group) == {}
-        status, body = await client.post(f"/api/groups/{group}/delete", {})
-        assert status == 200, body
-        status, body = await client.get(f"/api/groups/{group}")
-        assert (status, body["code"]) == (404, "GROUP_ID_NOT_FOUND"), body
-
-
 async def test_read_only_refuses_every_admin_action(
     broker: ThreadedBroker, http: aiohttp.ClientSession
 ) -> None:
@@ -344,44 +280,140 @@ async def test_processes_and_errors_from_the_reports(
         assert body["code"] == "GROUP_ID_NOT_FOUND"
 
 
-async def test_dead_letters_browse_and_replay(broker: ThreadedBroker, http: aiohttp.ClientSession) -> None:
-    topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
-    dlq = f"{topic}.dlq"
+async def test_replay_all_stops_at_its_cap_and_says_where(
+    broker: ThreadedBroker, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dlq_module, "MAX_REPLAY", 5)
+    monkeypatch.setattr(dlq_module, "REPLAY_CHUNK", 2)  # several chunks per replay
+    topic, dlq = unique("jobs"), unique("jobs-dlq")
     await broker.create_topic(topic, 1)
-    await broker.create_topic(dlq, 1)
-    await broker.produce(topic, [b"ok-0", b"fail-1", b"ok-2", b"fail-3"], headers=[("trace", b"t-1")])
-    gate = asyncio.Event()
-    async with console(broker, reports) as server:
+    await broker.create_topic(dlq, 2)
+    dead = [("aioshare.dlq.original.topic", topic.encode()), ("aioshare.dlq.reason", b"exhausted")]
+    await broker.produce(dlq, [f"p0-{i}".encode() for i in range(4)], partition=0, headers=dead)
+    await broker.produce(dlq, [b"not-dead"], partition=1)  # no original topic: skipped
+    await broker.produce(dlq, [f"p1-{i}".encode() for i in range(1, 4)], partition=1, headers=dead)
+    async with console(broker, unique("reports")) as server:
         client = Client(http, server.url)
-        async with running_app(broker, topic, group, reports, gate, dlq=dlq) as (_app, recorder):
-            await recorder.wait_for(4, timeout=20)
-        status, body = await client.get(f"/api/dlq/{dlq}")
-        assert status == 200, body
-        page = body["page"]
-        assert [r["value"]["text"] for r in page["records"]] == ["fail-1", "fail-3"]
-        first = page["records"][0]
-        assert first["dlq"]["original.topic"] == topic and first["dlq"]["original.offset"] == "1"
-        assert (
-            first["dlq"]["reason"] == "exhausted" and first["dlq"]["exception.class"] == "builtins.ValueError"
-        )
-        assert first["headers"] == [["trace", "t-1"]]  # the user's headers, not aioshare's
-        assert page["next_offset"] == {"0": 2}
-        status, body = await client.get(f"/api/dlq/{dlq}?partition=0&offset=1&limit=1")
-        assert [r["offset"] for r in body["page"]["records"]] == [1]
-
-        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"partition": 0, "offset": 1})
-        assert (status, body["replayed"], body["targets"]) == (200, 1, {topic: 1}), body
         status, body = await client.post(f"/api/dlq/{dlq}/replay", {"all": True})
-        assert (status, body["replayed"]) == (200, 2), body
-        status, body = await client.get(f"/api/dlq/{topic}?offset=4")
-        replayed = body["page"]["records"]
-        assert [r["value"]["text"] for r in replayed] == ["fail-3", "fail-1", "fail-3"]
-        assert all(r["dlq"] == {} and r["headers"] == [["trace", "t-1"]] for r in replayed)
-        # A record without aioshare's headers has nowhere to go.
-        status, body = await client.post(f"/api/dlq/{topic}/replay", {"partition": 0, "offset": 0})
-        assert (status, body["code"]) == (422, "NOT_A_DEAD_LETTER"), body
-        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"partition": 0, "offset": 99})
-        assert status == 404, body
+        assert status == 200, body
+        assert (body["read"], body["limit"], body["capped"]) == (5, 5, True), body
+        assert (body["replayed"], body["skipped"], body["skipped_count"]) == (4, ["1@0"], 1), body
+        assert body["next_offset"] == {"1": 1}, body
+        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"all": True, "from": body["next_offset"]})
+        assert status == 200, body
+        assert (body["read"], body["replayed"], body["capped"], body["next_offset"]) == (3, 3, False, {}), (
+            body
+        )
+        status, body = await client.get(f"/api/dlq/{topic}")
+        assert [r["value"]["text"] for r in body["page"]["records"]] == [
+            "p0-0",
+            "p0-1",
+            "p0-2",
+            "p0-3",
+            "p1-1",
+            "p1-2",
+            "p1-3",
+        ]
+        for bad in [
+            {"all": True, "from": {"x": 1}},
+            {"all": True, "from": {"0": -1}},
+            {"all": True, "from": [1]},
+        ]:
+            status, body = await client.post(f"/api/dlq/{dlq}/replay", bad)
+            assert (status, body["code"]) == (400, "INVALID_FIELD"), (bad, body)
+        status, body = await client.post(
+            f"/api/dlq/{dlq}/replay", {"partition": 0, "offset": 0, "from": {"0": 1}}
+        )
+        assert (status, body["code"]) == (400, "INVALID_REQUEST"), body
+        status, body = await client.post(f"/api/dlq/{dlq}/replay", {"all": True, "from": {"7": 0}})
+        assert (status, body["code"]) == (404, "UNKNOWN_TOPIC_OR_PARTITION"), body
+
+
+async def test_kafka_going_away_is_a_503_and_the_console_recovers(http: aiohttp.ClientSession) -> None:
+    with ThreadedBroker() as own:
+        topic, group, reports = unique("jobs"), unique("workers"), unique("reports")
+        await own.create_topic(topic, 1)
+        await own.produce(topic, [b"x"] * 3)
+        async with ShareAdmin(own.bootstrap_servers) as admin:
+            await admin.reset_share_group_offsets(group, topic, to="earliest")
+        paths = ["/api/groups", f"/api/groups/{group}", "/api/overview", "/api/topics", f"/api/dlq/{topic}"]
+        async with console(own, reports, request_timeout=1.0) as server:
+            client = Client(http, server.url)
+            for path in paths:
+                assert (await client.get(path))[0] == 200, path
+            await own.acall(lambda b: b.stop_node(1))
+            try:
+                for path in paths:
+                    status, body = await client.get(path)
+                    assert (status, body["code"]) == (503, "KAFKA_UNAVAILABLE"), (path, body)
+                    assert body["error"].startswith("cannot reach Kafka"), body
+                status, body = await client.post(
+                    f"/api/groups/{group}/reset", {"topic": topic, "to": "latest"}
+                )
+                assert (status, body["code"]) == (503, "KAFKA_UNAVAILABLE"), body
+                status, body = await client.get("/api/processes")  # the console's own data
+                assert status == 200, body
+            finally:
+                await own.acall(lambda b: b.start_node(1))
+
+            async def back() -> object:
+                status, body = await client.get("/api/groups")
+                return status == 200 and group in {g["group_id"] for g in body}
+
+            await wait_for(back, what="the console answering again once Kafka is back")
+            for path in paths:
+                status, body = await client.get(path)
+                assert status == 200, (path, body)
+            status, body = await client.post(f"/api/groups/{group}/reset", {"topic": topic, "to": "latest"})
+            assert (status, body["offsets"]) == (200, {"0": 3}), body
+            assert server.running
+
+
+def test_lag_history_is_bounded_however_often_it_is_fed() -> None:
+    history = LagHistory(keep=60.0, min_interval=2.0, max_points=50)
+    summary = GroupSummary(group_id="g", state="STABLE", members=1, topics=["t"], lag=7)
+    for i in range(10_000):  # a page polling 100 times a second, for 100 s
+        history.add([summary], now=1000.0 + i / 100)
+    assert len(history) <= 62  # about two points per min_interval over `keep`, at most
+    times = [t for t, _ in history.series("g")]
+    assert times[-1] == 1000.0 + 9_999 / 100 and times[0] >= times[-1] - 60.0
+    assert all(b - a >= 0 for a, b in itertools.pairwise(times))
+    flood = LagHistory(keep=1e9, min_interval=0.0, max_points=50)
+    for i in range(1000):
+        flood.add([summary], now=float(i))
+    assert len(flood) == 50
+
+
+async def test_close_does_not_wait_for_a_request_stuck_on_kafka(
+    broker: ThreadedBroker, http: aiohttp.ClientSession
+) -> None:
+    server = WebServer(broker.bootstrap_servers, port=0, report_topic=unique("reports"))
+    await server.start()
+    client = Client(http, server.url)
+
+    async def slow(b: EmbeddedBroker) -> None:
+        b.delay_responses(20.0)
+
+    async def fast(b: EmbeddedBroker) -> None:
+        b.delay_responses(0.0)
+
+    try:
+        await broker.acall(slow)
+        stuck = asyncio.create_task(client.get("/api/groups"))
+        assert server._runner is not None
+
+        async def in_flight() -> bool:
+            return bool(server._runner and server._runner.server and server._runner.server.connections)
+
+        await wait_for(in_flight, what="the request being handled")
+        async with asyncio.timeout(server_module.SHUTDOWN_TIMEOUT + 3.0):
+            await server.close()
+        with contextlib.suppress(aiohttp.ClientError):
+            await stuck  # answered or cut off, but over
+        assert stuck.done()
+    finally:
+        await broker.acall(fast)
+        await server.close()
 
 
 async def test_close_leaves_nothing_running(broker: ThreadedBroker) -> None:

@@ -31,8 +31,18 @@ export async function mount(root, [topic]) {
     try {
       const r = await api(`/api/dlq/${encodeURIComponent(topic)}/replay`, payload);
       const where = Object.entries(r.targets).map(([t, n]) => `${num(n)} to ${t}`).join(", ");
-      show(result, alert("ok", `Replayed ${num(r.replayed)} record${r.replayed === 1 ? "" : "s"}${where ? ` (${where})` : ""}.`
-        + (r.skipped.length ? ` Skipped ${r.skipped.length} without an original topic.` : "")));
+      const said = `Replayed ${num(r.replayed)} record${r.replayed === 1 ? "" : "s"}${where ? ` (${where})` : ""}.`
+        + (r.skipped_count ? ` Skipped ${num(r.skipped_count)} without an original topic.` : "");
+      if (r.capped) {
+        const left = Object.entries(r.next_offset).map(([p, o]) => `partition ${p} from offset ${num(o)}`).join(", ");
+        show(result, h("div", { class: "alert warn", role: "status", id: "replay-capped" },
+          `${said} Stopped at the limit of ${num(r.limit)} records read per replay: ${left} not replayed yet.`,
+          h("button", { type: "button", id: "replay-continue", onclick: () => replay({ all: true, from: r.next_offset },
+            `The records of ${topic} from where the last replay stopped (${left}) are produced again to their original topics.`) },
+          "Continue…")));
+      } else {
+        show(result, alert("ok", said));
+      }
     } catch (err) {
       show(result, alert("error", err.message, err.code));
     }

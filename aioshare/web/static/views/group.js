@@ -144,7 +144,8 @@ function adminActions(groupId, base, topics, result) {
     const payload = value ? { set: { [name]: value } } : { delete: [name] };
     run(`Change ${name} of ${groupId}?`,
       value ? `${name} is set to ${value}.` : `${name} goes back to the broker's default.`,
-      "Change config", "config", payload, () => `Config ${name} ${value ? `set to ${value}` : "reset to its default"}.`);
+      "Change config", "config", payload, (a) => `Config ${name} ${value ? `set to ${value}` : "reset to its default"}.`
+        + (a.applied ? "" : " Kafka took the change; its brokers do not show it yet."));
   } },
   h("h3", {}, "Alter config"),
   h("datalist", { id: "share-configs" }, SHARE_CONFIGS.map((c) => h("option", { value: c }))),
