@@ -25,6 +25,21 @@
  *       `quiet_ms` longer (anything delivered then is ACCEPTed and marked extra), commits, closes.
  *       pause_ms sleeps after each poll ("processing"); rival=true starts a second member of the
  *       group (explicit, ACCEPTs and reports what it gets) once the first records are held.
+ *   poll-close topic= group= [mode=implicit] [timeout_ms=30000] [c.<consumer config>=<value> ...]
+ *       polls until a poll returns records (printed, "record"), then closes without acknowledging or
+ *       committing anything: what close() does with the last poll's records (docs/consumer.md).
+ *   mode-rules topic= group= mode=implicit|explicit [timeout_ms=30000] [c.<config>=<value> ...]
+ *       polls until a poll returns records ("poll" with its count, "record"), then tries what the
+ *       acknowledgement mode forbids.  implicit: acknowledge(record, RELEASE) ("acknowledge").
+ *       explicit: poll again without acknowledging ("poll_unacknowledged"), acknowledge every record
+ *       ACCEPT ("acknowledged"), poll again ("poll_acknowledged"), acknowledge the first record again
+ *       although it belongs to an earlier poll ("acknowledge_stale").  Each such event carries
+ *       "error" (null, or the exception's class and message).  Then commitSync and close.
+ *   poll-errors topic= group= [mode=explicit] [errors=2] [timeout_ms=30000] [c.<config>=<value> ...]
+ *       polls until `errors` polls threw; every exception is printed ("poll_error": class, message,
+ *       partition and offset for a RecordDeserializationException), every record too (ACCEPTed in
+ *       explicit mode).  Keys and values are read as Object, so c.value.deserializer may be any
+ *       Deserializer.  Then commitSync and close.
  *   member topic= group= [client=]      a background consumer (implicit mode) polling until
  *   stop-members                         ... this step (or the end of the run) closes them all.
  *   await-stdin                          waits for a line on stdin (the test runs tools meanwhile)
@@ -65,6 +80,7 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.GroupIdNotFoundException;
+import org.apache.kafka.common.errors.RecordDeserializationException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
 import java.time.Duration;
@@ -150,6 +166,9 @@ public final class ShareDriver {
             boolean ok;
             switch (name) {
                 case "consume": ok = consume(p); break;
+                case "poll-close": ok = pollClose(p); break;
+                case "mode-rules": ok = modeRules(p); break;
+                case "poll-errors": ok = pollErrors(p); break;
                 case "member": ok = startMember(p); break;
                 case "stop-members": ok = stopMembers(); break;
                 case "await-stdin": ok = awaitStdin(); break;
@@ -401,6 +420,127 @@ public final class ShareDriver {
             if (rival != null) rival.close();
         }
         return ok;
+    }
+
+    // ------------------------------------------------------------------ parity probes (docs/consumer.md)
+
+    /** Polls (100 ms each) until a poll returns records or `timeout_ms` passes (then throws). */
+    private static <K, V> ConsumerRecords<K, V> firstRecords(KafkaShareConsumer<K, V> consumer, long timeoutMs) {
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        while (System.currentTimeMillis() < deadline) {
+            ConsumerRecords<K, V> polled = consumer.poll(POLL);
+            if (!polled.isEmpty()) return polled;
+        }
+        throw new IllegalStateException("no records within " + timeoutMs + " ms");
+    }
+
+    private static Map<String, Object> anyRecordFields(ConsumerRecord<?, ?> record, String ack) {
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("topic", record.topic());
+        out.put("partition", record.partition());
+        out.put("offset", record.offset());
+        out.put("deliveryCount", record.deliveryCount().map(c -> (Object) (int) c).orElse(null));
+        out.put("value", String.valueOf((Object) record.value()));
+        out.put("consumer", "main");
+        out.put("ack", ack);
+        return out;
+    }
+
+    /** What `action` threw (null: nothing), for an event's "error" field. */
+    private static Object attempt(Runnable action) {
+        try {
+            action.run();
+            return null;
+        } catch (RuntimeException e) {
+            return error(e);
+        }
+    }
+
+    private boolean pollClose(Map<String, String> p) throws Exception {
+        String mode = p.getOrDefault("mode", "implicit");
+        long timeoutMs = Long.parseLong(p.getOrDefault("timeout_ms", "30000"));
+        try (KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(consumerProps(p, mode))) {
+            consumer.subscribe(List.of(p.get("topic")));
+            ConsumerRecords<String, String> polled = firstRecords(consumer, timeoutMs);
+            emit("poll", "count", polled.count());
+            for (ConsumerRecord<String, String> record : polled) {
+                emitLine(stepIndex, stepName, "record", anyRecordFields(record, mode.equals("implicit") ? "IMPLICIT" : "HELD"));
+            }
+            long closeStart = System.nanoTime();
+            consumer.close(Duration.ofSeconds(20));  // no commitSync, no further poll
+            emit("closed", "elapsed_ms", (System.nanoTime() - closeStart) / 1_000_000);
+        }
+        return true;
+    }
+
+    private boolean modeRules(Map<String, String> p) throws Exception {
+        String mode = p.get("mode");
+        long timeoutMs = Long.parseLong(p.getOrDefault("timeout_ms", "30000"));
+        try (KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(consumerProps(p, mode))) {
+            consumer.subscribe(List.of(p.get("topic")));
+            ConsumerRecords<String, String> polled = firstRecords(consumer, timeoutMs);
+            emit("poll", "count", polled.count());
+            List<ConsumerRecord<String, String>> records = new ArrayList<>();
+            for (ConsumerRecord<String, String> record : polled) {
+                records.add(record);
+                emitLine(stepIndex, stepName, "record", anyRecordFields(record, mode.equals("implicit") ? "IMPLICIT" : "HELD"));
+            }
+            ConsumerRecord<String, String> first = records.get(0);
+            if (mode.equals("implicit")) {
+                emit("acknowledge", "error", attempt(() -> consumer.acknowledge(first, AcknowledgeType.RELEASE)));
+            } else {
+                Object[] count = {null};
+                emit("poll_unacknowledged", "error", attempt(() -> count[0] = consumer.poll(POLL).count()), "count", count[0]);
+                emit("acknowledged", "error", attempt(() -> {
+                    for (ConsumerRecord<String, String> record : records) consumer.acknowledge(record, AcknowledgeType.ACCEPT);
+                }));
+                count[0] = null;
+                emit("poll_acknowledged", "error", attempt(() -> count[0] = consumer.poll(POLL).count()), "count", count[0]);
+                emit("acknowledge_stale", "error", attempt(() -> consumer.acknowledge(first, AcknowledgeType.ACCEPT)));
+            }
+            emitCommit(consumer.commitSync(COMMIT_TIMEOUT));
+            consumer.close(Duration.ofSeconds(20));
+            emit("closed");
+        }
+        return true;
+    }
+
+    private boolean pollErrors(Map<String, String> p) throws Exception {
+        String mode = p.getOrDefault("mode", "explicit");
+        int wanted = Integer.parseInt(p.getOrDefault("errors", "2"));
+        long deadline = System.currentTimeMillis() + Long.parseLong(p.getOrDefault("timeout_ms", "30000"));
+        int errors = 0;
+        try (KafkaShareConsumer<Object, Object> consumer = new KafkaShareConsumer<>(consumerProps(p, mode))) {
+            consumer.subscribe(List.of(p.get("topic")));
+            while (errors < wanted) {
+                if (System.currentTimeMillis() > deadline) {
+                    emit("timeout", "errors", errors, "wanted", wanted);
+                    return false;
+                }
+                ConsumerRecords<Object, Object> polled;
+                try {
+                    polled = consumer.poll(POLL);
+                } catch (RecordDeserializationException e) {
+                    errors++;
+                    emit("poll_error", "class", e.getClass().getName(), "message", String.valueOf(e.getMessage()),
+                        "partition", e.topicPartition().partition(), "offset", e.offset(), "origin", e.origin().name());
+                    continue;
+                } catch (RuntimeException e) {
+                    errors++;
+                    emit("poll_error", "class", e.getClass().getName(), "message", String.valueOf(e.getMessage()));
+                    continue;
+                }
+                for (ConsumerRecord<Object, Object> record : polled) {
+                    boolean explicit = mode.equals("explicit");
+                    if (explicit) consumer.acknowledge(record, AcknowledgeType.ACCEPT);
+                    emitLine(stepIndex, stepName, "record", anyRecordFields(record, explicit ? "ACCEPT" : "IMPLICIT"));
+                }
+            }
+            emitCommit(consumer.commitSync(COMMIT_TIMEOUT));
+            consumer.close(Duration.ofSeconds(20));
+            emit("closed");
+        }
+        return true;
     }
 
     private void emitCommit(Map<TopicIdPartition, Optional<org.apache.kafka.common.KafkaException>> results) {
