@@ -37,6 +37,7 @@ from aioshare.protocol.errors import (
     KafkaError,
     KafkaTimeoutError,
     NoBrokersAvailable,
+    UnsupportedCompressionTypeError,
     UnsupportedVersionError,
     error_for_code,
 )
@@ -394,9 +395,27 @@ class LeaderFetcher:
             for r in ranges:
                 tracker.settle_range(tp, r.first, r.last, AckType.RELEASE)
             return
-        unpacked = unpack_partition(pd.records, ranges)
+        try:
+            unpacked = unpack_partition(pd.records, ranges)
+        except UnsupportedCompressionTypeError as exc:
+            # No codec here for these batches: give them back once (another member may read
+            # them) and stop, rather than burn a delivery attempt per fetch.
+            for r in ranges:
+                tracker.settle_range(tp, r.first, r.last, AckType.RELEASE)
+            self._fatal(UnsupportedCompressionTypeError(f"{self._name(tp)}: {exc}"))
+            return
         if unpacked.corrupt is not None:
-            log.warning("node %s, %s: %s; releasing the rest", self.node_id, tp, unpacked.corrupt)
+            log.warning(
+                "group %s, %s: a record batch failed its checks (%s); rejecting offsets %s, as "
+                "Kafka's Java client does%s",
+                self._config.group_id,
+                self._name(tp),
+                unpacked.corrupt,
+                ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in unpacked.rejects) or "-",
+                "; releasing the rest of the response" if unpacked.releases else "",
+            )
+        for first, last in unpacked.rejects:
+            tracker.settle_range(tp, first, last, AckType.REJECT)
         for first, last in unpacked.gaps:
             tracker.settle_range(tp, first, last, AckType.GAP)
         for first, last in unpacked.releases:
@@ -518,6 +537,11 @@ class LeaderFetcher:
         tracker.complete(snapshot, codes, messages)
 
     # -- failures ----------------------------------------------------------------------
+
+    def _name(self, tp: TopicIdPartition) -> str:
+        """``topic-partition`` for logs and errors, by name when metadata has it."""
+        topic = self._cluster.topic(tp.topic_id)
+        return f"{topic.name if topic is not None else tp.topic_id}-{tp.partition}"
 
     def _fatal(self, exc: BaseException) -> None:
         self._dead = True
