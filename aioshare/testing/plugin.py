@@ -53,7 +53,9 @@ __all__ = [
 
 # What aioshare_app passes to App unless the test does: fetches return quickly (a test
 # waits on records, not on a 0.5 s long poll) and a stuck handler cannot hang teardown.
-APP_DEFAULTS: dict[str, Any] = {"shutdown_timeout": 5.0, "close_timeout": 5.0}
+# No process reports by default: a test that lists the broker's topics should not find
+# ``aioshare-reports`` in them (``aioshare_app(reports=True)`` to test the console's data).
+APP_DEFAULTS: dict[str, Any] = {"shutdown_timeout": 5.0, "close_timeout": 5.0, "reports": False}
 CONSUMER_DEFAULTS: dict[str, Any] = {"fetch_max_wait": 0.1}
 
 

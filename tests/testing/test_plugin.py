@@ -101,6 +101,11 @@ async def test_a_recorder_attached_by_hand(aioshare_broker, aioshare_app):
     assert sum(len(recorder.final(topic, p)) for p in (0, 1)) == 2
 
 
+def test_apps_publish_no_process_reports_unless_asked(aioshare_app):
+    assert aioshare_app().reports is False
+    assert aioshare_app(reports=True).reports is True
+
+
 def test_a_sync_test_uses_the_broker_too(aioshare_broker):
     async def create(broker):
         return await broker.create_topic("sync-topic", 3)
@@ -130,7 +135,7 @@ def test_the_fixtures_in_a_project(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_with_aioshare=INNER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
 
 
 def test_a_running_app_fails_teardown(pytester: pytest.Pytester) -> None:
