@@ -417,7 +417,7 @@ async def test_app_reports_what_its_route_did(
     aioshare_broker: ThreadedBroker, aioshare_app: Callable[..., App]
 ) -> None:
     topic = await aioshare_broker.create_topic(partitions=2)
-    app = aioshare_app(report_topic="reports-e2e", report_interval=0.1)
+    app = aioshare_app(reports=True, report_topic="reports-e2e", report_interval=0.1)
 
     @app.handler(
         topic,
@@ -495,7 +495,7 @@ async def test_held_records_and_busy_slots_are_reported(
     aioshare_broker: ThreadedBroker, aioshare_app: Callable[..., App]
 ) -> None:
     topic = await aioshare_broker.create_topic(partitions=2)
-    app = aioshare_app(report_topic="reports-held", report_interval=0.1)
+    app = aioshare_app(reports=True, report_topic="reports-held", report_interval=0.1)
     gate = asyncio.Event()
 
     @app.handler(topic, group_id="holders", concurrency=3)
@@ -524,7 +524,7 @@ async def test_no_report_and_no_topic_before_the_first_interval(
     aioshare_broker: ThreadedBroker, aioshare_app: Callable[..., App]
 ) -> None:
     topic = await aioshare_broker.create_topic()
-    app = aioshare_app(report_topic="reports-never")  # the default interval: 5 s
+    app = aioshare_app(reports=True, report_topic="reports-never")  # the default interval: 5 s
 
     @app.handler(topic, group_id="quick")
     async def handle(msg: Message[bytes]) -> None:
@@ -546,7 +546,7 @@ async def test_reports_off_by_option_or_environment(
 ) -> None:
     topic = await aioshare_broker.create_topic()
     monkeypatch.setenv("AIOSHARE_REPORTS", "0")
-    by_env = aioshare_app(report_interval=0.01)
+    by_env = aioshare_app(reports=True, report_interval=0.01)
     by_option = aioshare_app(reports=False, report_interval=0.01)
     for app in (by_env, by_option):
         app.handler(topic, group_id="off")(_noop)
@@ -564,7 +564,7 @@ async def test_a_refused_report_topic_never_disturbs_the_app(
 ) -> None:
     topic = await aioshare_broker.create_topic()
     # The broker refuses to create a topic of that name (INVALID_TOPIC_EXCEPTION).
-    app = aioshare_app(report_topic="not a valid topic!", report_interval=0.05)
+    app = aioshare_app(reports=True, report_topic="not a valid topic!", report_interval=0.05)
     handled: list[bytes] = []
 
     @app.handler(topic, group_id="unbothered")
