@@ -15,7 +15,17 @@ Those runs move into the ``AckBook`` in bulk (``_flush``) before anything reads 
 RENEWs (``await msg.renew()``) are kept apart, one ``Renewal`` per call: each is checked
 against the lease when its request is sent and again when it is answered, because a RENEW
 for an offset whose lock already ran out would apply to whatever delivery the broker made
-of it since.
+of it since.  A partition's RENEWs succeed or fail together (the broker applies a
+partition's acknowledgements atomically), so when the broker refuses several with
+INVALID_RECORD_STATE they are asked again in halves until the record it refused is found;
+that one has lost its lock, here too.
+
+Keep-alive (``msg.keep_alive(until, then)``): the tracker owns a ``KeepAlive`` timer per
+kept record, in the lease table's one heap, due when the record must be renewed (at
+``keep_alive_fraction`` of the lock left) or when ``until`` comes.  The ``LeaseTimer`` hands
+due timers to ``timers_due``, which records their RENEWs like ``renew()`` does - renewals
+due in one sweep go out in one request per leader - or applies ``then``.  Timers are put
+on a coarse grid so records kept alive one after the other fall due together.
 
 Every outcome, success or failure, is reported to ``on_ack_commit`` and collected for the
 next ``commit()``: an acknowledgement is never dropped without a report.  ``on_ack_result``
@@ -43,12 +53,13 @@ from aioshare.protocol.errors import (
     InvalidRecordStateError,
     KafkaConnectionError,
     KafkaError,
+    UnsupportedVersionError,
     error_for_code,
 )
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.share.acks import AckBatch, AckBook, AckConflictError, AckOutcome, AckSnapshot, encode_runs
 from aioshare.share.capacity import Capacity
-from aioshare.share.leases import ExpiredRange, LeaseTable
+from aioshare.share.leases import ExpiredRange, LeaseTable, Timer
 from aioshare.share.message import DeliveryContext, Message
 
 __all__ = [
@@ -58,8 +69,12 @@ __all__ = [
     "AckResultCallback",
     "AckStatus",
     "AckTracker",
+    "KeepAlive",
+    "KeepAliveEndCallback",
+    "KeepAliveErrorCallback",
     "RenewRequest",
     "Renewal",
+    "keep_alive_step",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +123,14 @@ class AckResult:
 
 
 AckResultCallback = Callable[[list[AckResult]], object]
+KeepAliveErrorCallback = Callable[[Message, BaseException], object]
+KeepAliveEndCallback = Callable[[Message, BaseException | None], object]
+
+_FINAL_TYPES = frozenset({AckType.ACCEPT, AckType.RELEASE, AckType.REJECT})
+# A RENEW that failed for a passing reason (timeout, connection) is tried again after this
+# long at most (half the lock left, if less); with less than _RETRY_FLOOR left it is not.
+_RETRY_INTERVAL = 1.0
+_RETRY_FLOOR = 0.01
 
 
 class _Failure(NamedTuple):
@@ -116,31 +139,87 @@ class _Failure(NamedTuple):
     status: AckStatus
 
 
+class KeepAlive(Timer):
+    """A record kept alive (``msg.keep_alive()``): a timer in the lease table's heap.
+
+    Due at its next step: a RENEW at ``keep_alive_fraction`` of the lock ``lock`` it was
+    planned from, or ``until`` (then ``then`` is applied), or - while a RENEW is out
+    (``renewing``) - the lock deadline, to notice a lock lost without an answer.  ``on_end``
+    is told when the consumer ends it by itself.
+    """
+
+    __slots__ = ("lock", "msg", "on_end", "renewing", "then", "until")
+
+    def __init__(self, msg: Message) -> None:
+        super().__init__()
+        self.msg = msg
+        self.until: float | None = None
+        self.then: AckType | None = None
+        self.on_end: KeepAliveEndCallback | None = None
+        self.lock = math.inf
+        self.renewing = False
+
+
+def keep_alive_step(now: float, deadline: float, until: float | None, fraction: float) -> tuple[float, bool]:
+    """When a kept-alive record's next step is due: (when, True) for a RENEW, (until, False)
+    when ``until`` comes first and no RENEW is needed.
+
+    The RENEW is due at ``fraction`` of the lock left (``deadline - now``), rounded down to
+    a power-of-two grid no coarser than a quarter of the margin that leaves, so renewals
+    planned close together (records kept alive one after the other) fall due at the same
+    instant and go out in one request.
+    """
+    renew_at = now + fraction * (deadline - now)
+    if until is not None and until <= renew_at:
+        return until, False
+    margin = deadline - renew_at
+    if 0 < margin < math.inf:
+        grid = math.ldexp(0.5, math.frexp(margin / 4)[1])  # the power of two <= margin / 4
+        renew_at = max(now, math.floor(renew_at / grid) * grid)
+    return renew_at, True
+
+
 class Renewal:
-    """One ``await msg.renew()``: the delivery it renews and the future that answers it."""
+    """One RENEW of one delivery: for ``await msg.renew()`` (answered through ``future``) or
+    for a keep-alive (answered through ``done``)."""
 
-    __slots__ = ("delivery_count", "future", "msg", "offset", "tp")
+    __slots__ = ("delivery_count", "done", "future", "group", "keep", "msg", "offset", "tp")
 
-    def __init__(self, msg: Message, future: asyncio.Future[float]) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        future: asyncio.Future[float] | None,
+        keep: KeepAlive | None = None,
+        done: Callable[[Renewal, float | BaseException], None] | None = None,
+    ) -> None:
         self.msg = msg
         self.tp = msg.tp
         self.offset = msg.offset
         self.delivery_count = msg.delivery_count
         self.future = future
+        self.keep = keep
+        self.done = done
+        self.group = 0  # renewals of one partition go out together only within one group
 
     def finish(self, result: float | BaseException) -> None:
-        if self.future.done():
+        future = self.future
+        if future is not None:
+            if future.done():
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
             return
-        if isinstance(result, BaseException):
-            self.future.set_exception(result)
-        else:
-            self.future.set_result(result)
+        done, self.done = self.done, None
+        if done is not None:
+            done(self, result)
 
 
 class RenewRequest:
     """The renewals one renew-only request carries."""
 
-    __slots__ = ("batches", "id", "renewals")
+    __slots__ = ("batches", "id", "offsets", "renewals")
 
     def __init__(self, request_id: int, renewals: list[Renewal]) -> None:
         self.id = request_id
@@ -148,6 +227,7 @@ class RenewRequest:
         offsets: dict[TopicIdPartition, set[int]] = {}
         for r in renewals:
             offsets.setdefault(r.tp, set()).add(r.offset)
+        self.offsets = {tp: len(found) for tp, found in offsets.items()}
         self.batches: dict[TopicIdPartition, list[AckBatch]] = {
             tp: encode_runs((lo, hi, AckType.RENEW) for lo, hi in _runs(sorted(found)))
             for tp, found in offsets.items()
@@ -165,18 +245,23 @@ class AckTracker:
         on_ack_commit: AckCommitCallback | None = None,
         on_ack_result: AckResultCallback | None = None,
         on_change: Callable[[], None] = lambda: None,
+        on_expired: Callable[[list[ExpiredRange]], None] | None = None,
+        keep_alive_fraction: float = 0.7,
+        on_keep_alive_error: KeepAliveErrorCallback | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.book: AckBook[None] = AckBook()
         self.leases = leases
         self.routes: dict[TopicIdPartition, int] = {}  # partition -> node whose session holds its records
         self.linger = linger
-        self.closed = False
+        self._closed = False
         self._topic_of = topic_of
         self._capacity = capacity
         self._on_ack_commit = on_ack_commit
         self._on_ack_result = on_ack_result
         self._on_change = on_change
-        self._time = asyncio.get_running_loop().time
+        self._on_expired = on_expired  # a lock lost before its deadline (a RENEW refused)
+        self._time = asyncio.get_running_loop().time if clock is None else clock
         self._pending_since: dict[int, float] = {}
         self._flushing = 0
         self._results: dict[TopicPartition, BaseException | None] = {}
@@ -185,12 +270,40 @@ class AckTracker:
         self._renewals: list[Renewal] = []  # recorded, not yet sent
         self._renewing: dict[int, RenewRequest] = {}  # sent, not yet answered
         self._renew_ids = itertools.count(1)
+        self._groups = itertools.count(1)
+        self._fraction = keep_alive_fraction
+        self._on_keep_alive_error = on_keep_alive_error
+        self._kept: dict[Message, KeepAlive] = {}
+        # None until a RENEW was answered; False once a leader said it cannot RENEW.
+        self.renew_supported: bool | None = None
+        self._unsupported: BaseException = UnsupportedVersionError(
+            "RENEW needs ShareAcknowledge v2 (Kafka 4.2+)"
+        )
+        self.renew_requests = 0  # renew-only requests handed to the fetchers
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        """Closing ends every keep-alive: the session close releases what is still held."""
+        self._closed = value
+        if value:
+            kept, self._kept = self._kept, {}
+            for keep in kept.values():
+                self.leases.cancel(keep)
 
     # -- application side (AckSink) ----------------------------------------------------
 
     def acknowledge(self, msg: Message, type_: AckType) -> None:
-        if self.closed:
+        if self._closed:
             raise IllegalStateError("the consumer is closed; acknowledgements can no longer be sent")
+        kept = self._kept
+        if kept:
+            keep = kept.pop(msg, None)
+            if keep is not None:
+                self.leases.cancel(keep)  # any acknowledgement ends a keep-alive
         ctx = msg._ctx
         offset = msg.offset
         if not self.leases.settle_delivery(ctx.tp, offset, msg.delivery_count, self._time(), msg._lease):
@@ -219,14 +332,61 @@ class AckTracker:
             self._on_change()  # a fetcher waits for this much free capacity
 
     async def renew(self, msg: Message) -> float:
-        if self.closed:
+        if self._closed:
             raise IllegalStateError("the consumer is closed")
         if self._holder(msg) is None:
             raise _expired(msg)
-        renewal = Renewal(msg, asyncio.get_running_loop().create_future())
-        self._renewals.append(renewal)
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._renewals.append(Renewal(msg, future))
         self._on_change()
-        return await renewal.future
+        return await future
+
+    def keep_alive(
+        self,
+        msg: Message,
+        until: float | None,
+        then: AckType | None,
+        on_end: KeepAliveEndCallback | None = None,
+    ) -> None:
+        """Keep ``msg``'s lock until it is acknowledged, or until ``until`` (then apply ``then``)."""
+        if self._closed:
+            raise IllegalStateError("the consumer is closed")
+        if then is not None:
+            if then not in _FINAL_TYPES:
+                raise ValueError(f"then must be ACCEPT, RELEASE or REJECT, not {then!r}")
+            if until is None:
+                raise ValueError("then needs until: the time to apply it")
+        now = self._time()
+        lease = self.leases.holding(msg.tp, msg.offset, msg.delivery_count, now, msg._lease)
+        if lease is None:
+            raise _expired(msg)
+        keep = self._kept.get(msg)
+        if keep is None:
+            keep = self._kept[msg] = KeepAlive(msg)
+        keep.until, keep.then, keep.on_end = until, then, on_end
+        self._plan(keep, now, lease.deadline)
+
+    def stop_keep_alive(self, msg: Message) -> None:
+        keep = self._kept.pop(msg, None)
+        if keep is not None:
+            self.leases.cancel(keep)
+
+    def is_kept_alive(self, msg: Message) -> bool:
+        return msg in self._kept
+
+    @property
+    def kept_alive(self) -> int:
+        """Records being kept alive."""
+        return len(self._kept)
+
+    def timers_due(self, timers: list[Timer], now: float) -> None:
+        """The LeaseTimer found ``timers`` due at ``now``: renew, apply ``then``, or report."""
+        before = len(self._renewals)
+        for timer in timers:
+            if isinstance(timer, KeepAlive) and self._kept.get(timer.msg) is timer:
+                self._keep_due(timer, now)
+        if len(self._renewals) > before:
+            self._on_change()  # one wake-up: the fetchers take all of them at once
 
     def _holder(self, msg: Message) -> int | None:
         """The node holding ``msg``'s delivery, or None if that delivery is over here."""
@@ -266,6 +426,15 @@ class AckTracker:
             spans, old = self.leases.acquire(tp, lo, hi, delivery_count, deadline, now)
             news.extend(spans)
             superseded.extend(old)
+        if superseded and self._kept:
+            # A kept record the broker delivered again lost its lock: say so now, not at its
+            # next renewal.  Rare (a lock ran out), so a scan of the kept records will do.
+            for keep in [
+                k
+                for m, k in self._kept.items()
+                if m.tp == tp and any(e.first <= m.offset <= e.last for e in superseded)
+            ]:
+                self._keep_lost(keep, _expired(keep.msg))
         return news, superseded
 
     def partitions_of(self, node: int) -> list[TopicIdPartition]:
@@ -308,17 +477,29 @@ class AckTracker:
         return snapshot
 
     def take_renewals(self, node: int) -> RenewRequest | None:
-        """The renewals to send to ``node`` now; those whose delivery is over here fail."""
+        """The renewals to send to ``node`` now; those whose delivery is over here fail.
+
+        Of each partition, only the renewals of one group go (see ``complete_renewals``);
+        the rest stay for the next request.
+        """
         routes = self.routes
-        mine = [r for r in self._renewals if routes.get(r.tp) == node]
+        mine: list[Renewal] = []
+        rest: list[Renewal] = []
+        groups: dict[TopicIdPartition, int] = {}
+        for r in self._renewals:
+            if routes.get(r.tp) == node and groups.setdefault(r.tp, r.group) == r.group:
+                mine.append(r)
+            else:
+                rest.append(r)
         if not mine:
             return None
-        self._renewals = [r for r in self._renewals if routes.get(r.tp) != node]
+        self._renewals = rest
         valid = [r for r in mine if self._still_held(r)]
         if not valid:
             return None
         request = RenewRequest(next(self._renew_ids), valid)
         self._renewing[request.id] = request
+        self.renew_requests += 1
         return request
 
     def complete(
@@ -339,16 +520,33 @@ class AckTracker:
         """The broker answered ``request``; ``deadline`` is the new lock deadline (None: not told)."""
         if self._renewing.pop(request.id, None) is None:
             return
+        ask_again: dict[TopicIdPartition, list[Renewal]] = {}
         for r in request.renewals:
             code = codes.get(r.tp, ErrorCode.UNKNOWN_SERVER_ERROR)
-            if code:
+            if code == ErrorCode.INVALID_RECORD_STATE and request.offsets[r.tp] > 1:
+                # The broker refused the partition's RENEWs together for the sake of one or
+                # some of them: ask again in halves to find which.
+                ask_again.setdefault(r.tp, []).append(r)
+            elif code:
+                if code == ErrorCode.INVALID_RECORD_STATE:
+                    self._lose(r)  # the broker no longer holds it for us
                 r.finish(error_for_code(code, messages.get(r.tp)))
             elif self._still_held(r):
                 # Only now: had the lock run out meanwhile, the broker renewed another delivery.
+                self.renew_supported = True
                 if deadline is not None:
                     self.leases.renew(r.tp, r.offset, deadline)
                     r.msg._lease = None  # its old lease was cut out; the next ack looks it up
                 r.finish(math.inf if deadline is None else deadline)
+        for renewals in ask_again.values():
+            offsets = sorted({r.offset for r in renewals})
+            middle = offsets[len(offsets) // 2]
+            low, high = next(self._groups), next(self._groups)
+            for r in renewals:
+                r.group = low if r.offset < middle else high
+            self._renewals[:0] = renewals
+        if ask_again:
+            self._on_change()
         self._progress.set()
 
     def fail(
@@ -388,6 +586,9 @@ class AckTracker:
         if snapshot is not None:
             self.fail(snapshot, exc)
         lost = set(tps)
+        if self._kept:
+            for keep in [k for m, k in self._kept.items() if m.tp in lost]:
+                self._keep_lost(keep, exc)
         for r in [r for r in self._renewals if r.tp in lost]:
             self._renewals.remove(r)
             r.finish(exc)
@@ -473,6 +674,123 @@ class AckTracker:
             return True
         r.finish(_expired(r.msg))
         return False
+
+    def _lose(self, r: Renewal) -> None:
+        """The broker refused to RENEW ``r``'s record: its lock is gone, here too."""
+        if self.leases.settle_delivery(r.tp, r.offset, r.delivery_count, self._time()):
+            if self._on_expired is not None:
+                self._on_expired([ExpiredRange(r.tp, r.offset, r.offset)])
+
+    # -- internals: keep-alive ---------------------------------------------------------
+
+    def _plan(self, keep: KeepAlive, now: float, deadline: float) -> None:
+        keep.lock = deadline
+        when, _ = keep_alive_step(now, deadline, keep.until, self._fraction)
+        self.leases.schedule(keep, when)
+
+    def _keep_due(self, keep: KeepAlive, now: float) -> None:
+        msg = keep.msg
+        lease = self.leases.holding(msg.tp, msg.offset, msg.delivery_count, now, msg._lease)
+        if lease is None:
+            self._keep_lost(keep, _expired(msg))
+            return
+        if keep.until is not None and now >= keep.until:
+            self._keep_done(keep)
+            return
+        if keep.renewing:
+            self.leases.schedule(keep, lease.deadline)  # still unanswered: look again then
+            return
+        if lease.deadline > keep.lock:
+            # Renewed since it was planned (an explicit msg.renew()): plan from the new lock.
+            keep.lock = lease.deadline
+            when, _ = keep_alive_step(now, lease.deadline, keep.until, self._fraction)
+            if when > now:
+                self.leases.schedule(keep, when)
+                return
+        if self.renew_supported is False:
+            self._keep_unsupported(keep, None)
+            return
+        keep.renewing = True
+        self._renewals.append(Renewal(msg, None, keep, self._keep_answered))
+        self.leases.schedule(keep, lease.deadline)  # the answer plans the next step
+
+    def _keep_answered(self, r: Renewal, result: float | BaseException) -> None:
+        keep = r.keep
+        if keep is None or self._closed:
+            return
+        keep.renewing = False
+        msg = r.msg
+        if self._kept.get(msg) is not keep:
+            return  # acknowledged or stopped meanwhile
+        now = self._time()
+        if isinstance(result, UnsupportedVersionError):
+            self._keep_unsupported(keep, result)
+            return
+        if isinstance(result, IllegalStateError):
+            self._keep_end(keep)  # the consumer is closing
+            return
+        lease = self.leases.holding(msg.tp, msg.offset, msg.delivery_count, now, msg._lease)
+        if lease is None or isinstance(result, InvalidRecordStateError):
+            self._keep_lost(keep, result if isinstance(result, BaseException) else _expired(msg))
+            return
+        if isinstance(result, BaseException):
+            # Timeout, connection, leader moving: try again while the lock lasts.
+            left = lease.deadline - now
+            log.debug("keep-alive RENEW of %r failed (%r); retrying", msg, result)
+            if left < _RETRY_FLOOR:
+                self.leases.schedule(keep, lease.deadline)  # too late: it will be lost
+            else:
+                self.leases.schedule(keep, now + min(_RETRY_INTERVAL, left / 2))
+            return
+        msg.lock_expires_at = lease.deadline
+        self._plan(keep, now, lease.deadline)
+
+    def _keep_end(self, keep: KeepAlive) -> None:
+        self._kept.pop(keep.msg, None)
+        self.leases.cancel(keep)
+
+    def _keep_done(self, keep: KeepAlive) -> None:
+        """``until`` came (or the lock cannot be renewed): apply ``then``, if any."""
+        self._keep_end(keep)
+        msg = keep.msg
+        if keep.then is not None and msg.acknowledged is None:
+            msg._acknowledge(keep.then)
+        self._keep_report(keep, None)
+
+    def _keep_lost(self, keep: KeepAlive, exc: BaseException) -> None:
+        self._keep_end(keep)
+        if not isinstance(exc, InvalidRecordStateError):
+            cause, exc = exc, _expired(keep.msg)
+            exc.__cause__ = cause
+        self._keep_report(keep, exc)
+
+    def _keep_unsupported(self, keep: KeepAlive, exc: BaseException | None) -> None:
+        """No RENEW on this consumer's brokers: ``then`` now, before the lock runs out."""
+        if self.renew_supported is not False:
+            self.renew_supported = False
+            log.warning(
+                "the broker cannot RENEW acquisition locks (ShareAcknowledge v2 needs Kafka 4.2+): "
+                "keep-alive is off for this consumer; records kept alive with a then= get it at "
+                "their renewal time, the others keep only the lock they have (%s)",
+                exc,
+            )
+        if exc is not None:
+            self._unsupported = exc
+        if keep.then is not None:
+            self._keep_done(keep)
+        else:
+            self._keep_end(keep)
+            self._keep_report(keep, self._unsupported)
+
+    def _keep_report(self, keep: KeepAlive, exc: BaseException | None) -> None:
+        """The consumer ended ``keep``: tell its ``on_end``, or errors to on_keep_alive_error."""
+        try:
+            if keep.on_end is not None:
+                keep.on_end(keep.msg, exc)
+            elif exc is not None and self._on_keep_alive_error is not None:
+                self._on_keep_alive_error(keep.msg, exc)
+        except Exception:
+            log.exception("keep-alive callback raised")
 
     def _mark_pending(self, node: int) -> None:
         if node not in self._pending_since:

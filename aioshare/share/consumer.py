@@ -28,8 +28,9 @@ keep flowing).
 Acknowledgement modes: ``explicit`` - the application calls accept/release/reject (a record
 it forgets comes back after its lock expires); ``implicit`` - every record of the previous
 delivery (``__anext__`` or ``getmany``) that the application did not acknowledge itself is
-accepted when it asks for more, on ``commit()`` and on ``close()``.  Records whose key or
-value did not decode are *released*, never silently accepted, in implicit mode.
+accepted when it asks for more and on ``commit()`` - not on ``close()``, which releases it
+(as Kafka's Java client does: a close may come from an exception mid-processing).  Records
+whose key or value did not decode are *released*, never silently accepted, in implicit mode.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
-from aioshare.share.ack_tracker import AckCommitCallback, AckInDoubtError, AckResultCallback, AckTracker
+from aioshare.share.ack_tracker import (
+    AckCommitCallback,
+    AckInDoubtError,
+    AckResultCallback,
+    AckTracker,
+    KeepAliveErrorCallback,
+)
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import STALL_SHARE, Demand
@@ -130,6 +137,8 @@ class ShareConsumer:
         sasl: SaslConfig | None = None,
         metadata_max_age: float = 300.0,
         start_timeout: float = 30.0,
+        keep_alive_fraction: float = 0.7,
+        on_keep_alive_error: KeepAliveErrorCallback | None = None,
     ) -> None:
         if ack_mode not in ("explicit", "implicit"):
             raise ConfigError(f"ack_mode must be 'explicit' or 'implicit', not {ack_mode!r}")
@@ -152,6 +161,16 @@ class ShareConsumer:
         check_seconds("request_timeout", request_timeout, positive=True)
         check_seconds("metadata_max_age", metadata_max_age, positive=True)
         check_seconds("start_timeout", start_timeout, positive=True)
+        if (
+            not isinstance(keep_alive_fraction, int | float)
+            or isinstance(keep_alive_fraction, bool)
+            or not 0 < keep_alive_fraction < 1
+        ):
+            raise ConfigError(
+                f"keep_alive_fraction must be a number strictly between 0 and 1, got {keep_alive_fraction!r}"
+            )
+        self._keep_alive_fraction = float(keep_alive_fraction)
+        self._on_keep_alive_error = on_keep_alive_error
         self._start_timeout = start_timeout
         self._topics = frozenset(topics)
         self._ack_mode: AckMode = ack_mode
@@ -237,8 +256,12 @@ class ShareConsumer:
             on_ack_commit=self._on_ack_commit,
             on_ack_result=self._on_ack_result,
             on_change=self._wake_fetchers,
+            # keep-alive: RENEW schedule, failures, and locks lost to a refused RENEW
+            keep_alive_fraction=self._keep_alive_fraction,
+            on_keep_alive_error=self._on_keep_alive_error,
+            on_expired=self._expired,
         )
-        self._timer = LeaseTimer(self._leases, self._expired)
+        self._timer = LeaseTimer(self._leases, self._expired, on_due=self._tracker.timers_due)
         self._placement = Placement(
             self._cluster, self._tracker, start_fetcher=self._start_fetcher, records_lost=self.records_lost
         )
@@ -270,9 +293,10 @@ class ShareConsumer:
     async def close(self, timeout: float = 30.0) -> AckResults:  # noqa: ASYNC109 -- one budget for the whole shutdown
         """Leave the group, bounded by ``timeout`` seconds; returns the last ack results.
 
-        Stops fetching; in implicit mode accepts what was delivered and not acknowledged;
-        sends every pending ack with the final session epoch (-1) to each leader, which also
-        makes the broker release the records still held; leaves the group (epoch -1).
+        Stops fetching; sends every pending ack with the final session epoch (-1) to each
+        leader, which makes the broker release the records still held - in implicit mode that
+        includes the last delivery (as Kafka's Java client does; ``commit()`` first accepts
+        it); leaves the group (epoch -1).
         Acks that could not be sent in time are reported failed.  No task survives.
         """
         if self._closed:
@@ -287,7 +311,9 @@ class ShareConsumer:
             async with asyncio.timeout(timeout):
                 for task in [t for t in self._tasks if t.get_name() == "aioshare-placement"]:
                     task.cancel()  # no new fetchers, no partition moves from here on
-                self._accept_implicitly()
+                # Implicit mode: the last delivery was never confirmed by asking for more (the
+                # close may come from an exception mid-processing): the final epoch releases it.
+                self._last_delivery = []
                 self._ready.clear()  # never delivered: the final epoch releases them
                 tracker.closed = True
                 fetcher_tasks = [t for t in self._tasks if t.get_name().startswith("aioshare-fetch")]
@@ -369,6 +395,12 @@ class ShareConsumer:
     def held(self) -> int:
         """Records acquired for this consumer and not yet settled (delivered or waiting)."""
         return self._leases.held_count
+
+    @property
+    def renew_requests(self) -> int:
+        """Renew-only requests sent so far (``msg.renew()`` and keep-alive; each carries every
+        renewal due for one leader)."""
+        return 0 if self._tracker is None else self._tracker.renew_requests
 
     @property
     def max_in_flight(self) -> int:

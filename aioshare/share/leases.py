@@ -8,7 +8,10 @@ Ranges are split physically only where deadlines or delivery counts really diffe
 (renewals, re-acquisition of an overlapping span).
 
 All deadlines share one heap with lazy invalidation, so the shell needs exactly one timer:
-sleep until ``next_deadline()``, then call ``expire(now)``.
+sleep until ``next_deadline()``, then call ``expire(now)`` and ``take_fired()``.  Besides
+lock deadlines the heap holds ``Timer`` entries ("act for this record at T": keep-alive
+renewals and timed acknowledgements, see ack_tracker.py); a record without one costs
+nothing here, one with one costs one timer object and one heap entry.
 
 Costs (r = ranges in one partition, h = heap entries): lookups, in-order settles and
 appends O(log r + log h).  Splits and removals add an O(r) ``list`` memmove; that is a
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import NamedTuple
 
 from aioshare.protocol.types import TopicIdPartition
 
-__all__ = ["ExpiredRange", "HeldRange", "Lease", "LeaseInfo", "LeaseTable"]
+__all__ = ["ExpiredRange", "HeldRange", "Lease", "LeaseInfo", "LeaseTable", "Timer"]
 
 
 class HeldRange(NamedTuple):
@@ -124,6 +129,22 @@ class Lease:
         self.held = None if self.count == len(bits) else bits
 
 
+class Timer:
+    """An entry of the lease table's heap that is not a lock: due at ``due``.
+
+    ``alive`` is True while it waits in the heap.  ``LeaseTable.schedule`` puts it there,
+    ``cancel`` takes it out (lazily), and once due, ``expire`` hands it to ``take_fired``.
+    Subclasses add what the owner needs to act on it.
+    """
+
+    __slots__ = ("alive", "due", "seq")
+
+    def __init__(self) -> None:
+        self.alive = False
+        self.due = math.inf
+        self.seq = 0
+
+
 class _Partition:
     __slots__ = ("count", "leases", "starts")
 
@@ -150,11 +171,16 @@ class LeaseTable:
 
     def __init__(self) -> None:
         self._parts: dict[TopicIdPartition, _Partition] = {}
-        self._heap: list[tuple[float, int, Lease]] = []
+        self._heap: list[tuple[float, int, Lease | Timer]] = []
         self._seq = itertools.count()
         self._held = 0
-        self._live = 0
-        self._stale = 0
+        self._live = 0  # live leases in the heap
+        self._timers = 0  # live timers in the heap
+        self._stale = 0  # dead entries (leases and timers) still in the heap
+        self._fired: list[Timer] = []
+        # Called when a scheduled timer became the earliest deadline (the shell's timer
+        # must wake sooner than it planned); LeaseTimer sets it.
+        self.wake: Callable[[], None] | None = None
 
     # -- queries ---------------------------------------------------------------------
 
@@ -250,7 +276,7 @@ class LeaseTable:
 
     def next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and not heap[0][2].alive:
+        while heap and (not heap[0][2].alive or heap[0][2].seq != heap[0][1]):
             heapq.heappop(heap)
             self._stale -= 1
         return heap[0][0] if heap else None
@@ -347,17 +373,25 @@ class LeaseTable:
         return moved
 
     def expire(self, now: float) -> list[ExpiredRange]:
-        """Remove and return every held run whose deadline is <= now."""
+        """Remove and return every held run whose deadline is <= now.
+
+        Timers due by ``now`` leave the heap too; ``take_fired()`` returns them.
+        """
         out: list[ExpiredRange] = []
         heap = self._heap
         dead: dict[TopicIdPartition, list[Lease]] = {}
         while heap and heap[0][0] <= now:
-            lease = heapq.heappop(heap)[2]
-            if not lease.alive:
+            _, seq, entry = heapq.heappop(heap)
+            if not entry.alive or entry.seq != seq:  # settled, cut, cancelled or moved
                 self._stale -= 1
                 continue
+            entry.alive = False
+            if isinstance(entry, Timer):
+                self._timers -= 1
+                self._fired.append(entry)
+                continue
+            lease = entry
             out.extend(ExpiredRange(lease.tp, lo, hi) for lo, hi in lease.runs(lease.first, lease.last))
-            lease.alive = False
             dead.setdefault(lease.tp, []).append(lease)
         for tp, leases in dead.items():
             part = self._parts[tp]
@@ -377,6 +411,41 @@ class LeaseTable:
                 del self._parts[tp]
         return out
 
+    def take_fired(self) -> list[Timer]:
+        """The timers ``expire`` found due since the last call, in due order."""
+        fired, self._fired = self._fired, []
+        return fired
+
+    # -- timers ----------------------------------------------------------------------
+
+    @property
+    def timer_count(self) -> int:
+        """Timers waiting in the heap."""
+        return self._timers
+
+    def schedule(self, timer: Timer, when: float) -> None:
+        """Put ``timer`` in the heap, due at ``when`` (moving it if it was already there)."""
+        if timer.alive:
+            self.cancel(timer)
+        timer.due = when
+        timer.seq = next(self._seq)
+        timer.alive = True
+        heap = self._heap
+        earliest = self.next_deadline()
+        heapq.heappush(heap, (when, timer.seq, timer))
+        self._timers += 1
+        if (earliest is None or when < earliest) and self.wake is not None:
+            self.wake()
+
+    def cancel(self, timer: Timer) -> None:
+        """Take ``timer`` out of the heap (its entry is dropped lazily); no-op if not in it."""
+        if not timer.alive:
+            return
+        timer.alive = False
+        self._timers -= 1
+        self._stale += 1
+        self._maybe_compact()
+
     def drop_partition(self, tp: TopicIdPartition) -> int:
         """Forget a partition (revoked, or its leader's session was lost); returns offsets dropped."""
         part = self._parts.pop(tp, None)
@@ -391,14 +460,15 @@ class LeaseTable:
         return part.count
 
     def drop_all(self) -> int:
-        """Forget everything (the consumer's sessions are gone); returns offsets dropped."""
+        """Forget everything, timers included (the consumer's sessions are gone); returns
+        offsets dropped."""
         dropped = self._held
-        for part in self._parts.values():
-            for lease in part.leases:
-                lease.alive = False
+        for entry in self._heap:
+            entry[2].alive = False
         self._parts.clear()
         self._heap.clear()
-        self._held = self._live = self._stale = 0
+        self._fired.clear()
+        self._held = self._live = self._timers = self._stale = 0
         return dropped
 
     # -- internals -------------------------------------------------------------------
@@ -561,13 +631,11 @@ class LeaseTable:
         return pieces
 
     def _maybe_compact(self) -> None:
-        if self._stale > self._COMPACT_MIN and self._stale > self._COMPACT_FACTOR * self._live:
-            self._heap = [(lease.deadline, lease.seq, lease) for lease in self._heap_live()]
+        live = self._live + self._timers
+        if self._stale > self._COMPACT_MIN and self._stale > self._COMPACT_FACTOR * live:
+            self._heap = [entry for entry in self._heap if entry[2].alive and entry[2].seq == entry[1]]
             heapq.heapify(self._heap)
             self._stale = 0
-
-    def _heap_live(self) -> list[Lease]:
-        return [entry[2] for entry in self._heap if entry[2].alive]
 
 
 def _subtract(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

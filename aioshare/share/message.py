@@ -5,11 +5,13 @@ protocol, so it can be created and tested without a consumer.  ``accept()``,
 ``release()`` and ``reject()`` only record the outcome (they never block); the consumer
 sends it on the next request to the partition's leader.  ``await renew()`` is the one
 call that waits for the broker, because its answer (the new lock deadline) is the point.
+``keep_alive()`` hands the lock to the consumer: it renews it until the record is
+acknowledged, or until a given time, when it applies a given acknowledgement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioshare.protocol.errors import IllegalStateError
@@ -30,6 +32,18 @@ class AckSink(Protocol):
     def acknowledge(self, msg: Message, type_: AckType) -> None: ...
 
     async def renew(self, msg: Message) -> float: ...
+
+    def keep_alive(
+        self,
+        msg: Message,
+        until: float | None,
+        then: AckType | None,
+        on_end: Callable[[Message, BaseException | None], object] | None = None,
+    ) -> None: ...
+
+    def stop_keep_alive(self, msg: Message) -> None: ...
+
+    def is_kept_alive(self, msg: Message) -> bool: ...
 
 
 class RecordLike(Protocol):
@@ -257,6 +271,53 @@ class Message:
             raise IllegalStateError(f"{self!r} was not delivered by a consumer")
         self.lock_expires_at = await sink.renew(self)
         return self.lock_expires_at
+
+    def keep_alive(
+        self,
+        until: float | None = None,
+        then: AckType | None = None,
+        *,
+        on_end: Callable[[Message, BaseException | None], object] | None = None,
+    ) -> None:
+        """Have the consumer keep this record's lock: it RENEWs the lock before it runs out
+        (at the consumer's ``keep_alive_fraction`` of the lock left) until the record is
+        acknowledged, ``stop_keep_alive()`` is called or the consumer closes.
+
+        With ``until`` (a ``loop.time()``) it stops then, and applies ``then`` (ACCEPT,
+        RELEASE or REJECT) if given: ``msg.keep_alive(until=loop.time() + 60,
+        then=AckType.RELEASE)`` holds the record for a minute, then gives it back.  No RENEW
+        is sent if ``until`` comes before the renewal would be due.  Calling it again
+        replaces ``until``, ``then`` and ``on_end``.  Raises ``IllegalStateError`` if the
+        record is acknowledged or the consumer closed, ``InvalidRecordStateError`` if its lock
+        is already gone.
+
+        When the consumer ends the keep-alive by itself, ``on_end(msg, exc)`` is called:
+        ``exc`` None once ``until`` came (and ``then`` was applied), or the error -
+        ``InvalidRecordStateError`` (the lock was lost), ``RenewUnsupportedError`` (the
+        broker cannot RENEW and there is no ``then``; with one, ``then`` is applied early
+        and ``exc`` is None).  Without ``on_end`` errors go to the consumer's
+        ``on_keep_alive_error``.  Not called when the application ends it (an
+        acknowledgement, ``stop_keep_alive()``) or the consumer closes.
+        """
+        if self._ack is not None:
+            raise IllegalStateError(f"{self!r} is already acknowledged; nothing to keep alive")
+        sink = self._ctx.sink
+        if sink is None:
+            raise IllegalStateError(f"{self!r} was not delivered by a consumer")
+        sink.keep_alive(self, until, then, on_end)
+
+    def stop_keep_alive(self) -> None:
+        """Stop renewing the lock (it then runs out as usual unless acknowledged); no-op if
+        the record is not kept alive."""
+        sink = self._ctx.sink
+        if sink is not None:
+            sink.stop_keep_alive(self)
+
+    @property
+    def kept_alive(self) -> bool:
+        """Whether the consumer is keeping this record's lock (``keep_alive()``)."""
+        sink = self._ctx.sink
+        return sink is not None and sink.is_kept_alive(self)
 
     def _acknowledge(self, type_: AckType) -> None:
         if self._ack is not None:

@@ -30,9 +30,9 @@ import pytest
 
 from aioshare.admin import ShareAdmin
 from aioshare.protocol import records as records_module
-from aioshare.protocol.errors import IllegalStateError
+from aioshare.protocol.errors import IllegalStateError, UnsupportedCompressionTypeError
 from aioshare.protocol.records import Compression
-from aioshare.share import LockExpiry, Message, ShareConsumer, TopicPartition
+from aioshare.share import AckResult, AckStatus, AckType, LockExpiry, Message, ShareConsumer, TopicPartition
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.java import compile_java, java_command
 from aioshare.testing.kafka.requirement import require
@@ -44,8 +44,6 @@ JOIN_TIMEOUT = 30.0
 # Long enough for a loaded 2-core machine to act within it, short enough to watch it run out.
 LOCK_MS = 2_000
 LOCK = LOCK_MS / 1000
-# Kafka's default group.share.delivery.count.limit (TEST_BROKER_CONFIG keeps it).
-DELIVERY_LIMIT = 5
 # The JVM runs six consumers one after another, each with its own 30 s deadline inside the driver.
 JAVA_TIMEOUT = 120.0
 
@@ -258,11 +256,6 @@ def java_side(kafka_cluster: KafkaCluster) -> Iterator[JavaSide]:
 # ------------------------------------------------------------------------------ 1. implicit close
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aioshare accepts the last delivery on close() in implicit mode; Java releases it "
-    "(KafkaShareConsumer javadoc, ShareConsumerImpl.close) - see docs/consumer.md",
-)
 async def test_implicit_close_releases_the_last_delivery(kafka: KafkaTarget) -> None:
     topic, group = await scenario(kafka, [b"a", b"b", b"c"])
     c = consumer(kafka, topic, group, ack_mode="implicit")
@@ -419,29 +412,36 @@ async def test_undecodable_value_is_handed_out_and_released_in_implicit_mode(kaf
     assert await lag(kafka, group, topic) == 0
 
 
-async def test_undecodable_batch_is_released_until_the_delivery_limit_archives_it(
+async def test_a_batch_without_a_codec_here_is_given_back_once_and_fails_the_consumer(
     kafka: KafkaTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # parity: see docs/consumer.md (Java REJECTs a batch that fails its CRC check at once and
-    # throws CorruptRecordException from poll(); aioshare releases it, logs a warning and fetches
-    # it again, one delivery attempt per fetch, until Kafka archives it at the delivery limit)
+    # parity: see docs/consumer.md (a missing codec is this process's problem, not the data's:
+    # the records go back once, with one delivery spent, and the consumer fails; a member that
+    # can read them gets them with delivery count 2 - nothing is archived unseen)
     topic = await kafka.new_topic()
     group = await kafka.new_group()
     values = [bytes([65 + i]) * 1000 for i in range(3)]  # compressible: librdkafka keeps small batches raw
     await produce_compressed(kafka, topic, values, "zstd")
-    # A batch aioshare cannot decode: zstd without its codec (the 'cramjam' package missing).
-    monkeypatch.setitem(records_module._CODEC_CHECKS, Compression.ZSTD, lambda: False)
-    acks: list[tuple[dict[TopicPartition, set[int]], BaseException | None]] = []
-    blind = consumer(kafka, topic, group, on_ack_commit=lambda acked, exc: acks.append((dict(acked), exc)))
-    async with blind:
-        asking = asyncio.ensure_future(blind.getmany(timeout=JOIN_TIMEOUT))
-        await nothing_left(kafka, group, topic)  # archived: no member will ever get them
-    assert await asking == []  # never handed out, nothing raised
-    # One RELEASE per delivery of each record (Kafka re-acquires released records one by one or
-    # in runs, as they come free), five deliveries each: the default delivery count limit.
-    assert all(exc is None for _, exc in acks), acks
-    released = collections.Counter(o for acked, _ in acks for o in acked[TopicPartition(topic, 0)])
-    assert released == dict.fromkeys([0, 1, 2], DELIVERY_LIMIT), acks
+    with monkeypatch.context() as patched:
+        # zstd without its codec (the 'cramjam' package missing).
+        patched.setitem(records_module._CODEC_CHECKS, Compression.ZSTD, lambda: False)
+        results: list[AckResult] = []
+        blind = consumer(kafka, topic, group, on_ack_result=results.extend)
+        async with blind:
+            with pytest.raises(UnsupportedCompressionTypeError, match=f"{topic}-0"):
+                async with asyncio.timeout(JOIN_TIMEOUT):
+                    while True:
+                        assert await blind.getmany(timeout=1.0) == []
+    released = {o for r in results for o in range(r.first_offset, r.last_offset + 1)}
+    assert released == {0, 1, 2}
+    assert {(r.ack_type, r.status) for r in results} == {(AckType.RELEASE, AckStatus.APPLIED)}
+    async with consumer(kafka, topic, group) as reader:
+        back = await take(reader, 3)
+        assert sorted(m.value for m in back) == values
+        assert {m.delivery_count for m in back} == {2}
+        for msg in back:
+            msg.accept()
+        assert await reader.commit() == {TopicPartition(topic, 0): None}
 
 
 async def produce_compressed(kafka: KafkaTarget, topic: str, values: Sequence[bytes], codec: str) -> None:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioshare.protocol.types import TopicIdPartition
-from aioshare.share.leases import ExpiredRange, Lease, LeaseInfo, LeaseTable
+from aioshare.share.leases import ExpiredRange, Lease, LeaseInfo, LeaseTable, Timer
 
 T1 = TopicIdPartition(uuid.UUID(int=11), 0)
 T2 = TopicIdPartition(uuid.UUID(int=22), 3)
@@ -38,8 +38,10 @@ def check_invariants(table: LeaseTable) -> None:
         live += len(part.leases)
     assert total == table.held_count
     assert live == table._live
-    assert sum(1 for e in table._heap if e[2].alive) == live
-    assert sum(1 for e in table._heap if not e[2].alive) == table._stale
+    in_heap = [e for e in table._heap if e[2].alive and e[2].seq == e[1]]
+    assert sum(1 for e in in_heap if isinstance(e[2], Lease)) == live
+    assert sum(1 for e in in_heap if isinstance(e[2], Timer)) == table.timer_count
+    assert len(table._heap) - len(in_heap) == table._stale
 
 
 def expand(table: LeaseTable) -> dict[tuple[TopicIdPartition, int], tuple[float, int]]:
@@ -136,6 +138,46 @@ def test_release_is_settle() -> None:
     assert t.release(T1, 0)
     assert t.held_count == 0
     assert t.next_deadline() is None
+
+
+def test_timers_share_the_heap_with_the_locks() -> None:
+    t = LeaseTable()
+    woken: list[float] = []
+    t.wake = lambda: woken.append(t.next_deadline() or -1.0)
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    early, late = Timer(), Timer()
+    t.schedule(late, 40.0)
+    assert woken == []  # not earlier than the earliest deadline: the timer task sleeps on
+    t.schedule(early, 20.0)
+    assert woken == [20.0] and t.next_deadline() == 20.0
+    assert t.expire(25.0) == [] and t.take_fired() == [early]
+    assert not early.alive and t.timer_count == 1
+    assert t.expire(30.0) == [ExpiredRange(T1, 0, 9)] and t.take_fired() == []
+    t.schedule(late, 35.0)  # moved: the old entry is dead
+    assert t.next_deadline() == 35.0
+    assert t.expire(100.0) == [] and t.take_fired() == [late]
+    assert t.next_deadline() is None
+    check_invariants(t)
+
+
+def test_cancelled_and_moved_timers_do_not_grow_the_heap() -> None:
+    t = LeaseTable()
+    timers = [Timer() for _ in range(10)]
+    for i in range(5000):
+        t.schedule(timers[i % 10], 100.0 + i)
+        if i % 3 == 0:
+            t.cancel(timers[i % 10])
+    assert len(t._heap) <= 10 + LeaseTable._COMPACT_MIN + 1  # live + stale before compaction
+    check_invariants(t)
+
+
+def test_drop_all_forgets_timers() -> None:
+    t = LeaseTable()
+    timer = Timer()
+    t.schedule(timer, 5.0)
+    t.drop_all()
+    assert not timer.alive and t.timer_count == 0 and t.next_deadline() is None
+    check_invariants(t)
 
 
 def test_settling_the_last_offset_removes_the_deadline() -> None:
@@ -332,8 +374,12 @@ KINDS = [
     "expire",
     "drop",
     "is_held",
+    "schedule",
+    "cancel",
 ]
-WEIGHTED_KINDS = st.sampled_from(["add"] * 3 + ["acquire"] * 2 + ["settle"] * 4 + ["renew"] * 3 + KINDS)
+WEIGHTED_KINDS = st.sampled_from(
+    ["add"] * 3 + ["acquire"] * 2 + ["settle"] * 4 + ["renew"] * 3 + ["schedule"] * 2 + KINDS
+)
 
 
 Model = dict[tuple[TopicIdPartition, int], tuple[float, int]]
@@ -354,9 +400,19 @@ def test_matches_a_naive_model(data: st.DataObject) -> None:
     table = LeaseTable()
     model: Model = {}
     hints: dict[tuple[TopicIdPartition, int], Lease | None] = {}  # as a consumer's messages keep them
+    timers = [Timer() for _ in range(4)]
+    scheduled: dict[int, float] = {}  # timer index -> due, for timers in the heap
     for _ in range(data.draw(st.integers(5, 60))):
         kind = data.draw(WEIGHTED_KINDS)
-        if kind == "acquire":
+        if kind == "schedule":
+            i, due = data.draw(st.integers(0, 3)), data.draw(st.sampled_from([*DEADLINES, 12.5]))
+            table.schedule(timers[i], due)  # moves it when it is already scheduled
+            scheduled[i] = due
+        elif kind == "cancel":
+            i = data.draw(st.integers(0, 3))
+            table.cancel(timers[i])
+            scheduled.pop(i, None)
+        elif kind == "acquire":
             tp, first = data.draw(st.sampled_from(TPS)), data.draw(st.integers(0, 24))
             n, dc, dl = (
                 data.draw(st.integers(1, 10)),
@@ -432,6 +488,12 @@ def test_matches_a_naive_model(data: st.DataObject) -> None:
             assert got == gone
             for k in gone:
                 del model[k]
+            fired = table.take_fired()
+            assert sorted(timers.index(t) for t in fired) == sorted(
+                i for i, d in scheduled.items() if d <= now
+            )
+            assert [t.due for t in fired] == sorted(t.due for t in fired)
+            scheduled = {i: d for i, d in scheduled.items() if d > now}
         elif kind == "drop":
             tp = data.draw(st.sampled_from(TPS))
             keys = [k for k in model if k[0] == tp]
@@ -448,4 +510,7 @@ def test_matches_a_naive_model(data: st.DataObject) -> None:
         check_invariants(table)
         assert expand(table) == model
         assert table.held_count == len(model)
-        assert table.next_deadline() == (min(v[0] for v in model.values()) if model else None)
+        deadlines = [v[0] for v in model.values()] + list(scheduled.values())
+        assert table.next_deadline() == (min(deadlines) if deadlines else None)
+        assert table.timer_count == len(scheduled)
+        assert all(timers[i].alive == (i in scheduled) for i in range(4))
