@@ -1,16 +1,18 @@
-"""Helpers of the web console's tests: unique names, waiting on a condition, hand-made process
-reports (a crashed process), and a small JSON client."""
+"""Helpers of the web console's tests: unique names, waiting on a condition, the App the tests
+watch, hand-made process reports (a crashed process), and a small JSON client."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+import aioshare
 from aioshare.runtime.report import (
     ErrorReport,
     HeldPartition,
@@ -18,6 +20,8 @@ from aioshare.runtime.report import (
     RouteReport,
     encode_report,
 )
+from aioshare.testing import prepare
+from aioshare.testing.recorder import AckRecorder
 
 
 def unique(prefix: str) -> str:
@@ -110,3 +114,54 @@ class Client:
             kwargs["json"] = body
         async with self.session.post(self.base + path, **kwargs) as r:
             return r.status, await r.json(content_type=None)
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    report_topic: str,
+    gate: asyncio.Event,
+    dlq: str | None = None,
+    *,
+    open_gate_at_stop: bool = True,
+) -> AsyncIterator[tuple[aioshare.App, AckRecorder]]:
+    """An App on `topic` accepting every record but those whose value starts with "hold" (held
+    until `gate` is set) and "fail" (dead-lettered to `dlq`); reports every 0.3 s.  At the stop
+    the gate opens (the held records are accepted) unless ``open_gate_at_stop`` is False: then
+    the stop gives up on them after 0.5 s and releases them."""
+    app = aioshare.App(
+        bootstrap,
+        shutdown_timeout=5.0,
+        close_timeout=5.0,
+        consumer_options={"fetch_max_wait": 0.1},
+        report_topic=report_topic,
+        report_interval=0.3,
+    )
+
+    @app.handler(
+        topic,
+        group_id=group,
+        concurrency=8,
+        max_attempts=1,
+        dead_letter_topic=dlq,
+        retry=None,
+        shutdown_timeout=0.5,
+    )
+    async def handle(msg: aioshare.Message[bytes]) -> None:
+        if msg.value.startswith(b"fail"):
+            raise ValueError(f"cannot do {msg.value.decode()}")
+        if msg.value.startswith(b"hold"):
+            await gate.wait()
+
+    await prepare(app, create_topics=False)  # share.auto.offset.reset=earliest
+    recorder = AckRecorder(app)
+    await app.start()
+    try:
+        yield app, recorder
+    finally:
+        if open_gate_at_stop:
+            gate.set()
+        await app.stop(5.0)
+        recorder.detach()

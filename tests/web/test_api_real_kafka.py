@@ -27,17 +27,10 @@ from typing import Any
 import aiohttp
 import yarl
 
-import aioshare
-from aioshare.testing import prepare
-from aioshare.testing.recorder import AckRecorder
 from aioshare.web.server import WebServer
 
-try:
-    from ._web import unique, wait_for
-    from .conftest import Cluster
-except ImportError:  # tests/web without an __init__.py: its directory is on sys.path
-    from _web import unique, wait_for  # type: ignore[no-redef]
-    from conftest import Cluster  # type: ignore[no-redef]
+from ._web import running_app, unique, wait_for
+from .conftest import Cluster
 
 # Enough for a real Kafka's share-group join, with room for a slow CI machine.
 WITHIN = 30.0
@@ -68,48 +61,6 @@ async def console(cluster: Cluster, report_topic: str) -> AsyncIterator[WebServe
         cluster.bootstrap_servers, port=0, report_topic=report_topic, request_timeout=10.0
     ) as server:
         yield server
-
-
-@contextlib.asynccontextmanager
-async def running_app(
-    cluster: Cluster, topic: str, group: str, report_topic: str, gate: asyncio.Event, dlq: str | None = None
-) -> AsyncIterator[tuple[aioshare.App, AckRecorder]]:
-    """An App on `topic` accepting every record but those whose value starts with "hold" (held
-    until `gate` is set) and "fail" (dead-lettered to `dlq`); reports every 0.3 s."""
-    app = aioshare.App(
-        cluster.bootstrap_servers,
-        shutdown_timeout=5.0,
-        close_timeout=5.0,
-        consumer_options={"fetch_max_wait": 0.1},
-        report_topic=report_topic,
-        report_interval=0.3,
-    )
-
-    @app.handler(
-        topic,
-        group_id=group,
-        concurrency=8,
-        max_attempts=1,
-        dead_letter_topic=dlq,
-        retry=None,
-        shutdown_timeout=0.5,
-    )
-    async def handle(msg: aioshare.Message[bytes]) -> None:
-        if msg.value.startswith(b"fail"):
-            raise ValueError(f"cannot do {msg.value.decode()}")
-        if msg.value.startswith(b"hold"):
-            await gate.wait()
-
-    await prepare(app, create_topics=False)  # share.auto.offset.reset=earliest
-    cluster.forget_later(report_topic, groups=[group])
-    recorder = AckRecorder(app)
-    await app.start()
-    try:
-        yield app, recorder
-    finally:
-        gate.set()
-        await app.stop(5.0)
-        recorder.detach()
 
 
 def quoted(group_id: str) -> str:
@@ -149,7 +100,8 @@ async def test_a_running_app_as_share_admin_sees_it_and_a_reset_round_trip(
     await cluster.produce(topic, [b"b0", b"hold-1", b"b2"], partition=1)
     assert reports not in {t.name for t in await cluster.admin.list_topics()}
     gate = asyncio.Event()
-    async with running_app(cluster, topic, group, reports, gate) as (_app, recorder):
+    cluster.forget_later(reports, groups=[group])
+    async with running_app(cluster.bootstrap_servers, topic, group, reports, gate) as (_app, recorder):
         await recorder.wait_for(5, timeout=WITHIN)  # the 5 accepted; 2 held in their handlers
 
         # No auto-creation on real Kafka: the App's report publisher made the topic.
@@ -370,7 +322,11 @@ async def test_dead_letters_browse_and_replay(cluster: Cluster, http: aiohttp.Cl
     await cluster.create_topic(dlq, 1)
     await cluster.produce(topic, [b"ok-0", b"fail-1", b"ok-2", b"fail-3"], headers=[("trace", b"t-1")])
     gate = asyncio.Event()
-    async with running_app(cluster, topic, group, reports, gate, dlq=dlq) as (_app, recorder):
+    cluster.forget_later(reports, groups=[group])
+    async with running_app(cluster.bootstrap_servers, topic, group, reports, gate, dlq=dlq) as (
+        _app,
+        recorder,
+    ):
         await recorder.wait_for(4, timeout=WITHIN)
 
         async def report_topic() -> bool:
