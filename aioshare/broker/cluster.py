@@ -10,7 +10,6 @@ mapping, producer id allocation, and the extension points other handler modules 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import time
@@ -25,6 +24,7 @@ from aioshare.broker.config_resources import (
     ResourceType,
 )
 from aioshare.broker.group_config_store import GroupConfigStore
+from aioshare.broker.listeners import CURRENT_LISTENER
 from aioshare.broker.log import PartitionLog
 from aioshare.broker.share_state import ShareStateStore
 from aioshare.broker.topics import TopicRegistry
@@ -42,13 +42,53 @@ PRODUCER_ID_BLOCK = 1000
 __all__ = ["AlterOp", "Cluster", "ConfigChange", "ConfigResourceHandler", "Node", "ResourceType"]
 
 
-@dataclasses.dataclass(slots=True)
 class Node:
-    node_id: int
-    host: str
-    port: int
-    rack: str | None = None
-    alive: bool = False
+    """One broker node: id, rack, liveness, and one endpoint per listener.
+
+    `host` and `port` are those of the listener the current request arrived on (Kafka answers
+    Metadata, FindCoordinator and NodeEndpoints with the endpoints of the request's listener),
+    or of the first listener outside a request.
+    """
+
+    __slots__ = ("_default", "alive", "endpoints", "node_id", "rack")
+
+    def __init__(
+        self, node_id: int, host: str, port: int, rack: str | None = None, alive: bool = False
+    ) -> None:
+        self.node_id = node_id
+        self.rack = rack
+        self.alive = alive
+        self._default = "PLAINTEXT"
+        self.endpoints: dict[str, tuple[str, int]] = {self._default: (host, port)}
+
+    def set_listeners(self, endpoints: dict[str, tuple[str, int]]) -> None:
+        """Replace the endpoints; the first one is the default."""
+        if not endpoints:
+            raise ValueError("a node needs at least one listener")
+        self.endpoints = dict(endpoints)
+        self._default = next(iter(endpoints))
+
+    def endpoint(self, listener: str | None = None) -> tuple[str, int]:
+        name = listener if listener is not None else CURRENT_LISTENER.get()
+        found = self.endpoints.get(name) if name is not None else None
+        return found if found is not None else self.endpoints[self._default]
+
+    @property
+    def host(self) -> str:
+        return self.endpoint()[0]
+
+    @property
+    def port(self) -> int:
+        return self.endpoint()[1]
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self.endpoints[self._default] = (self.endpoints[self._default][0], port)
+
+    def __repr__(self) -> str:
+        return (
+            f"Node(node_id={self.node_id}, endpoints={self.endpoints}, rack={self.rack}, alive={self.alive})"
+        )
 
 
 def java_string_hash(text: str) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from aioshare.broker import _codes
+from aioshare.broker.listeners import DEFAULT_PROTOCOL_MAP, ListenerSpec, parse_listeners, parse_protocol_map
 from aioshare.protocol import errors
 from aioshare.protocol.types import ConfigSource
 
@@ -131,7 +132,9 @@ def _check(key: ConfigKey, value: ConfigValue, error: type[ConfigError]) -> None
     if rule is None and key.check is not None:
         rule = key.check(value)
     if rule is not None:
-        raise error(key.name, rule, _invalid(key.name, config_value_to_string(value), rule))
+        # Kafka's ConfigException shows a PASSWORD value as [hidden].
+        shown = "[hidden]" if key.type is ConfigType.PASSWORD else config_value_to_string(value)
+        raise error(key.name, rule, _invalid(key.name, shown, rule))
 
 
 def _raise(error: ConfigError) -> ConfigValue:
@@ -248,6 +251,16 @@ def _check_share_assignors(value: ConfigValue) -> str | None:
     return None
 
 
+def _check_scram_credentials(value: ConfigValue) -> str | None:
+    from aioshare.broker.security import parse_scram_credentials
+
+    try:
+        parse_scram_credentials(str(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _int(name: str, default: int, lo: int | None = None, hi: int | None = None) -> ConfigKey:
     return ConfigKey(name, ConfigType.INT, default, lo, hi)
 
@@ -305,8 +318,62 @@ BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
     _int("max.connections", 2147483647, 0),
     ConfigKey("default.replication.factor", ConfigType.INT, 1),
     _int("fetch.max.bytes", 57671680, 1024),
+    # Listeners, TLS and SASL (SocketServerConfigs, SslConfigs, BrokerSecurityConfigs). Kafka's
+    # default listeners is PLAINTEXT://:9092; unset here means one PLAINTEXT listener on the
+    # EmbeddedBroker's host and port (the CLI's --host/--port).
+    ConfigKey("listeners", ConfigType.LIST, ()),
+    ConfigKey("listener.security.protocol.map", ConfigType.STRING, DEFAULT_PROTOCOL_MAP),
+    ConfigKey("ssl.keystore.type", ConfigType.STRING, "JKS"),
+    ConfigKey("ssl.keystore.location", ConfigType.STRING, ""),
+    ConfigKey("ssl.keystore.password", ConfigType.PASSWORD, ""),
+    ConfigKey("ssl.key.password", ConfigType.PASSWORD, ""),
+    ConfigKey("ssl.truststore.type", ConfigType.STRING, "JKS"),
+    ConfigKey("ssl.truststore.location", ConfigType.STRING, ""),
+    ConfigKey("ssl.truststore.certificates", ConfigType.PASSWORD, ""),
+    ConfigKey("ssl.client.auth", ConfigType.STRING, "none", choices=("required", "requested", "none")),
+    ConfigKey("sasl.enabled.mechanisms", ConfigType.LIST, ("GSSAPI",)),
+    ConfigKey("connections.max.reauth.ms", ConfigType.LONG, 0),
+    _int("connection.failed.authentication.delay.ms", 100, 0),
+    # Not a Kafka config: SCRAM users for the embedded broker, in kafka-storage format's
+    # --add-scram syntax, ';'-separated (Kafka seeds them when formatting its storage).
+    ConfigKey("aioshare.scram.credentials", ConfigType.PASSWORD, "", check=_check_scram_credentials),
 )
 _BROKER_KEYS_BY_NAME = {key.name: key for key in BROKER_CONFIG_KEYS}
+_LISTENER_PREFIX = "listener.name."
+# Configs that may carry a listener.name.<listener>. prefix (the mechanism-prefixed
+# <mechanism>.sasl.jaas.config and <mechanism>.connections.max.reauth.ms are matched apart).
+_LISTENER_KEYS = frozenset(
+    {
+        "ssl.keystore.type",
+        "ssl.keystore.location",
+        "ssl.keystore.password",
+        "ssl.key.password",
+        "ssl.truststore.type",
+        "ssl.truststore.location",
+        "ssl.truststore.certificates",
+        "ssl.client.auth",
+        "sasl.enabled.mechanisms",
+        "connections.max.reauth.ms",
+    }
+)
+_MECHANISM_KEYS = ("sasl.jaas.config", "connections.max.reauth.ms")
+_MECHANISM_NAME = re.compile(r"[a-z0-9-]+")
+
+
+def _listener_key(name: str) -> tuple[str, str, ConfigKey] | None:
+    """``listener.name.<listener>.<key>`` -> (LISTENER, key, definition), None if not one."""
+    if not name.startswith(_LISTENER_PREFIX):
+        return None
+    listener, _, key = name[len(_LISTENER_PREFIX) :].partition(".")
+    if not listener or not key:
+        return None
+    if key in _LISTENER_KEYS:
+        return listener.upper(), key, _BROKER_KEYS_BY_NAME[key]
+    mechanism, _, rest = key.partition(".")
+    if rest in _MECHANISM_KEYS and _MECHANISM_NAME.fullmatch(mechanism):
+        kind = ConfigType.PASSWORD if rest == "sasl.jaas.config" else ConfigType.LONG
+        return listener.upper(), key, ConfigKey(name, kind, "")
+    return None
 
 
 def _attribute(name: str) -> str:
@@ -359,6 +426,22 @@ class BrokerConfig:
     max_connections: int = 2147483647
     default_replication_factor: int = 1
     fetch_max_bytes: int = 57671680
+    listeners: tuple[str, ...] = ()
+    listener_security_protocol_map: str = DEFAULT_PROTOCOL_MAP
+    ssl_keystore_type: str = "JKS"
+    ssl_keystore_location: str = ""
+    ssl_keystore_password: str = dataclasses.field(default="", repr=False)
+    ssl_key_password: str = dataclasses.field(default="", repr=False)
+    ssl_truststore_type: str = "JKS"
+    ssl_truststore_location: str = ""
+    ssl_truststore_certificates: str = dataclasses.field(default="", repr=False)
+    ssl_client_auth: str = "none"
+    sasl_enabled_mechanisms: tuple[str, ...] = ("GSSAPI",)
+    connections_max_reauth_ms: int = 0
+    connection_failed_authentication_delay_ms: int = 100
+    aioshare_scram_credentials: str = dataclasses.field(default="", repr=False)
+    # listener.name.<LISTENER>.<key> values: ((LISTENER, key), value) pairs, parsed; not a Kafka field.
+    listener_overrides: tuple[tuple[tuple[str, str], str], ...] = dataclasses.field(default=(), repr=False)
     # Names given explicitly in from_mapping (for DescribeConfigs sources); not a Kafka config.
     explicitly_set: frozenset[str] = frozenset()
 
@@ -366,12 +449,19 @@ class BrokerConfig:
     def from_mapping(cls, values: Mapping[str, RawValue]) -> BrokerConfig:
         """Parse and validate like Kafka; raises InvalidBrokerConfig naming the key and the rule."""
         parsed: dict[str, Any] = {}
+        overrides: list[tuple[tuple[str, str], str]] = []
         for name, raw in values.items():
             key = _BROKER_KEYS_BY_NAME.get(name)
             if key is None:
-                raise InvalidBrokerConfig(name, "unknown config", f"Unknown broker config name: {name}")
+                prefixed = _listener_key(name)
+                if prefixed is None:
+                    raise InvalidBrokerConfig(name, "unknown config", f"Unknown broker config name: {name}")
+                listener, suffix, definition = prefixed
+                value = _parse_value(dataclasses.replace(definition, name=name), raw, InvalidBrokerConfig)
+                overrides.append(((listener, suffix), config_value_to_string(value)))
+                continue
             parsed[_attribute(name)] = _parse_value(key, raw, InvalidBrokerConfig)
-        config = cls(**parsed, explicitly_set=frozenset(values))
+        config = cls(**parsed, listener_overrides=tuple(overrides), explicitly_set=frozenset(values))
         config.validate()
         return config
 
@@ -380,6 +470,22 @@ class BrokerConfig:
             raise KeyError(name)
         value: ConfigValue = getattr(self, _attribute(name))
         return value
+
+    def listener_value(self, listener: str, key: str) -> str | None:
+        """The value of ``listener.name.<listener>.<key>``, None when it is not set."""
+        for (name, suffix), value in self.listener_overrides:
+            if name == listener.upper() and suffix == key:
+                return value
+        return None
+
+    def listener_specs(self, host: str, port: int) -> list[ListenerSpec]:
+        """`listeners` parsed like Kafka; unset: one PLAINTEXT listener on host:port."""
+        protocol_map = parse_protocol_map(self.listener_security_protocol_map)
+        if not self.listeners:
+            from aioshare.broker.listeners import SecurityProtocol
+
+            return [ListenerSpec("PLAINTEXT", SecurityProtocol.PLAINTEXT, host, port)]
+        return parse_listeners(self.listeners, protocol_map)
 
     def validate(self) -> None:
         """Cross-key rules of GroupCoordinatorConfig and ShareGroupConfig (Kafka's wording)."""
@@ -408,6 +514,7 @@ class BrokerConfig:
             # for an explicit value: the embedded default (Kafka's is -1) must not reject a
             # larger socket.request.max.bytes; the pool admits one request of any size anyway.
             raise _cross_rule("queued.max.request.bytes", "larger or equal to", "socket.request.max.bytes")
+        self.listener_specs("", 0)  # listeners / listener.security.protocol.map
         for key in BROKER_CONFIG_KEYS:
             # Direct dataclass construction bypasses parsing; re-check single-key rules here.
             _check(key, self.get(key.name), InvalidBrokerConfig)

@@ -24,7 +24,9 @@ from typing import Self
 from aioshare.broker import apis
 from aioshare.broker.apis import ApiModule, Service
 from aioshare.broker.cluster import Cluster, Node
-from aioshare.broker.config import BrokerConfig, RawValue
+from aioshare.broker.config import BrokerConfig, InvalidBrokerConfig, RawValue
+from aioshare.broker.listeners import ListenerSpec
+from aioshare.broker.security import ListenerSecurity, ScramCredentialStore, parse_scram_credentials
 from aioshare.broker.server import ApiRegistry, NodeServer, RequestMemoryPool, ResponseDelay
 from aioshare.broker.topics import Partition
 
@@ -52,7 +54,21 @@ class EmbeddedBroker:
         # Validated now, so a bad config fails at construction with Kafka's message.
         self.config = BrokerConfig.from_mapping(config or {})
         self.host = host
+        self._nodes = nodes
         self._ports = [port + i if port else 0 for i in range(nodes)]
+        # SCRAM credentials: what Kafka keeps in its metadata, seeded here from
+        # aioshare.scram.credentials (Kafka: kafka-storage format --add-scram).
+        self.scram = ScramCredentialStore()
+        for mechanism, user, password, iterations in parse_scram_credentials(
+            self.config.aioshare_scram_credentials
+        ):
+            self.scram.add_password(mechanism, user, password, iterations)
+        # Listeners (and their TLS contexts) are built now: a bad key store fails here.
+        self._listeners = [
+            ListenerSecurity.build(self.config, spec, self.scram)
+            for spec in self.config.listener_specs(host, port)
+        ]
+        self._check_ports(nodes)
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._modules = tuple(api_modules) if api_modules is not None else apis.DEFAULT_MODULES
         self._retention_interval = retention_check_interval
@@ -60,7 +76,8 @@ class EmbeddedBroker:
         self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
         self._cluster: Cluster | None = None
         self._registry: ApiRegistry | None = None
-        self._servers: dict[int, NodeServer] = {}
+        self._servers: dict[int, NodeServer] = {}  # the first listener of each node
+        self._node_servers: dict[int, list[NodeServer]] = {}  # every listener of each node
         self._services: list[Service] = []
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -85,21 +102,28 @@ class EmbeddedBroker:
         try:
             self._services = apis.install(registry, cluster, self._modules)
             memory_pool = self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
-            for node in nodes:
-                server = NodeServer(
-                    node.node_id,
-                    self.host,
-                    node.port,
-                    registry,
-                    max_frame_bytes=self.config.socket_request_max_bytes,
-                    delay=self.delay,
-                    memory_pool=memory_pool,
-                    connections_max_idle_ms=self.config.connections_max_idle_ms,
-                    max_connections=self.config.max_connections,
-                )
-                self._servers[node.node_id] = server
-                await server.start()
-                node.port = server.port
+            for index, node in enumerate(nodes):
+                endpoints: dict[str, tuple[str, int]] = {}
+                servers = self._node_servers[node.node_id] = []
+                for listener in self._listeners:
+                    host, port = self._bind_address(listener.spec, index)
+                    server = NodeServer(
+                        node.node_id,
+                        host,
+                        port,
+                        registry,
+                        max_frame_bytes=self.config.socket_request_max_bytes,
+                        delay=self.delay,
+                        memory_pool=memory_pool,
+                        connections_max_idle_ms=self.config.connections_max_idle_ms,
+                        max_connections=self.config.max_connections,
+                        listener=listener,
+                    )
+                    servers.append(server)
+                    self._servers.setdefault(node.node_id, server)
+                    await server.start()
+                    endpoints[listener.name] = (host, server.port)
+                node.set_listeners(endpoints)
             for node in nodes:
                 node.alive = True
             # Leaders persisted from an earlier run may name nodes this run does not have.
@@ -129,9 +153,11 @@ class EmbeddedBroker:
                 await service.close()
             except Exception:
                 logger.exception("closing %r failed", service)
-        servers, self._servers = self._servers, {}
-        for server in servers.values():
-            await server.stop()
+        self._servers = {}
+        node_servers, self._node_servers = self._node_servers, {}
+        for servers in node_servers.values():
+            for server in servers:
+                await server.stop()
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
             cluster.close()
@@ -157,11 +183,63 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(f"{self.host}:{node.port}" for node in self.cluster.nodes.values())
+        """host:port of every node on the first listener (of `listeners`)."""
+        return self.bootstrap(self._listeners[0].name)
 
-    def address(self, node_id: int) -> tuple[str, int]:
+    def bootstrap(self, listener: str) -> str:
+        """host:port of every node on the named listener (e.g. "SASL_SSL")."""
+        name = listener.upper()
+        if name not in self.listener_names:
+            raise KeyError(f"no listener {listener!r}; the broker has {', '.join(self.listener_names)}")
+        return ",".join("{}:{}".format(*node.endpoint(name)) for node in self.cluster.nodes.values())
+
+    @property
+    def listener_names(self) -> list[str]:
+        return [listener.name for listener in self._listeners]
+
+    @property
+    def listeners(self) -> list[ListenerSecurity]:
+        return list(self._listeners)
+
+    def bound_listeners(self) -> list[str]:
+        """Every bound endpoint as NAME://host:port, by listener, then node."""
+        return [
+            "{}://{}:{}".format(listener.name, *node.endpoint(listener.name))
+            for listener in self._listeners
+            for node in self.cluster.nodes.values()
+        ]
+
+    def address(self, node_id: int, listener: str | None = None) -> tuple[str, int]:
         node = self.cluster.nodes[node_id]
-        return node.host, node.port
+        return node.endpoint(listener.upper() if listener is not None else None)
+
+    def add_scram_user(
+        self, user: str, password: str, mechanism: str = "SCRAM-SHA-256", iterations: int = 4096
+    ) -> None:
+        """Create or replace a SCRAM credential (what AlterUserScramCredentials upserts)."""
+        self.scram.add_password(mechanism, user, password, iterations)
+
+    def _bind_address(self, spec: ListenerSpec, index: int) -> tuple[str, int]:
+        if not self.config.listeners:
+            return self.host, self._ports[index]
+        return spec.host or self.host, spec.port + index if spec.port else 0
+
+    def _check_ports(self, nodes: int) -> None:
+        if not self.config.listeners or nodes == 1:
+            return
+        taken: dict[int, str] = {}
+        for listener in self._listeners:
+            for index in range(nodes):
+                _, port = self._bind_address(listener.spec, index)
+                if port and port in taken:
+                    raise InvalidBrokerConfig(
+                        "listeners",
+                        f"node {FIRST_NODE_ID + index} of listener {listener.name} would listen on port "
+                        f"{port}, which {taken[port]} uses: with {nodes} nodes, node N listens on the "
+                        "listener's port + N - 1, so leave a gap of at least the node count between ports "
+                        "(or use port 0)",
+                    )
+                taken[port] = f"listener {listener.name} of node {FIRST_NODE_ID + index}"
 
     def server(self, node_id: int) -> NodeServer:
         return self._servers[node_id]
@@ -225,7 +303,8 @@ class EmbeddedBroker:
             return
         node.alive = False
         cluster.topics.node_stopped(node_id, cluster.alive_node_ids())
-        await self._servers[node_id].stop()
+        for server in self._node_servers[node_id]:
+            await server.stop()
 
     async def start_node(self, node_id: int) -> None:
         """Restart a stopped node on the same port."""
@@ -233,15 +312,17 @@ class EmbeddedBroker:
         node = cluster.nodes[node_id]
         if node.alive:
             return
-        await self._servers[node_id].start()
+        for server in self._node_servers[node_id]:
+            await server.start()
         node.alive = True
         cluster.topics.node_started(node_id)
 
     async def drop_connections(self, node_id: int | None = None) -> None:
         """Close client connections to one node (or all); listeners keep accepting new ones."""
-        targets = [self._servers[node_id]] if node_id is not None else list(self._servers.values())
-        for server in targets:
-            await server.drop_connections()
+        targets = [node_id] if node_id is not None else list(self._node_servers)
+        for target in targets:
+            for server in self._node_servers[target]:
+                await server.drop_connections()
 
     def delay_responses(self, seconds: float, api_keys: Collection[int] | None = None) -> None:
         """Hold every response (or those of `api_keys`) back by `seconds`; 0 turns it off."""

@@ -33,8 +33,9 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from aioshare.broker.listeners import CURRENT_LISTENER
 from aioshare.protocol._codec import ApiMessage
 from aioshare.protocol.errors import ErrorCode, ProtocolError
 from aioshare.protocol.framing import (
@@ -44,7 +45,18 @@ from aioshare.protocol.framing import (
     peek_request_header,
     request_header_version,
 )
-from aioshare.protocol.messages import REQUESTS, ApiVersionsResponse, RequestHeader
+from aioshare.protocol.messages import (
+    REQUESTS,
+    ApiVersionsResponse,
+    RequestHeader,
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
+
+if TYPE_CHECKING:
+    from aioshare.broker.security import ListenerSecurity, SaslSession, Step
 
 logger = logging.getLogger("aioshare.broker")
 
@@ -121,6 +133,10 @@ class RequestContext:
     api_version: int
     correlation_id: int
     client_id: str | None
+    # The listener the request arrived on and the authenticated SASL user (Kafka's
+    # KafkaPrincipal name; ANONYMOUS without SASL).
+    listener: str = "PLAINTEXT"
+    principal: str = "ANONYMOUS"
 
 
 Handler = Callable[[RequestContext, Any], Awaitable[ApiMessage | None]]
@@ -227,8 +243,12 @@ class NodeServer:
         memory_pool: RequestMemoryPool | None = None,
         connections_max_idle_ms: int = 600000,
         max_connections: int = 2**31 - 1,
+        listener: ListenerSecurity | None = None,
     ) -> None:
         self.node_id = node_id
+        # TLS and SASL of this listener; None: PLAINTEXT named "PLAINTEXT".
+        self.listener = listener
+        self.listener_name = listener.name if listener is not None else "PLAINTEXT"
         self.host = host
         self.port = port
         self.registry = registry
@@ -254,8 +274,9 @@ class NodeServer:
         if self._server is not None:
             return
         loop = asyncio.get_running_loop()
+        tls = self.listener.ssl_context if self.listener is not None else None
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True
+            lambda: _Connection(self), self.host, self.port, reuse_address=True, ssl=tls
         )
         # With port 0 the OS picked one; keep it so a restart listens on the same port.
         self.port = self._server.sockets[0].getsockname()[1]
@@ -328,6 +349,8 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         self.task: asyncio.Task[None] | None = None
         self.info: ConnectionInfo | None = None
+        listener = server.listener
+        self._sasl: SaslSession | None = listener.new_session() if listener is not None else None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -469,7 +492,18 @@ class _Connection(asyncio.Protocol):
         logger.warning("node %d: closing connection %s: %s", self._server.node_id, info, reason)
         self.abort()
 
+    def _close_after_write(self, reason: str) -> None:
+        """Close once what was written is flushed (the answer to a failed authentication)."""
+        info = self.info.connection_id if self.info is not None else "?"
+        logger.warning("node %d: closing connection %s: %s", self._server.node_id, info, reason)
+        if self.task is not None and self.task is not asyncio.current_task() and not self.task.done():
+            self.task.cancel()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
     async def _serve(self) -> None:
+        # Handlers that report node endpoints see this listener's (Node.host / Node.port).
+        CURRENT_LISTENER.set(self._server.listener_name)
         while True:
             frame, size = await self._queue.get()
             self._update_reading()
@@ -488,6 +522,13 @@ class _Connection(asyncio.Protocol):
 
     async def _process(self, frame: bytearray, size: int) -> bool:
         """Handle one request; False means the connection must close."""
+        sasl = self._sasl
+        if sasl is not None and sasl.raw_tokens:
+            # After SaslHandshake v0 the client sends bare SASL tokens, not Kafka requests.
+            token = bytes(frame)
+            del frame
+            self._release(size)
+            return await self._raw_token(sasl, token)
         try:
             prepared = self._prepare(frame)
         finally:
@@ -502,6 +543,19 @@ class _Connection(asyncio.Protocol):
             return True
         handler, header, body, api_key, api_version, correlation_id = prepared
         assert self.info is not None
+        principal = "ANONYMOUS"
+        if sasl is not None:
+            verdict = sasl.check(api_key, time.monotonic_ns())
+            if verdict.action == "close":
+                self._close(verdict.reason)
+                return False
+            if verdict.action == "handshake":
+                assert isinstance(body, SaslHandshakeRequest)
+                return await self._handshake(sasl, body, api_version, correlation_id)
+            if verdict.action == "authenticate":
+                assert isinstance(body, SaslAuthenticateRequest)
+                return await self._authenticate(sasl, body, api_version, correlation_id)
+            principal = sasl.principal or principal
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "node %d: %s v%d from %s (%s)",
@@ -512,7 +566,14 @@ class _Connection(asyncio.Protocol):
                 header.client_id,
             )
         context = RequestContext(
-            self._server.node_id, self.info, api_key, api_version, correlation_id, header.client_id
+            self._server.node_id,
+            self.info,
+            api_key,
+            api_version,
+            correlation_id,
+            header.client_id,
+            self._server.listener_name,
+            principal,
         )
         try:
             response = await handler(context, body)
@@ -528,6 +589,87 @@ class _Connection(asyncio.Protocol):
         if response is None:
             return True
         return await self._write(response, api_key, api_version, correlation_id)
+
+    # ------------------------------------------------------------------ SASL
+
+    async def _handshake(
+        self, sasl: SaslSession, request: SaslHandshakeRequest, version: int, correlation_id: int
+    ) -> bool:
+        step, mechanisms = sasl.handshake(request.mechanism, version)
+        response = SaslHandshakeResponse(error_code=step.error_code, mechanisms=list(mechanisms))
+        if not step.close:
+            return await self._write(response, SaslHandshakeRequest.API_KEY, version, correlation_id)
+        await self._fail_authentication(
+            response,
+            SaslHandshakeRequest.API_KEY,
+            version,
+            correlation_id,
+            f"Unsupported SASL mechanism {request.mechanism}",
+        )
+        return False
+
+    async def _authenticate(
+        self, sasl: SaslSession, request: SaslAuthenticateRequest, version: int, correlation_id: int
+    ) -> bool:
+        step = sasl.authenticate(request.auth_bytes, version, time.monotonic_ns())
+        response = SaslAuthenticateResponse(
+            error_code=step.error_code,
+            error_message=step.error_message,
+            auth_bytes=step.auth_bytes,
+            session_lifetime_ms=step.session_lifetime_ms,
+        )
+        if not step.close:
+            self._log_authenticated(sasl, step)
+            return await self._write(response, SaslAuthenticateRequest.API_KEY, version, correlation_id)
+        await self._fail_authentication(
+            response, SaslAuthenticateRequest.API_KEY, version, correlation_id, step.error_message or ""
+        )
+        return False
+
+    async def _raw_token(self, sasl: SaslSession, token: bytes) -> bool:
+        step = sasl.authenticate(token, 0, time.monotonic_ns())
+        if step.close:
+            # No Kafka framing to carry an error: Kafka closes the connection (after the delay).
+            await self._delay_failure()
+            self._close(f"SASL authentication failed: {step.error_message}")
+            return False
+        self._log_authenticated(sasl, step)
+        await self._can_write.wait()
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._transport.write(_SIZE.pack(len(step.auth_bytes)) + step.auth_bytes)
+        self._last_active = time.monotonic()
+        return True
+
+    def _log_authenticated(self, sasl: SaslSession, step: Step) -> None:
+        if sasl.authenticated and logger.isEnabledFor(logging.DEBUG):
+            assert self.info is not None
+            logger.debug(
+                "node %d: %s authenticated as User:%s with %s (session lifetime %d ms)",
+                self._server.node_id,
+                self.info.connection_id,
+                sasl.principal,
+                sasl.mechanism,
+                step.session_lifetime_ms,
+            )
+
+    async def _delay_failure(self) -> None:
+        # Kafka's connection.failed.authentication.delay.ms: a failed client is answered (and
+        # closed) late, which slows down password guessing.
+        listener = self._server.listener
+        if listener is not None and listener.failed_authentication_delay_ms > 0:
+            await asyncio.sleep(listener.failed_authentication_delay_ms / 1000)
+
+    async def _fail_authentication(
+        self, response: ApiMessage, api_key: int, version: int, correlation_id: int, reason: str
+    ) -> None:
+        await self._delay_failure()
+        await self._write(response, api_key, version, correlation_id)
+        assert self.info is not None
+        self._close_after_write(
+            f"failed authentication with {self.info.client_host} on listener "
+            f"{self._server.listener_name} ({reason})"
+        )
 
     def _prepare(
         self, frame: bytearray

@@ -102,6 +102,8 @@ class AckOutcome(NamedTuple):
     error_message: str | None = None
     # Set with NOT_LEADER_OR_FOLLOWER, for CurrentLeader and NodeEndpoints.
     moved: Partition | None = None
+    # Batches passed KafkaApis' checks and went to the share-partition (SharePartitionManager).
+    applied: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -286,10 +288,11 @@ class ShareLeader:
         cached = _Cached(share_partition, partition, partition.leader_epoch)
         self._partitions.setdefault(node_id, {})[key] = cached
         if undecided:
-            # Deviation (unconfirmed in Kafka): the start offset chosen by the reset is written
-            # at once, so a restart before the first acknowledgement does not evaluate `latest`
-            # again and skip what was produced in between.
-            self._persist(node_id, key, cached)
+            # Deviation: the start offset chosen by the reset is written at once, so a restart
+            # before the first acknowledgement does not evaluate `latest` again and skip what
+            # was produced in between. Kafka writes nothing here; DescribeShareGroupOffsets
+            # still shows -1 until the first real write, as on Kafka (first_load).
+            self._persist(node_id, key, cached, first_load=True)
         return share_partition
 
     def _drop(self, node_id: int, key: ShareStateKey) -> None:
@@ -305,14 +308,16 @@ class ShareLeader:
         for node_id in list(self._partitions):
             self._drop(node_id, key)
 
-    def _persist(self, node_id: int, key: ShareStateKey, cached: _Cached) -> bool:
+    def _persist(
+        self, node_id: int, key: ShareStateKey, cached: _Cached, *, first_load: bool = False
+    ) -> bool:
         """Write the share-partition's durable state; False (and the state dropped) on failure.
 
         Kafka rolls a failed write back; dropping the cached copy does the same here: the next
         fetch reloads the last durable state.
         """
         try:
-            self._cluster.share_state.write(key, cached.share_partition.snapshot())
+            self._cluster.share_state.write(key, cached.share_partition.snapshot(), first_load=first_load)
         except OSError:
             logger.exception("cannot persist share-partition state %s", key)
             self._drop(node_id, key)
@@ -354,14 +359,20 @@ class ShareLeader:
             if problem is not None:
                 outcomes[topic_partition] = AckOutcome(ErrorCode.INVALID_REQUEST, problem)
                 continue
+            if not batches:
+                # KafkaApis.handleAcknowledgements' emptyAcknowledgements: NONE, not applied.
+                outcomes[topic_partition] = AckOutcome(ErrorCode.NONE)
+                continue
             if partition.leader != node_id:
                 # Deviation: Kafka answers UNKNOWN_TOPIC_OR_PARTITION here (the share-partition
                 # left its cache with the leadership); naming the new leader lets clients move
                 # the acknowledgement's partition at once, and both fail the acknowledgement.
-                outcomes[topic_partition] = AckOutcome(ErrorCode.NOT_LEADER_OR_FOLLOWER, None, partition)
+                outcomes[topic_partition] = AckOutcome(
+                    ErrorCode.NOT_LEADER_OR_FOLLOWER, None, partition, True
+                )
                 continue
             result = self.acknowledge(node_id, group_id, member_id, partition, batches, lock_duration_ms)
-            outcomes[topic_partition] = AckOutcome(result.error_code, result.error_message)
+            outcomes[topic_partition] = AckOutcome(result.error_code, result.error_message, None, True)
         return outcomes
 
     def lock_duration_ms(self, group_id: str) -> int:

@@ -228,7 +228,10 @@ def validate_ack_batches(batches: Sequence[AckBatch], *, version: int, is_renew_
     for batch in batches:
         if batch.first_offset > batch.last_offset:
             return "First offset of an acknowledgement batch is greater than its last offset."
-        if previous_last is not None and batch.first_offset <= previous_last:
+        # Kafka's validateAcknowledgementBatches: `firstOffset < prevEndOffset`. Batches that
+        # share an offset ((0, 5), (5, 6)) pass here and fail in the share-partition with
+        # INVALID_RECORD_STATE, as on Kafka 4.2 and 4.4 (tests/differential).
+        if previous_last is not None and batch.first_offset < previous_last:
             return "Acknowledgement batches must be in ascending order and must not overlap."
         if not batch.ack_types:
             return "Acknowledgement batch has no acknowledge types."

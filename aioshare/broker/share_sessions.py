@@ -196,13 +196,16 @@ class ShareSessionCache:
     def disconnect(self, connection_id: str) -> DisconnectResult:
         """The client connection closed: close the sessions it opened and report empty groups.
 
-        Like Kafka, this removes the session currently stored under each key the connection
-        opened, even if a later epoch-0 request replaced it from another connection.
+        Only sessions this connection opened are removed: a session that a later epoch-0
+        request replaced from another connection is left alone (KAFKA-19950, in Kafka 4.2 and
+        4.4: the old connection's mapping is marked stale when its session is removed).
         """
         result = DisconnectResult()
         for key in sorted(self._keys_by_connection.pop(connection_id, ())):
-            session = self._remove(key)
-            if session is not None:
+            current = self._sessions.get(key)
+            if current is not None and current.connection_id == connection_id:
+                session = self._remove(key)
+                assert session is not None
                 result.closed.append(ClosedSession(key, list(session.partitions)))
             # Kafka checks the group count whether or not this disconnect removed the session.
             if self._sessions_per_group.get(key.group_id, 0) == 0 and key.group_id not in result.empty_groups:

@@ -45,6 +45,8 @@ _decoder = msgspec.json.Decoder(PersistedState)
 class ShareStateStore:
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self._states: dict[ShareStateKey, PersistedState] = {}
+        # The start offset Kafka's share coordinator would hold (see `reported_start_offset`).
+        self._reported: dict[ShareStateKey, int] = {}
         self._listeners: list[ResetListener] = []
         self._directory = Path(directory) if directory is not None else None
         if self._directory is not None:
@@ -56,6 +58,23 @@ class ShareStateStore:
     def read(self, key: ShareStateKey) -> PersistedState | None:
         return self._states.get(key)
 
+    def reported_start_offset(self, key: ShareStateKey) -> int:
+        """The start offset DescribeShareGroupOffsets reports: what Kafka's share coordinator holds.
+
+        A Kafka leader writes a state change with the start offset it had *before* the change
+        (SharePartition updates its cached start offset once the write completed), and writes
+        nothing when it first loads a share-partition, so the coordinator shows -1 until the
+        first acknowledgement, release or lock expiry, and afterwards the start offset of the
+        previous write (tests/differential: 0 after accepting records 0..9 once; the lag, which
+        counts the acknowledged records past that start offset, is exact either way). The state
+        the embedded leader reloads from is the exact one.
+        """
+        reported = self._reported.get(key)
+        if reported is not None:
+            return reported
+        state = self._states.get(key)
+        return state.start_offset if state is not None else UNDECIDED_START
+
     def keys(self, group_id: str | None = None) -> Iterator[ShareStateKey]:
         for key in list(self._states):
             if group_id is None or key.group_id == group_id:
@@ -63,8 +82,19 @@ class ShareStateStore:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, key: ShareStateKey, state: PersistedState) -> None:
-        """A leader's write after a state change; returns once it is durable."""
+    def write(self, key: ShareStateKey, state: PersistedState, *, first_load: bool = False) -> None:
+        """A leader's write after a state change; returns once it is durable.
+
+        ``first_load``: the start offset chosen at a share-partition's first load, which Kafka
+        does not write (it stays invisible to `reported_start_offset`).
+        """
+        previous = self._states.get(key)
+        if first_load:
+            self._reported.setdefault(key, previous.start_offset if previous is not None else UNDECIDED_START)
+        elif previous is None or previous.start_offset == UNDECIDED_START:
+            self._reported[key] = state.start_offset
+        else:
+            self._reported[key] = previous.start_offset
         self._states[key] = state
         self._save(key, state)
 
@@ -72,6 +102,7 @@ class ShareStateStore:
         """Fresh state for a share-partition (first subscription or an offsets reset)."""
         state = PersistedState(state_epoch=state_epoch, start_offset=start_offset)
         self._states[key] = state
+        self._reported[key] = start_offset
         self._save(key, state)
         self._notify(key)
 
@@ -83,6 +114,7 @@ class ShareStateStore:
         ]
         for key in removed:
             del self._states[key]
+            self._reported.pop(key, None)
             path = self._path(key)
             if path is not None:
                 path.unlink(missing_ok=True)

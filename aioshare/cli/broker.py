@@ -1,4 +1,10 @@
-"""`aioshare broker`: an embedded Kafka-protocol broker in the foreground."""
+"""`aioshare broker`: an embedded Kafka-protocol broker in the foreground.
+
+Announces ``aioshare broker listening on HOST:PORT[,HOST:PORT...]`` (one per node) once it
+serves; with ``--config listeners=...`` the line lists every bound listener of every node in
+Kafka's syntax instead: ``aioshare broker listening on PLAINTEXT://127.0.0.1:41001,SASL_SSL://...``
+(port 0 in `listeners` shows the port the OS picked).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +26,19 @@ async def serve(host: str, port: int, nodes: int, data_dir: str | None, config: 
             host=host, port=port, nodes=nodes, data_dir=data_dir, config=config
         ) as broker:
             # Scripts wait for this exact line before they connect.
-            print(f"aioshare broker listening on {broker.bootstrap_servers}", flush=True)
+            print(f"aioshare broker listening on {announced(broker)}", flush=True)
             await stop.wait()
             print("aioshare broker stopping", flush=True)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def announced(broker: EmbeddedBroker) -> str:
+    """host:port,... without `listeners`; with it, every bound NAME://host:port (Kafka's syntax)."""
+    if not broker.config.listeners:
+        return broker.bootstrap_servers
+    return ",".join(broker.bound_listeners())
 
 
 def run_broker(host: str, port: int, nodes: int, data_dir: str | None, config: dict[str, str]) -> int:

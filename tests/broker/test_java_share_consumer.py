@@ -258,6 +258,12 @@ def assert_commits_succeeded(step: Step) -> None:
     assert failures == {}
 
 
+def assert_caught_up(offsets: dict[str, tuple[int, int | None]], ends: dict[str, int]) -> None:
+    """Every partition has lag 0 and a start offset of a state write (0..end), as on Kafka."""
+    assert {tp: lag for tp, (_start, lag) in offsets.items()} == dict.fromkeys(ends, 0)
+    assert all(0 <= offsets[tp][0] <= end for tp, end in ends.items()), offsets
+
+
 def offsets_of(step: Step) -> dict[str, tuple[int, int | None]]:
     """admin-offsets: partition -> (start offset, lag)."""
     return {
@@ -446,7 +452,9 @@ def test_accept_release_reject(
     assert_commits_succeeded(step)
     assert_callbacks_cover(step, records)
     # Everything accepted or rejected: each share-partition's start offset is past its last record.
-    assert offsets_of(steps["acks-offsets"]) == {f"acks-{tag}-{p}": (30, 0) for p in range(3)}
+    # Like Kafka, the start offset is the one of the previous state write (docs/embedded-broker.md),
+    # which depends on how the client batched its acknowledgements; the lag is exact.
+    assert_caught_up(offsets_of(steps["acks-offsets"]), {f"acks-{tag}-{p}": 30 for p in range(3)})
 
 
 @pytest.mark.parametrize("version", TESTED_KAFKA_VERSIONS)
@@ -474,7 +482,7 @@ def test_renew_keeps_records_past_their_lock(
     assert step.of("member_error") == []
     assert_commits_succeeded(step)
     assert_callbacks_cover(step, records)
-    assert offsets_of(steps["renew-offsets"]) == {f"renew-{version.replace('.', '')}-0": (12, 0)}
+    assert_caught_up(offsets_of(steps["renew-offsets"]), {f"renew-{version.replace('.', '')}-0": 12})
 
 
 def test_implicit_mode_acknowledges_everything_polled(
@@ -490,7 +498,7 @@ def test_implicit_mode_acknowledges_everything_polled(
     # The acknowledgements of each poll are sent by the next poll or commitSync; all are reported.
     assert_callbacks_cover(step, [{**r, "ack": "ACCEPT"} for r in records])
     tag = version.replace(".", "")
-    assert offsets_of(steps["implicit-offsets"]) == {f"implicit-{tag}-{p}": (25, 0) for p in range(2)}
+    assert_caught_up(offsets_of(steps["implicit-offsets"]), {f"implicit-{tag}-{p}": 25 for p in range(2)})
 
 
 def test_delivery_count_limit_archives_released_records(
@@ -510,7 +518,7 @@ def test_delivery_count_limit_archives_released_records(
     assert {r["ack"] for r in records} == {"RELEASE"}
     assert_commits_succeeded(step)
     assert_callbacks_cover(step, records)
-    assert offsets_of(steps["limit-offsets"]) == {f"limit-{version.replace('.', '')}-0": (10, 0)}
+    assert_caught_up(offsets_of(steps["limit-offsets"]), {f"limit-{version.replace('.', '')}-0": 10})
 
 
 def test_records_held_at_close_go_to_another_member(
@@ -543,7 +551,7 @@ def test_records_held_at_close_go_to_another_member(
     assert {key: counts[key] for key in never_fetched} == dict.fromkeys(never_fetched, 1)
     assert {key: counts[key] for key in held} == dict.fromkeys(held, 2), "delivery count of held records"
     tag = version.replace(".", "")
-    assert offsets_of(steps["close-offsets"]) == {f"close-{tag}-{p}": (10, 0) for p in range(2)}
+    assert_caught_up(offsets_of(steps["close-offsets"]), {f"close-{tag}-{p}": 10 for p in range(2)})
 
 
 def test_commit_async_reports_through_the_callback(
@@ -555,7 +563,7 @@ def test_commit_async_reports_through_the_callback(
     records = step.records()
     assert sorted(delivery_keys(records)) == [(0, o) for o in range(20)]
     assert_callbacks_cover(step, records)
-    assert offsets_of(steps["async-offsets"]) == {f"async-{version.replace('.', '')}-0": (20, 0)}
+    assert_caught_up(offsets_of(steps["async-offsets"]), {f"async-{version.replace('.', '')}-0": 20})
 
 
 def test_record_limit_acquire_mode_caps_each_fetch(
@@ -628,7 +636,7 @@ def test_leader_moves_under_the_java_consumer(broker: ThreadedBroker) -> None:
     assert sorted(deliveries) == list(range(200)), "records lost"
     # One delivery per record, plus one per acknowledgement that failed.
     assert {o: n for o, n in deliveries.items() if n > 1} == {o: 1 + failed[o] for o in failed}
-    assert offsets_of(steps["offsets"]) == {f"{topic}-0": (200, 0)}
+    assert_caught_up(offsets_of(steps["offsets"]), {f"{topic}-0": 200})
     assert run.client_problems() == []
 
 
@@ -734,9 +742,9 @@ def test_admin_refuses_to_change_a_group_with_members(admin_steps: dict[str, Ste
 def test_admin_lists_alters_and_deletes_share_group_offsets(admin_steps: dict[str, Step]) -> None:
     empty = admin_steps["described-empty"].check().one("description")["description"]
     assert (empty["state"], empty["members"]) == ("Empty", [])
-    consumed = {"admin-t-0": (10, 0), "admin-t-1": (10, 0)}
-    assert offsets_of(admin_steps["offsets-consumed"]) == consumed
-    assert offsets_of(admin_steps["offsets-named"]) == consumed
+    consumed = {"admin-t-0": 10, "admin-t-1": 10}
+    assert_caught_up(offsets_of(admin_steps["offsets-consumed"]), consumed)
+    assert offsets_of(admin_steps["offsets-named"]) == offsets_of(admin_steps["offsets-consumed"])
 
     altered = admin_steps["altered"].check().one("altered")
     assert altered["results"] == {"admin-t-0": None, "admin-t-1": None} and altered["all"] is None
@@ -747,7 +755,7 @@ def test_admin_lists_alters_and_deletes_share_group_offsets(admin_steps: dict[st
         (1, o) for o in range(5, 10)
     ]
     assert {r["deliveryCount"] for r in reconsumed} == {1}
-    assert offsets_of(admin_steps["offsets-reconsumed"]) == consumed
+    assert_caught_up(offsets_of(admin_steps["offsets-reconsumed"]), consumed)
 
     deleted = admin_steps["deleted-offsets"].check().one("deleted_offsets")
     assert deleted["results"] == {"admin-t": None} and deleted["all"] is None

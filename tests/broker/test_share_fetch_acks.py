@@ -53,7 +53,7 @@ def ack_codes(response: ShareAcknowledgeResponse) -> list[int]:
 INVALID_BATCHES: list[tuple[str, Sequence[Ack]]] = [
     ("first offset after last", [(5, 4, [1])]),
     ("batches out of order", [(5, 6, [1]), (0, 1, [1])]),
-    ("batches overlap", [(0, 5, [1]), (5, 6, [1])]),
+    ("batches overlap", [(0, 5, [1]), (4, 6, [1])]),
     ("no types", [(0, 1, [])]),
     ("type count mismatch", [(0, 3, [1, 1])]),
     ("unknown type", [(0, 1, [5])]),

@@ -19,6 +19,7 @@ from aioshare.broker.apis import (
     list_offsets,
     metadata,
     produce,
+    sasl,
     share_acknowledge,
     share_fetch,
     share_groups_api,
@@ -51,6 +52,7 @@ DEFAULT_MODULES: tuple[ApiModule, ...] = (
     share_groups_api,
     share_fetch,
     share_acknowledge,
+    sasl,
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 
 from aioshare.broker.apis._common import LeaderHints
+from aioshare.broker.apis.share_fetch import member_id_valid
 from aioshare.broker.cluster import Cluster
 from aioshare.broker.server import ApiRegistry, RequestContext
 from aioshare.broker.share_leader import ShareLeader, leader_for
@@ -45,11 +46,11 @@ def handle(
     group_id, member_id = request.group_id, request.member_id
     if group_id is None:
         return ShareAcknowledgeResponse(
-            error_code=ErrorCode.INVALID_REQUEST, error_message="Group id cannot be null."
+            error_code=ErrorCode.INVALID_REQUEST, error_message="Invalid group id in the request."
         )
-    if not member_id:
+    if not member_id_valid(member_id):
         return ShareAcknowledgeResponse(
-            error_code=ErrorCode.INVALID_REQUEST, error_message="Member id cannot be empty."
+            error_code=ErrorCode.INVALID_REQUEST, error_message="Invalid member id in the request."
         )
     sessions = leader.sessions(context.node_id)
     session = sessions.open_acknowledge(group_id, member_id, request.share_session_epoch)
@@ -72,6 +73,15 @@ def handle(
         is_renew_ack=version >= 2 and request.is_renew_ack,
         lock_duration_ms=lock_duration_ms,
     )
+    if not any(outcome.applied for outcome in outcomes.values()):
+        # KafkaApis answers only the erroneous partitions when none had batches to apply: a
+        # partition sent with an empty batch list is left out of the response (it is NONE only
+        # next to a partition whose batches were applied).
+        outcomes = {
+            topic_partition: outcome
+            for topic_partition, outcome in outcomes.items()
+            if outcome.error_code or acknowledgements[topic_partition]
+        }
     if session.is_final:
         # Acknowledgements first, then the session closes and what the member still holds is
         # released; Kafka logs release failures without reporting them.

@@ -1,10 +1,11 @@
 """ShareFetch (78) v1-2: share sessions, piggy-backed acknowledgements, acquisition, long polling.
 
-Processing order (semantics doc, section 3.5): null group id or empty member id →
-INVALID_REQUEST; the share session is resolved from its epoch (top-level session errors end
-the request; a full session cache holds the request for MaxWaitMs, then answers
-SHARE_SESSION_LIMIT_REACHED); a renew request (v2 IsRenewAck) must carry zero MaxBytes,
-MinBytes, MaxRecords and MaxWaitMs; acknowledgements are applied per partition (unknown
+Processing order (KafkaApis.handleShareFetchRequest): null group id, or a member id that is
+empty or longer than 36 characters → INVALID_REQUEST; a renew request (v2 IsRenewAck) must
+carry zero MaxBytes, MinBytes, MaxRecords and MaxWaitMs (checked before the session, so a
+refused request does not move the session epoch); the share session is resolved from its epoch
+(top-level session errors end the request; a full session cache holds the request for
+MaxWaitMs, then answers SHARE_SESSION_LIMIT_REACHED); acknowledgements are applied per partition (unknown
 topic/partition, batch rules → AcknowledgeErrorCode); a final-epoch request then closes the
 session and releases the member's records, a renew request stops there; otherwise every
 partition of the session is fetched, starting at the partition the session epoch rotates to,
@@ -20,6 +21,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from aioshare.broker.apis._common import LeaderHints
 from aioshare.broker.cluster import Cluster
@@ -36,6 +38,8 @@ from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.protocol.types import AcquireMode, TopicIdPartition
 
 API_KEY = 78
+# KafkaApis.isMemberIdValid: clients send Uuid.toString (22 characters) or a UUID (36).
+MAX_MEMBER_ID_LENGTH = 36
 
 PartitionData = ShareFetchResponse.PartitionData
 
@@ -66,6 +70,25 @@ def top_level_error(code: int, message: str | None = None) -> ShareFetchResponse
     return ShareFetchResponse(error_code=code, error_message=message)
 
 
+def member_id_valid(member_id: str | None) -> TypeGuard[str]:
+    """KafkaApis.isMemberIdValid: present, not empty, at most 36 characters."""
+    return member_id is not None and 0 < len(member_id) <= MAX_MEMBER_ID_LENGTH
+
+
+def renew_parameters_problem(request: ShareFetchRequest) -> str | None:
+    """KafkaApis' message for a renew request with non-zero fetch parameters, or None."""
+    message = ""
+    if request.max_bytes != 0:
+        message += "maxBytes must be set to 0, "
+    if request.min_bytes != 0:
+        message += "minBytes must be set to 0, "
+    if request.max_records != 0:
+        message += "maxRecords must be set to 0, "
+    if request.max_wait_ms != 0:
+        message += "maxWaitMs must be set to 0, "
+    return message + "if isRenewAck is true." if message else None
+
+
 def acknowledgements_of(request: ShareFetchRequest) -> dict[TopicIdPartition, list[AckBatch]]:
     acknowledgements: dict[TopicIdPartition, list[AckBatch]] = {}
     for topic in request.topics:
@@ -84,10 +107,16 @@ async def handle(
     version = context.api_version
     group_id, member_id = request.group_id, request.member_id
     if group_id is None:
-        return top_level_error(ErrorCode.INVALID_REQUEST, "Group id cannot be null.")
-    if not member_id:
+        return top_level_error(ErrorCode.INVALID_REQUEST, "Invalid group id in the request.")
+    if not member_id_valid(member_id):
         # Sessions and record locks are keyed by member id: a request without one is malformed.
-        return top_level_error(ErrorCode.INVALID_REQUEST, "Member id cannot be empty.")
+        return top_level_error(ErrorCode.INVALID_REQUEST, "Invalid member id in the request.")
+    is_renew = version >= 2 and request.is_renew_ack
+    if is_renew:
+        # KIP-1222; KafkaApis checks this before newContext, so the session epoch stays.
+        problem = renew_parameters_problem(request)
+        if problem is not None:
+            return top_level_error(ErrorCode.INVALID_REQUEST, problem)
     requested = [
         TopicIdPartition(topic.topic_id, asked.partition_index)
         for topic in request.topics
@@ -115,12 +144,6 @@ async def handle(
         return top_level_error(session.error_code, session.error_message)
     if session.error_code:
         return top_level_error(session.error_code, session.error_message)
-    is_renew = version >= 2 and request.is_renew_ack
-    if is_renew and (request.max_bytes or request.min_bytes or request.max_records or request.max_wait_ms):
-        return top_level_error(
-            ErrorCode.INVALID_REQUEST,
-            "MaxBytes, MinBytes, MaxRecords and MaxWaitMs must be 0 in a renew acknowledgement request.",
-        )
     mode_id = request.share_acquire_mode if version >= 2 else AcquireMode.BATCH_OPTIMIZED
     if mode_id not in (AcquireMode.BATCH_OPTIMIZED, AcquireMode.RECORD_LIMIT):
         return top_level_error(ErrorCode.INVALID_REQUEST, f"Unknown share acquire mode {mode_id}.")

@@ -313,13 +313,15 @@ def _describe_topic_offsets(
                 )
             )
             continue
+        key = ShareStateKey(group_id, topic.topic_id, index)
+        reported = service.cluster.share_state.reported_start_offset(key)
         row = _OffsetsPartition(
             partition_index=index,
-            start_offset=state.start_offset,
+            start_offset=reported,
             leader_epoch=state.leader_epoch,
             lag=LAG_UNKNOWN,
         )
-        if state.start_offset != UNDECIDED_START:
+        if reported != UNDECIDED_START and state.start_offset != UNDECIDED_START:
             partition = topic.partition(index)
             if partition is None or partition.leader < 0:
                 # Kafka's latest-offset lookup fails for the partition; the row carries its error.
