@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError
-from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.runtime import App, Event, EventKind, Message
 from aioshare.runtime.logs import RECORDS_LOGGER
 from aioshare.share import AckInDoubtError
@@ -29,10 +28,6 @@ from .fakes import wait_until
 async def fake() -> AsyncIterator[ShareFake]:
     async with FakeCluster() as cluster:
         yield ShareFake(cluster)
-
-
-def carries_acks(req: ShareFetchRequest) -> bool:
-    return any(p.acknowledgement_batches for t in req.topics for p in t.partitions)
 
 
 def app_on(fake: ShareFake, **route_options: Any) -> tuple[App, list[Event]]:
@@ -52,17 +47,7 @@ async def test_a_refused_accept_is_reported_refused_and_logged_with_its_coordina
     fake: ShareFake, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.add_batch([b"ok"])
-
-    async def refuse(req: ShareFetchRequest) -> ShareFetchResponse | None:
-        if not carries_acks(req):
-            return None
-        answer = await fake.default_fetch(req)
-        part = answer.responses[0].partitions[0]
-        part.acknowledge_error_code = ErrorCode.INVALID_RECORD_STATE
-        part.acknowledge_error_message = "not acquired by this member"
-        return answer
-
-    fake.fetch_hook = refuse
+    fake.refuse_acks(ErrorCode.INVALID_RECORD_STATE, "not acquired by this member")
     app, events = app_on(fake)
     caplog.set_level(logging.WARNING, logger=RECORDS_LOGGER)
     async with app:
@@ -95,21 +80,7 @@ async def test_an_accept_sent_and_never_answered_is_reported_in_doubt(
     fake: ShareFake, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.add_batch([b"ok"])
-    sent = asyncio.Event()
-    never = asyncio.Event()
-
-    async def hold(req: Any) -> None:
-        if not sent.is_set():
-            sent.set()  # the broker has the accept ... and the connection dies before it answers
-            await never.wait()
-
-    async def hold_fetch(req: ShareFetchRequest) -> ShareFetchResponse | None:
-        if carries_acks(req):
-            await hold(req)
-        return None
-
-    fake.fetch_hook = hold_fetch
-    fake.acknowledge_hook = hold
+    sent = fake.hold_acks()
     app, events = app_on(fake)
     caplog.set_level(logging.WARNING, logger=RECORDS_LOGGER)
     async with app:

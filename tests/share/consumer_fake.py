@@ -5,6 +5,7 @@ ShareGroupHeartbeat, ShareFetch and ShareAcknowledge handlers that record every 
 By default ShareFetch acquires the next ``MaxRecords`` offsets of one partition and returns
 the batches holding them; ``fetch_hook`` replaces that answer for a test, and
 ``acknowledge_hook`` runs before each ShareAcknowledge is answered (to hold it back).
+``refuse_acks`` and ``hold_acks`` script the two ways an acknowledgement fails on the wire.
 """
 
 from __future__ import annotations
@@ -51,6 +52,32 @@ class ShareFake:
         self.fetches: list[ShareFetchRequest] = []
         self.acknowledges: list[ShareAcknowledgeRequest] = []
         self.heartbeats: list[ShareGroupHeartbeatRequest] = []
+        self.ack_error: tuple[int, str] | None = None  # refuse_acks()
+
+    # -- scripted failures --------------------------------------------------------------
+
+    def refuse_acks(self, code: int, message: str) -> None:
+        """Answer every acknowledgement (on a ShareFetch or a ShareAcknowledge) with ``code``."""
+        self.ack_error = (code, message)
+
+    def hold_acks(self) -> asyncio.Event:
+        """Never answer the first request that carries acknowledgements; the event is set when
+        it arrives (a test then drops the connection: the acks are in doubt)."""
+        arrived = asyncio.Event()
+        never = asyncio.Event()
+
+        async def hold(req: ShareFetchRequest | ShareAcknowledgeRequest) -> None:
+            if carries_acks(req) and not arrived.is_set():
+                arrived.set()
+                await never.wait()
+
+        async def hold_fetch(req: ShareFetchRequest) -> ShareFetchResponse | None:
+            await hold(req)
+            return None
+
+        self.fetch_hook = hold_fetch
+        self.acknowledge_hook = hold
+        return arrived
 
     # -- data --------------------------------------------------------------------------
 
@@ -128,6 +155,8 @@ class ShareFake:
             partition.records = self.records_for(first, last)
         elif body.max_wait_ms:
             await asyncio.sleep(min(body.max_wait_ms, 50) / 1000)  # a short long-poll
+        if self.ack_error is not None and carries_acks(body):
+            partition.acknowledge_error_code, partition.acknowledge_error_message = self.ack_error
         return ShareFetchResponse(
             acquisition_lock_timeout_ms=self.lock_ms,
             responses=[
@@ -148,10 +177,18 @@ class ShareFake:
                 ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(
                     topic_id=t.topic_id,
                     partitions=[
-                        ShareAcknowledgeResponse.PartitionData(partition_index=p.partition_index)
+                        ShareAcknowledgeResponse.PartitionData(
+                            partition_index=p.partition_index,
+                            error_code=self.ack_error[0] if self.ack_error else 0,
+                            error_message=self.ack_error[1] if self.ack_error else None,
+                        )
                         for p in t.partitions
                     ],
                 )
                 for t in body.topics
             ],
         )
+
+
+def carries_acks(req: ShareFetchRequest | ShareAcknowledgeRequest) -> bool:
+    return any(p.acknowledgement_batches for t in req.topics for p in t.partitions)

@@ -11,17 +11,12 @@ from typing import Any
 import pytest
 
 from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError, KafkaTimeoutError
-from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.share import AckInDoubtError, AckResult, AckStatus, AckType, ShareConsumer, TopicPartition
 from tests.client.fakes import FakeCluster
 
 from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, wait_until
-from .consumer_fake import TOPIC, ShareFake
+from .consumer_fake import TOPIC, ShareFake, carries_acks
 from .test_consumer_demand import group_with_lock
-
-
-def _carries_acks(req: ShareFetchRequest) -> bool:
-    return any(p.acknowledgement_batches for t in req.topics for p in t.partitions)
 
 
 async def test_applied_acks_carry_their_type_and_offsets(cluster: EmbeddedCluster | RealKafkaCluster) -> None:
@@ -76,17 +71,7 @@ def scripted(fake: ShareFake, results: list[AckResult], **kwargs: Any) -> ShareC
 
 async def test_an_ack_the_broker_refuses_is_refused_with_its_error(fake: ShareFake) -> None:
     fake.add_batch([b"a", b"b"])
-
-    async def refuse(req: ShareFetchRequest) -> ShareFetchResponse | None:
-        if not _carries_acks(req):
-            return None
-        answer = await fake.default_fetch(req)
-        part = answer.responses[0].partitions[0]
-        part.acknowledge_error_code = ErrorCode.INVALID_RECORD_STATE
-        part.acknowledge_error_message = "the record is not acquired by this member"
-        return answer
-
-    fake.fetch_hook = refuse
+    fake.refuse_acks(ErrorCode.INVALID_RECORD_STATE, "the record is not acquired by this member")
     results: list[AckResult] = []
     async with scripted(fake, results) as c:
         (a,) = await c.getmany(timeout=5)
@@ -107,16 +92,7 @@ async def test_an_ack_the_broker_refuses_is_refused_with_its_error(fake: ShareFa
 
 async def test_an_ack_sent_and_never_answered_is_in_doubt(fake: ShareFake) -> None:
     fake.add_batch([b"a", b"b"])
-    sent = asyncio.Event()
-    never = asyncio.Event()
-
-    async def swallow(req: ShareFetchRequest) -> ShareFetchResponse | None:
-        if _carries_acks(req) and not sent.is_set():
-            sent.set()
-            await never.wait()
-        return None
-
-    fake.fetch_hook = swallow
+    sent = fake.hold_acks()
     results: list[AckResult] = []
     async with scripted(fake, results) as c:
         (a,) = await c.getmany(timeout=5)
@@ -140,7 +116,7 @@ async def test_an_ack_for_a_lock_that_ran_out_here_is_not_sent() -> None:
             await wait_until(lambda: c.held == 0, timeout=5)  # the lease timer expired it
             a.reject()
             assert results, "reported at once: nothing could be sent"
-            assert fake.acknowledges == [] and not any(_carries_acks(f) for f in fake.fetches)
+            assert fake.acknowledges == [] and not any(carries_acks(f) for f in fake.fetches)
     (r,) = results
     assert (r.status, r.ack_type, r.first_offset) == (AckStatus.NOT_SENT, AckType.REJECT, a.offset)
     assert isinstance(r.error, InvalidRecordStateError)
@@ -152,15 +128,7 @@ async def test_commit_gives_up_after_its_timeout_and_the_late_answer_is_still_re
     """commit(timeout) maps what was not answered in time to KafkaTimeoutError; the ack is not
     lost: its real outcome (here: in doubt, the connection dies unanswered) is reported later."""
     fake.add_batch([b"a", b"b"])
-    sent = asyncio.Event()
-    never = asyncio.Event()
-
-    async def stall(req: Any) -> None:
-        if not sent.is_set():
-            sent.set()
-            await never.wait()
-
-    fake.acknowledge_hook = stall  # max_in_flight=1: the accept goes in a ShareAcknowledge
+    sent = fake.hold_acks()
     results: list[AckResult] = []
     async with scripted(fake, results) as c:
         (a,) = await c.getmany(timeout=5)
