@@ -641,7 +641,7 @@ class ShareConsumer:
             if msg.acknowledged is None:
                 if msg.error is not None:
                     msg.release()  # never accept what the application could not read
-                else:
+                elif not msg.kept_alive:  # kept alive: the application is still working on it
                     msg.accept()
 
     def _raise_if_failed(self) -> None:

@@ -629,3 +629,25 @@ async def test_keep_alive_without_renew_support_releases_at_the_renewal_time() -
         assert c.renew_requests == 0
         assert not [a for a in fake.acknowledges if a.is_renew_ack]
         assert fake.acked() == {0: AckType.RELEASE, 1: AckType.ACCEPT}
+
+
+async def test_implicit_mode_leaves_a_kept_alive_message_to_the_application() -> None:
+    """Asking for more accepts the rest of the previous delivery, not the message the
+    application keeps alive: it is still working on it, and accepts it itself."""
+    async with FakeCluster() as cluster:
+        fake = ShareFake(cluster)
+        fake.add_batch([b"a", b"b", b"c", b"d"])
+        async with ShareConsumer(
+            TOPIC, group_id="g", bootstrap_servers=cluster.bootstrap, ack_mode="implicit", fetch_max_wait=0.05
+        ) as c:
+            first = await c.getmany(max_records=2, timeout=5)
+            assert len(first) == 2
+            slow, done = first
+            slow.keep_alive()
+            await c.getmany(max_records=2, timeout=5)
+            assert done.acknowledged is AckType.ACCEPT
+            assert slow.acknowledged is None and slow.kept_alive
+            slow.accept()
+            assert not slow.kept_alive
+            await c.commit()
+        assert fake.acked() == {0: AckType.ACCEPT, 1: AckType.ACCEPT, 2: AckType.ACCEPT, 3: AckType.ACCEPT}
