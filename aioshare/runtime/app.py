@@ -10,9 +10,10 @@
 
     app.run()                       # or: async with app: await app.wait()
 
-The app owns the services every route shares - one timer task for all retry delays and
-lock renewals, the dead-letter producer, the process-wide handler limit, the event bus and
-metrics - and one ``RouteRunner`` per route.  ``start()`` joins every group;
+The app owns the services every route shares - one timer task (the record log's windows;
+locks and retry delays are kept by each consumer's keep-alive), the dead-letter producer,
+the process-wide handler limit, the event bus and metrics - and one ``RouteRunner`` per
+route.  ``start()`` joins every group;
 ``stop()`` shuts down gracefully (see ``RouteRunner.stop``) and leaves no task behind.
 A fatal error in any route (a consumer that cannot go on, a bug in the runtime) stops the
 whole app the same graceful way and is raised from ``run()`` / ``serve()`` /
@@ -41,7 +42,6 @@ from aioshare.runtime.events import EventBus
 from aioshare.runtime.jobs import make_jobs_builder
 from aioshare.runtime.limits import Limiter
 from aioshare.runtime.metrics import Metrics
-from aioshare.runtime.renewal import LockKeeper
 from aioshare.runtime.report import (
     DEFAULT_REPORT_INTERVAL,
     DEFAULT_REPORT_TOPIC,
@@ -153,7 +153,6 @@ class App:
         self._phase = _Phase.NEW
         self._runners: list[RouteRunner] = []
         self._scheduler: Scheduler | None = None
-        self._keeper: LockKeeper | None = None
         self._sink: DeadLetterSink | None = None
         self._failure: BaseException | None = None
         self._ran = False  # reached RUNNING once
@@ -303,7 +302,6 @@ class App:
         self._stopped = asyncio.Event()
         clock = self._clock or LoopClock()
         self._scheduler = Scheduler(clock)
-        self._keeper = LockKeeper(self._scheduler)
         try:
             self._scheduler.start()
             if any(r.dead_letter_topic is not None for r in self.routes):
@@ -314,7 +312,6 @@ class App:
             runtime = Runtime(
                 clock=clock,
                 scheduler=self._scheduler,
-                keeper=self._keeper,
                 events=self.events,
                 metrics=self.metrics,
                 consumer_factory=self.consumer_factory,
@@ -409,9 +406,6 @@ class App:
                 await self._reporter.close()
             if self._report_collector is not None:
                 self._report_collector.detach()
-            # Only now: delayed records and renewals were needed until every route let go.
-            if self._keeper is not None:
-                await self._keeper.close()
             if self._sink is not None:
                 with contextlib.suppress(Exception):
                     await self._sink.close()

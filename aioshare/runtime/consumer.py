@@ -1,7 +1,8 @@
 """The adapter between the runtime and ``aioshare.share.ShareConsumer``.
 
 The runtime uses a consumer only through ``ConsumerLike`` (start, getmany, commit, close)
-and the consumer's own ``Message`` (accept/release/reject/renew), and creates consumers
+and the consumer's own ``Message`` (accept/release/reject/renew, and keep_alive: the
+consumer keeps every held record's lock and applies delayed RELEASEs), and creates consumers
 through a ``ConsumerFactory`` given a ``ConsumerSpec``.  Tests pass a factory that builds a
 scripted fake; production uses ``share_consumer`` below.
 
@@ -54,6 +55,7 @@ class ConsumerSpec:
     value_deserializer: Deserializer | None = None
     key_deserializer: Deserializer | None = None
     member_index: int = 0  # which of the route's `consumers` this is
+    keep_alive_fraction: float = 0.7  # the route's renew_fraction: when kept records are renewed
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +67,14 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
     from aioshare.share.consumer import ShareConsumer
 
     options = dict(spec.options)
-    for reserved in ("ack_mode", "max_in_flight", "fetch_ahead", "on_lock_expired", "on_ack_result"):
+    for reserved in (
+        "ack_mode",
+        "max_in_flight",
+        "fetch_ahead",
+        "on_lock_expired",
+        "on_ack_result",
+        "keep_alive_fraction",
+    ):
         if reserved in options:
             raise ValueError(f"consumer option {reserved!r} is set by the runtime")
     servers: str | Iterable[str] = spec.bootstrap_servers
@@ -84,6 +93,7 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
         key_deserializer=spec.key_deserializer,
         on_lock_expired=spec.on_lock_expired,
         on_ack_result=spec.on_ack_result,
+        keep_alive_fraction=spec.keep_alive_fraction,
         **options,
     )
 

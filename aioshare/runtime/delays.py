@@ -1,14 +1,14 @@
-"""One timer for the whole app: a heap of deadlines and one task that sleeps until the first.
+"""One timer for the whole app, and the bound on records held on retry delays.
 
-Retry delays and lock renewals both need "call me at time T" for every held record.  A task
-or ``call_later`` per record would cost a task (or a loop handle) per record; instead every
-deadline of the app goes into this one heap, and one task wakes at the earliest deadline,
-runs every callback that is due and goes back to sleep.  Cancelled entries stay in the heap
-(cancelling is O(1)) and are dropped when they reach the top, or all at once when they
-outnumber the live ones, so a record renewed many times does not grow the heap.
+``Scheduler``: a heap of deadlines on the runtime's ``Clock`` and one task that sleeps until
+the first.  The runtime's per-record deadlines (lock renewals, retry delays) are kept by
+each consumer's keep-alive (``msg.keep_alive()``), not here; what is left are the app's own
+few timers (the record log's rate-limit windows), which follow the runtime's clock so tests
+can drive them with a ``ManualClock``.  Cancelled entries stay in the heap (cancelling is
+O(1)) and are dropped when they reach the top, or all at once when they outnumber the live
+ones.
 
-Callbacks are plain functions and must not block: anything that needs I/O (a RENEW, a
-RELEASE) is recorded or handed to a task owned by the caller.
+Callbacks are plain functions and must not block.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ class Scheduler:
 class DelayBudget:
     """How many records the whole app may hold on retry delays at once.
 
-    A delayed record keeps its lock (renewed) and its place in its consumer's in-flight
-    budget; the bound keeps a failing downstream from turning into an ever-growing set of
+    A delayed record keeps its lock (renewed by its consumer's keep-alive) and its place in
+    its consumer's in-flight budget; the bound keeps a failing downstream from turning into an ever-growing set of
     held records.  Past it, a retry becomes an immediate RELEASE.
     """
 

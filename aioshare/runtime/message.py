@@ -3,8 +3,9 @@
 It forwards the record's fields (``value`` typed as the route's ``value_type``) and adds
 what the runtime needs: per-record outcomes that go through the route's policy
 (``accept``, ``release``, ``retry``, ``reject`` - for batch handlers that settle records
-one by one), ``extend_lock()``, and the runtime's own bookkeeping (state, renewal and
-delay timers), kept here in slots so a held record costs one object.
+one by one), ``extend_lock()``, and the runtime's own bookkeeping (state, the lock deadline
+last reported), kept here in slots so a held record costs one object.  Its lock and retry
+delay are kept by the consumer (``keep_alive``): the runtime has no timer per record.
 
 The outcome methods never block: they record the decision; when it needs I/O (a
 dead-letter copy) that happens when the handler call ends.  In ``ack_mode="implicit"``
@@ -20,8 +21,6 @@ from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
 from aioshare.share.message import Message as ShareMessage
 
 if TYPE_CHECKING:
-    from aioshare.runtime.delays import TimerHandle
-    from aioshare.runtime.renewal import Intake
     from aioshare.share.deserialize import DeserializationError
 
 __all__ = ["Message"]
@@ -39,13 +38,11 @@ class _Owner(Protocol):
 
 class Message(Generic[T]):
     __slots__ = (
-        "_delay_handle",
         "_inner",
+        "_lock_seen",
         "_member",
         "_owner",
         "_received_at",
-        "_renew_handle",
-        "_renew_intake",
         "_state",
         "decision",
         "route",
@@ -60,9 +57,9 @@ class Message(Generic[T]):
         self.route = route
         self._received_at = received_at
         self._state = State.QUEUED
-        self._renew_handle: TimerHandle | None = None
-        self._renew_intake: Intake | None = None  # renewal.LockKeeper's first-renewal batch
-        self._delay_handle: TimerHandle | None = None
+        # The lock deadline the runtime last reported: a later one at settle time means the
+        # consumer's keep-alive renewed it (a RENEWED event).
+        self._lock_seen = inner.lock_expires_at
         self.decision: Decision | None = None  # what the handler said about this record, if anything
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ only a runtime sees (outcomes, retries, renewals, handler time).  Every series c
 | records-dead-lettered-total | counter | route, topic | copied to the dead-letter topic, then REJECTed |
 | records-lock-expired-total | counter | route, topic | lost their acquisition lock while held |
 | records-retried-total | counter | route, topic | put on a retry delay |
-| lock-renewals-total | counter | route, topic | successful RENEWs |
+| lock-renewals-total | counter | route, topic | records whose lock the keep-alive renewed (counted when settled), and extend_lock() calls |
 | errors-total | counter | route, reason | error events (handler exceptions, DLQ failures, ...) |
 | handler-duration-seconds | histogram | route | time of one handler call (one job) |
 | record-latency-seconds | histogram | route, outcome | received → settled, per record |
@@ -165,7 +165,7 @@ class Metrics:
             ("records-dead-lettered-total", "Records copied to the dead-letter topic, then REJECTed."),
             ("records-lock-expired-total", "Records whose acquisition lock was lost while held."),
             ("records-retried-total", "Records put on a retry delay."),
-            ("lock-renewals-total", "Successful acquisition-lock renewals (RENEW)."),
+            ("lock-renewals-total", "Records whose acquisition lock was renewed (RENEW)."),
         ):
             self._add(Counter(name, doc, rt))
         self._add(

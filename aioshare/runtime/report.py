@@ -120,7 +120,7 @@ class ErrorReport(msgspec.Struct, frozen=True, kw_only=True):
 
     at: float  # unix seconds
     route: str
-    reason: str  # the error event's reason: "handler", "dead-letter-failed", "renew-failed", ...
+    reason: str  # the error event's reason: "handler", "dead-letter-failed", "renew-unsupported", ...
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None

@@ -14,8 +14,11 @@
 
 A fetch loop asks its consumer for records only when a handler slot is free, and for at
 most ``free slots * records_per_job`` of them.  Records waiting for a slot, for their
-key's turn, for a dead-letter confirmation or for a retry delay are all *held*: their
-locks are renewed by the app's ``LockKeeper`` until they are settled.
+key's turn, for a dead-letter confirmation or for a retry delay are all *held*: each is
+handed to its consumer's keep-alive when received (``msg.keep_alive()``), which RENEWs its
+lock until it is settled; a retry delay is a keep-alive ``until`` the delay ends, ``then``
+RELEASE.  The consumer reports what it could not keep (``on_end``: lock lost, no RENEW on
+the broker) and the end of a delay; the runtime keeps no timer of its own per record.
 
 Every record ends in exactly one terminal event (accepted, released, rejected,
 dead_lettered, lock_expired) - see ``_finish``; nothing else removes a record from the
@@ -35,7 +38,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aioshare.protocol.errors import IllegalStateError, KafkaError
+from aioshare.protocol.errors import IllegalStateError, InvalidRecordStateError, KafkaError
+from aioshare.protocol.types import AckType
 from aioshare.runtime.clock import Clock
 from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec, stop_fetching
 from aioshare.runtime.delays import DelayBudget, Scheduler
@@ -47,12 +51,12 @@ from aioshare.runtime.logs import RecordLog
 from aioshare.runtime.message import Message
 from aioshare.runtime.metrics import Metrics
 from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
-from aioshare.runtime.renewal import LockKeeper
 from aioshare.runtime.retry import Reject, Retry
 from aioshare.runtime.route import HandlerBinding, Route
 from aioshare.share.ack_tracker import AckResult, AckStatus
 from aioshare.share.consumer import LockExpiry
 from aioshare.share.deserialize import DeserializationError
+from aioshare.share.fetcher import RenewUnsupportedError
 from aioshare.share.message import Message as ShareMessage
 
 __all__ = ["Member", "RouteRunner", "Runtime", "Tracing"]
@@ -60,6 +64,11 @@ __all__ = ["Member", "RouteRunner", "Runtime", "Tracing"]
 log = logging.getLogger(__name__)
 
 _CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before we stop waiting for it
+# A fetched batch is handed to the consumer's keep-alive this long after it arrived (at most
+# this share of its lock): most records are settled before that, and a keep-alive costs the
+# consumer a timer entry (~2.5 us a record) that an immediate ACCEPT would only cancel again.
+_HAND_OVER_AFTER = 1.0
+_HAND_OVER_SHARE = 0.05
 
 
 class Tracing(Protocol):
@@ -73,8 +82,7 @@ class Runtime:
     """The app-wide services a route runner uses."""
 
     clock: Clock
-    scheduler: Scheduler
-    keeper: LockKeeper
+    scheduler: Scheduler  # the record log's windows (per-record locks and delays: the consumer)
     events: EventBus
     metrics: Metrics | None
     consumer_factory: ConsumerFactory
@@ -106,50 +114,46 @@ class Member:
         self.index = index
         self.renew_supported = True
         self.started = False
-        # (topic, partition) -> offset -> the held message for that offset
-        self.held: dict[tuple[str, int], dict[int, Message[Any]]] = {}
+        # The consumer's message -> the runtime's message wrapping it, for every held record.
+        # No per-offset index: the consumer reports a kept record's end per message
+        # (``on_end``), and ranges (``on_lock_expired``) are rare enough to be matched by a scan.
+        self.records: dict[ShareMessage, Message[Any]] = {}
         self.consumer: ConsumerLike = factory(spec)
 
     def all_held(self) -> list[Message[Any]]:
-        return [m for index in self.held.values() for m in index.values()]
+        return list(self.records.values())
 
-    def add(self, msg: Message[Any]) -> Message[Any] | None:
-        """Index ``msg``; returns the message it displaces (a stale delivery of its offset)."""
-        inner = msg._inner
-        key = (inner.topic, inner.partition)
-        index = self.held.get(key)
-        if index is None:
-            index = self.held[key] = {}
-        offset = inner.offset
-        old = index.get(offset)
-        index[offset] = msg
-        return old if old is not msg else None
-
-    def remove(self, msg: Message[Any]) -> None:
-        inner = msg._inner
-        key = (inner.topic, inner.partition)
-        index = self.held.get(key)
-        offset = inner.offset
-        if index is not None and index.get(offset) is msg:
-            del index[offset]
-            if not index:
-                del self.held[key]
+    @property
+    def held(self) -> dict[tuple[str, int], dict[int, Message[Any]]]:
+        """Held records by (topic, partition), then offset (built on demand, for reports)."""
+        out: dict[tuple[str, int], dict[int, Message[Any]]] = {}
+        for inner, msg in self.records.items():
+            out.setdefault((inner.topic, inner.partition), {})[inner.offset] = msg
+        return out
 
     # -- consumer callbacks --------------------------------------------------------------
 
+    def keep_alive_ended(self, inner: ShareMessage, exc: BaseException | None) -> None:
+        """``on_end`` of every keep-alive this member's records have (one bound method)."""
+        msg = self.records.get(inner)
+        if msg is not None:
+            self.runner.keep_alive_ended(msg, exc)
+
     def on_lock_expired(self, expiries: list[LockExpiry]) -> None:
+        if not self.records:
+            return  # records the consumer had not handed over yet: not ours
+        lost: list[Message[Any]] = []
         for expiry in expiries:
             tp = expiry.topic_partition
-            index = self.held.get((tp.topic, tp.partition))
-            if not index:
-                continue  # records the consumer had not handed over yet: not ours
+            topic, partition = tp.topic, tp.partition
             first, last = expiry.first_offset, expiry.last_offset
-            if last - first + 1 <= len(index):
-                lost = [index[o] for o in range(first, last + 1) if o in index]
-            else:
-                lost = [m for o, m in index.items() if first <= o <= last]
-            for msg in lost:
-                self.runner.lock_lost(msg, None)
+            lost += [
+                msg
+                for inner, msg in self.records.items()
+                if first <= inner.offset <= last and inner.partition == partition and inner.topic == topic
+            ]
+        for msg in lost:
+            self.runner.lock_lost(msg, None)
 
     def on_ack_result(self, results: list[AckResult]) -> None:
         self.runner.ack_results(results)
@@ -217,6 +221,7 @@ class RouteRunner:
             value_deserializer=self.route.value_deserializer,
             key_deserializer=self.route.key_deserializer,
             member_index=index,
+            keep_alive_fraction=self.route.renew_fraction,
             options={**self.rt.consumer_options, **self.route.consumer_options},
         )
         member = Member(self, index, spec, self.rt.consumer_factory)
@@ -364,18 +369,38 @@ class RouteRunner:
                 return
             if batch:
                 now = self.rt.clock.time()  # one moment for the whole batch
-                await self._dispatch([self._receive(member, m, now) for m in batch])
+                messages = [self._receive(member, m, now) for m in batch]
+                if member.renew_supported:
+                    lock_left = batch[0].lock_expires_at - now
+                    wait = min(_HAND_OVER_AFTER, _HAND_OVER_SHARE * lock_left)
+                    self.rt.scheduler.call_at(now + wait, functools.partial(self._hand_over, messages))
+                await self._dispatch(messages)
 
     def _receive(self, member: Member, inner: ShareMessage, now: float) -> Message[Any]:
         msg: Message[Any] = Message(inner, self, member, self.name, now)
-        stale = member.add(msg)
-        if stale is not None:
-            # The broker handed the offset out again: our earlier delivery lost its lock.
-            self._finish(stale, EventKind.LOCK_EXPIRED, reason="redelivered")
+        # An earlier delivery of the same offset that we still held was reported lost by the
+        # consumer (on_end or on_lock_expired) before it handed this one out.
+        member.records[inner] = msg
         self.held_count += 1
-        self.rt.keeper.track(msg, self, since=now)
         self._emit_fields(EventKind.RECEIVED, msg, None, None, None, None, False, now)
         return msg
+
+    def _hand_over(self, messages: list[Message[Any]]) -> None:
+        """A batch's hand-over time: the consumer keeps the locks of its records still held
+        (RENEWs them until they are acknowledged; ``on_end`` tells of trouble)."""
+        for msg in messages:
+            state = msg._state
+            if state == State.DONE or state == State.DELAYED:
+                continue  # settled, or already kept until its retry delay ends
+            member: Member = msg._member
+            if not member.renew_supported or not member.started:
+                continue
+            try:
+                msg._inner.keep_alive(on_end=member.keep_alive_ended)
+            except InvalidRecordStateError as exc:
+                self.lock_lost(msg, exc)  # its lock ran out before anything could keep it
+            except IllegalStateError:
+                pass  # the consumer is closing: the final-epoch close releases the record
 
     async def _dispatch(self, messages: list[Message[Any]]) -> None:
         try:
@@ -669,19 +694,27 @@ class RouteRunner:
             self._emit(EventKind.ERROR, msg, reason="delay-queue-full", error=error)
             self._release(msg, "delay-queue-full", error)
             return
-        now = rt.clock.time()
-        due = now + delay
-        if not msg._member.renew_supported:
-            due = min(due, _before_lock_expiry(msg, now))
+        # The consumer keeps the lock until the delay is over, then RELEASEs the record and
+        # calls on_end(msg, None) (without RENEW on the broker: at its renewal time, before
+        # the lock runs out).  The runtime's clock is the consumer's (loop.time()).
+        try:
+            msg._inner.keep_alive(
+                until=rt.clock.time() + delay,
+                then=AckType.RELEASE,
+                on_end=msg._member.keep_alive_ended,
+            )
+        except InvalidRecordStateError as exc:
+            rt.delay_budget.give_back()
+            self.lock_lost(msg, exc)  # nothing left to hold back
+            return
+        except IllegalStateError:
+            rt.delay_budget.give_back()  # the consumer is closing: no delay to wait out
+            self._emit(EventKind.RETRIED, msg, error=error, delay=0.0, reason="retry")
+            self._release(msg, "retry", error)
+            return
         msg._state = State.DELAYED
         self.delayed_count += 1
-        msg._delay_handle = rt.scheduler.call_at(due, lambda: self._delay_over(msg))
         self._emit(EventKind.RETRIED, msg, error=error, delay=delay, reason="retry")
-
-    def _delay_over(self, msg: Message[Any]) -> None:
-        msg._delay_handle = None
-        if msg._state == State.DELAYED:
-            self._release(msg, "retry")
 
     # ---------------------------------------------------------------- dead letters
 
@@ -800,14 +833,13 @@ class RouteRunner:
         if msg._state == State.DELAYED:
             self.delayed_count -= 1
             self.rt.delay_budget.give_back()
-        handle, msg._delay_handle = msg._delay_handle, None
-        if handle is not None:
-            handle.cancel()
         state = msg._state
         msg._state = State.DONE
-        self.rt.keeper.untrack(msg)
-        msg._member.remove(msg)
+        del msg._member.records[msg._inner]
         self.held_count -= 1
+        if msg._inner.lock_expires_at != msg._lock_seen:
+            # The consumer's keep-alive renewed its lock (it reports no event per RENEW).
+            self._emit_fields(EventKind.RENEWED, msg, None, None, None, None, False, None)
         self._emit_fields(kind, msg, reason, error, None, dead_letter_topic, True, None)
         if kind in _LOGGED_OUTCOMES:
             self._log_outcome(msg, kind, reason, error, dead_letter_topic, state)
@@ -919,17 +951,20 @@ class RouteRunner:
         args.append(error_text)
         record_log.warning(kind, text, tuple(args), extra, exc_info=exc_info)
 
-    # ---------------------------------------------------------------- locks (RenewalOwner)
+    # ---------------------------------------------------------------- locks (keep-alive)
 
-    def can_renew(self, msg: Message[Any]) -> bool:
-        member: Member = msg._member
-        return member.renew_supported and member.started
-
-    def renewed(self, msg: Message[Any]) -> None:
-        self._emit(EventKind.RENEWED, msg)
-
-    def renew_failed(self, msg: Message[Any], exc: BaseException) -> None:
-        self._emit(EventKind.ERROR, msg, reason="renew-failed", error=exc)
+    def keep_alive_ended(self, msg: Message[Any], exc: BaseException | None) -> None:
+        """``on_end`` of ``msg``'s keep-alive: the consumer stopped keeping its lock by itself."""
+        if msg._state == State.DONE:
+            return
+        if exc is None:
+            # ``until`` came: the retry delay is over and the consumer applied the RELEASE.
+            if msg._state == State.DELAYED:
+                self._finish(msg, EventKind.RELEASED, reason="retry")
+        elif isinstance(exc, RenewUnsupportedError):
+            self.renew_unsupported(msg, exc)  # its lock now runs out unless it is settled first
+        else:
+            self.lock_lost(msg, exc)  # InvalidRecordStateError: refused, ran out, session lost
 
     def renew_unsupported(self, msg: Message[Any], exc: BaseException) -> None:
         member: Member = msg._member
@@ -943,16 +978,8 @@ class RouteRunner:
                     self.name,
                 )
                 self._emit(EventKind.ERROR, msg, reason="renew-unsupported", error=exc)
-            # Delayed records can no longer be held past their lock: release them before it ends.
-            now = self.rt.clock.time()
-            for held in member.all_held():
-                if held._state == State.DELAYED and held._delay_handle is not None:
-                    due = _before_lock_expiry(held, now)
-                    if due < held._delay_handle.when:
-                        held._delay_handle.cancel()
-                        held._delay_handle = self.rt.scheduler.call_at(
-                            due, functools.partial(self._delay_over, held)
-                        )
+            # Records received from now on are not kept alive; delayed records are released
+            # by the consumer at their renewal time, before their locks run out.
 
     def lock_lost(self, msg: Message[Any], exc: BaseException | None) -> None:
         if msg._state == State.DONE:
@@ -977,7 +1004,19 @@ class RouteRunner:
             log.error("route %r: on_lock_expired hook failed", self.name, exc_info=task.exception())
 
     async def extend_lock(self, msg: Message[Any]) -> float:
-        return await self.rt.keeper.renew_now(msg, self)
+        """``msg.extend_lock()``: RENEW now (the keep-alive plans its next RENEW from the answer)."""
+        try:
+            deadline = await msg._inner.renew()
+        except InvalidRecordStateError as exc:
+            self.lock_lost(msg, exc)
+            raise
+        except RenewUnsupportedError as exc:
+            self.renew_unsupported(msg, exc)
+            raise
+        if not _settled(msg):
+            msg._lock_seen = deadline
+            self._emit(EventKind.RENEWED, msg)
+        return deadline
 
     def ack_results(self, results: list[AckResult]) -> None:
         """What became of acknowledgements: an ``ack_committed`` event per run, and a WARNING
@@ -1099,11 +1138,10 @@ class RouteRunner:
 _LOGGED_OUTCOMES = frozenset((EventKind.DEAD_LETTERED, EventKind.REJECTED, EventKind.LOCK_EXPIRED))
 
 
-def _before_lock_expiry(msg: Message[Any], now: float) -> float:
-    """When to release a delayed record that cannot be renewed: shortly before its lock ends."""
-    remaining = msg.lock_expires_at - now
-    margin = min(1.0, 0.1 * max(0.0, remaining))
-    return max(now, msg.lock_expires_at - margin)
+def _settled(msg: Message[Any]) -> bool:
+    # A function, not an inline comparison: the state changes across awaits, which type
+    # narrowing of an attribute does not know.
+    return msg._state == State.DONE
 
 
 async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:

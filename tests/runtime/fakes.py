@@ -8,6 +8,13 @@ runtime's ``ConsumerLike`` and is the ``AckSink`` of the real ``aioshare.share.M
 objects it delivers, so the runtime is tested against the real message class.  Time is a
 ``ManualClock``: locks expire only when a test advances it and calls ``expire_locks()``.
 
+``FakeConsumer`` also keeps records alive (``msg.keep_alive()``) the way docs/consumer.md
+describes ShareConsumer's keep-alive, minus what only the share layer's own tests need (the
+renewal-time grid, batching into one request): a RENEW at ``keep_alive_fraction`` of the lock
+left, ``until``/``then``, ``on_end`` on a lost lock or no RENEW support, transient failures
+retried after min(1 s, half the lock left).  Its timer is a runtime ``Scheduler`` on the
+same clock.  The real keep-alive, against real brokers, is exercised by test_e2e.py.
+
 Every acknowledgement is recorded, so a test can count every record's fate.
 """
 
@@ -20,9 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aioshare.protocol.errors import InvalidRecordStateError
+from aioshare.protocol.errors import IllegalStateError, InvalidRecordStateError
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.runtime import ConsumerSpec, Event, EventKind, ManualClock
+from aioshare.runtime.delays import Scheduler, TimerHandle
 from aioshare.runtime.events import TERMINAL_KINDS
 from aioshare.share.ack_tracker import AckResult, AckStatus
 from aioshare.share.consumer import LockExpiry
@@ -31,6 +39,19 @@ from aioshare.share.fetcher import RenewUnsupportedError
 from aioshare.share.message import Message as ShareMessage
 
 Key = tuple[str, int, int]  # topic, partition, offset
+
+
+@dataclass(eq=False)
+class FakeKeep:
+    """One record kept alive by a FakeConsumer."""
+
+    msg: ShareMessage
+    until: float | None
+    then: AckType | None
+    on_end: Callable[[ShareMessage, BaseException | None], object] | None
+    lock: float = 0.0
+    handle: TimerHandle | None = None
+    renewing: bool = False
 
 
 @dataclass
@@ -151,6 +172,7 @@ class FakeBroker:
                 consumer.spec.on_lock_expired(
                     [LockExpiry(TopicPartition(r.topic, r.partition), r.offset, r.offset) for r in recs]
                 )
+                consumer._keeps_lost({r.key3 for r in recs})
         self.notify()
         return expired
 
@@ -191,6 +213,10 @@ class FakeConsumer:
         self.renew_gate: asyncio.Event | None = None
         self.renewals: list[Key] = []
         self.ack_reports: list[tuple[Mapping[TopicPartition, set[int]], BaseException | None]] = []
+        self.kept: dict[ShareMessage, FakeKeep] = {}
+        self.renew_supported: bool | None = None  # None: not known yet
+        self._timer = Scheduler(broker.clock)
+        self._renew_tasks: set[asyncio.Task[None]] = set()
         self._expired: list[FakeRecord] = []
         self._key_decoder = make_key_decoder(spec.key_deserializer)
         self._value_decoder = make_value_decoder(spec.value_type, spec.value_deserializer)
@@ -235,6 +261,14 @@ class FakeConsumer:
 
     async def close(self, timeout: float = 30.0) -> dict[TopicPartition, BaseException | None]:  # noqa: ASYNC109
         self.closed = True
+        for keep in self.kept.values():  # close ends every keep-alive without on_end
+            if keep.handle is not None:
+                keep.handle.cancel()
+        self.kept.clear()
+        for task in list(self._renew_tasks):
+            task.cancel()
+        await asyncio.gather(*self._renew_tasks, return_exceptions=True)
+        await self._timer.close()
         for rec in list(self.held.values()):
             rec.history.append("session-closed")
             self.broker._release(rec)
@@ -245,6 +279,9 @@ class FakeConsumer:
     # -- AckSink -----------------------------------------------------------------------
 
     def acknowledge(self, msg: ShareMessage, type_: AckType) -> None:
+        if self.closed:
+            raise IllegalStateError("the consumer is closed")
+        self._keep_end(msg)  # any acknowledgement ends a keep-alive
         key = (msg.topic, msg.partition, msg.offset)
         rec = self.held.get(key)
         tp = TopicPartition(msg.topic, msg.partition)
@@ -284,6 +321,134 @@ class FakeConsumer:
         rec.deadline = self.broker.clock.time() + self.broker.lock_duration
         rec.history.append("renewed")
         return rec.deadline
+
+    def keep_alive(
+        self,
+        msg: ShareMessage,
+        until: float | None,
+        then: AckType | None,
+        on_end: Callable[[ShareMessage, BaseException | None], object] | None = None,
+    ) -> None:
+        if self.closed:
+            raise IllegalStateError("the consumer is closed")
+        if then is not None and until is None:
+            raise ValueError("then needs until")
+        rec = self._holding(msg)
+        if rec is None:
+            raise InvalidRecordStateError(f"{msg!r}: lock expired")
+        keep = self.kept.get(msg)
+        if keep is None:
+            keep = self.kept[msg] = FakeKeep(msg, until, then, on_end)
+        else:
+            keep.until, keep.then, keep.on_end = until, then, on_end
+        self._plan(keep, rec.deadline)
+
+    def stop_keep_alive(self, msg: ShareMessage) -> None:
+        self._keep_end(msg)
+
+    def is_kept_alive(self, msg: ShareMessage) -> bool:
+        return msg in self.kept
+
+    # -- keep-alive internals ----------------------------------------------------------
+
+    def _holding(self, msg: ShareMessage) -> FakeRecord | None:
+        rec = self.held.get((msg.topic, msg.partition, msg.offset))
+        now = self.broker.clock.time()
+        if rec is None or rec.delivery_count != msg.delivery_count or rec.deadline <= now:
+            return None
+        return rec
+
+    def _plan(self, keep: FakeKeep, deadline: float) -> None:
+        now = self.broker.clock.time()
+        keep.lock = deadline
+        when = now + self.spec.keep_alive_fraction * (deadline - now)
+        if keep.until is not None and keep.until <= when:
+            when = keep.until
+        self._schedule(keep, when)
+
+    def _schedule(self, keep: FakeKeep, when: float) -> None:
+        if keep.handle is not None:
+            keep.handle.cancel()
+        self._timer.start()
+        keep.handle = self._timer.call_at(when, lambda: self._keep_due(keep))
+
+    def _keep_end(self, msg: ShareMessage) -> None:
+        keep = self.kept.pop(msg, None)
+        if keep is not None and keep.handle is not None:
+            keep.handle.cancel()
+            keep.handle = None
+
+    def _keep_report(self, keep: FakeKeep, exc: BaseException | None) -> None:
+        self._keep_end(keep.msg)
+        if keep.on_end is not None:
+            keep.on_end(keep.msg, exc)
+
+    def _keep_done(self, keep: FakeKeep) -> None:
+        """``until`` came (or no RENEW and a ``then``): apply ``then``, then on_end(None)."""
+        self._keep_end(keep.msg)
+        if keep.then is not None and keep.msg.acknowledged is None:
+            keep.msg._acknowledge(keep.then)
+        if keep.on_end is not None:
+            keep.on_end(keep.msg, None)
+
+    def _keeps_lost(self, keys: set[Key]) -> None:
+        for msg, keep in list(self.kept.items()):
+            if (msg.topic, msg.partition, msg.offset) in keys:
+                self._keep_report(keep, InvalidRecordStateError(f"{msg!r}: lock expired"))
+
+    def _keep_due(self, keep: FakeKeep) -> None:
+        keep.handle = None
+        if self.kept.get(keep.msg) is not keep:
+            return
+        now = self.broker.clock.time()
+        rec = self._holding(keep.msg)
+        if rec is None:
+            self._keep_report(keep, InvalidRecordStateError(f"{keep.msg!r}: lock expired"))
+        elif keep.until is not None and now >= keep.until:
+            self._keep_done(keep)
+        elif keep.renewing:
+            self._schedule(keep, rec.deadline)
+        elif rec.deadline > keep.lock:
+            self._plan(keep, rec.deadline)  # renewed meanwhile (msg.renew()): plan from that
+        elif self.renew_supported is False:
+            self._keep_unsupported(keep)
+        else:
+            keep.renewing = True
+            self._schedule(keep, rec.deadline)  # the answer plans the next step
+            task = asyncio.get_running_loop().create_task(self._keep_renew(keep))
+            self._renew_tasks.add(task)
+            task.add_done_callback(self._renew_tasks.discard)
+
+    async def _keep_renew(self, keep: FakeKeep) -> None:
+        result: float | BaseException
+        try:
+            result = await self.renew(keep.msg)
+        except Exception as exc:
+            result = exc
+        keep.renewing = False
+        if self.kept.get(keep.msg) is not keep:
+            return  # acknowledged or stopped meanwhile
+        if isinstance(result, RenewUnsupportedError):
+            self._keep_unsupported(keep)
+        elif isinstance(result, InvalidRecordStateError):
+            self._keep_report(keep, result)
+        elif isinstance(result, BaseException):
+            rec = self._holding(keep.msg)
+            if rec is None:
+                self._keep_report(keep, InvalidRecordStateError(f"{keep.msg!r}: lock expired"))
+            else:  # a passing failure: again soon, while the lock lasts
+                now = self.broker.clock.time()
+                self._schedule(keep, now + min(1.0, (rec.deadline - now) / 2))
+        else:
+            keep.msg.lock_expires_at = result
+            self._plan(keep, result)
+
+    def _keep_unsupported(self, keep: FakeKeep) -> None:
+        self.renew_supported = False
+        if keep.then is not None:
+            self._keep_done(keep)  # then, now: before the lock runs out
+        else:
+            self._keep_report(keep, RenewUnsupportedError("RENEW needs Kafka 4.2+"))
 
     # -- helpers -----------------------------------------------------------------------
 

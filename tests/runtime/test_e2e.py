@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aioshare.runtime import App, Backoff, EventKind, Message
+from aioshare.runtime import App, Backoff, EventKind, Message, Retry
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 
 from .fakes import Recorder, wait_until
@@ -216,20 +216,32 @@ async def test_a_handler_longer_than_the_lock(cluster: Cluster) -> None:
     recorder = Recorder()
     app = make_app(cluster, recorder)
     calls: list[int] = []
+    later: list[tuple[int, float]] = []  # (delivery count, loop time) of the delayed record
+    hold = LOCK_MS / 1000 * 1.6  # outlives one lock: only RENEW saves it
 
-    @app.handler("jobs", group_id=group, max_attempts=None)
+    @app.handler("jobs", group_id=group, max_attempts=None, concurrency=2)
     async def slow(msg: Message[bytes]) -> None:
+        if msg.value == b"later":
+            later.append((msg.delivery_count, asyncio.get_running_loop().time()))
+            if msg.delivery_count == 1:
+                raise Retry(delay=hold)  # held by the consumer's keep-alive, then RELEASEd
+            return
         calls.append(msg.delivery_count)
         if len(calls) == 1:
-            await asyncio.sleep(LOCK_MS / 1000 * 1.6)  # outlives one lock: only RENEW saves it
+            await asyncio.sleep(hold)
 
-    await cluster.impl.produce("jobs", [b"x"], partition=0)
+    await cluster.impl.produce("jobs", [b"x", b"later"], partition=0)
     async with app:
-        await wait_until(lambda: recorder.kinds(EventKind.ACCEPTED), timeout=30)
+        await wait_until(lambda: {e.offset for e in recorder.kinds(EventKind.ACCEPTED)} == {0, 1}, timeout=30)
+    assert later[0][0] == 1 and later[-1][0] >= 2
+    released = [e for e in recorder.kinds(EventKind.RELEASED) if e.offset == 1]
+    assert [e.reason for e in released] == ["retry"]
+    assert all(e.offset == 0 for e in recorder.kinds(EventKind.LOCK_EXPIRED))  # never the delayed one
     if cluster.supports_renew:
         assert calls == [1]
-        assert len(recorder.kinds(EventKind.RENEWED)) >= 1
-        assert recorder.outcome_counts() == {"accepted": 1}
+        assert later[1][1] - later[0][1] >= hold - 0.1  # the whole delay, past the lock
+        assert {e.offset for e in recorder.kinds(EventKind.RENEWED)} == {0, 1}
+        assert recorder.outcome_counts() == {"accepted": 2, "released": 1}
     else:
         # No RENEW (Kafka < 4.2): the lock is lost, reported, and the record comes back.
         # librdkafka's mock also re-reports a record it still counts as acquired, with the
@@ -238,5 +250,6 @@ async def test_a_handler_longer_than_the_lock(cluster: Cluster) -> None:
         assert calls[0] == 1
         assert len(calls) == 2 or (len(calls) == 3 and calls[1] == 1), calls
         assert len(recorder.kinds(EventKind.LOCK_EXPIRED)) == len(calls) - 1
-        assert len(recorder.kinds(EventKind.ACCEPTED)) == 1
+        assert len(recorder.kinds(EventKind.ACCEPTED)) == 2
+        assert later[1][1] - later[0][1] < LOCK_MS / 1000  # released early, before its lock ended
         assert any(e.reason == "renew-unsupported" for e in recorder.kinds(EventKind.ERROR))
