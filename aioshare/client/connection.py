@@ -88,7 +88,20 @@ _CLOSE_TIMEOUT: Final = 5.0
 # the margin covers latency and clock drift, the jitter keeps a client's many connections from
 # re-authenticating all at once.
 _REAUTH_WINDOW: Final = (0.85, 0.95)
+# ... but at least this long before the end: Kafka reads a connection's requests one at a time,
+# so a request written just before the re-authentication closes the gate can sit behind a
+# long-polling ShareFetch (MaxWaitMs, 0.5 s by default) and reach the broker after the session
+# ended - which closes the connection and, with it, the share session and its locks.  Seen on
+# real Kafka with 3 s sessions under load.  Short sessions re-authenticate at half their life.
+_REAUTH_LEAD: Final = 1.0
 _ERROR_CODE = struct.Struct(">h")
+
+
+def reauth_delay(lifetime: float, fraction: float) -> float:
+    """Seconds into a SASL session of ``lifetime`` seconds at which to re-authenticate:
+    ``fraction`` of it (Java's 85-95%), but at least ``_REAUTH_LEAD`` before its end, and not
+    before half of it."""
+    return max(lifetime / 2, min(lifetime * fraction, lifetime - _REAUTH_LEAD))
 
 
 class _Wire(asyncio.Protocol):
@@ -456,7 +469,7 @@ class Connection:
             return
         lifetime = lifetime_ms / 1000
         self._session_ends = began + lifetime
-        at = began + lifetime * random.uniform(*_REAUTH_WINDOW)
+        at = began + reauth_delay(lifetime, random.uniform(*_REAUTH_WINDOW))
         log.debug("%s: SASL session of %d ms; re-authenticating in %.3f s", self, lifetime_ms, at - began)
         self._reauth_timer = loop.call_at(at, self._start_reauth)
 

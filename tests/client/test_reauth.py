@@ -37,8 +37,8 @@ from .fakes import (
     owned_tasks,
 )
 
-# Java's client re-authenticates 5-15% before the end, here 40-120 ms: room for a loaded
-# machine's event loop lag, while a test still sees several sessions in a few seconds.
+# Sessions this short re-authenticate at half their life (connection.reauth_delay): room for a
+# loaded machine's event loop lag, while a test still sees several sessions in a few seconds.
 LIFETIME_MS = 800
 METADATA = MetadataRequest.API_KEY
 FIND = FindCoordinatorRequest.API_KEY
@@ -215,3 +215,12 @@ async def test_no_session_lifetime_no_reauthentication() -> None:
             assert not owned_tasks() and conn._reauth_timer is None
         finally:
             await conn.close()
+
+
+@pytest.mark.parametrize("fraction", [0.85, 0.95])
+def test_reauthentication_starts_early_enough_for_a_long_poll_queued_before_it(fraction: float) -> None:
+    from aioshare.client.connection import reauth_delay
+
+    assert reauth_delay(3600.0, fraction) == pytest.approx(3600.0 * fraction)  # Java's window
+    assert reauth_delay(3.0, fraction) == pytest.approx(2.0)  # a second before the end
+    assert reauth_delay(0.8, fraction) == pytest.approx(0.4)  # half a short session
