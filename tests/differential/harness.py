@@ -648,3 +648,17 @@ def assert_same(results: Mapping[str, Observations], *, kafka_versions_differ: b
     assert results[EMBEDDED].steps == results[KAFKA_44].steps
     if not kafka_versions_differ:
         assert results[KAFKA_42].steps == results[KAFKA_44].steps
+
+
+async def one_member(
+    target: Target, records: int, *, per_batch: int = 1
+) -> tuple[Topic, str, Connection, Member]:
+    """A fresh one-partition topic holding ``records`` records (batches of ``per_batch``), a fresh
+    group, a connection, and member "m1" joined to it: most scenarios start here."""
+    topic = await target.topic()
+    group = await target.group()
+    conn = await target.connect()
+    await target.produce(conn, topic, records, per_batch=per_batch)
+    member = Member(target, conn, group, "m1")
+    await member.join([topic.name])
+    return topic, group, conn, member

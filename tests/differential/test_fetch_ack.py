@@ -17,6 +17,7 @@ from .harness import (
     describe_offsets,
     fetch_summary,
     offsets_summary,
+    one_member,
     run_everywhere,
 )
 
@@ -25,12 +26,7 @@ ACCEPT, RELEASE, REJECT, RENEW = 1, 2, 3, 4
 
 async def accept_release_reject(target: Target) -> Observations:
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 10, per_batch=5)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, group, conn, member = await one_member(target, 10, per_batch=5)
     obs.add(
         "offsets before any fetch",
         offsets_summary(target, await describe_offsets(conn, group, {topic.name: [0]})),
@@ -87,12 +83,7 @@ INVALID = [
 
 async def invalid_acknowledgements(target: Target) -> Observations:
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 10)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, group, conn, member = await one_member(target, 10)
     fetched = await member.fetch_until(topic, lambda r: bool(acquired(r)), max_records=8)
     obs.add("acquired", fetch_summary(target, fetched))
     for case, batches in INVALID:
@@ -115,12 +106,7 @@ async def test_invalid_acknowledgements(clusters: Mapping[str, KafkaCluster], br
 async def delivery_limit(target: Target) -> Observations:
     """Released five times (the default limit), a record is archived."""
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 2)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, group, conn, member = await one_member(target, 2)
     for attempt in range(5):
         fetched = await member.fetch_until(topic, lambda r: bool(acquired(r)), max_records=1)
         obs.add(f"delivery {attempt + 1}", acquired(fetched))
@@ -166,12 +152,7 @@ async def test_lock_expiry_redelivers(clusters: Mapping[str, KafkaCluster], brok
 async def renew(target: Target) -> Observations:
     """KIP-1222 renew acknowledgements (ShareFetch/ShareAcknowledge v2)."""
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 4)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, _group, _conn, member = await one_member(target, 4)
     obs.add("acquired", acquired(await member.fetch_until(topic, lambda r: bool(acquired(r)))))
     ack = await member.acknowledge(topic, {0: [(0, 1, [RENEW])]}, renew=True)
     obs.add("renew 0..1", ack_summary(target, ack))

@@ -15,6 +15,7 @@ from .harness import (
     acquired,
     assert_same,
     fetch_summary,
+    one_member,
     run_everywhere,
 )
 
@@ -23,12 +24,7 @@ ACCEPT, RELEASE = 1, 2
 
 async def epoch_errors(target: Target) -> Observations:
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 4)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, group, conn, member = await one_member(target, 4)
     stranger = Member(target, conn, group, "stranger")
     obs.add("incremental without a session", fetch_summary(target, await stranger.fetch(topic, epoch=1)))
     obs.add("final without a session", fetch_summary(target, await stranger.fetch(topic, epoch=-1)))
@@ -149,12 +145,7 @@ async def non_members(target: Target) -> Observations:
     """ShareFetch does not check group membership: a member id that never heartbeated may fetch
     and acknowledge once the partition's share state exists."""
     obs = Observations()
-    topic = await target.topic()
-    group = await target.group()
-    conn = await target.connect()
-    await target.produce(conn, topic, 4)
-    member = Member(target, conn, group, "m1")
-    await member.join([topic.name])
+    topic, group, conn, member = await one_member(target, 4)
     outsider = Member(target, conn, group, "outsider")
     fetched = await outsider.fetch_until(topic, lambda r: bool(acquired(r)), max_records=2)
     obs.add("outsider fetches", fetch_summary(target, fetched))
