@@ -61,8 +61,18 @@ from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import STALL_SHARE, Demand
 from aioshare.share.deserialize import Deserializer, make_key_decoder, make_value_decoder
-from aioshare.share.fetcher import FetchConfig, LeaderFetcher
+from aioshare.share.fetcher import LeaderFetcher
 from aioshare.share.heartbeat import HeartbeatLoop
+from aioshare.share.leader_session import (
+    Delivered,
+    FetchConfig,
+    FetchEvent,
+    LockDuration,
+    LocksEnded,
+    Misplaced,
+    RecordsLost,
+    SessionFailed,
+)
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
@@ -263,13 +273,13 @@ class ShareConsumer:
         )
         self._timer = LeaseTimer(self._leases, self._expired, on_due=self._tracker.timers_due)
         self._placement = Placement(
-            self._cluster, self._tracker, start_fetcher=self._start_fetcher, records_lost=self.records_lost
+            self._cluster, self._tracker, start_fetcher=self._start_fetcher, records_lost=self._records_lost
         )
         self._heartbeat = HeartbeatLoop(
             self._membership,
             self._cluster,
             on_assignment=self._placement.set_assignment,
-            on_fatal=self.fatal,
+            on_fatal=self._fail,
             request_timeout=self._cluster.request_timeout,
         )
         self._topic_watch = TopicWatch(
@@ -346,7 +356,7 @@ class ShareConsumer:
         exc = task.exception()
         if exc is not None:
             log.error("%s failed", task.get_name(), exc_info=exc)
-            self.fatal(exc)
+            self._fail(exc)
 
     async def _cancel_tasks(self) -> None:
         tasks = list(self._tasks)
@@ -653,7 +663,7 @@ class ShareConsumer:
         assert tracker is not None
         return {self._topic_partition(tp) for tp in tracker.unfinished_partitions()}
 
-    # -- internals: callbacks from the parts (FetchHost and friends) ---------------------
+    # -- internals: what the parts report --------------------------------------------------
 
     def _topic_partition(self, tp: TopicIdPartition) -> TopicPartition:
         name = self._names.get(tp.topic_id)
@@ -672,7 +682,8 @@ class ShareConsumer:
             config=self._config,
             tracker=self._tracker,
             capacity=self._capacity,
-            host=self,
+            make_messages=self._make_messages,
+            on_events=self._on_fetch_events,
         )
         self._spawn(fetcher.run(), f"fetch-{node_id}")
         return fetcher
@@ -682,13 +693,30 @@ class ShareConsumer:
             for fetcher in self._placement.fetchers.values():
                 fetcher.wake()
 
-    def deliver(self, messages: list[Message]) -> None:
-        self._ready.extend(messages)
-        self._wake_consumers()
-        if self._buffer_event is not None:
-            self._buffer_event.set()
+    def _on_fetch_events(self, events: list[FetchEvent]) -> None:
+        """What a leader's session reported (leader_session.py), in the order it happened."""
+        for event in events:
+            if isinstance(event, Delivered):
+                self._ready.extend(event.messages)
+                self._wake_consumers()
+                if self._buffer_event is not None:
+                    self._buffer_event.set()
+            elif isinstance(event, LockDuration):
+                self.acquisition_lock_timeout_ms = event.lock_ms
+                self._demand.set_lock(event.lock_ms / 1000)
+                if self._timer is not None:
+                    self._timer.reschedule()
+            elif isinstance(event, Misplaced):
+                if self._placement is not None and not self._closed:
+                    self._placement.misplaced(event.tp)
+            elif isinstance(event, RecordsLost):
+                self._records_lost(event.tps)
+            elif isinstance(event, LocksEnded):
+                self._expired(event.ranges)
+            elif isinstance(event, SessionFailed):
+                self._fail(event.error)
 
-    def make_messages(
+    def _make_messages(
         self,
         tp: TopicIdPartition,
         runs: list[tuple[Acquired, list[RecordLike]]],
@@ -713,27 +741,14 @@ class ShareConsumer:
                 self._contexts[tp] = ctx  # kept only once the topic's name is known
         return ctx
 
-    def leases_expired(self, expired: list[ExpiredRange]) -> None:
-        self._expired(expired)
-
-    def misplaced(self, tp: TopicIdPartition) -> None:
-        if self._placement is not None and not self._closed:
-            self._placement.misplaced(tp)
-
-    def records_lost(self, tps: list[TopicIdPartition]) -> None:
+    def _records_lost(self, tps: list[TopicIdPartition]) -> None:
         """Records of ``tps`` are no longer ours: drop the ones not yet handed out."""
         lost = set(tps)
         if self._ready and lost:
             self._ready = collections.deque(m for m in self._ready if m.tp not in lost)
         self._wake_fetchers()
 
-    def leases_added(self, lock_timeout_ms: int) -> None:
-        self.acquisition_lock_timeout_ms = lock_timeout_ms
-        self._demand.set_lock(lock_timeout_ms / 1000)
-        if self._timer is not None:
-            self._timer.reschedule()
-
-    def fatal(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
             self._fatal = exc
             log.error("share consumer failed: %r", exc)

@@ -12,6 +12,7 @@ from aioshare.client.connection import RequestNotSentError
 from aioshare.protocol.errors import InvalidRecordStateError, KafkaConnectionError, KafkaTimeoutError
 from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.share import AckInDoubtError, ShareConsumer, TopicPartition
+from aioshare.share.leader_session import unanswered_error
 from tests.client.fakes import FakeCluster
 
 from .consumer_clusters import wait_until
@@ -88,13 +89,9 @@ async def test_acks_never_sent_are_not_in_doubt(fake: ShareFake) -> None:
 
 
 def test_classification() -> None:
-    from aioshare.share.fetcher import LeaderFetcher
-
-    classify = LeaderFetcher._unanswered
-    fetcher: Any = type("F", (), {"node_id": 7})()
     not_sent = RequestNotSentError("connection closed")
-    assert classify(fetcher, "ShareAcknowledgeRequest", not_sent) is not_sent
+    assert unanswered_error("ShareAcknowledgeRequest", 7, not_sent) is not_sent
     for exc in (KafkaConnectionError("reset"), KafkaTimeoutError("slow"), asyncio.CancelledError()):
-        doubt = classify(fetcher, "ShareAcknowledgeRequest", exc)
+        doubt = unanswered_error("ShareAcknowledgeRequest", 7, exc)
         assert isinstance(doubt, AckInDoubtError) and doubt.__cause__ is exc
         assert "ShareAcknowledgeRequest to node 7" in str(doubt)
