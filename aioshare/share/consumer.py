@@ -42,9 +42,10 @@ import logging
 import math
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
+from aioshare._tasks import Child, TaskOwner
 from aioshare._validate import check_bootstrap, check_int, check_name, check_seconds
 from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
@@ -217,7 +218,8 @@ class ShareConsumer:
         self._buffer_event: asyncio.Event | None = None  # records arrived: watch for a stall
         self._last_delivery: list[Message] = []
         self._fatal: BaseException | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner("share-consumer", self._task_failed)  # every background task
+        self._placement_task: Child | None = None
         self._commit_lock: asyncio.Lock | None = None
         self._clock: Callable[[], float] = time.monotonic  # replaced by the loop's clock in start()
         self._started = False
@@ -292,11 +294,13 @@ class ShareConsumer:
         except BaseException:
             self._closed = True
             raise
-        self._spawn(self._timer.run(), "lease-timer")
-        self._spawn(self._watch_buffer(), "buffer-watch")
-        self._spawn(self._placement.run(), "placement")
-        self._spawn(self._heartbeat.run(), "heartbeat")
-        self._spawn(self._topic_watch.run(), "topic-watch")
+        tasks = self._tasks
+        await tasks.start()
+        tasks.spawn(self._timer.run, "lease-timer")
+        tasks.spawn(self._watch_buffer, "buffer-watch")
+        self._placement_task = tasks.spawn(self._placement.run, "placement")
+        tasks.spawn(self._heartbeat.run, "heartbeat")
+        tasks.spawn(self._topic_watch.run, "topic-watch")
         if self._topics:
             self._heartbeat.subscribe(self._topics)
 
@@ -319,23 +323,22 @@ class ShareConsumer:
         self._wake_consumers()
         try:
             async with asyncio.timeout(timeout):
-                for task in [t for t in self._tasks if t.get_name() == "aioshare-placement"]:
-                    task.cancel()  # no new fetchers, no partition moves from here on
+                if self._placement_task is not None:
+                    self._placement_task.cancel()  # no new fetchers, no partition moves from here on
                 # Implicit mode: the last delivery was never confirmed by asking for more (the
                 # close may come from an exception mid-processing): the final epoch releases it.
                 self._last_delivery = []
                 self._ready.clear()  # never delivered: the final epoch releases them
                 tracker.closed = True
-                fetcher_tasks = [t for t in self._tasks if t.get_name().startswith("aioshare-fetch")]
                 for fetcher in placement.fetchers.values():
-                    fetcher.stop()
-                if fetcher_tasks:
-                    await asyncio.wait(fetcher_tasks)
+                    fetcher.stop()  # each closes its share session (final epoch), then returns
+                for child in self._tasks.running("fetch-"):
+                    await child.wait()
                 await heartbeat.leave()
         except TimeoutError:
             log.warning("ShareConsumer.close() ran out of its %ss; abandoning what is left", timeout)
         tracker.closed = True
-        await self._cancel_tasks()
+        await self._tasks.close()
         tracker.fail_in_flight(
             AckInDoubtError("the consumer closed before this acknowledgement was answered")
         )
@@ -343,27 +346,9 @@ class ShareConsumer:
         await self._cluster.close()
         return tracker.take_results()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"aioshare-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("%s failed", task.get_name(), exc_info=exc)
-            self._fail(exc)
-
-    async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    def _task_failed(self, name: str, exc: Exception) -> None:
+        log.error("aioshare-%s failed", name, exc_info=exc)
+        self._fail(exc)
 
     # -- subscription ------------------------------------------------------------------
 
@@ -685,7 +670,7 @@ class ShareConsumer:
             make_messages=self._make_messages,
             on_events=self._on_fetch_events,
         )
-        self._spawn(fetcher.run(), f"fetch-{node_id}")
+        self._tasks.spawn(fetcher.run, f"fetch-{node_id}")
         return fetcher
 
     def _wake_fetchers(self) -> None:
