@@ -387,6 +387,24 @@ class ShareConsumer:
         return self._membership.epoch
 
     @property
+    def last_heartbeat_at(self) -> float | None:
+        """When (event-loop clock, ``loop.time()``) the group coordinator last answered a
+        heartbeat without an error; None before the first.  A readiness check compares it
+        with the heartbeat interval: a member whose heartbeats keep failing keeps its epoch
+        and assignment until the coordinator's session timeout ends it."""
+        return self._membership.last_answered_at
+
+    @property
+    def heartbeat_failures(self) -> int:
+        """Heartbeats lost or answered with an error since the last one answered cleanly."""
+        return self._membership.failures
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped this consumer (the next ``getmany()`` raises it), or None."""
+        return self._fatal
+
+    @property
     def held(self) -> int:
         """Records acquired for this consumer and not yet settled (delivered or waiting)."""
         return self._leases.held_count

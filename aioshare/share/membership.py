@@ -109,6 +109,10 @@ class Membership:
         self.heartbeat_interval = default_interval
         self.need_coordinator = False
         self.fatal: MembershipFatal | None = None
+        # Health, for readiness checks: when the coordinator last answered a heartbeat without
+        # an error, and how many heartbeats since then were lost or answered with one.
+        self.last_answered_at: float | None = None
+        self.failures = 0
         self._backoff = backoff if backoff is not None else Backoff()
         self._subscription: frozenset[str] = frozenset()
         self._assignment: frozenset[TopicIdPartition] = frozenset()
@@ -217,6 +221,11 @@ class Membership:
             self._finish_leave(now)
             return False
         code = data.error_code
+        if code == ErrorCode.NONE:
+            self.last_answered_at = now
+            self.failures = 0
+        else:
+            self.failures += 1
         if self.state is MemberState.LEAVING:
             # Answer to the heartbeat sent before leave(): now send the leave itself.
             if code in _FENCED:
@@ -267,6 +276,7 @@ class Membership:
         req, self._in_flight = self._in_flight, None
         if req is None:
             return
+        self.failures += 1
         if req.member_epoch == LEAVE_EPOCH:
             self._finish_leave(now)
             return

@@ -549,3 +549,21 @@ async def test_acks_freeing_a_whole_fetch_wake_the_fetcher_before_the_linger(fak
         more = await take(c, 5, timeout=3)
         assert [m.offset for m in more] == [5, 6, 7, 8, 9]
     assert [f.max_records for f in fake.fetches[:2]] == [5, 5]
+
+
+async def test_heartbeat_health_and_failure_are_public(fake: ShareFake) -> None:
+    async with consumer(fake) as c:
+        assert c.failure is None
+        await wait_until(lambda: c.last_heartbeat_at is not None, timeout=3)
+        answered = c.last_heartbeat_at
+        assert answered is not None and answered <= asyncio.get_running_loop().time()
+        assert c.heartbeat_failures == 0
+        fake.heartbeat_error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS  # retriable: keeps its epoch
+        await wait_until(lambda: c.heartbeat_failures >= 2, timeout=5)
+        assert c.last_heartbeat_at == answered and c.member_epoch == 1 and c.failure is None
+        fake.heartbeat_error = 0
+        await wait_until(lambda: c.heartbeat_failures == 0, timeout=5)
+        assert (c.last_heartbeat_at or 0) > answered
+        fake.heartbeat_error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        await wait_until(lambda: c.failure is not None, timeout=5)
+        assert isinstance(c.failure, GroupAuthorizationFailedError)

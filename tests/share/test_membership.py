@@ -6,6 +6,7 @@ import pytest
 from aioshare.client.backoff import Backoff
 from aioshare.protocol.errors import (
     BrokerError,
+    ErrorCode,
     GroupAuthorizationFailedError,
     SslAuthenticationError,
     TopicAuthorizationFailedError,
@@ -357,3 +358,21 @@ def test_response_without_a_request_is_ignored() -> None:
     m = make()
     assert not m.on_response(ok(3), 0.0)
     assert m.epoch == 0
+
+
+def test_health_counts_failed_heartbeats_since_the_last_clean_answer() -> None:
+    m = make()
+    assert m.last_answered_at is None and m.failures == 0
+    m.subscribe(["a"], 0.0)
+    m.build_heartbeat(0.0)
+    m.on_response(ok(1), 0.5)
+    assert m.last_answered_at == 0.5 and m.failures == 0
+    m.build_heartbeat(5.5)
+    m.on_failure(6.0)  # lost
+    req = m.build_heartbeat(m.next_heartbeat_at() or 7.0)
+    assert req is not None
+    m.on_response(err(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS), 7.5)  # answered with an error
+    assert m.last_answered_at == 0.5 and m.failures == 2
+    m.build_heartbeat(m.next_heartbeat_at() or 9.0)
+    m.on_response(ok(1), 9.5)
+    assert m.last_answered_at == 9.5 and m.failures == 0
