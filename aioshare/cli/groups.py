@@ -185,13 +185,17 @@ async def _offsets(admin: ShareAdmin, args: argparse.Namespace) -> int:
         print(f"Share group {args.group!r} has no offsets.")
         return 0
     rows = [
-        [
+        # A partition answered with an error carries the schema's defaults (0), not offsets:
+        # print none, as Java's Admin leaves such partitions out.
+        [tp.topic, str(tp.partition), "-", "-", "-", info.error.name]
+        if info.error is not None
+        else [
             tp.topic,
             str(tp.partition),
             _number(info.start_offset),
             _number(info.lag),
             _number(info.leader_epoch),
-            info.error.name if info.error is not None else "",
+            "",
         ]
         for tp, info in found.items()
     ]

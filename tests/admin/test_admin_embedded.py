@@ -1,9 +1,8 @@
 """ShareAdmin end to end against EmbeddedBroker, with records produced by aiokafka.
 
-The share-group scenarios need the broker's share-group APIs (ShareGroupHeartbeat = key 76 and
-the admin APIs); until EmbeddedBroker advertises them they skip, saying which keys are missing,
-and they run by themselves once it does. The member is played by raw ShareGroupHeartbeats, so
-these tests depend on the broker only, not on the share consumer.
+One share group's whole life in one scenario, its member played by raw ShareGroupHeartbeats, so
+this depends on the broker only, not on the share consumer (test_share_admin.py takes each
+method apart on the same broker).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.protocol.errors import (
     GroupIdNotFoundError,
     InvalidConfigError,
-    InvalidRequestError,
     NonEmptyGroupError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -34,15 +32,6 @@ from aioshare.protocol.types import kafka_uuid_str
 TIMEOUT = 20.0
 TOPIC, GROUP, PARTITIONS, PER_PARTITION = "jobs", "workers", 3, 10
 BASE_MS = 1_700_000_000_000  # record timestamps: BASE_MS + offset * 1000 in every partition
-SHARE_APIS = {
-    76: "ShareGroupHeartbeat",
-    77: "ShareGroupDescribe",
-    90: "DescribeShareGroupOffsets",
-    91: "AlterShareGroupOffsets",
-    92: "DeleteShareGroupOffsets",
-    16: "ListGroups",
-    42: "DeleteGroups",
-}
 
 
 class Env(NamedTuple):
@@ -57,15 +46,6 @@ async def env() -> AsyncIterator[Env]:
         ShareAdmin(broker.bootstrap_servers, request_timeout=TIMEOUT) as admin,
     ):
         yield Env(broker, admin)
-
-
-@pytest.fixture
-async def share_env(env: Env) -> Env:
-    conn = await env.admin.cluster.connection(next(iter(env.admin.cluster.metadata.brokers)))
-    missing = [f"{name} ({key})" for key, name in SHARE_APIS.items() if key not in conn.api_versions]
-    if missing:
-        pytest.skip(f"EmbeddedBroker does not support share groups yet; missing APIs: {', '.join(missing)}")
-    return env
 
 
 async def produce(broker: EmbeddedBroker) -> None:
@@ -138,8 +118,8 @@ async def test_topics_round_trip(env: Env) -> None:
         await admin.delete_topic("events")
 
 
-async def test_share_group_lifecycle(share_env: Env) -> None:
-    broker, admin = share_env
+async def test_share_group_lifecycle(env: Env) -> None:
+    broker, admin = env
     await admin.create_topic(TOPIC, partitions=PARTITIONS)
     await produce(broker)
 
@@ -194,14 +174,9 @@ async def test_share_group_lifecycle(share_env: Env) -> None:
     assert isinstance((await admin.describe_share_groups([GROUP]))[GROUP], GroupIdNotFoundError)
 
 
-async def test_group_configs(share_env: Env) -> None:
-    admin = share_env.admin
-    try:
-        entries = await admin.describe_group_config(GROUP)
-    except InvalidRequestError as exc:
-        if "resource type" not in str(exc).lower():
-            raise
-        pytest.skip(f"EmbeddedBroker has no GROUP config resources yet ({exc})")
+async def test_group_configs(env: Env) -> None:
+    admin = env.admin
+    entries = await admin.describe_group_config(GROUP)
     assert entries["share.auto.offset.reset"].value == "latest"
 
     await admin.alter_group_config(GROUP, set={"share.auto.offset.reset": "earliest"})

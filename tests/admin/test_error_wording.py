@@ -1,7 +1,7 @@
 """One wording per Kafka error, hints for the usual causes, and `--timeout` on bootstrap.
 
-The CLI cases run the real `aioshare` CLI in a subprocess against the admin fake served by the
-test's own loop.
+The CLI cases run the real `aioshare` CLI in a subprocess against the embedded broker (the scene
+of scene.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -23,18 +22,7 @@ from aioshare.protocol.errors import (
     error_for_code,
 )
 
-from .fakes import AdminFake, FakeMember, FakeShareGroup
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[AdminFake]:
-    async with AdminFake() as cluster:
-        cluster.add_topic("jobs", {0: 1}, start=0, end=10)
-        cluster.groups["workers"] = FakeShareGroup(
-            members=[FakeMember("m-1", ["jobs"], {"jobs": [0]}, client_id="worker-a")],
-            offsets={("jobs", 0): (1, 9)},
-        )
-        yield cluster
+from .scene import WORKERS, Scene
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -63,29 +51,28 @@ def test_broker_error_wording() -> None:
     assert str(error_for_code(40, "bad value")) == "INVALID_CONFIG (40): bad value"
 
 
-async def test_admin_and_cli_word_group_not_found_alike(fake: AdminFake) -> None:
-    async with ShareAdmin(fake.bootstrap, request_timeout=5) as admin:
+async def test_admin_and_cli_word_group_not_found_alike(scene: Scene) -> None:
+    bootstrap = scene.broker.bootstrap_servers
+    async with ShareAdmin(bootstrap, request_timeout=5) as admin:
         described = (await admin.describe_share_groups(["nope"]))["nope"]
         deleted = (await admin.delete_share_groups(["nope"]))["nope"]
     assert isinstance(described, GroupIdNotFoundError) and isinstance(deleted, GroupIdNotFoundError)
     assert str(described).startswith("group 'nope': GROUP_ID_NOT_FOUND (69): ")
     assert str(deleted).startswith("group 'nope': GROUP_ID_NOT_FOUND (69): ")
     for command in ("describe", "offsets", "delete"):
-        code, _, err = await cli(
-            "groups", command, "nope", "--bootstrap-server", fake.bootstrap, "--timeout", "5"
-        )
+        code, _, err = await cli("groups", command, "nope", "--bootstrap-server", bootstrap, "--timeout", "5")
         assert code == 1, err
         assert err.startswith("aioshare groups: error: group 'nope': GROUP_ID_NOT_FOUND (69): "), err
         assert "Hint: no share group has this id" in err
         assert "Traceback" not in err
 
 
-async def test_cli_delete_of_non_empty_group_hints(fake: AdminFake) -> None:
+async def test_cli_delete_of_non_empty_group_hints(scene: Scene) -> None:
     code, _, err = await cli(
-        "groups", "delete", "workers", "--bootstrap-server", fake.bootstrap, "--timeout", "5"
+        "groups", "delete", WORKERS, "--bootstrap-server", scene.broker.bootstrap_servers, "--timeout", "5"
     )
     assert code == 1
-    assert "group 'workers': NON_EMPTY_GROUP (68)" in err
+    assert f"group {WORKERS!r}: NON_EMPTY_GROUP (68)" in err
     assert "stop the group's consumers first" in err
 
 
