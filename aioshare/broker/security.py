@@ -30,6 +30,7 @@ from aioshare.broker.listeners import ListenerSpec, SecurityProtocol
 
 __all__ = [
     "SCRAM_MECHANISMS",
+    "SCRAM_MECHANISM_TYPES",
     "SUPPORTED_MECHANISMS",
     "JaasModule",
     "ListenerSecurity",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+# The admin API's mechanism ids (org.apache.kafka.clients.admin.ScramMechanism.type(); 0 is UNKNOWN).
+SCRAM_MECHANISM_TYPES = {1: "SCRAM-SHA-256", 2: "SCRAM-SHA-512"}
 SUPPORTED_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
 # ScramMechanism.minIterations (4096 for both) and ScramFormatter's upper bound used by
 # AlterUserScramCredentials (UNACCEPTABLE_CREDENTIAL above it).
@@ -132,14 +135,22 @@ class ScramCredential:
     def from_password(
         cls, mechanism: str, password: str, iterations: int = SCRAM_MIN_ITERATIONS, salt: bytes | None = None
     ) -> ScramCredential:
-        hash_name = SCRAM_MECHANISMS[mechanism]
         salt = salt if salt is not None else secrets.token_bytes(32)
-        salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), salt, iterations)
-        client_key = hmac.digest(salted, b"Client Key", hash_name)
+        salted = hashlib.pbkdf2_hmac(SCRAM_MECHANISMS[mechanism], password.encode(), salt, iterations)
+        return cls.from_salted_password(mechanism, salted, salt, iterations)
+
+    @classmethod
+    def from_salted_password(
+        cls, mechanism: str, salted_password: bytes, salt: bytes, iterations: int
+    ) -> ScramCredential:
+        """What AlterUserScramCredentials carries (the client salts the password): Kafka's
+        ScramControlManager.finishUpsertion keeps StoredKey and ServerKey derived from it."""
+        hash_name = SCRAM_MECHANISMS[mechanism]
+        client_key = hmac.digest(salted_password, b"Client Key", hash_name)
         return cls(
             salt=salt,
             stored_key=hashlib.new(hash_name, client_key).digest(),
-            server_key=hmac.digest(salted, b"Server Key", hash_name),
+            server_key=hmac.digest(salted_password, b"Server Key", hash_name),
             iterations=iterations,
         )
 

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,21 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from aioshare.testing.kafka.maven import kafka_classpath
+from aioshare.testing.kafka.requirement import require
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = Path(os.environ.get("AIOSHARE_KAFKA_SCHEMAS", str(ROOT.parent / "shared" / "kafka-protocol")))
+# The jar the generator reads the schemas SCHEMA_DIR lacks from (Makefile: CLIENTS_JAR), and the
+# messages it takes from there (tools/generate_protocol.py's JAR_MESSAGES, listed again here so the
+# tests check the generator's list rather than share it).
+CLIENTS_JAR_VERSION = "4.4.0"
+JAR_SCHEMA_NAMES = (
+    "AlterUserScramCredentialsRequest",
+    "AlterUserScramCredentialsResponse",
+    "DescribeUserScramCredentialsRequest",
+    "DescribeUserScramCredentialsResponse",
+)
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-(2**7), 2**7 - 1),
@@ -145,7 +159,11 @@ def _parse_fields(specs: list[dict[str, Any]], common: dict[str, list[dict[str, 
 
 
 def load_schema(path: Path) -> Schema:
-    raw = json.loads(_strip_comments(path.read_text(encoding="utf-8")))
+    return parse_schema(path.read_text(encoding="utf-8"))
+
+
+def parse_schema(text: str) -> Schema:
+    raw = json.loads(_strip_comments(text))
     common = {c["name"]: c["fields"] for c in raw.get("commonStructs", [])}
     return Schema(
         name=raw["name"],
@@ -162,15 +180,36 @@ _CACHE: dict[str, Schema | None] = {}
 
 
 def schema_for(name: str) -> Schema | None:
-    """The schema of message `name`, or None when the schema directory is not checked out."""
+    """The schema of message `name`, or None when the schema directory is not checked out.
+
+    A message the directory lacks is read from kafka-clients' jar, as tools/generate_protocol.py
+    reads it (its JAR_MESSAGES); without Kafka's jars the test skips (fails under CI)."""
     if name not in _CACHE:
         path = SCHEMA_DIR / f"{name}.json"
-        _CACHE[name] = load_schema(path) if path.is_file() else None
+        if path.is_file():
+            _CACHE[name] = load_schema(path)
+        elif SCHEMA_DIR.is_dir():
+            _CACHE[name] = _schema_from_clients_jar(name)
+        else:
+            _CACHE[name] = None
     return _CACHE[name]
 
 
+def _schema_from_clients_jar(name: str) -> Schema | None:
+    lib = require(lambda: kafka_classpath(CLIENTS_JAR_VERSION))
+    with zipfile.ZipFile(lib / f"kafka-clients-{CLIENTS_JAR_VERSION}.jar") as jar:
+        try:
+            text = jar.read(f"common/message/{name}.json").decode("utf-8")
+        except KeyError:
+            return None
+    return parse_schema(text)
+
+
 def schema_names() -> list[str]:
-    return sorted(p.stem for p in SCHEMA_DIR.glob("*.json")) if SCHEMA_DIR.is_dir() else []
+    """Every message the codec is generated from: SCHEMA_DIR's and the jar's."""
+    if not SCHEMA_DIR.is_dir():
+        return []
+    return sorted({p.stem for p in SCHEMA_DIR.glob("*.json")} | set(JAR_SCHEMA_NAMES))
 
 
 # --------------------------------------------------------------------------- strategies
