@@ -23,7 +23,9 @@ from aioshare.broker.config_resources import (
     ConfigResourceHandler,
     ResourceType,
 )
+from aioshare.broker.flush import broker_flush_policy
 from aioshare.broker.group_config_store import GroupConfigStore
+from aioshare.broker.kafka_versions import KafkaVersion, parse_kafka_version
 from aioshare.broker.listeners import CURRENT_LISTENER
 from aioshare.broker.log import PartitionLog
 from aioshare.broker.share_state import ShareStateStore
@@ -115,6 +117,8 @@ class Cluster:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        # The Kafka release this cluster answers like (aioshare.kafka.version).
+        self.kafka_version: KafkaVersion = parse_kafka_version(config.aioshare_kafka_version)
         self.nodes: dict[int, Node] = {node.node_id: node for node in nodes}
         self.data_dir = data_dir
         self._clock = clock
@@ -122,7 +126,12 @@ class Cluster:
         self.topics = TopicRegistry(config, sorted(self.nodes), data_dir)
         # Shared by the group coordinator and the partition leaders, as Kafka's share
         # coordinator and GROUP config resources are.
-        self.share_state = ShareStateStore(data_dir / "share-state" if data_dir is not None else None)
+        self.share_state = ShareStateStore(
+            data_dir / "share-state" if data_dir is not None else None,
+            flush_policy=broker_flush_policy(config),
+        )
+        # The flusher checks it (log.flush.interval.ms) and a clean close flushes it.
+        self.topics.add_flush_target(self.share_state)
         self.group_configs = GroupConfigStore(config, data_dir)
         self.config_resources[ResourceType.GROUP] = self.group_configs
         self.cluster_id = kafka_uuid_str(random_kafka_uuid())

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from aioshare.broker import _codes
+from aioshare.broker.kafka_versions import CONFIGS_SINCE, NEWEST, KafkaVersion, parse_kafka_version
 from aioshare.broker.listeners import DEFAULT_PROTOCOL_MAP, ListenerSpec, parse_listeners, parse_protocol_map
 from aioshare.protocol import errors
 from aioshare.protocol.types import ConfigSource
@@ -261,8 +262,20 @@ def _check_scram_credentials(value: ConfigValue) -> str | None:
     return None
 
 
+def _check_kafka_version(value: ConfigValue) -> str | None:
+    try:
+        parse_kafka_version(str(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _int(name: str, default: int, lo: int | None = None, hi: int | None = None) -> ConfigKey:
     return ConfigKey(name, ConfigType.INT, default, lo, hi)
+
+
+# Java's Long.MAX_VALUE, the default of Kafka's flush settings ("never").
+_LONG_MAX = 2**63 - 1
 
 
 BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
@@ -291,6 +304,26 @@ BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
         ConfigType.STRING,
         "org.apache.kafka.server.share.persister.DefaultStatePersister",
     ),
+    # Kafka 4.3: bounds of the per-group share configs, and the least time between two target
+    # assignments per group type (kafka_versions.CONFIGS_SINCE gates them by release).
+    _int("group.share.min.delivery.count.limit", 2, 2, 5),
+    _int("group.share.max.delivery.count.limit", 10, 5, 25),
+    _int("group.share.min.partition.max.record.locks", 100, 100, 2000),
+    _int("group.share.max.partition.max.record.locks", 4000, 2000, 10000),
+    _int("group.share.assignment.interval.ms", 1000, 0),
+    _int("group.share.min.assignment.interval.ms", 0, 0),
+    _int("group.share.max.assignment.interval.ms", 15000, 0),
+    _int("group.consumer.assignment.interval.ms", 1000, 0),
+    _int("group.consumer.min.assignment.interval.ms", 0, 0),
+    _int("group.consumer.max.assignment.interval.ms", 15000, 0),
+    _int("group.streams.assignment.interval.ms", 1000, 0),
+    _int("group.streams.min.assignment.interval.ms", 0, 0),
+    _int("group.streams.max.assignment.interval.ms", 15000, 0),
+    # Kafka 4.4: streams assignors by name, and the share groups' dead-letter queue (KIP-1191).
+    ConfigKey("group.streams.assignors", ConfigType.LIST, ("sticky",)),
+    ConfigKey("group.streams.rack.aware.assignment.tags", ConfigType.LIST, ()),
+    ConfigKey("errors.deadletterqueue.auto.create.topics.enable", ConfigType.BOOLEAN, False),
+    ConfigKey("errors.deadletterqueue.topic.name.prefix", ConfigType.STRING, "dlq."),
     # Consumer and streams group bounds: needed to validate consumer.* / streams.* group configs.
     _int("group.consumer.session.timeout.ms", 45000, 1),
     _int("group.consumer.min.session.timeout.ms", 45000, 1),
@@ -318,6 +351,11 @@ BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
     _int("max.connections", 2147483647, 0),
     ConfigKey("default.replication.factor", ConfigType.INT, 1),
     _int("fetch.max.bytes", 57671680, 1024),
+    # Log flushing (ServerLogConfigs). Kafka's log.flush.interval.ms has no default (null: the
+    # scheduler interval applies, see effective_log_flush_interval_ms); NEVER stands for unset.
+    ConfigKey("log.flush.interval.messages", ConfigType.LONG, _LONG_MAX, 1),
+    ConfigKey("log.flush.interval.ms", ConfigType.LONG, _LONG_MAX),
+    ConfigKey("log.flush.scheduler.interval.ms", ConfigType.LONG, _LONG_MAX),
     # Listeners, TLS and SASL (SocketServerConfigs, SslConfigs, BrokerSecurityConfigs). Kafka's
     # default listeners is PLAINTEXT://:9092; unset here means one PLAINTEXT listener on the
     # EmbeddedBroker's host and port (the CLI's --host/--port).
@@ -337,6 +375,8 @@ BROKER_CONFIG_KEYS: tuple[ConfigKey, ...] = (
     # Not a Kafka config: SCRAM users for the embedded broker, in kafka-storage format's
     # --add-scram syntax, ';'-separated (Kafka seeds them when formatting its storage).
     ConfigKey("aioshare.scram.credentials", ConfigType.PASSWORD, "", check=_check_scram_credentials),
+    # Not a Kafka config: the Kafka release the embedded broker emulates (kafka_versions.py).
+    ConfigKey("aioshare.kafka.version", ConfigType.STRING, NEWEST, check=_check_kafka_version),
 )
 _BROKER_KEYS_BY_NAME = {key.name: key for key in BROKER_CONFIG_KEYS}
 _LISTENER_PREFIX = "listener.name."
@@ -402,6 +442,23 @@ class BrokerConfig:
     group_share_max_share_sessions: int = 2000
     share_fetch_purgatory_purge_interval_requests: int = 1000
     group_share_persister_class_name: str = "org.apache.kafka.server.share.persister.DefaultStatePersister"
+    group_share_min_delivery_count_limit: int = 2
+    group_share_max_delivery_count_limit: int = 10
+    group_share_min_partition_max_record_locks: int = 100
+    group_share_max_partition_max_record_locks: int = 4000
+    group_share_assignment_interval_ms: int = 1000
+    group_share_min_assignment_interval_ms: int = 0
+    group_share_max_assignment_interval_ms: int = 15000
+    group_consumer_assignment_interval_ms: int = 1000
+    group_consumer_min_assignment_interval_ms: int = 0
+    group_consumer_max_assignment_interval_ms: int = 15000
+    group_streams_assignment_interval_ms: int = 1000
+    group_streams_min_assignment_interval_ms: int = 0
+    group_streams_max_assignment_interval_ms: int = 15000
+    group_streams_assignors: tuple[str, ...] = ("sticky",)
+    group_streams_rack_aware_assignment_tags: tuple[str, ...] = ()
+    errors_deadletterqueue_auto_create_topics_enable: bool = False
+    errors_deadletterqueue_topic_name_prefix: str = "dlq."
     group_consumer_session_timeout_ms: int = 45000
     group_consumer_min_session_timeout_ms: int = 45000
     group_consumer_max_session_timeout_ms: int = 60000
@@ -426,6 +483,9 @@ class BrokerConfig:
     max_connections: int = 2147483647
     default_replication_factor: int = 1
     fetch_max_bytes: int = 57671680
+    log_flush_interval_messages: int = _LONG_MAX
+    log_flush_interval_ms: int = _LONG_MAX
+    log_flush_scheduler_interval_ms: int = _LONG_MAX
     listeners: tuple[str, ...] = ()
     listener_security_protocol_map: str = DEFAULT_PROTOCOL_MAP
     ssl_keystore_type: str = "JKS"
@@ -440,6 +500,7 @@ class BrokerConfig:
     connections_max_reauth_ms: int = 0
     connection_failed_authentication_delay_ms: int = 100
     aioshare_scram_credentials: str = dataclasses.field(default="", repr=False)
+    aioshare_kafka_version: str = NEWEST
     # listener.name.<LISTENER>.<key> values: ((LISTENER, key), value) pairs, parsed; not a Kafka field.
     listener_overrides: tuple[tuple[tuple[str, str], str], ...] = dataclasses.field(default=(), repr=False)
     # Names given explicitly in from_mapping (for DescribeConfigs sources); not a Kafka config.
@@ -515,9 +576,64 @@ class BrokerConfig:
             # larger socket.request.max.bytes; the pool admits one request of any size anyway.
             raise _cross_rule("queued.max.request.bytes", "larger or equal to", "socket.request.max.bytes")
         self.listener_specs("", 0)  # listeners / listener.security.protocol.map
+        self._validate_release_configs()
+        self._validate_log_flush_interval()
         for key in BROKER_CONFIG_KEYS:
             # Direct dataclass construction bypasses parsing; re-check single-key rules here.
             _check(key, self.get(key.name), InvalidBrokerConfig)
+
+    @property
+    def effective_log_flush_interval_ms(self) -> int:
+        """KafkaConfig.logFlushIntervalMs: log.flush.interval.ms, else the scheduler interval."""
+        return self._int(self.log_flush_interval_ms_source)
+
+    @property
+    def log_flush_interval_ms_source(self) -> str:
+        """The broker config `effective_log_flush_interval_ms` comes from."""
+        if "log.flush.interval.ms" in self.explicitly_set or self.log_flush_interval_ms != _LONG_MAX:
+            return "log.flush.interval.ms"
+        return "log.flush.scheduler.interval.ms"
+
+    def _validate_log_flush_interval(self) -> None:
+        # Neither broker key has a validator; Kafka rejects a negative value when LogManager
+        # builds the default LogConfig, whose flush.ms must be at least 0 (same message).
+        value = self.effective_log_flush_interval_ms
+        if value < 0:
+            rule = "Value must be at least 0"
+            raise InvalidBrokerConfig(
+                self.log_flush_interval_ms_source, rule, _invalid("flush.ms", value, rule)
+            )
+
+    def _validate_release_configs(self) -> None:
+        """Configs of a later release than the emulated one are refused; those of 4.3+ get
+        ShareGroupConfig's and GroupCoordinatorConfig's cross-key rules."""
+        release = parse_kafka_version(self.aioshare_kafka_version)
+        for name in sorted(self.explicitly_set):
+            since = CONFIGS_SINCE.get(name)
+            if since is not None and not release.at_least(since):
+                raise InvalidBrokerConfig(
+                    name, f"{name} is a Kafka {since} config; the broker emulates Kafka {release.name}"
+                )
+        if not release.at_least("4.3"):
+            return
+        for lower, upper in (
+            ("group.share.min.delivery.count.limit", "group.share.max.delivery.count.limit"),
+            ("group.share.min.partition.max.record.locks", "group.share.max.partition.max.record.locks"),
+        ):
+            value = upper.replace(".max.", ".", 1)
+            self._require_ordered(upper, value)
+            if self._int(value) < self._int(lower):
+                raise _cross_rule(value, "greater than or equal to", lower)
+        for group_type in ("consumer", "share", "streams"):
+            prefix = f"group.{group_type}"
+            self._require_ordered(
+                f"{prefix}.max.assignment.interval.ms", f"{prefix}.min.assignment.interval.ms"
+            )
+            self._require_between(
+                f"{prefix}.assignment.interval.ms",
+                f"{prefix}.min.assignment.interval.ms",
+                f"{prefix}.max.assignment.interval.ms",
+            )
 
     def _validate_session_bounds(self, group_type: str) -> None:
         prefix = f"group.{group_type}"
@@ -560,6 +676,13 @@ def _cross_rule(name: str, relation: str, other: str) -> InvalidBrokerConfig:
 
 # --------------------------------------------------------------------------------------
 # Group (dynamic) configs, resource type GROUP
+#
+# Which configs exist depends on the emulated release (kafka_versions.CONFIGS_SINCE), and so does
+# how they are validated: Kafka 4.2 and 4.3 validate the group's overrides merged with the broker
+# defaults and name the broker bound a value broke ("... must be greater than or equal to
+# group.share.min.record.lock.duration.ms"); 4.4 (KAFKA-20337) validates only the overrides and
+# names the numbers ("... must be in the range 1000 to 60000 inclusive."). From 4.3 on, a stored
+# value that a restart's tighter broker bounds exclude is clamped to them, not refused.
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -572,37 +695,27 @@ class _GroupKey:
     broker_max: str | None = None
 
 
+def _bounded(name: str, default: int, at_least: int, group_type: str, setting: str) -> _GroupKey:
+    """A group config with broker default group.<type>.<setting> and min/max bounds."""
+    prefix = f"group.{group_type}"
+    return _GroupKey(
+        _int(name, default, at_least),
+        f"{prefix}.{setting}",
+        f"{prefix}.min.{setting}",
+        f"{prefix}.max.{setting}",
+    )
+
+
+# In Kafka 4.4's GroupConfig definition order.
 GROUP_CONFIG_KEYS: tuple[_GroupKey, ...] = (
-    _GroupKey(
-        _int("consumer.session.timeout.ms", 45000, 1),
-        "group.consumer.session.timeout.ms",
-        "group.consumer.min.session.timeout.ms",
-        "group.consumer.max.session.timeout.ms",
-    ),
-    _GroupKey(
-        _int("consumer.heartbeat.interval.ms", 5000, 1),
-        "group.consumer.heartbeat.interval.ms",
-        "group.consumer.min.heartbeat.interval.ms",
-        "group.consumer.max.heartbeat.interval.ms",
-    ),
-    _GroupKey(
-        _int("share.session.timeout.ms", 45000, 1),
-        "group.share.session.timeout.ms",
-        "group.share.min.session.timeout.ms",
-        "group.share.max.session.timeout.ms",
-    ),
-    _GroupKey(
-        _int("share.heartbeat.interval.ms", 5000, 1),
-        "group.share.heartbeat.interval.ms",
-        "group.share.min.heartbeat.interval.ms",
-        "group.share.max.heartbeat.interval.ms",
-    ),
-    _GroupKey(
-        _int("share.record.lock.duration.ms", 30000, 1000),
-        "group.share.record.lock.duration.ms",
-        "group.share.min.record.lock.duration.ms",
-        "group.share.max.record.lock.duration.ms",
-    ),
+    _bounded("consumer.session.timeout.ms", 45000, 1, "consumer", "session.timeout.ms"),
+    _bounded("consumer.heartbeat.interval.ms", 5000, 1, "consumer", "heartbeat.interval.ms"),
+    _bounded("consumer.assignment.interval.ms", 1000, 0, "consumer", "assignment.interval.ms"),
+    _bounded("share.session.timeout.ms", 45000, 1, "share", "session.timeout.ms"),
+    _bounded("share.heartbeat.interval.ms", 5000, 1, "share", "heartbeat.interval.ms"),
+    _bounded("share.record.lock.duration.ms", 30000, 1000, "share", "record.lock.duration.ms"),
+    _bounded("share.delivery.count.limit", 5, 2, "share", "delivery.count.limit"),
+    _bounded("share.partition.max.record.locks", 2000, 100, "share", "partition.max.record.locks"),
     _GroupKey(
         ConfigKey("share.auto.offset.reset", ConfigType.STRING, "latest", check=_check_auto_offset_reset),
         None,
@@ -616,37 +729,67 @@ GROUP_CONFIG_KEYS: tuple[_GroupKey, ...] = (
         ),
         None,
     ),
-    _GroupKey(
-        _int("streams.session.timeout.ms", 45000, 1),
-        "group.streams.session.timeout.ms",
-        "group.streams.min.session.timeout.ms",
-        "group.streams.max.session.timeout.ms",
-    ),
-    _GroupKey(
-        _int("streams.heartbeat.interval.ms", 5000, 1),
-        "group.streams.heartbeat.interval.ms",
-        "group.streams.min.heartbeat.interval.ms",
-        "group.streams.max.heartbeat.interval.ms",
-    ),
+    _GroupKey(ConfigKey("share.renew.acknowledge.enable", ConfigType.BOOLEAN, True), None),
+    _bounded("share.assignment.interval.ms", 1000, 0, "share", "assignment.interval.ms"),
+    _bounded("streams.session.timeout.ms", 45000, 1, "streams", "session.timeout.ms"),
+    _bounded("streams.heartbeat.interval.ms", 5000, 1, "streams", "heartbeat.interval.ms"),
     _GroupKey(
         _int("streams.num.standby.replicas", 0, 0),
         "group.streams.num.standby.replicas",
         None,
         "group.streams.max.standby.replicas",
     ),
-    # [unconfirmed for 4.2] present in the 4.3 GroupConfig read; streams groups are out of scope
-    # here, so accepting the name is harmless and keeps kafka-configs.sh scripts working.
     _GroupKey(
         _int("streams.initial.rebalance.delay.ms", 3000, 0), "group.streams.initial.rebalance.delay.ms"
     ),
+    _bounded("streams.assignment.interval.ms", 1000, 0, "streams", "assignment.interval.ms"),
+    _GroupKey(
+        ConfigKey("streams.rack.aware.assignment.tags", ConfigType.LIST, ()),
+        "group.streams.rack.aware.assignment.tags",
+    ),
+    # Kafka's default is null: the first of the broker's group.streams.assignors.
+    _GroupKey(ConfigKey("streams.assignor.name", ConfigType.STRING, ""), "group.streams.assignors"),
+    _GroupKey(ConfigKey("errors.deadletterqueue.topic.name", ConfigType.STRING, ""), None),
+    _GroupKey(ConfigKey("errors.deadletterqueue.copy.record.enable", ConfigType.BOOLEAN, False), None),
 )
 _GROUP_KEYS_BY_NAME = {entry.key.name: entry for entry in GROUP_CONFIG_KEYS}
+# The order GroupConfig.validateValues checks the broker bounds in (4.2 to 4.4 alike).
+_BOUND_CHECK_ORDER = (
+    "consumer.heartbeat.interval.ms",
+    "consumer.session.timeout.ms",
+    "consumer.assignment.interval.ms",
+    "share.heartbeat.interval.ms",
+    "share.session.timeout.ms",
+    "share.record.lock.duration.ms",
+    "share.delivery.count.limit",
+    "share.partition.max.record.locks",
+    "share.assignment.interval.ms",
+    "streams.heartbeat.interval.ms",
+    "streams.session.timeout.ms",
+    "streams.num.standby.replicas",
+    "streams.assignment.interval.ms",
+)
+# Before 4.4 these were checked only when the group sets them ("TODO ... KAFKA-20337").
+_CHECKED_ONLY_WHEN_SET = frozenset(
+    {"consumer.assignment.interval.ms", "share.assignment.interval.ms", "streams.assignment.interval.ms"}
+)
 # session > heartbeat, checked per group type after the range checks (GroupConfig.validateValues).
 _SESSION_HEARTBEAT_PAIRS = (
     ("consumer.session.timeout.ms", "consumer.heartbeat.interval.ms"),
     ("share.session.timeout.ms", "share.heartbeat.interval.ms"),
     ("streams.session.timeout.ms", "streams.heartbeat.interval.ms"),
 )
+_DLQ_TOPIC_NAME = "errors.deadletterqueue.topic.name"
+_RACK_TAGS = "streams.rack.aware.assignment.tags"
+
+
+def _release(broker: BrokerConfig) -> KafkaVersion:
+    return parse_kafka_version(broker.aioshare_kafka_version)
+
+
+def _exists_in(name: str, release: KafkaVersion) -> bool:
+    since = CONFIGS_SINCE.get(name)
+    return since is None or release.at_least(since)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -665,39 +808,122 @@ class ConfigEntry:
 class GroupConfigs:
     """The effective dynamic configuration of one group: overrides on top of broker defaults.
 
-    Construction validates the complete set (Kafka validates the merged properties on every
-    IncrementalAlterConfigs), so an instance is always valid.
+    Construction validates the complete set the way the emulated Kafka release does on every
+    IncrementalAlterConfigs, so an instance is always valid; `restore` re-reads stored overrides
+    (clamping values outside the broker's current bounds from Kafka 4.3 on).
     """
 
-    __slots__ = ("_broker", "_overrides", "_values")
+    __slots__ = ("_broker", "_keys", "_overrides", "_release", "_values")
 
-    def __init__(self, broker: BrokerConfig, overrides: Mapping[str, RawValue] | None = None) -> None:
+    def __init__(
+        self, broker: BrokerConfig, overrides: Mapping[str, RawValue] | None = None, *, clamp: bool = False
+    ) -> None:
         self._broker = broker
-        parsed: dict[str, ConfigValue] = {}
-        for name, raw in (overrides or {}).items():
-            entry = _GROUP_KEYS_BY_NAME.get(name)
-            if entry is None:
+        self._release = _release(broker)
+        self._keys = tuple(entry for entry in GROUP_CONFIG_KEYS if _exists_in(entry.key.name, self._release))
+        known = {entry.key.name: entry for entry in self._keys}
+        raw = dict(overrides or {})
+        for name in raw:
+            if name not in known:
                 raise InvalidGroupConfig(name, "unknown config", f"Unknown group config name: {name}")
-            parsed[name] = _parse_value(entry.key, raw, InvalidGroupConfig)
+        if _RACK_TAGS in raw:
+            tags = (
+                [tag.strip() for tag in str(raw[_RACK_TAGS]).strip().split(",")]
+                if str(raw[_RACK_TAGS]).strip()
+                else []
+            )
+            if len(set(tags)) != len(tags):
+                raise InvalidGroupConfig(_RACK_TAGS, f"{_RACK_TAGS} must not contain duplicate tag keys.")
+        parsed: dict[str, ConfigValue] = {}
+        for entry in self._keys:  # ConfigDef.parse goes through the keys in definition order
+            if entry.key.name in raw:
+                parsed[entry.key.name] = _parse_value(entry.key, raw[entry.key.name], InvalidGroupConfig)
         self._overrides = parsed
-        self._values = {entry.key.name: self._default(entry) for entry in GROUP_CONFIG_KEYS} | parsed
-        self._validate_values()
+        self._values = {entry.key.name: self._default(entry) for entry in self._keys} | parsed
+        if clamp and self._release.at_least("4.3"):
+            self._clamp()
+        elif self._release.at_least("4.4"):
+            self._validate_overrides()
+        else:
+            self._validate_merged()
+
+    @classmethod
+    def restore(cls, broker: BrokerConfig, overrides: Mapping[str, RawValue]) -> GroupConfigs:
+        """Stored overrides, read back after a restart (GroupConfigManager with evaluate())."""
+        return cls(broker, overrides, clamp=True)
 
     def _default(self, entry: _GroupKey) -> ConfigValue:
         if entry.broker_default is None:
             return entry.key.default
-        return self._broker.get(entry.broker_default)
+        value = self._broker.get(entry.broker_default)
+        if entry.key.type is ConfigType.STRING and isinstance(value, tuple):
+            return value[0] if value else ""  # streams.assignor.name: the first assignor
+        return value
 
-    def _validate_values(self) -> None:
-        for entry in GROUP_CONFIG_KEYS:
-            value = self._values[entry.key.name]
-            if entry.broker_min is not None and self._int_value(value) < self._broker_int(entry.broker_min):
-                raise _group_rule(entry.key.name, "greater than or equal to", entry.broker_min)
-            if entry.broker_max is not None and self._int_value(value) > self._broker_int(entry.broker_max):
-                raise _group_rule(entry.key.name, "less than or equal to", entry.broker_max)
+    def _bounds(self, entry: _GroupKey) -> tuple[int | None, int | None]:
+        low = self._broker_int(entry.broker_min) if entry.broker_min is not None else None
+        high = self._broker_int(entry.broker_max) if entry.broker_max is not None else None
+        return low, high
+
+    def _validate_merged(self) -> None:
+        """Kafka 4.2/4.3: every value, the broker defaults included, names the bound it broke."""
+        for name in _BOUND_CHECK_ORDER:
+            entry = _GROUP_KEYS_BY_NAME[name]
+            if name not in self._values or (name in _CHECKED_ONLY_WHEN_SET and name not in self._overrides):
+                continue
+            low, high = self._bounds(entry)
+            value = self.int_value(name)
+            if low is not None and value < low:
+                assert entry.broker_min is not None
+                raise _group_rule(name, "greater than or equal to", entry.broker_min)
+            if high is not None and value > high:
+                assert entry.broker_max is not None
+                raise _group_rule(name, "less than or equal to", entry.broker_max)
         for session, heartbeat in _SESSION_HEARTBEAT_PAIRS:
             if self.int_value(session) <= self.int_value(heartbeat):
                 raise _group_rule(session, "greater than", heartbeat)
+
+    def _validate_overrides(self) -> None:
+        """Kafka 4.4: only the group's own values, against the broker bounds by number."""
+        for name in _BOUND_CHECK_ORDER:
+            if name not in self._overrides:
+                continue
+            low, high = self._bounds(_GROUP_KEYS_BY_NAME[name])
+            value = self.int_value(name)
+            if low is None and high is not None and value > high:
+                raise InvalidGroupConfig(name, f"{name} must be less than or equal to {high}")
+            if low is not None and high is not None and not low <= value <= high:
+                raise InvalidGroupConfig(name, f"{name} must be in the range {low} to {high} inclusive.")
+        assignor = self._overrides.get("streams.assignor.name")
+        if assignor is not None and assignor not in self._broker.group_streams_assignors:
+            registered = "[" + ", ".join(self._broker.group_streams_assignors) + "]"
+            raise InvalidGroupConfig(
+                "streams.assignor.name",
+                f"streams.assignor.name '{assignor}' is not a registered task assignor. "
+                f"Registered assignors are: {registered}.",
+            )
+        for session, heartbeat in _SESSION_HEARTBEAT_PAIRS:
+            if session not in self._overrides and heartbeat not in self._overrides:
+                continue
+            if self.int_value(session) <= self.int_value(heartbeat):
+                raise _group_rule(session, "greater than", heartbeat)
+        dlq_topic = str(self._overrides.get(_DLQ_TOPIC_NAME, ""))
+        if dlq_topic.startswith("__"):
+            raise InvalidGroupConfig(
+                _DLQ_TOPIC_NAME, f"{_DLQ_TOPIC_NAME}: DLQ topic name must not start with '__'"
+            )
+
+    def _clamp(self) -> None:
+        for entry in self._keys:
+            name = entry.key.name
+            if name not in self._overrides or (entry.broker_min is None and entry.broker_max is None):
+                continue
+            low, high = self._bounds(entry)
+            value = self.int_value(name)
+            if low is not None and value < low:
+                self._values[name] = low
+            elif high is not None and value > high:
+                self._values[name] = high
 
     def _broker_int(self, name: str) -> int:
         return self._int_value(self._broker.get(name))
@@ -709,6 +935,7 @@ class GroupConfigs:
 
     @staticmethod
     def is_valid_name(name: str) -> bool:
+        """A group config of some release (the newest's names)."""
         return name in _GROUP_KEYS_BY_NAME
 
     @staticmethod
@@ -736,11 +963,15 @@ class GroupConfigs:
         """IncrementalAlterConfigs SET/DELETE applied to a copy; raises InvalidGroupConfig."""
         merged: dict[str, RawValue] = {name: _raw(value) for name, value in self._overrides.items()}
         for name in delete:
-            if name not in _GROUP_KEYS_BY_NAME:
-                raise InvalidGroupConfig(name, "unknown config", f"Unknown group config name: {name}")
+            # Kafka validates the resulting overrides: deleting a name that is not set (even an
+            # unknown one) changes nothing and succeeds.
             merged.pop(name, None)
         merged.update(set_values or {})
         return GroupConfigs(self._broker, merged)
+
+    def _broker_or_own(self, name: str, broker_name: str) -> ConfigValue:
+        """A group config of a later release than the emulated one: the broker-wide setting."""
+        return self._values[name] if name in self._values else self._broker.get(broker_name)
 
     @property
     def share_auto_offset_reset(self) -> AutoOffsetReset:
@@ -770,25 +1001,67 @@ class GroupConfigs:
     def consumer_heartbeat_interval_ms(self) -> int:
         return self.int_value("consumer.heartbeat.interval.ms")
 
+    @property
+    def share_delivery_count_limit(self) -> int:
+        """Deliveries before a record is archived (4.3+: per group; 4.2: the broker's)."""
+        return self._int_value(
+            self._broker_or_own("share.delivery.count.limit", "group.share.delivery.count.limit")
+        )
+
+    @property
+    def share_partition_max_record_locks(self) -> int:
+        """In-flight records per share-partition (4.3+: per group; 4.2: the broker's)."""
+        return self._int_value(
+            self._broker_or_own("share.partition.max.record.locks", "group.share.partition.max.record.locks")
+        )
+
+    @property
+    def share_renew_acknowledge_enable(self) -> bool:
+        """Whether RENEW acknowledgements are accepted (4.3+: per group; always in 4.2)."""
+        return bool(self._values.get("share.renew.acknowledge.enable", True))
+
+    @property
+    def share_assignment_interval_ms(self) -> int:
+        """The least time between two assignment changes (4.3+; 0 in 4.2: assign at once)."""
+        return self._int_value(self._values.get("share.assignment.interval.ms", 0))
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """KIP-1191's errors.deadletterqueue.topic.name ("" when none, and before 4.4)."""
+        return str(self._values.get(_DLQ_TOPIC_NAME, ""))
+
+    @property
+    def dead_letter_copy_record(self) -> bool:
+        return bool(self._values.get("errors.deadletterqueue.copy.record.enable", False))
+
     def describe(self, names: Iterable[str] | None = None) -> list[ConfigEntry]:
         """DescribeConfigs rows for a GROUP resource, in definition order (all when names is None).
 
-        Unknown names are skipped, as Kafka only returns the configs it knows.
+        Unknown names are skipped, as Kafka only returns the configs it knows. An override is
+        GROUP_CONFIG; from 4.3 on (KAFKA-20289) a value inherited from a broker config set in the
+        broker's properties is STATIC_BROKER_CONFIG, in 4.2 DEFAULT_CONFIG like any default.
         """
         wanted = None if names is None else set(names)
         rows = []
-        for entry in GROUP_CONFIG_KEYS:
+        for entry in self._keys:
             name = entry.key.name
             if wanted is not None and name not in wanted:
                 continue
-            # [unconfirmed] Kafka reports GROUP_CONFIG for an override; for a value inherited from a
-            # broker setting we report DEFAULT_CONFIG, as the group resource has no broker synonyms.
             overridden = name in self._overrides
-            source = ConfigSource.GROUP_CONFIG if overridden else ConfigSource.DEFAULT_CONFIG
+            if overridden:
+                source = ConfigSource.GROUP_CONFIG
+            elif (
+                self._release.at_least("4.3")
+                and entry.broker_default is not None
+                and entry.broker_default in self._broker.explicitly_set
+            ):
+                source = ConfigSource.STATIC_BROKER_CONFIG
+            else:
+                source = ConfigSource.DEFAULT_CONFIG
             rows.append(
                 ConfigEntry(
                     name=name,
-                    value=config_value_to_string(self._values[name]),
+                    value=config_value_to_string(self._overrides.get(name, self._values[name])),
                     is_default=not overridden,
                     read_only=False,
                     source=source,

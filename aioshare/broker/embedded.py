@@ -22,9 +22,11 @@ from types import TracebackType
 from typing import Self
 
 from aioshare.broker import apis
-from aioshare.broker.apis import ApiModule, Service
+from aioshare.broker.apis import ApiModule, Service, api_versions
+from aioshare.broker.apis.scram_credentials import ScramCredentialApis
 from aioshare.broker.cluster import Cluster, Node
 from aioshare.broker.config import BrokerConfig, InvalidBrokerConfig, RawValue
+from aioshare.broker.kafka_versions import parse_kafka_version
 from aioshare.broker.listeners import ListenerSpec
 from aioshare.broker.security import ListenerSecurity, ScramCredentialStore, parse_scram_credentials
 from aioshare.broker.server import ApiRegistry, NodeServer, RequestMemoryPool, ResponseDelay
@@ -48,11 +50,14 @@ class EmbeddedBroker:
         *,
         api_modules: Sequence[ApiModule] | None = None,
         retention_check_interval: float = RETENTION_CHECK_INTERVAL,
+        kafka_version: str | None = None,
     ) -> None:
+        """`kafka_version` ("4.2", "4.3", "4.4"; default the newest) is the Kafka release to
+        answer like; it is the `aioshare.kafka.version` config, which may be given instead."""
         if nodes < 1:
             raise ValueError("an embedded cluster needs at least one node")
         # Validated now, so a bad config fails at construction with Kafka's message.
-        self.config = BrokerConfig.from_mapping(config or {})
+        self.config = BrokerConfig.from_mapping(_with_kafka_version(config or {}, kafka_version))
         self.host = host
         self._nodes = nodes
         self._ports = [port + i if port else 0 for i in range(nodes)]
@@ -70,7 +75,12 @@ class EmbeddedBroker:
         ]
         self._check_ports(nodes)
         self._data_dir = Path(data_dir) if data_dir is not None else None
-        self._modules = tuple(api_modules) if api_modules is not None else apis.DEFAULT_MODULES
+        # The SCRAM credential APIs write the store the SASL listeners authenticate against.
+        self._modules = (
+            tuple(api_modules)
+            if api_modules is not None
+            else (*apis.DEFAULT_MODULES, ScramCredentialApis(self.scram))
+        )
         self._retention_interval = retention_check_interval
         self.delay = ResponseDelay()
         self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
@@ -101,6 +111,7 @@ class EmbeddedBroker:
         registry = self._registry = ApiRegistry()
         try:
             self._services = apis.install(registry, cluster, self._modules)
+            api_versions.limit_to_release(registry, cluster.kafka_version)
             memory_pool = self.memory_pool = RequestMemoryPool(self.config.queued_max_request_bytes)
             for index, node in enumerate(nodes):
                 endpoints: dict[str, tuple[str, int]] = {}
@@ -176,6 +187,11 @@ class EmbeddedBroker:
         if self._registry is None:
             raise RuntimeError("the broker is not running")
         return self._registry
+
+    @property
+    def kafka_version(self) -> str:
+        """The Kafka release this broker answers like ("4.4")."""
+        return parse_kafka_version(self.config.aioshare_kafka_version).name
 
     @property
     def node_ids(self) -> list[int]:
@@ -327,3 +343,15 @@ class EmbeddedBroker:
     def delay_responses(self, seconds: float, api_keys: Collection[int] | None = None) -> None:
         """Hold every response (or those of `api_keys`) back by `seconds`; 0 turns it off."""
         self.delay.set(seconds, api_keys)
+
+
+def _with_kafka_version(config: Mapping[str, RawValue], kafka_version: str | None) -> Mapping[str, RawValue]:
+    if kafka_version is None:
+        return config
+    configured = config.get("aioshare.kafka.version")
+    if configured is not None and str(configured).strip() != kafka_version.strip():
+        raise InvalidBrokerConfig(
+            "aioshare.kafka.version",
+            f"kafka_version={kafka_version!r} contradicts aioshare.kafka.version={configured!r}",
+        )
+    return {**config, "aioshare.kafka.version": kafka_version}

@@ -36,7 +36,9 @@ class GroupConfigStore:
         self._path = directory / _FILE if directory is not None else None
         if self._path is not None and self._path.exists():
             stored: dict[str, dict[str, RawValue]] = json.loads(self._path.read_text())
-            self._groups = {group: GroupConfigs(broker, overrides) for group, overrides in stored.items()}
+            self._groups = {
+                group: GroupConfigs.restore(broker, overrides) for group, overrides in stored.items()
+            }
 
     def get(self, group_id: str) -> GroupConfigs:
         return self._groups.get(group_id, self._defaults)

@@ -15,8 +15,9 @@ about changes through `add_listener` callbacks (appends, DeleteRecords, retentio
   aborted ranges for read_committed fetches.
 * Persistence (`directory` given): one append-only segment file, rebuilt into the index on open
   (a torn tail from a crash is cut off), and a checkpoint file for the log start offset. File
-  writes are plain blocking writes into the page cache; no fsync, as for Kafka's default
-  flush settings.
+  writes are plain blocking writes into the page cache. They are fsynced only as the log's
+  FlushPolicy says (Kafka's `flush.messages` after an append, `flush.ms` through the flush
+  scheduler, see flush.py) and at a clean shutdown; by default, as in Kafka, never otherwise.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from typing import NamedTuple
 
 from aiokafka.record.util import calc_crc32c
 
+from aioshare.broker.flush import NO_FLUSH, FlushPolicy, fsync_directory, monotonic_ms, replace_file
 from aioshare.protocol.errors import (
     CorruptRecordError,
     InvalidProducerEpochError,
+    KafkaStorageError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceNumberError,
 )
@@ -206,6 +209,9 @@ class _FileStore:
     def read_all(self) -> bytes:
         return os.pread(self._fd, self._end, 0)
 
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
     def truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)
         self._end = size
@@ -330,7 +336,14 @@ class ProducerStateManager:
 class PartitionLog:
     """The batches of one partition, their offsets, watermarks and producer/transaction state."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        flush_policy: FlushPolicy = NO_FLUSH,
+        clock: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        """`clock` (milliseconds) only times flushes: when the last one was, for `flush.ms`."""
         self._directory = directory
         self._entries: list[BatchInfo] = []
         self._last_offsets: list[int] = []  # parallel to _entries, for bisect by offset
@@ -341,6 +354,17 @@ class PartitionLog:
         self._producers = ProducerStateManager()
         self._listeners: list[Callable[[], None]] = []
         self._closed = False
+        self._flush_policy = flush_policy
+        self._flush_messages = flush_policy.messages  # read on every append
+        self._clock = clock
+        # Kafka's recovery point: offsets below it are known to be on disk. What an open finds
+        # in the file may still be only in the page cache (after a killed process), so it
+        # counts as unflushed until the next flush.
+        self._recovery_point = 0
+        self._last_flush_ms = clock()
+        # The first flush also fsyncs the directories, so that a new segment file (and a new
+        # partition directory) is found after a machine crash.
+        self._directories_synced = False
         self._store: _MemoryStore | _FileStore
         if directory is None:
             self._store = _MemoryStore()
@@ -348,6 +372,7 @@ class PartitionLog:
             directory.mkdir(parents=True, exist_ok=True)
             self._store = _FileStore(directory / SEGMENT_FILE)
             self._recover()
+            self._recovery_point = self._log_start
 
     # ------------------------------------------------------------------ state
 
@@ -432,6 +457,8 @@ class PartitionLog:
         append_time = now_ms if log_append_time else -1
         data = _stamp(view.raw, base, leader_epoch, append_time)
         info = self._store_batch(RecordBatchView(data))
+        if self._next_offset - self._recovery_point >= self._flush_messages:
+            self._flush_after_append()
         self.notify()
         return AppendResult(info.base_offset, info.last_offset, append_time, self._log_start)
 
@@ -622,6 +649,57 @@ class PartitionLog:
             running = max(running, entry.max_timestamp)
             self._max_ts_so_far.append(running)
 
+    # ------------------------------------------------------------------ flushing
+
+    @property
+    def flush_policy(self) -> FlushPolicy:
+        return self._flush_policy
+
+    @flush_policy.setter
+    def flush_policy(self, policy: FlushPolicy) -> None:
+        """Topic configs can change while the log is open (IncrementalAlterConfigs)."""
+        self._flush_policy = policy
+        self._flush_messages = policy.messages
+
+    @property
+    def unflushed_messages(self) -> int:
+        """Offsets appended since the last flush (Kafka's LocalLog.unflushedMessages)."""
+        return self._next_offset - self._recovery_point
+
+    def flush(self) -> None:
+        """fsync everything appended since the last flush; nothing to do when nothing was."""
+        if self._closed or self._next_offset <= self._recovery_point:
+            return
+        if isinstance(self._store, _FileStore):
+            self._store.sync()
+            if not self._directories_synced:
+                assert self._directory is not None
+                fsync_directory(self._directory)
+                fsync_directory(self._directory.parent)
+                self._directories_synced = True
+        self._recovery_point = self._next_offset
+        self._last_flush_ms = self._clock()
+
+    def _flush_after_append(self) -> None:
+        """flush.messages reached: flush before the append is answered, as UnifiedLog.append does.
+
+        A failed fsync fails the append with KAFKA_STORAGE_ERROR (Kafka takes the log directory
+        offline); the batch stays in the log, only as durable as the page cache.
+        """
+        try:
+            self.flush()
+        except OSError as exc:
+            self.notify()
+            raise KafkaStorageError(
+                f"Error while flushing log in dir {self._directory} with offset {self._next_offset} "
+                f"(exclusive) and recovery point {self._recovery_point}: {exc}"
+            ) from exc
+
+    def flush_if_due(self) -> None:
+        """The flush scheduler's check: flush when the last flush is `flush.ms` old or older."""
+        if self._clock() - self._last_flush_ms >= self._flush_policy.ms:
+            self.flush()
+
     # ------------------------------------------------------------------ persistence
 
     def _recover(self) -> None:
@@ -654,10 +732,8 @@ class PartitionLog:
     def _write_log_start(self) -> None:
         if self._directory is None:
             return
-        path = self._directory / LOG_START_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{self._log_start}\n")
-        os.replace(tmp, path)
+        data = f"{self._log_start}\n".encode()
+        replace_file(self._directory / LOG_START_FILE, data, durable=self._flush_policy.enabled)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -54,6 +54,9 @@ class ShareGroup:
     group_id: str
     group_epoch: int = 0
     assignment_epoch: int = 0
+    # When the target assignment was last computed (0: never); share.assignment.interval.ms
+    # (Kafka 4.3+) keeps the next computation at least that long after it.
+    assignment_timestamp_ms: int = 0
     members: dict[str, ShareGroupMember] = dataclasses.field(default_factory=dict)
     target_assignment: dict[str, TopicAssignment] = dataclasses.field(default_factory=dict)
     # The subscribed topics' metadata the current group epoch was computed from.
@@ -266,15 +269,19 @@ class ShareGroupCoordinator:
         group.members[member_id] = member
 
         metadata = _subscription_metadata(group, topics)
-        if subscription_changed or metadata != group.subscription_metadata:
+        epoch_bumped = subscription_changed or metadata != group.subscription_metadata
+        if epoch_bumped:
             group.group_epoch += 1
             group.subscription_metadata = metadata
         newly_initialized = _initialize_partitions(group, metadata)
-        if group.group_epoch > group.assignment_epoch:
-            self._update_target_assignment(group)
-        self._reconcile(group, member)
-
         configs = self._group_configs(group_id)
+        if group.group_epoch > group.assignment_epoch and _can_compute_assignment(
+            group, configs.share_assignment_interval_ms, now_ms
+        ):
+            self._update_target_assignment(group)
+            group.assignment_timestamp_ms = now_ms
+        self._reconcile(group, member, topics, force=epoch_bumped)
+
         member.session_deadline_ms = now_ms + configs.share_session_timeout_ms
         heapq.heappush(self._session_deadlines, (member.session_deadline_ms, group_id, member_id))
 
@@ -314,13 +321,28 @@ class ShareGroupCoordinator:
         group.assignment_epoch = group.group_epoch
 
     @staticmethod
-    def _reconcile(group: ShareGroup, member: ShareGroupMember) -> None:
-        """No revocation phase: the member moves straight to its target assignment and epoch."""
-        if member.member_epoch == group.assignment_epoch:
+    def _reconcile(
+        group: ShareGroup, member: ShareGroupMember, topics: Mapping[str, TopicMetadata], *, force: bool
+    ) -> None:
+        """No revocation phase: the member moves straight to its target assignment and epoch.
+
+        The assignment keeps only topics the member subscribes to that still exist
+        (ShareGroupAssignmentBuilder.filterAssignedPartitions). When this heartbeat bumped the
+        group epoch (``force``) but the target assignment is not recomputed yet
+        (share.assignment.interval.ms), the member keeps its epoch and its assignment is
+        filtered the same way: a deleted or unsubscribed topic leaves it at once.
+        """
+        if member.member_epoch != group.assignment_epoch:
+            member.previous_member_epoch = member.member_epoch
+            member.member_epoch = group.assignment_epoch
+        elif not force:
             return
-        member.previous_member_epoch = member.member_epoch
-        member.member_epoch = group.assignment_epoch
-        member.assigned = dict(group.target_assignment.get(member.member_id, {}))
+        subscribed = {topics[name].topic_id for name in member.subscribed_topic_names if name in topics}
+        member.assigned = {
+            topic_id: parts
+            for topic_id, parts in group.target_assignment.get(member.member_id, {}).items()
+            if topic_id in subscribed
+        }
 
     def _remove_member(self, group: ShareGroup, member_id: str) -> None:
         del group.members[member_id]
@@ -472,6 +494,7 @@ class ShareGroupCoordinator:
             "group_id": group.group_id,
             "group_epoch": group.group_epoch,
             "assignment_epoch": group.assignment_epoch,
+            "assignment_timestamp_ms": group.assignment_timestamp_ms,
             "members": [
                 {
                     "member_id": member.member_id,
@@ -509,6 +532,7 @@ class ShareGroupCoordinator:
             group_id=str(snapshot["group_id"]),
             group_epoch=int(snapshot["group_epoch"]),
             assignment_epoch=int(snapshot["assignment_epoch"]),
+            assignment_timestamp_ms=int(snapshot.get("assignment_timestamp_ms", 0)),
             target_assignment={
                 str(member_id): _assignment_from_json(assignment)
                 for member_id, assignment in snapshot["target_assignment"].items()
@@ -540,6 +564,15 @@ class ShareGroupCoordinator:
                 self._session_deadlines, (member.session_deadline_ms, group.group_id, member.member_id)
             )
         self._groups[group.group_id] = group
+
+
+def _can_compute_assignment(group: ShareGroup, interval_ms: int, now_ms: int) -> bool:
+    """GroupMetadataManager.canComputeNextTargetAssignment: the first assignment and an interval
+    of 0 go at once; otherwise the group keeps its last target assignment (a joining member gets
+    nothing yet) until a heartbeat comes at least the interval after the last computation."""
+    if group.assignment_timestamp_ms == 0 or interval_ms == 0:
+        return True
+    return now_ms >= group.assignment_timestamp_ms + interval_ms
 
 
 def validate_heartbeat_request(
@@ -642,9 +675,12 @@ def _describe_group(group: ShareGroup, name_by_id: Mapping[uuid.UUID, str]) -> D
             client_id=member.client_id,
             client_host=member.client_host,
             subscribed_topic_names=sorted(member.subscribed_topic_names),
+            # A deleted topic stays in the assignment until the member's next heartbeat; Kafka
+            # (ShareGroupMember.topicPartitionsFromMap) leaves topics unknown to its metadata out.
             assignment=[
-                (topic_id, name_by_id.get(topic_id, ""), sorted(parts))
+                (topic_id, name_by_id[topic_id], sorted(parts))
                 for topic_id, parts in sorted(member.assigned.items(), key=lambda item: str(item[0]))
+                if topic_id in name_by_id
             ],
         )
         for member in group.members.values()

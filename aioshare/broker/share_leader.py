@@ -43,6 +43,7 @@ from aioshare.broker.cluster import Cluster
 from aioshare.broker.config import IsolationLevel
 from aioshare.broker.log import BatchInfo, PartitionLog
 from aioshare.broker.server import ApiRegistry, ConnectionInfo
+from aioshare.broker.share_dlq import DeadLetterWriter
 from aioshare.broker.share_partition import (
     AckBatch,
     AcquiredRange,
@@ -121,9 +122,8 @@ class ShareLeader:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         config = cluster.config
+        self._dead_letters = DeadLetterWriter(cluster)
         self._max_sessions = config.group_share_max_share_sessions
-        self._max_in_flight = config.group_share_partition_max_record_locks
-        self._max_delivery = config.group_share_delivery_count_limit
         self._sessions: dict[int, ShareSessionCache] = {}
         self._partitions: dict[int, dict[ShareStateKey, _Cached]] = {}
         # Lock deadlines: (deadline ms, tie-breaker, node id, key). Entries go stale when locks
@@ -237,7 +237,18 @@ class ShareLeader:
             # new leader reloads it from the share coordinator.
             self._drop(node_id, key)
             return None
+        self._apply_group_configs(key.group_id, cached.share_partition)
         return cached
+
+    def _apply_group_configs(self, group_id: str, share_partition: SharePartition) -> None:
+        """The group's current limits (per group from Kafka 4.3, the broker's in 4.2)."""
+        configs = self._cluster.group_configs.get(group_id)
+        share_partition.set_group_limits(
+            max_in_flight_records=configs.share_partition_max_record_locks,
+            max_delivery_count=configs.share_delivery_count_limit,
+            renew_enabled=configs.share_renew_acknowledge_enable,
+            dead_letter_queue=self._dead_letters.enabled(group_id),
+        )
 
     def cached(self, node_id: int, group_id: str, partition: Partition) -> SharePartition | None:
         """The loaded share-partition (None when not loaded or leadership moved)."""
@@ -277,14 +288,15 @@ class ShareLeader:
                 log_start_offset=log.log_start_offset,
                 high_watermark=log.high_watermark,
                 now_ms=self._cluster.now_ms(),
-                max_in_flight_records=self._max_in_flight,
-                max_delivery_count=self._max_delivery,
+                max_in_flight_records=configs.share_partition_max_record_locks,
+                max_delivery_count=configs.share_delivery_count_limit,
                 offset_for_timestamp=offset_for_timestamp,
             )
         except InvalidPersistedStateError as exc:
             logger.error("share-partition %s has invalid persisted state: %s", key, exc)
             raise UnknownServerError(str(exc)) from exc
         share_partition.leader_epoch = partition.leader_epoch
+        self._apply_group_configs(group_id, share_partition)
         cached = _Cached(share_partition, partition, partition.leader_epoch)
         self._partitions.setdefault(node_id, {})[key] = cached
         if undecided:
@@ -314,8 +326,12 @@ class ShareLeader:
         """Write the share-partition's durable state; False (and the state dropped) on failure.
 
         Kafka rolls a failed write back; dropping the cached copy does the same here: the next
-        fetch reloads the last durable state.
+        fetch reloads the last durable state. Records the change dead-lettered are written to the
+        group's DLQ topic first (Kafka's DLQ flow, done synchronously: see share_dlq.py).
         """
+        letters = cached.share_partition.take_dead_letters()
+        if letters:
+            self._dead_letters.write(key.group_id, cached.partition, letters)
         try:
             self._cluster.share_state.write(key, cached.share_partition.snapshot(), first_load=first_load)
         except OSError:

@@ -83,6 +83,22 @@ class AcquireResult:
     state_changed: bool
 
 
+class DeadLetter(NamedTuple):
+    """Records ARCHIVED for a reason KIP-1191 dead-letters (a group with a DLQ topic, Kafka 4.4):
+    REJECTed by the client, or out of deliveries. Kafka moves them through ARCHIVING while its
+    DLQ manager writes them; the embedded broker writes them before it persists the state."""
+
+    first_offset: int
+    last_offset: int
+    delivery_count: int
+    # ShareGroupDLQManager's causes; the DLQ record's __dlq.errors.message header.
+    cause: str
+
+
+CLIENT_REJECT = "Offset rejected by client."
+DELIVERY_COUNT_EXCEEDED = "Offset delivery count exceeded the threshold."
+
+
 @dataclasses.dataclass(slots=True)
 class AckResult:
     error_code: int = _codes.NONE
@@ -261,12 +277,13 @@ class SharePartition:
         state_epoch: int = 0,
         leader_epoch: int = 0,
     ) -> None:
-        if max_delivery_count < 1 or max_in_flight_records < 1:
-            raise ValueError("max_delivery_count and max_in_flight_records must be positive")
-        self._max_in_flight = max_in_flight_records
-        self._max_delivery = max_delivery_count
-        # Kafka: records delivered this often are handed out in shrinking groups (section 4.3).
-        self._throttle_limit = max(_MIN_THROTTLE_DELIVERY_LIMIT, -(-max_delivery_count // 2))
+        self._max_in_flight = self._max_delivery = self._throttle_limit = 0
+        self._renew_enabled = True
+        self._dead_letter_queue = False
+        self._dead_letters: list[DeadLetter] = []
+        self.set_group_limits(
+            max_in_flight_records=max_in_flight_records, max_delivery_count=max_delivery_count
+        )
         self.state_epoch = state_epoch
         self.leader_epoch = leader_epoch
         self._start = start_offset
@@ -826,6 +843,37 @@ class SharePartition:
                 kept.append(AcquiredRange(cursor, piece.last_offset, piece.delivery_count))
         return kept
 
+    def set_group_limits(
+        self,
+        *,
+        max_in_flight_records: int,
+        max_delivery_count: int,
+        renew_enabled: bool = True,
+        dead_letter_queue: bool = False,
+    ) -> None:
+        """The group's share.partition.max.record.locks, share.delivery.count.limit and
+        share.renew.acknowledge.enable (Kafka 4.3+ reads them on every operation, so a change
+        applies to records already in flight), and whether it dead-letters (KIP-1191)."""
+        if max_delivery_count < 1 or max_in_flight_records < 1:
+            raise ValueError("max_delivery_count and max_in_flight_records must be positive")
+        self._max_in_flight = max_in_flight_records
+        self._max_delivery = max_delivery_count
+        # Kafka: records delivered this often are handed out in shrinking groups (section 4.3).
+        self._throttle_limit = max(_MIN_THROTTLE_DELIVERY_LIMIT, -(-max_delivery_count // 2))
+        self._renew_enabled = renew_enabled
+        self._dead_letter_queue = dead_letter_queue
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """The records dead-lettered since the last call, in the order they were archived."""
+        letters, self._dead_letters = self._dead_letters, []
+        return letters
+
+    def _archive(self, run: _Run, cause: str | None) -> None:
+        """ARCHIVED; with a DLQ, REJECTs and exhausted deliveries (`cause`) are dead-lettered."""
+        if cause is not None and self._dead_letter_queue:
+            self._dead_letters.append(DeadLetter(run.first, run.last, run.delivery_count, cause))
+        self._set(run, RecordState.ARCHIVED, run.delivery_count)
+
     # ---------------------------------------------------------------- acknowledgement
 
     def check_acks(self, member_id: str, batches: Sequence[AckBatch]) -> AckResult | None:
@@ -861,8 +909,8 @@ class SharePartition:
                     self._set(run, RecordState.ACKNOWLEDGED, run.delivery_count)
                 elif ack_type == AckType.RELEASE:
                     result.records_released |= self._release_run(run)
-                else:  # GAP and REJECT both archive
-                    self._set(run, RecordState.ARCHIVED, run.delivery_count)
+                else:  # GAP and REJECT both archive; only a REJECT is dead-lettered
+                    self._archive(run, CLIENT_REJECT if ack_type == AckType.REJECT else None)
             self._coalesce(lo, hi)
             # RENEW only restarts a timer; Kafka persists nothing for it.
             result.state_changed |= ack_type != AckType.RENEW
@@ -885,7 +933,7 @@ class SharePartition:
         SharePartition.releaseAcquiredRecords uses DeliveryCountOps.NO_OP; Kafka 4.1 decremented).
         """
         if run.delivery_count >= self._max_delivery:
-            self._set(run, RecordState.ARCHIVED, run.delivery_count)
+            self._archive(run, DELIVERY_COUNT_EXCEEDED)
             return False
         self._set(run, RecordState.AVAILABLE, run.delivery_count)
         return True
@@ -915,6 +963,8 @@ class SharePartition:
             error = self._check_holder(member_id, first, last, single_type=len(types) == 1)
             if error is not None:
                 return error
+            if AckType.RENEW in types and not self._renew_enabled:
+                return _invalid_state("Renewing acquisition locks is not enabled for the group.")
             lo = max(first, self._start)
             if len(types) == 1:
                 plan.append((lo, last, types[0]))

@@ -5,12 +5,19 @@ and the epoch its next request must carry. Sessions end on a final epoch (-1), w
 request replaces them (records stay acquired), or when the client's connection closes. The
 caller feeds requests and disconnects in and gets back error codes, the partitions to fetch in
 round-robin order, and which (group, member) must have their records released.
+
+The order a long-lived session fetches in is Kafka's: the session keeps its partitions in the
+order they were added, an incremental request's partitions are rotated by its epoch, and a
+partition that returned records in an incremental response moves to the end of the session's
+order (``ShareSession.respond``, as ShareSessionContext.PartitionIterator does), so a shared
+MaxRecords budget reaches every partition. (Within one request the leader also reads a partition
+whose fetch offset moved since its last read after the others: ``apis/share_fetch.py``.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from aioshare.broker import _codes
@@ -19,11 +26,6 @@ from aioshare.protocol.types import TopicIdPartition
 INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
 _INT32_MAX = 2**31 - 1
-
-# Kafka's default messages for the session errors (Errors.X.exception() carries these).
-_NOT_FOUND_MESSAGE = "The share session was not found."
-_INVALID_EPOCH_MESSAGE = "The share session epoch is invalid."
-_LIMIT_MESSAGE = "The limit of share sessions has been reached."
 
 
 def next_epoch(epoch: int) -> int:
@@ -61,22 +63,45 @@ class ShareSession:
     # The epoch the next ShareFetch/ShareAcknowledge must carry.
     epoch: int
     connection_id: str
+    # CachedSharePartition.requiresUpdateInResponse: partitions the next incremental response
+    # that reads them must list, records or not (added to the session, or failed last time).
+    needs_update: set[TopicIdPartition] = dataclasses.field(default_factory=set)
+
+    def respond(self, partition: TopicIdPartition, *, has_records: bool, has_error: bool) -> bool:
+        """Whether an incremental response lists a partition the request read or failed
+        (CachedSharePartition.maybeUpdateResponseData): it has records, an error, or an update
+        pending. A partition that returned records moves to the end of the session's order, so
+        later fetches reach it last (ShareSessionContext.PartitionIterator). Kafka visits the
+        partitions in its response map's hash order; the caller goes in session order."""
+        listed = has_records or has_error or partition in self.needs_update
+        self.needs_update.discard(partition)
+        if has_error:
+            # Listed again once the error is gone.
+            self.needs_update.add(partition)
+        if has_records and partition in self.partitions:
+            del self.partitions[partition]
+            self.partitions[partition] = None
+        return listed
 
 
 @dataclasses.dataclass(slots=True)
 class FetchContext:
-    """How to serve one ShareFetch, decided from its session epoch (section 3.3)."""
+    """How to serve one ShareFetch, decided from its session epoch (section 3.3).
+
+    An error is top-level and carries no message (Kafka's ShareFetchResponse.of sets none)."""
 
     error_code: int = _codes.NONE
-    error_message: str | None = None
-    # Partitions to fetch, rotated for fairness. Empty for a final-epoch request.
+    # Partitions to fetch: the fetchable ones rotated by the request epoch, then the others (which
+    # get their error). Empty for a final-epoch request.
     partitions: list[TopicIdPartition] = dataclasses.field(default_factory=list)
-    # Partitions new to the session: an incremental response must list them even when empty.
+    # Partitions new to the session (the first incremental response that reads them lists them).
     added: list[TopicIdPartition] = dataclasses.field(default_factory=list)
     # Epoch 0: a full response listing every requested partition.
     is_full: bool = False
     # Epoch -1: process acknowledgements, fetch nothing, then call close().
     is_final: bool = False
+    # An incremental request's session: it decides which partitions the response lists.
+    session: ShareSession | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -84,7 +109,6 @@ class AcknowledgeContext:
     """How to serve one ShareAcknowledge (section 3.4)."""
 
     error_code: int = _codes.NONE
-    error_message: str | None = None
     # Epoch -1: after applying the acknowledgements call close().
     is_final: bool = False
 
@@ -135,53 +159,63 @@ class ShareSessionCache:
         topics: Sequence[TopicIdPartition] = (),
         forgotten: Sequence[TopicIdPartition] = (),
         has_acknowledgements: bool = False,
+        fetchable: Callable[[TopicIdPartition], bool] = lambda _partition: True,
     ) -> FetchContext:
-        """Resolve a ShareFetch's session (SharePartitionManager.newContext)."""
+        """Resolve a ShareFetch's session (SharePartitionManager.newContext).
+
+        ``fetchable`` tells the partitions the broker's metadata knows: only those are rotated
+        (KafkaApis answers the others UNKNOWN_TOPIC_ID / UNKNOWN_TOPIC_OR_PARTITION before
+        SharePartitionManager.fetchMessages rotates the rest)."""
         key = SessionKey(group_id, member_id)
         if epoch == FINAL_EPOCH:
             if key not in self._sessions:
-                return FetchContext(_codes.SHARE_SESSION_NOT_FOUND, _NOT_FOUND_MESSAGE)
+                return FetchContext(_codes.SHARE_SESSION_NOT_FOUND)
             return FetchContext(is_final=True)
         if epoch == INITIAL_EPOCH:
             if has_acknowledgements:
                 # Checked before the old session is touched: it stays in place.
-                return FetchContext(
-                    _codes.INVALID_REQUEST, "Acknowledge data present in initial ShareFetch request."
-                )
+                return FetchContext(_codes.INVALID_REQUEST)
             # Replacing a session does not release records: they stay acquired by the member id.
             self._remove(key)
             if len(self._sessions) >= self._max_sessions:
-                return FetchContext(_codes.SHARE_SESSION_LIMIT_REACHED, _LIMIT_MESSAGE)
+                return FetchContext(_codes.SHARE_SESSION_LIMIT_REACHED)
             partitions = dict.fromkeys(topics)
             self._add(ShareSession(key, partitions, next_epoch(INITIAL_EPOCH), connection_id))
             return FetchContext(partitions=list(partitions), added=list(partitions), is_full=True)
         session = self._sessions.get(key)
         if session is None:
-            return FetchContext(_codes.SHARE_SESSION_NOT_FOUND, _NOT_FOUND_MESSAGE)
+            return FetchContext(_codes.SHARE_SESSION_NOT_FOUND)
         if session.epoch != epoch:
-            return FetchContext(_codes.INVALID_SHARE_SESSION_EPOCH, _INVALID_EPOCH_MESSAGE)
+            return FetchContext(_codes.INVALID_SHARE_SESSION_EPOCH)
         added = [partition for partition in topics if partition not in session.partitions]
         session.partitions.update(dict.fromkeys(topics))
+        session.needs_update.update(added)
         for partition in forgotten:
             session.partitions.pop(partition, None)
+            session.needs_update.discard(partition)
         session.epoch = next_epoch(session.epoch)
+        known: list[TopicIdPartition] = []
+        unknown: list[TopicIdPartition] = []
+        for partition in session.partitions:
+            (known if fetchable(partition) else unknown).append(partition)
         return FetchContext(
-            partitions=rotate_partitions(list(session.partitions), epoch),
+            partitions=rotate_partitions(known, epoch) + unknown,
             added=[partition for partition in added if partition in session.partitions],
+            session=session,
         )
 
     def open_acknowledge(self, group_id: str, member_id: str, epoch: int) -> AcknowledgeContext:
         """Resolve a ShareAcknowledge's session (acknowledgeSessionUpdate)."""
         if epoch == INITIAL_EPOCH:
             # A session can only be opened by ShareFetch.
-            return AcknowledgeContext(_codes.INVALID_SHARE_SESSION_EPOCH, _INVALID_EPOCH_MESSAGE)
+            return AcknowledgeContext(_codes.INVALID_SHARE_SESSION_EPOCH)
         session = self._sessions.get(SessionKey(group_id, member_id))
         if session is None:
-            return AcknowledgeContext(_codes.SHARE_SESSION_NOT_FOUND, _NOT_FOUND_MESSAGE)
+            return AcknowledgeContext(_codes.SHARE_SESSION_NOT_FOUND)
         if epoch == FINAL_EPOCH:
             return AcknowledgeContext(is_final=True)
         if session.epoch != epoch:
-            return AcknowledgeContext(_codes.INVALID_SHARE_SESSION_EPOCH, _INVALID_EPOCH_MESSAGE)
+            return AcknowledgeContext(_codes.INVALID_SHARE_SESSION_EPOCH)
         session.epoch = next_epoch(session.epoch)
         return AcknowledgeContext()
 

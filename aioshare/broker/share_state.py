@@ -9,6 +9,15 @@ share-partition (replaced atomically), without one it is memory only.
 
 ACQUIRED records are never persisted as such (section 6.3): the snapshot the leader writes
 already records them as AVAILABLE, so a restart hands them out again.
+
+Each file also keeps the start offset DescribeShareGroupOffsets reports (which lags one write
+behind, see `reported_start_offset`), so a restart reports what Kafka's share coordinator,
+which replays what was written, would.
+
+Files are replaced atomically and fsynced as the broker's flush policy says, counting every
+write as one message of Kafka's `__share_group_state` topic: `log.flush.interval.messages=1`
+fsyncs each write before the acknowledgement that caused it is answered; `flush_if_due` applies
+`log.flush.interval.ms` when the flush scheduler calls it; `flush` makes everything durable.
 """
 
 from __future__ import annotations
@@ -21,6 +30,14 @@ from typing import NamedTuple
 
 import msgspec
 
+from aioshare.broker.flush import (
+    NO_FLUSH,
+    FlushPolicy,
+    fsync_directory,
+    fsync_path,
+    monotonic_ms,
+    replace_file,
+)
 from aioshare.broker.share_partition import PersistedState
 
 # start_offset -1 = "initialised, the leader decides with share.auto.offset.reset at first load"
@@ -38,12 +55,36 @@ class ShareStateKey(NamedTuple):
 # SharePartition drops it and reloads on the next fetch.
 ResetListener = Callable[[ShareStateKey], None]
 
+
+class _StoredState(PersistedState, frozen=True):
+    """A share-state file: the state plus the start offset reported for it (absent in files
+    written before it was kept: the state's own start offset is reported then)."""
+
+    reported_start_offset: int | None = None
+
+
+_PERSISTED_FIELDS = PersistedState.__struct_fields__
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(PersistedState)
+_decoder = msgspec.json.Decoder(_StoredState)
 
 
 class ShareStateStore:
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        flush_policy: FlushPolicy = NO_FLUSH,
+        clock: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        """`flush_policy`: the broker's flush defaults (what `__share_group_state` gets in Kafka);
+        `clock` (milliseconds) times the flushes."""
+        self._flush_policy = flush_policy
+        self._clock = clock
+        self._last_flush_ms = clock()
+        self._unflushed_writes = 0
+        # Replaced files not fsynced yet, and directories whose entries changed since.
+        self._unflushed_files: set[Path] = set()
+        self._unflushed_dirs: set[Path] = set()
         self._states: dict[ShareStateKey, PersistedState] = {}
         # The start offset Kafka's share coordinator would hold (see `reported_start_offset`).
         self._reported: dict[ShareStateKey, int] = {}
@@ -118,6 +159,9 @@ class ShareStateStore:
             path = self._path(key)
             if path is not None:
                 path.unlink(missing_ok=True)
+                self._unflushed_files.discard(path)
+                self._unflushed_dirs.add(path.parent)
+                self._written()
             self._notify(key)
         return removed
 
@@ -141,11 +185,45 @@ class ShareStateStore:
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(_encoder.encode(state))
-        # os.replace is atomic: a crash leaves either the old or the new state, never half.
-        os.replace(temporary, path)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True)
+            self._unflushed_dirs.add(path.parent.parent)
+        stored = _StoredState(**msgspec.structs.asdict(state), reported_start_offset=self._reported.get(key))
+        # Atomic: a crash leaves either the old or the new state, never half of it.
+        due = self._unflushed_writes + 1 >= self._flush_policy.messages
+        replace_file(path, _encoder.encode(stored), durable=due)
+        if due:
+            self._unflushed_files.discard(path)
+        else:
+            self._unflushed_files.add(path)
+            self._unflushed_dirs.add(path.parent)
+        self._written()
+
+    def _written(self) -> None:
+        """Count one write (or deletion), as a message of __share_group_state; flush when due."""
+        self._unflushed_writes += 1
+        if self._unflushed_writes >= self._flush_policy.messages:
+            self.flush()
+
+    # ------------------------------------------------------------------ flushing
+
+    def flush(self) -> None:
+        """fsync every state file written, and every directory changed, since the last flush."""
+        if not self._unflushed_writes:
+            return
+        for path in self._unflushed_files:
+            fsync_path(path)
+        for directory in self._unflushed_dirs:
+            fsync_directory(directory)
+        self._unflushed_files.clear()
+        self._unflushed_dirs.clear()
+        self._unflushed_writes = 0
+        self._last_flush_ms = self._clock()
+
+    def flush_if_due(self) -> None:
+        """The flush scheduler's check: flush when the last flush is flush.ms old or older."""
+        if self._clock() - self._last_flush_ms >= self._flush_policy.ms:
+            self.flush()
 
     def _load(self) -> None:
         assert self._directory is not None
@@ -156,4 +234,9 @@ class ShareStateStore:
             for path in group_dir.glob("*.json"):
                 topic_hex, _, partition = path.stem.rpartition("-")
                 key = ShareStateKey(group_id, uuid.UUID(hex=topic_hex), int(partition))
-                self._states[key] = _decoder.decode(path.read_bytes())
+                stored = _decoder.decode(path.read_bytes())
+                self._states[key] = PersistedState(
+                    **{name: getattr(stored, name) for name in _PERSISTED_FIELDS}
+                )
+                if stored.reported_start_offset is not None:
+                    self._reported[key] = stored.reported_start_offset

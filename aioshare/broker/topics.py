@@ -13,7 +13,7 @@ the topic comes from its broker synonym where the embedded BrokerConfig has one
 from __future__ import annotations
 
 import json
-import os
+import logging
 import re
 import shutil
 import uuid
@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aioshare.broker.config import BrokerConfig, ConfigEntry, ConfigType
+from aioshare.broker.flush import (
+    NEVER,
+    FlushPolicy,
+    FlushScheduler,
+    FlushTarget,
+    broker_flush_policy,
+    monotonic_ms,
+    replace_file,
+)
 from aioshare.broker.log import PartitionLog
 from aioshare.protocol.errors import (
     InvalidConfigError,
@@ -33,6 +42,8 @@ from aioshare.protocol.errors import (
     TopicAlreadyExistsError,
 )
 from aioshare.protocol.types import ConfigSource, random_kafka_uuid
+
+logger = logging.getLogger("aioshare.broker")
 
 TOPICS_FILE = "topics.json"
 MAX_TOPIC_NAME_LENGTH = 249
@@ -275,21 +286,33 @@ class Topic:
     def int_config(self, name: str) -> int:
         return int(self.config(name))
 
+    def flush_policy(self) -> FlushPolicy:
+        """When this topic's logs are fsynced: flush.messages and flush.ms (LogConfig)."""
+        return FlushPolicy(self.int_config("flush.messages"), self.int_config("flush.ms"))
+
     def _default(self, definition: TopicConfigDef) -> tuple[str, ConfigSource]:
+        value, source, _ = self._broker_default(definition)
+        return value, source
+
+    def _broker_default(self, definition: TopicConfigDef) -> tuple[str, ConfigSource, str | None]:
+        """(value, source, broker config it came from) of a config the topic does not set."""
         synonym = definition.synonym
-        if synonym is not None:
-            try:
-                value = self._broker.get(synonym)
-            except KeyError:
-                pass
-            else:
-                source = (
-                    ConfigSource.STATIC_BROKER_CONFIG
-                    if synonym in self._broker.explicitly_set
-                    else ConfigSource.DEFAULT_CONFIG
-                )
-                return str(value).lower() if isinstance(value, bool) else str(value), source
-        return definition.default, ConfigSource.DEFAULT_CONFIG
+        if synonym is None:
+            return definition.default, ConfigSource.DEFAULT_CONFIG, None
+        if definition.name == "flush.ms":
+            # Kafka's second synonym: log.flush.scheduler.interval.ms when log.flush.interval.ms
+            # is not set (ServerTopicConfigSynonyms).
+            synonym = self._broker.log_flush_interval_ms_source
+        try:
+            value = self._broker.get(synonym)
+        except KeyError:
+            return definition.default, ConfigSource.DEFAULT_CONFIG, None
+        source = (
+            ConfigSource.STATIC_BROKER_CONFIG
+            if synonym in self._broker.explicitly_set
+            else ConfigSource.DEFAULT_CONFIG
+        )
+        return str(value).lower() if isinstance(value, bool) else str(value), source, synonym
 
     def describe_configs(
         self, names: Iterable[str] | None = None
@@ -307,9 +330,9 @@ class Topic:
                         definition.name, definition, self.configs[definition.name], ConfigSource.TOPIC_CONFIG
                     )
                 )
-            default, source = self._default(definition)
-            if source is ConfigSource.STATIC_BROKER_CONFIG and definition.synonym is not None:
-                synonyms.append(self._entry(definition.synonym, definition, default, source))
+            default, source, broker_name = self._broker_default(definition)
+            if source is ConfigSource.STATIC_BROKER_CONFIG and broker_name is not None:
+                synonyms.append(self._entry(broker_name, definition, default, source))
             synonyms.append(
                 self._entry(
                     definition.synonym or definition.name,
@@ -338,10 +361,26 @@ class Topic:
 
 
 class TopicRegistry:
-    """All topics of the cluster, by name and by id; persisted to `data_dir/topics.json`."""
+    """All topics of the cluster, by name and by id; persisted to `data_dir/topics.json`.
 
-    def __init__(self, broker: BrokerConfig, node_ids: Sequence[int], data_dir: Path | None = None) -> None:
+    With a data directory it also runs Kafka's log flusher when log.flush.scheduler.interval.ms
+    is set (which needs a running event loop), and flushes every log when it closes, as a clean
+    Kafka shutdown does. `clock` (milliseconds) times the flushes.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        node_ids: Sequence[int],
+        data_dir: Path | None = None,
+        *,
+        clock: Callable[[], int] = monotonic_ms,
+    ) -> None:
         self._broker = broker
+        self._clock = clock
+        # Other stores the flusher checks and a close flushes (the share-state store).
+        self._flush_targets: list[FlushTarget] = []
+        self._flush_scheduler: FlushScheduler | None = None
         self._node_ids = list(node_ids)
         self._data_dir = data_dir
         self._by_name: dict[str, Topic] = {}
@@ -353,6 +392,8 @@ class TopicRegistry:
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._load()
+            if broker.log_flush_scheduler_interval_ms < NEVER:
+                self._flush_scheduler = FlushScheduler(broker.log_flush_scheduler_interval_ms, self.flush_due)
 
     # ------------------------------------------------------------------ lookups
 
@@ -520,9 +561,7 @@ class TopicRegistry:
             else:
                 replicas = [nodes[(start + index + k) % len(nodes)] for k in range(replication_factor)]
             leader = next((node for node in replicas if node in alive), -1)
-            topic.partitions.append(
-                Partition(topic, index, self._open_log(topic.name, index), replicas, leader)
-            )
+            topic.partitions.append(Partition(topic, index, self._open_log(topic, index), replicas, leader))
 
     def delete(self, topic: Topic) -> None:
         self._by_name.pop(topic.name, None)
@@ -569,18 +608,58 @@ class TopicRegistry:
 
     def set_configs(self, topic: Topic, configs: dict[str, str]) -> None:
         topic.configs = configs
+        policy = topic.flush_policy()
+        for partition in topic.partitions:
+            partition.log.flush_policy = policy
         self._save()
 
     def close(self) -> None:
+        if self._flush_scheduler is not None:
+            self._flush_scheduler.close()
+        self.flush_all()
         for topic in self:
             for partition in topic.partitions:
                 partition.log.close()
 
+    # ------------------------------------------------------------------ flushing
+
+    def add_flush_target(self, target: FlushTarget) -> None:
+        """Have the flusher check `target` too, and flush it on close."""
+        self._flush_targets.append(target)
+
+    @property
+    def flush_scheduler_running(self) -> bool:
+        return self._flush_scheduler is not None and self._flush_scheduler.running
+
+    def _flushables(self) -> list[FlushTarget]:
+        logs: list[FlushTarget] = [partition.log for topic in self for partition in topic.partitions]
+        return logs + self._flush_targets
+
+    def flush_due(self) -> None:
+        """LogManager.flushDirtyLogs: flush what was last flushed flush.ms ago or earlier."""
+        for target in self._flushables():
+            target.flush_if_due()
+
+    def flush_all(self) -> None:
+        """Flush everything unflushed (a clean shutdown: Kafka flushes every log then)."""
+        for target in self._flushables():
+            try:
+                target.flush()
+            except OSError:
+                logger.exception("flushing %r failed", target)
+
     # ------------------------------------------------------------------ persistence
 
-    def _open_log(self, name: str, index: int) -> PartitionLog:
-        directory = self._data_dir / f"{name}-{index}" if self._data_dir is not None else None
-        return PartitionLog(directory)
+    def _open_log(self, topic: Topic, index: int) -> PartitionLog:
+        directory = self._data_dir / f"{topic.name}-{index}" if self._data_dir is not None else None
+        return PartitionLog(directory, flush_policy=topic.flush_policy(), clock=self._clock)
+
+    def _metadata_durable(self) -> bool:
+        """topics.json is fsynced when it changes once any flush policy is configured: the
+        operator asked for durability (Kafka keeps this metadata in its fsynced KRaft log)."""
+        if broker_flush_policy(self._broker).enabled:
+            return True
+        return any(topic.flush_policy().enabled for topic in self._by_name.values())
 
     def _save(self) -> None:
         if self._data_dir is None:
@@ -600,10 +679,8 @@ class TopicRegistry:
                 for topic in self._by_name.values()
             ],
         }
-        path = self._data_dir / TOPICS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, path)
+        data = json.dumps(state, indent=1).encode()
+        replace_file(self._data_dir / TOPICS_FILE, data, durable=self._metadata_durable())
 
     def _load(self) -> None:
         assert self._data_dir is not None
@@ -620,7 +697,7 @@ class TopicRegistry:
                     Partition(
                         topic,
                         index,
-                        self._open_log(topic.name, index),
+                        self._open_log(topic, index),
                         replicas,
                         int(p["leader"]),
                         int(p["leader_epoch"]),

@@ -16,14 +16,21 @@ from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.cli._loop import run
 
 
-async def serve(host: str, port: int, nodes: int, data_dir: str | None, config: dict[str, str]) -> None:
+async def serve(
+    host: str,
+    port: int,
+    nodes: int,
+    data_dir: str | None,
+    config: dict[str, str],
+    kafka_version: str | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
         async with EmbeddedBroker(
-            host=host, port=port, nodes=nodes, data_dir=data_dir, config=config
+            host=host, port=port, nodes=nodes, data_dir=data_dir, config=config, kafka_version=kafka_version
         ) as broker:
             # Scripts wait for this exact line before they connect.
             print(f"aioshare broker listening on {announced(broker)}", flush=True)
@@ -41,11 +48,19 @@ def announced(broker: EmbeddedBroker) -> str:
     return ",".join(broker.bound_listeners())
 
 
-def run_broker(host: str, port: int, nodes: int, data_dir: str | None, config: dict[str, str]) -> int:
+def run_broker(
+    host: str,
+    port: int,
+    nodes: int,
+    data_dir: str | None,
+    config: dict[str, str],
+    *,
+    kafka_version: str | None = None,
+) -> int:
     from aioshare.protocol.errors import ConfigError
 
     try:
-        run(serve(host, port, nodes, data_dir, config))
+        run(serve(host, port, nodes, data_dir, config, kafka_version))
     except (ConfigError, ValueError) as exc:
         print(f"aioshare broker: error: {exc}", file=sys.stderr)
         return 2

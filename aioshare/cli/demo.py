@@ -487,6 +487,8 @@ async def run(config: DemoConfig | None = None, out: IO[str] | None = None) -> D
         # 2000 records by default: a slow or retried job near the start offset then stalls
         # all fetching past the window.  Real, but not what this demo is about.
         "group.share.partition.max.record.locks": 10000,
+        # ... and since Kafka 4.3 the broker's bound on that setting must allow it.
+        "group.share.max.partition.max.record.locks": 10000,
     }
     out.write(
         f"aioshare demo: {_n(config.jobs, 'job')} on a 1-partition topic, share group {config.group!r} with "

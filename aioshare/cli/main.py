@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, default=9092, help="the first node's port; 0 picks a free one")
     broker.add_argument("--nodes", type=int, default=1, help="broker nodes, each on its own port")
     broker.add_argument(
-        "--data-dir", default=None, help="keep the logs in this directory (default: in memory)"
+        "--data-dir",
+        default=None,
+        help="keep logs, topics and share-group state in this directory, see docs/embedded-broker.md "
+        "'Durability' (default: in memory)",
     )
     broker.add_argument(
         "--config",
@@ -89,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=config_pair,
         metavar="KEY=VALUE",
         help="a Kafka broker config, e.g. group.share.record.lock.duration.ms=15000 (repeatable)",
+    )
+    from aioshare.broker.kafka_versions import KAFKA_VERSIONS, NEWEST
+
+    broker.add_argument(
+        "--kafka-version",
+        default=None,
+        metavar="X.Y",
+        help=f"the Kafka release to answer like: {', '.join(KAFKA_VERSIONS)} (default: {NEWEST}, the newest)",
     )
 
     demo = commands.add_parser("demo", help="run the demo job on an embedded broker")
@@ -139,7 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "broker":
         from aioshare.cli.broker import run_broker
 
-        return run_broker(args.host, args.port, args.nodes, args.data_dir, parse_config_pairs(args.config))
+        return run_broker(
+            args.host,
+            args.port,
+            args.nodes,
+            args.data_dir,
+            parse_config_pairs(args.config),
+            kafka_version=args.kafka_version,
+        )
     if args.command == "run":
         from aioshare.cli.run import run as run_app
 

@@ -37,10 +37,14 @@ T = TypeVar("T")
 # Short heartbeats: a member joins (and gets its assignment) within ~0.2 s instead of 5 s.
 # Lock durations down to 1 s are allowed, so a test can watch a lock expire quickly (set
 # "group.share.record.lock.duration.ms", or the group's share.record.lock.duration.ms).
+# From Kafka 4.3 a group's target assignment is computed at most once a second
+# (share.assignment.interval.ms): a second member would wait for its partitions. ThreadedBroker
+# leaves this out when it emulates 4.2, which does not have the config.
 TEST_BROKER_CONFIG: dict[str, str | int | bool] = {
     "group.share.min.heartbeat.interval.ms": 100,
     "group.share.heartbeat.interval.ms": 200,
     "group.share.min.record.lock.duration.ms": 1000,
+    "group.share.assignment.interval.ms": 0,
 }
 
 _START_TIMEOUT = 30.0
@@ -49,9 +53,18 @@ _START_TIMEOUT = 30.0
 class ThreadedBroker:
     """An EmbeddedBroker served from a daemon thread; see the module docstring."""
 
-    def __init__(self, config: Mapping[str, RawValue] | None = None, *, nodes: int = 1) -> None:
-        self.config: dict[str, RawValue] = {**TEST_BROKER_CONFIG, **(config or {})}
+    def __init__(
+        self,
+        config: Mapping[str, RawValue] | None = None,
+        *,
+        nodes: int = 1,
+        kafka_version: str | None = None,
+    ) -> None:
+        """`kafka_version`: the Kafka release to answer like ("4.2", "4.3", "4.4"; default the newest)."""
+        release = kafka_version or (config or {}).get("aioshare.kafka.version")
+        self.config: dict[str, RawValue] = {**_test_defaults(release), **(config or {})}
         self.nodes = nodes
+        self.kafka_version = kafka_version
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: EmbeddedBroker | None = None
@@ -104,7 +117,7 @@ class ThreadedBroker:
         # Imported here: a test session that never starts a broker never loads one.
         from aioshare.broker.embedded import EmbeddedBroker
 
-        broker = EmbeddedBroker(nodes=self.nodes, config=self.config)
+        broker = EmbeddedBroker(nodes=self.nodes, config=self.config, kafka_version=self.kafka_version)
         await broker.start()
         self._broker = broker
         ready.set_result(broker.bootstrap_servers)
@@ -223,6 +236,21 @@ class ThreadedBroker:
 
         async with ShareAdmin(self.bootstrap_servers) as admin:
             await admin.alter_group_config(group_id, dict(config))
+
+
+def _test_defaults(release: RawValue | None) -> dict[str, RawValue]:
+    """TEST_BROKER_CONFIG without the configs the emulated release does not have yet."""
+    from aioshare.broker.kafka_versions import CONFIGS_SINCE, NEWEST, parse_kafka_version
+
+    try:
+        emulated = parse_kafka_version(str(release or NEWEST))
+    except ValueError:
+        return dict(TEST_BROKER_CONFIG)  # EmbeddedBroker refuses the release with its message
+    return {
+        name: value
+        for name, value in TEST_BROKER_CONFIG.items()
+        if name not in CONFIGS_SINCE or emulated.at_least(CONFIGS_SINCE[name])
+    }
 
 
 def _bytes(value: bytes | str | None) -> bytes | None:

@@ -6,6 +6,9 @@ Fixtures (see docs/testing.md):
   its own thread and loop, so it serves tests on any event loop, and sync tests too);
   ``aioshare_session_broker`` - one for the whole session.  Their configs come from the
   ``aioshare_broker_config`` / ``aioshare_session_broker_config`` fixtures: override them.
+  Both answer like the newest Kafka release the embedded broker emulates, or like the one the
+  ``aioshare_broker_kafka_version`` ini option names (``4.2``), or the session-scoped
+  ``aioshare_broker_kafka_version`` fixture returns: override it to pin a release.
 * ``aioshare_topic`` - ``await aioshare_topic(name=None, partitions=1)`` creates a topic on
   ``aioshare_broker`` (a unique name when none is given) and returns its name.
 * ``aioshare_produce`` - ``await aioshare_produce(topic, values, key=..., partition=...)``
@@ -43,6 +46,7 @@ __all__ = [
     "aioshare_app",
     "aioshare_broker",
     "aioshare_broker_config",
+    "aioshare_broker_kafka_version",
     "aioshare_kafka",
     "aioshare_kafka_config",
     "aioshare_produce",
@@ -71,17 +75,32 @@ def aioshare_session_broker_config() -> dict[str, RawValue]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def aioshare_broker_kafka_version(request: pytest.FixtureRequest) -> str | None:
+    """The Kafka release the embedded brokers answer like ("4.2"); None: the newest.
+
+    The ``aioshare_broker_kafka_version`` ini option by default; override the fixture to pin one.
+    """
+    return str(request.config.getini("aioshare_broker_kafka_version")) or None
+
+
 @pytest.fixture
-def aioshare_broker(aioshare_broker_config: dict[str, RawValue]) -> Iterator[ThreadedBroker]:
+def aioshare_broker(
+    aioshare_broker_config: dict[str, RawValue], aioshare_broker_kafka_version: str | None
+) -> Iterator[ThreadedBroker]:
     """A fresh embedded broker for this test."""
-    with ThreadedBroker(aioshare_broker_config) as broker:
+    with ThreadedBroker(aioshare_broker_config, kafka_version=aioshare_broker_kafka_version) as broker:
         yield broker
 
 
 @pytest.fixture(scope="session")
-def aioshare_session_broker(aioshare_session_broker_config: dict[str, RawValue]) -> Iterator[ThreadedBroker]:
+def aioshare_session_broker(
+    aioshare_session_broker_config: dict[str, RawValue], aioshare_broker_kafka_version: str | None
+) -> Iterator[ThreadedBroker]:
     """One embedded broker for every test of the session (give each test its own topics)."""
-    with ThreadedBroker(aioshare_session_broker_config) as broker:
+    with ThreadedBroker(
+        aioshare_session_broker_config, kafka_version=aioshare_broker_kafka_version
+    ) as broker:
         yield broker
 
 
@@ -126,6 +145,11 @@ def aioshare_app(aioshare_broker: ThreadedBroker) -> Iterator[Callable[..., App]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "aioshare_broker_kafka_version",
+        "Kafka release the embedded broker fixtures answer like, e.g. 4.2 (default: the newest)",
+        default="",
+    )
     parser.addini(
         "aioshare_kafka_version",
         "Apache Kafka version the aioshare_kafka fixture runs (default: aioshare's newest tested)",

@@ -69,6 +69,21 @@ KAFKA_42_GROUP_CONFIGS = {
     "streams.num.standby.replicas",
     "streams.initial.rebalance.delay.ms",
 }
+# What Kafka 4.4.0 describes for a group (the embedded broker emulates 4.4 by default): 4.3 added
+# per-group delivery limits, record locks, RENEW and assignment intervals, 4.4 the streams
+# assignor settings and the dead-letter queue (KIP-1191).
+KAFKA_44_GROUP_CONFIGS = KAFKA_42_GROUP_CONFIGS | {
+    "consumer.assignment.interval.ms",
+    "share.delivery.count.limit",
+    "share.partition.max.record.locks",
+    "share.renew.acknowledge.enable",
+    "share.assignment.interval.ms",
+    "streams.assignment.interval.ms",
+    "streams.rack.aware.assignment.tags",
+    "streams.assignor.name",
+    "errors.deadletterqueue.topic.name",
+    "errors.deadletterqueue.copy.record.enable",
+}
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -790,7 +805,7 @@ def test_admin_lists_no_offsets_for_an_unknown_group(broker: ThreadedBroker) -> 
 def test_admin_alters_and_describes_group_configs(admin_steps: dict[str, Step]) -> None:
     assert admin_steps["config-set"].check().one("altered_config")["error"] is None
     entries = admin_steps["config-described"].check().one("config")["entries"]
-    assert set(entries) == KAFKA_42_GROUP_CONFIGS
+    assert set(entries) == KAFKA_44_GROUP_CONFIGS
     overridden = {
         "share.record.lock.duration.ms": "1500",
         "share.auto.offset.reset": "earliest",
@@ -810,7 +825,9 @@ def test_admin_alters_and_describes_group_configs(admin_steps: dict[str, Step]) 
     # in server.properties, e.g. group.share.heartbeat.interval.ms here).
     assert entries["share.heartbeat.interval.ms"]["value"] == "200"
     assert entries["share.session.timeout.ms"]["value"] == "45000"
-    assert {entries[n]["source"] for n in KAFKA_42_GROUP_CONFIGS - set(overridden)} == {"DEFAULT_CONFIG"}
+    sources = {n: entries[n]["source"] for n in KAFKA_42_GROUP_CONFIGS - set(overridden)}
+    assert sources.pop("share.heartbeat.interval.ms") == "STATIC_BROKER_CONFIG"
+    assert set(sources.values()) == {"DEFAULT_CONFIG"}
 
     assert admin_steps["config-deleted"].check().one("altered_config")["error"] is None
     after = admin_steps["config-after-delete"].check().one("config")["entries"]

@@ -35,6 +35,11 @@ from aioshare.protocol.messages import (
 )
 from aioshare.protocol.types import kafka_uuid_str
 
+# Kafka 4.3+ computes a new assignment at most once per group.share.assignment.interval.ms
+# (1 s by default); these tests are about what is assigned, not when (the throttling has its
+# own tests in test_kafka_versions.py).
+ASSIGN_AT_ONCE = {"group.share.assignment.interval.ms": "0"}
+
 TIMEOUT = 20.0
 GROUP = "workers"
 GROUP_RESOURCE = 32
@@ -191,7 +196,7 @@ async def settle(members: Sequence[Member]) -> None:
 
 
 async def test_join_gets_member_epoch_and_assignment_by_topic_id(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         topic_id = await broker.create_topic("jobs", partitions=3)
         clients = clients_factory(broker)
         conn = await clients.coordinator()
@@ -255,7 +260,7 @@ async def test_invalid_heartbeats(
     topics: list[str] | None,
     message: str,
 ) -> None:
-    async with EmbeddedBroker(nodes=3) as broker:
+    async with EmbeddedBroker(nodes=3, config=ASSIGN_AT_ONCE) as broker:
         clients = clients_factory(broker)
         # Validation happens before the coordinator lookup: every node answers INVALID_REQUEST.
         for node_id in broker.node_ids:
@@ -267,7 +272,7 @@ async def test_invalid_heartbeats(
 
 
 async def test_epoch_and_membership_errors(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
         member_id = new_member_id()
@@ -305,7 +310,7 @@ async def test_epoch_and_membership_errors(clients_factory: Any) -> None:
 
 
 async def test_group_max_size(clients_factory: Any) -> None:
-    async with EmbeddedBroker(config={"group.share.max.size": "2"}) as broker:
+    async with EmbeddedBroker(config={"group.share.max.size": "2", **ASSIGN_AT_ONCE}) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
         first, second = new_member_id(), new_member_id()
@@ -323,7 +328,7 @@ async def test_group_max_size(clients_factory: Any) -> None:
 
 
 async def test_leave(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
         member = Member(conn, ["jobs"])
@@ -336,7 +341,7 @@ async def test_leave(clients_factory: Any) -> None:
 
 
 async def test_session_timeout_removes_a_silent_member(clients_factory: Any) -> None:
-    async with EmbeddedBroker(config=FAST_SESSIONS) as broker:
+    async with EmbeddedBroker(config={**FAST_SESSIONS, **ASSIGN_AT_ONCE}) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await clients_factory(broker).coordinator()
         silent, alive = Member(conn, ["jobs"]), Member(conn, ["jobs"])
@@ -365,7 +370,7 @@ async def test_session_timeout_removes_a_silent_member(clients_factory: Any) -> 
 
 
 async def test_simple_assignor_shares_partitions(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         single = await broker.create_topic("single", partitions=1)
         double = await broker.create_topic("double", partitions=2)
         clients = clients_factory(broker)
@@ -386,7 +391,7 @@ async def test_simple_assignor_shares_partitions(clients_factory: Any) -> None:
 
 
 async def test_not_coordinator_on_other_nodes(clients_factory: Any) -> None:
-    async with EmbeddedBroker(nodes=3) as broker:
+    async with EmbeddedBroker(nodes=3, config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         clients = clients_factory(broker)
         right, wrong = await clients.coordinator(), await clients.other_than_coordinator()
@@ -422,7 +427,7 @@ async def test_not_coordinator_on_other_nodes(clients_factory: Any) -> None:
 
 
 async def test_describe(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await clients_factory(broker).coordinator()
         member_id = new_member_id()
@@ -465,7 +470,7 @@ async def list_groups(
 
 
 async def test_list_groups_with_filters(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
         await Member(conn, ["jobs"], "busy").beat()
@@ -537,7 +542,7 @@ async def group_config(
 
 
 async def test_delete_groups(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await clients_factory(broker).coordinator()
         member = Member(conn, ["jobs"])
@@ -575,7 +580,7 @@ async def test_delete_groups(clients_factory: Any) -> None:
 
 
 async def test_group_config_resources(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
 
@@ -614,7 +619,7 @@ async def test_group_config_resources(clients_factory: Any) -> None:
 
 
 async def test_deleting_a_topic_drops_its_share_state(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         doomed = await broker.create_topic("doomed", partitions=2)
         kept = await broker.create_topic("kept")
         conn = await clients_factory(broker).coordinator()
@@ -637,7 +642,7 @@ async def test_deleting_a_topic_drops_its_share_state(clients_factory: Any) -> N
 
 
 async def test_membership_survives_a_restart(tmp_path: Path) -> None:
-    async with EmbeddedBroker(data_dir=tmp_path, config=RESTART_SESSIONS) as broker:
+    async with EmbeddedBroker(data_dir=tmp_path, config={**RESTART_SESSIONS, **ASSIGN_AT_ONCE}) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await connect(broker, coordinator_of(broker, GROUP))
         stays, goes = Member(conn, ["jobs"]), Member(conn, ["jobs"])
@@ -646,7 +651,7 @@ async def test_membership_survives_a_restart(tmp_path: Path) -> None:
         assert await alter_group_config(conn, GROUP, "share.auto.offset.reset", "earliest") == (0, None)
         await conn.close()
 
-    async with EmbeddedBroker(data_dir=tmp_path, config=RESTART_SESSIONS) as broker:
+    async with EmbeddedBroker(data_dir=tmp_path, config={**RESTART_SESSIONS, **ASSIGN_AT_ONCE}) as broker:
         conn = await connect(broker, coordinator_of(broker, GROUP))
         try:
             (group,) = await describe(conn, GROUP)
@@ -676,7 +681,7 @@ async def test_membership_survives_a_restart(tmp_path: Path) -> None:
         finally:
             await conn.close()
 
-    async with EmbeddedBroker(data_dir=tmp_path) as broker:
+    async with EmbeddedBroker(data_dir=tmp_path, config=ASSIGN_AT_ONCE) as broker:
         conn = await connect(broker, coordinator_of(broker, GROUP))
         try:
             # A deleted group stays deleted after a restart.
@@ -687,7 +692,7 @@ async def test_membership_survives_a_restart(tmp_path: Path) -> None:
             assert [r.error_code for r in deleted.results] == [ErrorCode.NONE]
         finally:
             await conn.close()
-    async with EmbeddedBroker(data_dir=tmp_path) as broker:
+    async with EmbeddedBroker(data_dir=tmp_path, config=ASSIGN_AT_ONCE) as broker:
         conn = await connect(broker, coordinator_of(broker, GROUP))
         try:
             (group,) = await describe(conn, GROUP)

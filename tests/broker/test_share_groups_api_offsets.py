@@ -27,6 +27,11 @@ from aioshare.protocol.types import NIL_UUID
 from .test_server_frames import produce_request, records
 from .test_share_groups_api import GROUP, Member, clients_factory
 
+# Kafka 4.3+ computes a new assignment at most once per group.share.assignment.interval.ms
+# (1 s by default); these tests are about what is assigned, not when (the throttling has its
+# own tests in test_kafka_versions.py).
+ASSIGN_AT_ONCE = {"group.share.assignment.interval.ms": "0"}
+
 __all__ = ["clients_factory"]  # the fixture, used by name
 
 NO_OFFSETS = "There is no offset information to delete."
@@ -94,7 +99,7 @@ async def delete_offsets(conn: Connection, group_id: str, *topics: str) -> Delet
 
 
 async def test_describe_offsets(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await clients_factory(broker).coordinator()
         assert conn.api_versions[90] == (0, 1)
@@ -148,7 +153,7 @@ async def test_describe_offsets(clients_factory: Any) -> None:
 
 
 async def test_alter_offsets(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         topic_id = await broker.create_topic("jobs", partitions=2)
         conn = await clients_factory(broker).coordinator()
         await produce(conn, "jobs", 1, 4)
@@ -202,7 +207,7 @@ async def test_alter_offsets(clients_factory: Any) -> None:
 
 
 async def test_delete_offsets(clients_factory: Any) -> None:
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(config=ASSIGN_AT_ONCE) as broker:
         jobs = await broker.create_topic("jobs", partitions=2)
         await broker.create_topic("unused")
         conn = await clients_factory(broker).coordinator()
@@ -243,7 +248,7 @@ async def test_delete_offsets(clients_factory: Any) -> None:
 
 
 async def test_offsets_apis_on_the_wrong_node(clients_factory: Any) -> None:
-    async with EmbeddedBroker(nodes=3) as broker:
+    async with EmbeddedBroker(nodes=3, config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         clients = clients_factory(broker)
         wrong = await clients.other_than_coordinator()
@@ -264,7 +269,7 @@ async def test_offsets_apis_on_the_wrong_node(clients_factory: Any) -> None:
 @pytest.mark.interop
 async def test_kafka_python_lists_share_groups_and_group_configs(clients_factory: Any) -> None:
     kafka_admin = pytest.importorskip("kafka.admin")
-    async with EmbeddedBroker(nodes=3) as broker:
+    async with EmbeddedBroker(nodes=3, config=ASSIGN_AT_ONCE) as broker:
         await broker.create_topic("jobs")
         conn = await clients_factory(broker).coordinator()
         await Member(conn, ["jobs"]).beat()

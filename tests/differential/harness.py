@@ -37,6 +37,8 @@ from aioshare.protocol.messages import (
     IncrementalAlterConfigsResponse,
     ListGroupsRequest,
     ListGroupsResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
     ProduceRequest,
     ProduceResponse,
     ShareAcknowledgeRequest,
@@ -120,12 +122,33 @@ class Target:
         return connection
 
     async def topic(self, partitions: int = 1) -> Topic:
+        """A fresh topic, once its leader serves every partition: a loaded Kafka can answer a
+        Produce right after CreateTopics with NOT_LEADER_OR_FOLLOWER until the broker has applied
+        the new leadership, and ListOffsets needs the same."""
         name = f"diff-{uuid.uuid4().hex[:10]}"
         topic_id = await self.admin.create_topic(name, partitions)
         self._topics.append(name)
         self.names[name] = "<topic>" if len(self._topics) == 1 else f"<topic{len(self._topics)}>"
         self.names[str(topic_id)] = self.names[name] + "-id"
-        return Topic(name, topic_id)
+        connection = await self.connect()
+        request = ListOffsetsRequest(
+            replica_id=-1,
+            topics=[
+                ListOffsetsRequest.ListOffsetsTopic(
+                    name=name,
+                    partitions=[
+                        ListOffsetsRequest.ListOffsetsPartition(partition_index=p, timestamp=-1)
+                        for p in range(partitions)
+                    ],
+                )
+            ],
+        )
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                response = await connection.send(request, response_type=ListOffsetsResponse)
+                if all(p.error_code == ErrorCode.NONE for t in response.topics for p in t.partitions):
+                    return Topic(name, topic_id)
+                await asyncio.sleep(0.05)  # the broker applies the new leadership shortly
 
     async def group(self, **configs: str) -> str:
         """A fresh share group reading from the earliest offset (and any other group configs,
@@ -134,15 +157,19 @@ class Target:
         settings = {"share.auto.offset.reset": "earliest"}
         settings.update({name.replace("_", "."): value for name, value in configs.items()})
         await self.admin.alter_group_config(group, settings)
-        await self._find_coordinator(group)
+        await self.wait_for_coordinator(group)
         self._groups.append(group)
         self.names[group] = "<group>" if len(self._groups) == 1 else f"<group{len(self._groups)}>"
         return group
 
-    async def _find_coordinator(self, group: str) -> None:
-        """FindCoordinator until the group's coordinator is ready, as every client starts (on a
-        fresh Kafka this creates __consumer_offsets; until then heartbeats get NOT_COORDINATOR)."""
+    async def wait_for_coordinator(self, group: str) -> None:
+        """Until ``group``'s coordinator answers for it, as every client starts: FindCoordinator
+        (on a fresh Kafka this creates __consumer_offsets; until then heartbeats get
+        NOT_COORDINATOR), then ShareGroupDescribe until it is neither NOT_COORDINATOR nor
+        COORDINATOR_LOAD_IN_PROGRESS (the group's __consumer_offsets partition has a leader before
+        its coordinator shard is loaded)."""
         connection = await self.connect()
+        loading = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
         async with asyncio.timeout(TIMEOUT):
             while True:
                 response = await connection.send(
@@ -150,9 +177,10 @@ class Target:
                     response_type=FindCoordinatorResponse,
                 )
                 if all(c.error_code == ErrorCode.NONE for c in response.coordinators):
-                    return
-                # Kafka is creating or loading __consumer_offsets: ask again shortly.
-                await asyncio.sleep(0.1)
+                    described = await describe_group(connection, group)
+                    if all(g.error_code not in loading for g in described.groups):
+                        return
+                await asyncio.sleep(0.1)  # Kafka is creating or loading __consumer_offsets
 
     def member(self, label: str) -> str:
         """A member id of the shape Kafka's clients use (Uuid.toString: 22 characters)."""
@@ -224,8 +252,12 @@ async def _target(name: str, bootstrap: str) -> AsyncIterator[Target]:
 
 
 @contextlib.asynccontextmanager
-async def embedded_broker(config: Mapping[str, str] | None = None) -> AsyncIterator[EmbeddedBroker]:
-    async with EmbeddedBroker(config={**EMBEDDED_CONFIG, **(config or {})}) as broker:
+async def embedded_broker(
+    config: Mapping[str, str] | None = None, *, kafka_version: str | None = None
+) -> AsyncIterator[EmbeddedBroker]:
+    async with EmbeddedBroker(
+        config={**EMBEDDED_CONFIG, **(config or {})}, kafka_version=kafka_version
+    ) as broker:
         yield broker
 
 
@@ -642,6 +674,44 @@ def offsets_summary(target: Target, response: DescribeShareGroupOffsetsResponse)
     return out
 
 
+# The embedded broker emulating each release, paired with that release (run_per_version).
+EMULATED = {"embedded-4.2": KAFKA_42, "embedded-4.4": KAFKA_44}
+
+
+async def run_per_version(
+    scenario: Scenario, clusters: Mapping[str, KafkaCluster], config: Mapping[str, str] | None = None
+) -> dict[str, Observations]:
+    """Run `scenario` at once on an embedded broker emulating 4.2 (``--kafka-version 4.2``),
+    one emulating 4.4, and real Kafka 4.2.2 and 4.4.0; {"embedded-4.2": ..., "kafka-4.2.2": ...}.
+
+    For behaviour that differs between the releases: `assert_same_per_version` compares each
+    embedded broker with the release it emulates."""
+    async with (
+        embedded_broker(config, kafka_version="4.2") as broker_42,
+        embedded_broker(config, kafka_version="4.4") as broker_44,
+    ):
+        bootstraps = {
+            "embedded-4.2": (EMBEDDED, broker_42.bootstrap_servers),
+            "embedded-4.4": (EMBEDDED, broker_44.bootstrap_servers),
+        }
+        bootstraps.update({name: (name, cluster.bootstrap_servers) for name, cluster in clusters.items()})
+
+        async def one(key: str) -> Observations:
+            name, bootstrap = bootstraps[key]
+            async with _target(name, bootstrap) as target:
+                async with asyncio.timeout(60):
+                    return await scenario(target)
+
+        results = await asyncio.gather(*(one(key) for key in bootstraps))
+    return dict(zip(bootstraps, results, strict=True))
+
+
+def assert_same_per_version(results: Mapping[str, Observations]) -> None:
+    """Each embedded broker saw what the Kafka release it emulates saw."""
+    for embedded, real in EMULATED.items():
+        assert results[embedded].steps == results[real].steps, f"{embedded} differs from {real}"
+
+
 def assert_same(results: Mapping[str, Observations], *, kafka_versions_differ: bool = False) -> None:
     """The embedded broker saw what Kafka 4.4.0 saw; so did Kafka 4.2.2 unless the scenario pins
     a difference between the two versions (and then asserts it itself)."""
@@ -662,3 +732,32 @@ async def one_member(
     member = Member(target, conn, group, "m1")
     await member.join([topic.name])
     return topic, group, conn, member
+
+
+async def list_groups_filtered(
+    connection: Connection, types: Sequence[str], states: Sequence[str]
+) -> ListGroupsResponse:
+    """ListGroups with a type and a state filter (v5)."""
+    return await connection.send(
+        ListGroupsRequest(states_filter=list(states), types_filter=list(types)),
+        response_type=ListGroupsResponse,
+    )
+
+
+def differing_steps(results: Mapping[str, Observations]) -> str:
+    """The steps where a target saw something else than Kafka 4.4.0, for a failure's message."""
+    reference = dict(results[KAFKA_44].steps)
+    lines = []
+    for name, observations in results.items():
+        for step, value in observations.steps:
+            if name != KAFKA_44 and reference.get(step, "<missing>") != value:
+                lines.append(
+                    f"{step}:\n  {name}: {value!r}\n  {KAFKA_44}: {reference.get(step, '<missing>')!r}"
+                )
+    return "\n".join(lines)
+
+
+def assert_same_explained(results: Mapping[str, Observations]) -> None:
+    """assert_same, with the differing steps in the failure's message."""
+    assert results[EMBEDDED].steps == results[KAFKA_44].steps, differing_steps(results)
+    assert results[KAFKA_42].steps == results[KAFKA_44].steps, differing_steps(results)

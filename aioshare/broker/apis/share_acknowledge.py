@@ -44,18 +44,15 @@ def handle(
 ) -> ShareAcknowledgeResponse:
     version = context.api_version
     group_id, member_id = request.group_id, request.member_id
+    # Request-level errors carry no ErrorMessage: Kafka's getErrorResponse sets only the code.
     if group_id is None:
-        return ShareAcknowledgeResponse(
-            error_code=ErrorCode.INVALID_REQUEST, error_message="Invalid group id in the request."
-        )
+        return ShareAcknowledgeResponse(error_code=ErrorCode.INVALID_REQUEST)  # "Invalid group id ..."
     if not member_id_valid(member_id):
-        return ShareAcknowledgeResponse(
-            error_code=ErrorCode.INVALID_REQUEST, error_message="Invalid member id in the request."
-        )
+        return ShareAcknowledgeResponse(error_code=ErrorCode.INVALID_REQUEST)  # "Invalid member id ..."
     sessions = leader.sessions(context.node_id)
     session = sessions.open_acknowledge(group_id, member_id, request.share_session_epoch)
     if session.error_code:
-        return ShareAcknowledgeResponse(error_code=session.error_code, error_message=session.error_message)
+        return ShareAcknowledgeResponse(error_code=session.error_code)
     acknowledgements: dict[TopicIdPartition, list[AckBatch]] = {}
     for topic in request.topics:
         for asked in topic.partitions:

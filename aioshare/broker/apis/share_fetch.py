@@ -5,12 +5,14 @@ empty or longer than 36 characters → INVALID_REQUEST; a renew request (v2 IsRe
 carry zero MaxBytes, MinBytes, MaxRecords and MaxWaitMs (checked before the session, so a
 refused request does not move the session epoch); the share session is resolved from its epoch
 (top-level session errors end the request; a full session cache holds the request for
-MaxWaitMs, then answers SHARE_SESSION_LIMIT_REACHED); acknowledgements are applied per partition (unknown
-topic/partition, batch rules → AcknowledgeErrorCode); a final-epoch request then closes the
-session and releases the member's records, a renew request stops there; otherwise every
-partition of the session is fetched, starting at the partition the session epoch rotates to,
-sharing MaxRecords and MaxBytes, and the request waits up to MaxWaitMs until something can be
-acquired (woken by produce, releases, lock expiry, acknowledgements and leader moves).
+MaxWaitMs, then answers SHARE_SESSION_LIMIT_REACHED); acknowledgements are applied per
+partition (unknown topic/partition, batch rules → AcknowledgeErrorCode); a final-epoch request
+then closes the session and releases the member's records, a renew request stops there;
+otherwise every partition of the session is fetched, starting at the partition the session
+epoch rotates to, sharing MaxRecords and MaxBytes, and the request waits up to MaxWaitMs
+until something can be acquired (woken by produce, releases, lock expiry, acknowledgements and
+leader moves); the partitions that returned records in an incremental response move to the end
+of the session's order.
 
 The isolation level and lock duration come from the group's configs, not from the request.
 """
@@ -20,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+import weakref
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TypeGuard
 
 from aioshare.broker.apis._common import LeaderHints
@@ -30,7 +34,7 @@ from aioshare.broker.log import PartitionLog
 from aioshare.broker.server import ApiRegistry, RequestContext
 from aioshare.broker.share_leader import AckOutcome, Fetched, ShareLeader, leader_for
 from aioshare.broker.share_partition import AckBatch, SharePartition
-from aioshare.broker.share_sessions import FetchContext
+from aioshare.broker.share_sessions import FetchContext, next_epoch
 from aioshare.broker.share_state import ShareStateKey
 from aioshare.broker.topics import Partition
 from aioshare.protocol.errors import BrokerError, ErrorCode
@@ -42,6 +46,14 @@ API_KEY = 78
 MAX_MEMBER_ID_LENGTH = 36
 
 PartitionData = ShareFetchResponse.PartitionData
+
+# Kafka's SharePartition caches the log position of one fetch offset (fetchOffsetMetadata).
+# DelayedShareFetch.tryComplete reads the partitions whose next fetch offset is not the cached
+# one (and caches it), and combineLogReadResponse puts those reads after the partitions read at
+# completion; records are acquired in that order. So within one request, a partition whose
+# fetch offset moved since its last read (typically the one that returned records last time)
+# is served after the others. The fetch offset last read, per loaded share-partition:
+_read_fetch_offsets: weakref.WeakKeyDictionary[SharePartition, int] = weakref.WeakKeyDictionary()
 
 
 def register(registry: ApiRegistry, cluster: Cluster) -> ShareLeader | None:
@@ -64,10 +76,15 @@ class _Outcome:
     error_message: str | None = None
     fetched: Fetched | None = None
     ack: AckOutcome | None = None
+    # Read from the log by the last attempt (Kafka's acquirablePartitions: not at its in-flight
+    # limit): the partitions a response may list besides the failed ones.
+    read: bool = False
 
 
-def top_level_error(code: int, message: str | None = None) -> ShareFetchResponse:
-    return ShareFetchResponse(error_code=code, error_message=message)
+def top_level_error(code: int) -> ShareFetchResponse:
+    """A request-level error: Kafka's getErrorResponse (ShareFetchResponse.of) sends no
+    ErrorMessage, whatever the exception said (it logs that)."""
+    return ShareFetchResponse(error_code=code)
 
 
 def member_id_valid(member_id: str | None) -> TypeGuard[str]:
@@ -75,18 +92,10 @@ def member_id_valid(member_id: str | None) -> TypeGuard[str]:
     return member_id is not None and 0 < len(member_id) <= MAX_MEMBER_ID_LENGTH
 
 
-def renew_parameters_problem(request: ShareFetchRequest) -> str | None:
-    """KafkaApis' message for a renew request with non-zero fetch parameters, or None."""
-    message = ""
-    if request.max_bytes != 0:
-        message += "maxBytes must be set to 0, "
-    if request.min_bytes != 0:
-        message += "minBytes must be set to 0, "
-    if request.max_records != 0:
-        message += "maxRecords must be set to 0, "
-    if request.max_wait_ms != 0:
-        message += "maxWaitMs must be set to 0, "
-    return message + "if isRenewAck is true." if message else None
+def renew_parameters_are_zero(request: ShareFetchRequest) -> bool:
+    """KIP-1222: a renew request carries zero MaxBytes, MinBytes, MaxRecords and MaxWaitMs
+    (KafkaApis logs which are not, "maxBytes must be set to 0, ... if isRenewAck is true.")."""
+    return request.max_bytes == request.min_bytes == request.max_records == request.max_wait_ms == 0
 
 
 def acknowledgements_of(request: ShareFetchRequest) -> dict[TopicIdPartition, list[AckBatch]]:
@@ -107,16 +116,15 @@ async def handle(
     version = context.api_version
     group_id, member_id = request.group_id, request.member_id
     if group_id is None:
-        return top_level_error(ErrorCode.INVALID_REQUEST, "Invalid group id in the request.")
+        return top_level_error(ErrorCode.INVALID_REQUEST)  # "Invalid group id in the request."
     if not member_id_valid(member_id):
         # Sessions and record locks are keyed by member id: a request without one is malformed.
-        return top_level_error(ErrorCode.INVALID_REQUEST, "Invalid member id in the request.")
+        return top_level_error(ErrorCode.INVALID_REQUEST)  # "Invalid member id in the request."
     is_renew = version >= 2 and request.is_renew_ack
     if is_renew:
         # KIP-1222; KafkaApis checks this before newContext, so the session epoch stays.
-        problem = renew_parameters_problem(request)
-        if problem is not None:
-            return top_level_error(ErrorCode.INVALID_REQUEST, problem)
+        if not renew_parameters_are_zero(request):
+            return top_level_error(ErrorCode.INVALID_REQUEST)
     requested = [
         TopicIdPartition(topic.topic_id, asked.partition_index)
         for topic in request.topics
@@ -136,17 +144,18 @@ async def handle(
         topics=requested,
         forgotten=forgotten,
         has_acknowledgements=bool(acknowledgements),
+        fetchable=lambda partition: leader.resolve(partition.topic_id, partition.partition)[0] is not None,
     )
     if session.error_code == ErrorCode.SHARE_SESSION_LIMIT_REACHED:
         # Kafka parks the request in an idle timer task for MaxWaitMs before refusing it, so
         # clients that retry at once do not hammer a full cache.
         await asyncio.sleep(max(0, request.max_wait_ms) / 1000)
-        return top_level_error(session.error_code, session.error_message)
+        return top_level_error(session.error_code)
     if session.error_code:
-        return top_level_error(session.error_code, session.error_message)
+        return top_level_error(session.error_code)
     mode_id = request.share_acquire_mode if version >= 2 else AcquireMode.BATCH_OPTIMIZED
     if mode_id not in (AcquireMode.BATCH_OPTIMIZED, AcquireMode.RECORD_LIMIT):
-        return top_level_error(ErrorCode.INVALID_REQUEST, f"Unknown share acquire mode {mode_id}.")
+        return top_level_error(ErrorCode.INVALID_REQUEST)  # an unknown share acquire mode
     lock_duration_ms = leader.lock_duration_ms(group_id)
     outcomes: dict[TopicIdPartition, _Outcome] = {}
     acked = leader.acknowledge_all(
@@ -165,14 +174,39 @@ async def handle(
         closed = leader.sessions(context.node_id).close(group_id, member_id)
         if closed is not None:
             leader.release_session(context.node_id, closed)
-        return _response(leader, outcomes, list(acked), (), lock_duration_ms)
+        return _response(leader, outcomes, list(acked), set(), lock_duration_ms)
     if is_renew:
-        return _response(leader, outcomes, list(acked), (), lock_duration_ms)
+        return _response(leader, outcomes, list(acked), set(), lock_duration_ms)
     await _fetch(leader, context, request, group_id, member_id, session, AcquireMode(mode_id), outcomes)
+    # A response lists the partitions the fetch read or failed on: all of them when full, and
+    # when incremental those the session says must be (records, errors, pending updates).
+    answered = [
+        (partition, outcome)
+        for partition in session.partitions
+        if (outcome := outcomes.get(partition)) is not None and (outcome.read or outcome.error_code)
+    ]
+    if session.session is None:
+        listed = {partition for partition, _outcome in answered}
+    elif session.session.epoch != next_epoch(request.share_session_epoch):
+        # Another request used the session while this one waited: Kafka answers this one
+        # INVALID_SHARE_SESSION_EPOCH ("possible duplicate request"), and what it acquired
+        # stays acquired until the locks expire.
+        return top_level_error(ErrorCode.INVALID_SHARE_SESSION_EPOCH)
+    else:
+        listed = {
+            partition
+            for partition, outcome in answered
+            if session.session.respond(
+                partition, has_records=_has_records(outcome), has_error=bool(outcome.error_code)
+            )
+        }
     # Partitions acknowledged and forgotten in the same request still get their ack result.
     order = list(dict.fromkeys([*session.partitions, *acked]))
-    always = session.partitions if session.is_full else session.added
-    return _response(leader, outcomes, order, always, lock_duration_ms)
+    return _response(leader, outcomes, order, listed, lock_duration_ms)
+
+
+def _has_records(outcome: _Outcome) -> bool:
+    return outcome.fetched is not None and outcome.fetched.acquired_count > 0
 
 
 async def _fetch(
@@ -186,9 +220,6 @@ async def _fetch(
     outcomes: dict[TopicIdPartition, _Outcome],
 ) -> None:
     """Acquire from the session's partitions, waiting up to MaxWaitMs for something to acquire."""
-    if not session.partitions or request.max_records <= 0 or request.max_bytes <= 0:
-        # SharePartitionManager.processShareFetch: nothing asked for, complete at once.
-        return
     cluster = leader.cluster
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, request.max_wait_ms) / 1000
@@ -200,13 +231,22 @@ async def _fetch(
         lock_duration_ms = configs.share_record_lock_duration_ms
         viable: list[tuple[TopicIdPartition, Partition, SharePartition]] = []
         logs: list[PartitionLog] = []
+        known: list[tuple[TopicIdPartition, Partition]] = []
         for topic_partition in session.partitions:
             outcome = outcomes.setdefault(topic_partition, _Outcome())
             outcome.error_code, outcome.error_message, outcome.partition = ErrorCode.NONE, None, None
             partition, error = leader.resolve(topic_partition.topic_id, topic_partition.partition)
             if partition is None:
+                # KafkaApis answers it before the share-partition manager sees the request.
                 outcome.error_code = error
                 continue
+            known.append((topic_partition, partition))
+        if request.max_records <= 0 or request.max_bytes <= 0:
+            # SharePartitionManager.processShareFetch: nothing asked for, complete at once
+            # (no share-partition is loaded, nothing read).
+            return
+        for topic_partition, partition in known:
+            outcome = outcomes[topic_partition]
             logs.append(partition.log)
             if partition.leader != node_id:
                 outcome.error_code, outcome.partition = ErrorCode.NOT_LEADER_OR_FOLLOWER, partition
@@ -228,6 +268,7 @@ async def _fetch(
                 bound = partition.log.upper_bound(read_committed)
                 available += leader.has_acquirable(share_partition, partition.log, bound)
             if available < request.min_bytes and not leader.closed:
+                _read_order(viable)  # Kafka's attempt reads (and caches) the moved partitions too
                 await _wait(leader, group_id, viable, logs, remaining)
                 continue
         if _acquire_all(
@@ -262,7 +303,9 @@ def _acquire_all(
     # KIP-74: the first partition with data may exceed the byte limits by one batch.
     min_one = True
     acquired_any = False
-    for topic_partition, partition, share_partition in viable:
+    for topic_partition, _partition, share_partition in viable:
+        outcomes[topic_partition].read = share_partition.can_acquire_records()
+    for topic_partition, partition, share_partition in _read_order(viable):
         if records_left <= 0:
             break
         fetched = leader.acquire(
@@ -294,6 +337,28 @@ def _acquire_all(
     return acquired_any
 
 
+def _read_order(
+    viable: Sequence[tuple[TopicIdPartition, Partition, SharePartition]],
+) -> list[tuple[TopicIdPartition, Partition, SharePartition]]:
+    """The order Kafka acquires in: partitions read at the offset read last time first, then
+    those whose fetch offset moved (each in the rotated order); see _read_fetch_offsets."""
+    unmoved = []
+    moved = []
+    for entry in viable:
+        share_partition = entry[2]
+        if not share_partition.can_acquire_records():
+            # Kafka does not fetch (nor read) a share-partition at its in-flight limit.
+            unmoved.append(entry)
+            continue
+        offset = share_partition.next_fetch_offset()
+        if _read_fetch_offsets.get(share_partition) == offset:
+            unmoved.append(entry)
+        else:
+            _read_fetch_offsets[share_partition] = offset
+            moved.append(entry)
+    return unmoved + moved
+
+
 async def _wait(
     leader: ShareLeader,
     group_id: str,
@@ -309,11 +374,11 @@ def _response(
     leader: ShareLeader,
     outcomes: dict[TopicIdPartition, _Outcome],
     order: Sequence[TopicIdPartition],
-    always: Sequence[TopicIdPartition],
+    listed: AbstractSet[TopicIdPartition],
     lock_duration_ms: int,
 ) -> ShareFetchResponse:
+    """The partitions in `listed`, and those with an acknowledgement result, in `order`."""
     hints = LeaderHints(leader.cluster)
-    include_always = set(always)
     topics: dict[uuid.UUID, list[PartitionData]] = {}
     for topic_partition in order:
         outcome = outcomes.get(topic_partition)
@@ -321,11 +386,9 @@ def _response(
             outcome = _Outcome()
         data = PartitionData(partition_index=topic_partition.partition, records=b"")
         moved: Partition | None = None
-        interesting = topic_partition in include_always
         if outcome.error_code:
             data.error_code, data.error_message = outcome.error_code, outcome.error_message
             moved = outcome.partition if outcome.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER else None
-            interesting = True
         if outcome.fetched is not None and outcome.fetched.acquired_count:
             data.records = outcome.fetched.records
             data.acquired_records = [
@@ -336,18 +399,16 @@ def _response(
                 )
                 for piece in outcome.fetched.acquired
             ]
-            interesting = True
         if outcome.ack is not None:
             data.acknowledge_error_code = outcome.ack.error_code
             data.acknowledge_error_message = outcome.ack.error_message
             moved = moved or outcome.ack.moved
-            interesting = True
         if moved is not None:
             data.current_leader = ShareFetchResponse.LeaderIdAndEpoch(
                 leader_id=moved.leader, leader_epoch=moved.leader_epoch
             )
             hints.add(moved)
-        if interesting:
+        if topic_partition in listed or outcome.ack is not None:
             topics.setdefault(topic_partition.topic_id, []).append(data)
     return ShareFetchResponse(
         acquisition_lock_timeout_ms=lock_duration_ms,

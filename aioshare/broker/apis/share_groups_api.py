@@ -193,11 +193,12 @@ def _described_group(
     described: DescribedGroup, include_operations: bool
 ) -> ShareGroupDescribeResponse.DescribedGroup:
     if described.error_code:
-        message = described.error_message
-        if message is None:
-            message = _MESSAGES.get(described.error_code)
+        # An empty group id gets INVALID_GROUP_ID and no message (GroupCoordinatorService sets
+        # only the code); the other errors carry the coordinator's message.
         return ShareGroupDescribeResponse.DescribedGroup(
-            group_id=described.group_id, error_code=described.error_code, error_message=message
+            group_id=described.group_id,
+            error_code=described.error_code,
+            error_message=described.error_message,
         )
     return ShareGroupDescribeResponse.DescribedGroup(
         group_id=described.group_id,

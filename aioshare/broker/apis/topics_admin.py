@@ -9,20 +9,30 @@ that another module puts in `cluster.config_resources`.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 
 from aioshare.broker.apis._common import leader_error
 from aioshare.broker.cluster import AlterOp, Cluster, ConfigChange, ResourceType
-from aioshare.broker.config import BROKER_CONFIG_KEYS, ConfigEntry, config_value_to_string
+from aioshare.broker.config import (
+    BROKER_CONFIG_KEYS,
+    GROUP_CONFIG_KEYS,
+    ConfigEntry,
+    ConfigType,
+    config_value_to_string,
+)
+from aioshare.broker.kafka_versions import CONFIGS_SINCE
 from aioshare.broker.server import ApiRegistry, RequestContext
-from aioshare.broker.topics import TOPIC_CONFIGS, Topic, validate_topic_configs
+from aioshare.broker.topics import MAX_TOPIC_NAME_LENGTH, TOPIC_CONFIGS, Topic, validate_topic_configs
 from aioshare.protocol.errors import (
     BrokerError,
     ErrorCode,
     InvalidConfigError,
     InvalidRequestError,
+    InvalidTopicError,
     UnknownTopicOrPartitionError,
     error_for_code,
 )
@@ -49,6 +59,29 @@ DESCRIBE_CONFIGS = 32
 CREATE_PARTITIONS = 37
 INCREMENTAL_ALTER_CONFIGS = 44
 _LIST_TYPE = 7
+
+# Broker configs Kafka defines as internal (ConfigDef.defineInternal; group.share.enable is gone
+# in 4.4): DescribeConfigs does not list them.
+_INTERNAL_BROKER_CONFIGS = frozenset(
+    {"group.share.enable", "group.share.initialize.retry.interval.ms", "group.share.persister.class.name"}
+)
+_LEGAL_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+_BROKER_KEYS_BY_NAME = {key.name: key for key in BROKER_CONFIG_KEYS}
+# Group config name -> (the broker config its default comes from, or None; its own default).
+_GROUP_SYNONYMS = {entry.key.name: (entry.broker_default, entry.key.default) for entry in GROUP_CONFIG_KEYS}
+# Broker configs whose Kafka default is null (the embedded broker's is "", or for
+# log.flush.interval.ms the value it falls back to): unset, Kafka lists them with a null value
+# and no DEFAULT_CONFIG synonym (configSynonyms finds no default value).
+_NULL_DEFAULT_BROKER_CONFIGS = frozenset(
+    {
+        "ssl.keystore.location",
+        "ssl.keystore.password",
+        "ssl.key.password",
+        "ssl.truststore.location",
+        "ssl.truststore.certificates",
+        "log.flush.interval.ms",
+    }
+)
 
 
 def register(registry: ApiRegistry, cluster: Cluster) -> None:
@@ -263,12 +296,16 @@ def handle_describe_configs(
     version = context.api_version
     results = []
     for resource in request.resources:
+        # Kafka leaves ErrorMessage at its default, "", unless an exception supplied one.
         result = DescribeConfigsResponse.DescribeConfigsResult(
-            resource_type=resource.resource_type, resource_name=resource.resource_name, error_message=None
+            resource_type=resource.resource_type, resource_name=resource.resource_name
         )
         keys = resource.configuration_keys
         try:
             rows = _describe(cluster, context.node_id, resource.resource_type, resource.resource_name, keys)
+        except UnknownTopicOrPartitionError as exc:
+            # ConfigHelper sets only the error code for a topic its metadata does not have.
+            result.error_code = exc.code
         except BrokerError as exc:
             result.error_code = exc.code
             result.error_message = exc.message
@@ -290,6 +327,7 @@ def _describe(
     cluster: Cluster, node_id: int, resource_type: int, name: str, keys: Sequence[str] | None
 ) -> list[tuple[ConfigEntry, list[ConfigEntry]]]:
     if resource_type == ResourceType.TOPIC:
+        _validate_topic_name(name)
         topic = cluster.topics.get(name)
         if topic is None:
             raise UnknownTopicOrPartitionError(f"Topic '{name}' does not exist.")
@@ -301,7 +339,51 @@ def _describe(
     handler = cluster.config_resources.get(resource_type)
     if handler is None:
         raise InvalidRequestError(f"Unsupported resource type {resource_type}")
-    return [(entry, [entry]) for entry in handler.describe(name, keys)]
+    if resource_type == ResourceType.GROUP and not name:
+        raise InvalidRequestError("Group name must not be empty")
+    entries = handler.describe(name, keys)
+    if resource_type == ResourceType.GROUP and cluster.kafka_version.at_least("4.3"):
+        return [(entry, _group_synonyms(cluster, entry)) for entry in entries]
+    # Kafka 4.2 (ConfigHelper.createGroupConfigEntry): the config itself is its only synonym.
+    return [(entry, [entry]) for entry in entries]
+
+
+def _validate_topic_name(name: str) -> None:
+    """Kafka's Topic.validate(String), as ConfigHelper calls it (CreateTopics words it otherwise)."""
+    if not name:
+        reason = "the empty string is not allowed"
+    elif name in (".", ".."):
+        reason = f"'{name}' is not allowed"
+    elif len(name) > MAX_TOPIC_NAME_LENGTH:
+        reason = f"the length of '{name}' is longer than the max allowed length {MAX_TOPIC_NAME_LENGTH}"
+    elif not _LEGAL_TOPIC_NAME.fullmatch(name):
+        reason = f"'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'"
+    else:
+        return
+    raise InvalidTopicError(f"Topic name is invalid: {reason}")
+
+
+def _group_synonyms(cluster: Cluster, entry: ConfigEntry) -> list[ConfigEntry]:
+    """A GROUP config's synonyms from Kafka 4.3 on: its override, then the broker config its
+    default comes from (as set in the broker's properties, then that config's default), or the
+    group config's own default when no broker config stands behind it."""
+    synonyms = [entry] if entry.source == ConfigSource.GROUP_CONFIG else []
+    broker_name, group_default = _GROUP_SYNONYMS[entry.name]
+    if broker_name is None:
+        default = config_value_to_string(group_default)
+        synonyms.append(
+            dataclasses.replace(entry, value=default, is_default=True, source=ConfigSource.DEFAULT_CONFIG)
+        )
+        return synonyms
+    key = _BROKER_KEYS_BY_NAME[broker_name]
+    if broker_name in cluster.config.explicitly_set:
+        value = config_value_to_string(cluster.config.get(broker_name))
+        synonyms.append(
+            ConfigEntry(broker_name, value, False, True, ConfigSource.STATIC_BROKER_CONFIG, key.type)
+        )
+    default = config_value_to_string(key.default)
+    synonyms.append(ConfigEntry(broker_name, default, True, True, ConfigSource.DEFAULT_CONFIG, key.type))
+    return synonyms
 
 
 def _check_broker_resource(name: str, node_id: int) -> None:
@@ -313,11 +395,16 @@ def _check_broker_resource(name: str, node_id: int) -> None:
 
 def _broker_rows(cluster: Cluster, keys: Sequence[str] | None) -> list[tuple[ConfigEntry, list[ConfigEntry]]]:
     config = cluster.config
-    rows = []
+    rows: list[tuple[ConfigEntry, list[ConfigEntry]]] = []
     for key in sorted(BROKER_CONFIG_KEYS, key=lambda k: k.name):
-        if keys is not None and key.name not in keys:
+        if key.name in _INTERNAL_BROKER_CONFIGS or (keys is not None and key.name not in keys):
             continue
+        since = CONFIGS_SINCE.get(key.name)
+        if since is not None and not cluster.kafka_version.at_least(since):
+            continue  # a config of a later release than the one emulated
         explicit = key.name in config.explicitly_set
+        # KafkaConfig.maybeSensitive: a password's value is never sent (null), synonyms' neither.
+        sensitive = key.type == ConfigType.PASSWORD
         entry = ConfigEntry(
             name=key.name,
             value=config_value_to_string(config.get(key.name)),
@@ -325,7 +412,11 @@ def _broker_rows(cluster: Cluster, keys: Sequence[str] | None) -> list[tuple[Con
             read_only=True,
             source=ConfigSource.STATIC_BROKER_CONFIG if explicit else ConfigSource.DEFAULT_CONFIG,
             config_type=key.type,
+            is_sensitive=sensitive,
         )
+        if not explicit and key.name in _NULL_DEFAULT_BROKER_CONFIGS:
+            rows.append((entry, []))
+            continue
         synonyms = [entry]
         if explicit:
             synonyms.append(
@@ -336,6 +427,7 @@ def _broker_rows(cluster: Cluster, keys: Sequence[str] | None) -> list[tuple[Con
                     read_only=True,
                     source=ConfigSource.DEFAULT_CONFIG,
                     config_type=key.type,
+                    is_sensitive=sensitive,
                 )
             )
         rows.append((entry, synonyms))
@@ -343,9 +435,10 @@ def _broker_rows(cluster: Cluster, keys: Sequence[str] | None) -> list[tuple[Con
 
 
 def _row(entry: ConfigEntry, synonyms: list[ConfigEntry], version: int, documentation: bool) -> ResultRow:
+    null_default = entry.is_default and entry.name in _NULL_DEFAULT_BROKER_CONFIGS
     row = ResultRow(
         name=entry.name,
-        value=None if entry.is_sensitive else entry.value,
+        value=None if entry.is_sensitive or null_default else entry.value,
         read_only=entry.read_only,
         config_source=entry.source,
         is_sensitive=entry.is_sensitive,
