@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -40,9 +39,10 @@ from aioshare.protocol.messages import (
 from aioshare.protocol.records import RecordToWrite, encode_batch, iter_batches
 from aioshare.protocol.types import ConfigSource
 from aioshare.share import Message, ShareConsumer
+from tests.cli._cli import BROKER_ANNOUNCE, start_cli_broker
 
 TIMEOUT = 60
-ANNOUNCE = "aioshare broker listening on "
+
 TOPIC = "jobs"
 GROUP = "workers"
 RECORDS = 100
@@ -65,31 +65,15 @@ class BrokerProcess:
 
     @classmethod
     async def start(cls, data_dir: Path, *config: str) -> BrokerProcess:
-        args = ["--port", "0", "--data-dir", str(data_dir)]
+        args = ["--data-dir", str(data_dir)]
         for entry in config:
             args += ["--config", entry]
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "aioshare.cli.main",
-            "broker",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert process.stdout is not None
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                line = (await process.stdout.readline()).decode()
-        except BaseException:
-            process.kill()
-            await process.wait()
-            raise
-        if not line.startswith(ANNOUNCE):
+        process, line = await start_cli_broker(*args, timeout=TIMEOUT, stderr=asyncio.subprocess.DEVNULL)
+        if not line.startswith(BROKER_ANNOUNCE):
             process.kill()
             await process.wait()
             raise AssertionError(f"the broker did not start: {line!r}")
-        return cls(process, line[len(ANNOUNCE) :].strip())
+        return cls(process, line[len(BROKER_ANNOUNCE) :].strip())
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, nothing is flushed."""

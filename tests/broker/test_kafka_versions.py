@@ -5,7 +5,6 @@ tests/differential/test_versions.py)."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 
 import pytest
@@ -26,6 +25,7 @@ from aioshare.client.connection import Connection
 from aioshare.protocol.messages import ApiVersionsRequest, ApiVersionsResponse
 from aioshare.protocol.types import AckType, AcquireMode
 from aioshare.testing import ThreadedBroker
+from tests.cli._cli import start_cli_broker
 
 pytest_plugins = ["pytester"]
 
@@ -92,26 +92,8 @@ async def test_threaded_broker_passes_the_release_through() -> None:
     assert api_versions == (0, 4)
 
 
-async def run_cli(*args: str) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aioshare.cli.main",
-        "broker",
-        "--port",
-        "0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    return process, line
-
-
 async def test_cli_kafka_version() -> None:
-    process, line = await run_cli("--kafka-version", "4.2")
+    process, line = await start_cli_broker("--kafka-version", "4.2")
     try:
         host, _, port = line.rsplit(" ", 1)[1].strip().rpartition(":")
         levels, api_versions = await finalized(host, int(port))
@@ -123,7 +105,7 @@ async def test_cli_kafka_version() -> None:
 
 
 async def test_cli_refuses_an_unknown_release() -> None:
-    process, line = await run_cli("--kafka-version", "3.9")
+    process, line = await start_cli_broker("--kafka-version", "3.9")
     async with asyncio.timeout(30):
         _, stderr = await process.communicate()
     assert line == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -41,3 +42,46 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int,
 def broker() -> Iterator[ThreadedBroker]:
     with ThreadedBroker() as started:
         yield started
+
+
+BROKER_ANNOUNCE = "aioshare broker listening on "
+
+
+async def start_cli_broker(
+    *args: str,
+    timeout: float = 30,  # noqa: ASYNC109
+    stderr: int = asyncio.subprocess.PIPE,
+) -> tuple[asyncio.subprocess.Process, str]:
+    """`aioshare broker --port 0 ARGS` in a child process, and the first line it printed (the
+    announce line once it serves; "" if it exited first).  The caller stops the process, and
+    reads its stderr if it keeps the default PIPE (or passes DEVNULL for a long run)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aioshare.cli.main",
+        "broker",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            line = (await process.stdout.readline()).decode()
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process, line
+
+
+def announced_addresses(line: str) -> list[tuple[str, int]]:
+    """The host:port pairs of a broker's announce line."""
+    assert line.startswith(BROKER_ANNOUNCE), line
+    addresses = []
+    for address in line[len(BROKER_ANNOUNCE) :].strip().split(","):
+        host, _, port = address.rpartition(":")
+        addresses.append((host, int(port)))
+    return addresses

@@ -11,30 +11,12 @@ import pytest
 from aioshare.client.connection import Connection
 from aioshare.protocol.messages import MetadataRequest, MetadataResponse
 
-ANNOUNCE = "aioshare broker listening on "
+from ._cli import announced_addresses, start_cli_broker
 
 
 async def start_broker(*args: str) -> tuple[asyncio.subprocess.Process, list[tuple[str, int]]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aioshare.cli.main",
-        "broker",
-        "--port",
-        "0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    assert line.startswith(ANNOUNCE), line
-    addresses = []
-    for address in line[len(ANNOUNCE) :].strip().split(","):
-        host, _, port = address.rpartition(":")
-        addresses.append((host, int(port)))
-    return process, addresses
+    process, line = await start_cli_broker(*args)
+    return process, announced_addresses(line)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
