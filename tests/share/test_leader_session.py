@@ -38,6 +38,7 @@ from aioshare.share.leader_session import (
     LeaderSession,
     LockDuration,
     Misplaced,
+    Outgoing,
     RecordsLost,
     RefreshMetadata,
     RenewUnsupportedError,
@@ -146,6 +147,14 @@ class Harness:
             responses=[ShareFetchResponse.ShareFetchableTopicResponse(topic_id=TOPIC_ID, partitions=[part])],
         )
 
+    def next_out(self) -> Outgoing:
+        """The request the core chooses now, built for a v2 connection."""
+        turn = self.core.next_request(self.clock())
+        assert isinstance(turn, Turn), turn
+        out = self.core.build(turn, versions(), self.clock())
+        assert out is not None
+        return out
+
     def fetch(self, first: int, last: int, **kwargs: Any) -> list[FetchEvent]:
         """One whole turn: choose a fetch, build it, and answer it."""
         turn = self.core.next_request(self.clock())
@@ -233,10 +242,7 @@ def test_a_refused_ack_is_reported_with_kafkas_error() -> None:
     h.core.set_partitions({TP})
     (msg,) = delivered(h.fetch(0, 0))
     msg.accept()
-    turn = h.core.next_request(h.clock())
-    assert isinstance(turn, Turn)
-    out = h.core.build(turn, versions(), h.clock())
-    assert out is not None
+    out = h.next_out()
     h.core.answered(out, h.fetch_answer(0, -1, ack_error=ErrorCode.INVALID_RECORD_STATE), h.clock())
     (result,) = h.results
     assert result.status is AckStatus.REFUSED and result.first_offset == 0
@@ -285,10 +291,7 @@ def test_records_of_a_partition_revoked_while_the_fetch_was_out_go_straight_back
     h = Harness()
     h.produce(2)
     h.core.set_partitions({TP})
-    turn = h.core.next_request(h.clock())
-    assert isinstance(turn, Turn)
-    out = h.core.build(turn, versions(), h.clock())
-    assert out is not None
+    out = h.next_out()
     h.core.set_partitions(set())  # revoked meanwhile
     h.core.answered(out, h.fetch_answer(0, 1), h.clock())
     assert delivered(h.events()) == []
@@ -321,10 +324,7 @@ def test_a_request_never_written_fails_its_acks_plainly() -> None:
     h.core.set_partitions({TP})
     (msg,) = delivered(h.fetch(0, 0))
     msg.accept()
-    turn = h.core.next_request(h.clock())
-    assert isinstance(turn, Turn)
-    out = h.core.build(turn, versions(), h.clock())
-    assert out is not None
+    out = h.next_out()
     not_sent = RequestNotSentError("connection closed")
     assert h.core.unanswered(out, not_sent, h.clock()) is True
     (result,) = h.results
@@ -425,10 +425,7 @@ def test_closing_without_a_connection_fails_the_last_acks() -> None:
 def test_an_exception_that_is_not_a_network_failure_is_for_the_shell_to_raise() -> None:
     h = Harness()
     h.core.set_partitions({TP})
-    turn = h.core.next_request(h.clock())
-    assert isinstance(turn, Turn)
-    out = h.core.build(turn, versions(), h.clock())
-    assert out is not None
+    out = h.next_out()
     assert h.core.unanswered(out, ValueError("a bug"), h.clock()) is False
     assert h.capacity.reserved == 0
 
