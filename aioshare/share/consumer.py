@@ -454,7 +454,18 @@ class ShareConsumer:
             self._accept_implicitly()
         demand = self._demand
         batch = self._config.max_poll_records
-        demand.begin(self._clock())
+        now = self._clock()
+        if self._ready and self._fatal is None and not self._closed:
+            # The common case, once per record: served from the buffer, no wait.
+            ready = self._pop(now)
+            if ready is not None:
+                was_ahead = demand.ahead
+                demand.took_one(batch, now)
+                self._after_serving(was_ahead)
+                if implicit:
+                    self._last_delivery = [ready]
+                return ready
+        demand.begin(now)
         waited = 0
         msg: Message | None = None
         try:
@@ -463,7 +474,7 @@ class ShareConsumer:
                     raise self._fatal
                 if self._closed:
                     raise StopAsyncIteration
-                msg = self._pop()
+                msg = self._pop(self._clock())
                 if msg is not None:
                     if implicit:
                         self._last_delivery = [msg]
@@ -545,8 +556,7 @@ class ShareConsumer:
 
     # -- internals: delivery -----------------------------------------------------------
 
-    def _pop(self) -> Message | None:
-        now = self._clock()
+    def _pop(self, now: float) -> Message | None:
         holding = self._leases.holding
         ready = self._ready
         while ready:
@@ -575,6 +585,10 @@ class ShareConsumer:
         demand = self._demand
         was_ahead = demand.ahead
         demand.end(waited, took, batch, self._clock())
+        self._after_serving(was_ahead)
+
+    def _after_serving(self, was_ahead: int) -> None:
+        demand = self._demand
         if demand.ahead and not was_ahead and self._buffer_event is not None:
             self._buffer_event.set()  # the watcher ends the fetching ahead if no ask follows
         # Down to half a batch: the next one may be due (see Demand.target).

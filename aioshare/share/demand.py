@@ -78,6 +78,14 @@ class Demand:
             self._last_took = now
             self.ahead = batch if self.pipelining and self.fetch_ahead else 0
 
+    def took_one(self, batch: int, now: float) -> None:
+        """``begin`` + ``end`` for a call served one buffered record without waiting (the
+        iterator's common case, once per record, so it is kept to a few assignments)."""
+        if self._last_took is not None:
+            self.pipelining = now - self._last_took <= self.lock * PIPELINE_SHARE
+        self.last_asked = self._last_took = now
+        self.ahead = batch if self.pipelining and self.fetch_ahead else 0
+
     def target(self, buffered: int, reserved: int) -> int:
         """How many more records to fetch now, before the ``max_in_flight`` ceiling.
 

@@ -110,3 +110,22 @@ def test_capacity_is_the_smaller_of_the_demand_and_the_ceiling() -> None:
 def test_capacity_without_demand_is_the_ceiling_alone() -> None:
     cap = Capacity(4, lambda: 1)
     assert cap.free() == 3
+
+
+def test_took_one_is_begin_and_end_of_a_call_served_without_waiting() -> None:
+    fast, slow = demand(), demand()
+    times = [0.0, 0.1, 0.2, 0.2 + LOCK * PIPELINE_SHARE + 0.5, 3.0, 3.01]
+    for now in times:
+        fast.took_one(50, now)
+        slow.begin(now)
+        slow.end(waited=0, took=1, batch=50, now=now)
+        assert (fast.pipelining, fast.ahead, fast.last_asked, fast.asked) == (
+            slow.pipelining,
+            slow.ahead,
+            slow.last_asked,
+            slow.asked,
+        ), now
+    assert fast.ahead == 50  # the last cycles were short again
+    off = Demand(fetch_ahead=False)
+    off.took_one(50, 0.0)
+    assert off.ahead == 0
