@@ -22,7 +22,13 @@ from aioshare.broker.kafka_versions import KAFKA_VERSIONS, NEWEST, parse_kafka_v
 from aioshare.broker.share_groups import ShareGroupCoordinator, TopicMetadata
 from aioshare.broker.share_partition import AckBatch, AcquiredRange, SharePartition
 from aioshare.client.connection import Connection
-from aioshare.protocol.messages import ApiVersionsRequest, ApiVersionsResponse
+from aioshare.protocol.errors import ErrorCode
+from aioshare.protocol.messages import (
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+)
 from aioshare.protocol.types import AckType, AcquireMode
 from aioshare.testing import ThreadedBroker
 from tests.cli._cli import start_cli_broker
@@ -47,6 +53,30 @@ async def finalized(host: str, port: int) -> tuple[dict[str, int], tuple[int, in
         )
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize(("name", "highest"), [("4.2", 2), ("4.3", 2), ("4.4", 3)])
+async def test_delete_groups_v3_on_44(name: str, highest: int) -> None:
+    """DeleteGroups v3 (a per-group ErrorMessage) is 4.4's; a share group's results carry no
+    message there (GroupCoordinatorShard.deleteGroups sets one only on the streams path)."""
+    async with EmbeddedBroker(kafka_version=name) as broker:
+        host, port = broker.address(broker.node_ids[0])
+        connection = await Connection.open(host, port)
+        try:
+            assert connection.api_versions[DeleteGroupsRequest.API_KEY] == (0, highest)
+            response = await connection.send(
+                DeleteGroupsRequest(groups_names=["never-existed"]),
+                highest,
+                response_type=DeleteGroupsResponse,
+            )
+        finally:
+            await connection.close()
+    (result,) = response.results
+    assert (result.group_id, result.error_code, result.error_message) == (
+        "never-existed",
+        ErrorCode.GROUP_ID_NOT_FOUND,
+        None,
+    )
 
 
 @pytest.mark.parametrize("name", list(KAFKA_VERSIONS))

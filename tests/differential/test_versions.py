@@ -55,7 +55,6 @@ KNOWN_RANGE_DIFFERENCES: dict[str, dict[int, tuple[tuple[int, int], str]]] = {
     KAFKA_42: {0: ((3, 13), "Produce v0-2: removed in Kafka 4.0 (KIP-896); Kafka still lists v0")},
     KAFKA_44: {
         0: ((3, 13), "Produce v0-2: removed in Kafka 4.0 (KIP-896); Kafka still lists v0"),
-        42: ((0, 2), "DeleteGroups v3 (a per-group ErrorMessage) is not served yet"),
     },
 }
 

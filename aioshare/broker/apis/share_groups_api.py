@@ -45,9 +45,10 @@ DESCRIBE_SHARE_GROUP_OFFSETS: Final = 90
 ALTER_SHARE_GROUP_OFFSETS: Final = 91
 DELETE_SHARE_GROUP_OFFSETS: Final = 92
 
-# [unconfirmed for 4.2] DeleteGroups v3 (a per-group ErrorMessage) is in trunk schemas only;
-# 4.1 brokers serve 0-2, and a client that knows v3 negotiates down to 2.
-DELETE_GROUPS_MAX_VERSION: Final = 2
+# DeleteGroups v3 (a per-group ErrorMessage) is served from Kafka 4.4 (kafka_versions.py
+# narrows it to 0-2 when emulating 4.2/4.3). Kafka 4.4's GroupCoordinatorShard.deleteGroups
+# sets no ErrorMessage for share groups (only the streams path does), so v3 answers as v2.
+DELETE_GROUPS_MAX_VERSION: Final = 3
 
 SHARE: Final = "share"  # ListGroups GroupType and ProtocolType of share groups
 LAG_UNKNOWN: Final = -1
