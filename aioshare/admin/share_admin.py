@@ -466,6 +466,12 @@ class ShareAdmin:
             if include_internal or not t.is_internal
         ]
 
+    async def finalized_features(self) -> dict[str, int]:
+        """The cluster's finalized feature levels, e.g. ``{"share.version": 2, ...}``: share
+        groups need ``share.version`` >= 1, the broker-side dead-letter queue (KIP-1191,
+        Kafka 4.4) >= 2."""
+        return await self._router.retrying(self._cluster.finalized_features, "ApiVersions")
+
     def _timeout_ms(self) -> int:
         return int(self._router.timeout * 1000)
 

@@ -306,6 +306,15 @@ class Cluster:
         tried = ", ".join(sorted({f"{a[0]}:{a[1]}" for a in map(self._address, candidates) if a}))
         raise NoBrokersAvailable(f"{what}: no broker answered at {tried} (last error: {last})") from last
 
+    async def finalized_features(self) -> dict[str, int]:
+        """The cluster's finalized feature levels (``share.version``, ``metadata.version``, ...)
+        as a broker's ApiVersions response lists them."""
+
+        async def call(conn: Connection) -> dict[str, int]:
+            return dict(conn.finalized_features)
+
+        return await self._on_any_node(call, "ApiVersions")
+
     # ----------------------------------------------------------------------------- metadata
 
     async def refresh(self, topics: Iterable[TopicRef] | None = None) -> dict[TopicRef, BrokerError]:

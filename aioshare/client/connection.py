@@ -181,6 +181,7 @@ class Connection:
         self._abandoned: dict[int, None] = {}
         self._correlation = 0
         self._api_versions: dict[int, tuple[int, int]] = {}
+        self._features: dict[str, int] = {}
         self._failure: KafkaConnectionError | None = None
         # KIP-368 re-authentication. The gate is held only while re-authenticating; every other
         # request passes through it, and asyncio.Lock queues waiters first come, first served.
@@ -252,6 +253,12 @@ class Connection:
     def api_versions(self) -> Mapping[int, tuple[int, int]]:
         """The broker's (min, max) version per API key, as its ApiVersions response said."""
         return MappingProxyType(self._api_versions)
+
+    @property
+    def finalized_features(self) -> Mapping[str, int]:
+        """The cluster's finalized feature levels (e.g. ``share.version``) as the broker's
+        ApiVersions response listed them (v3+; empty before, or from a broker that lists none)."""
+        return MappingProxyType(self._features)
 
     def version_for(self, api_key: int, max_supported: int | None = None) -> int:
         """The highest version of `api_key` both this codec and the broker support.
@@ -450,6 +457,7 @@ class Connection:
                 raise MalformedMessage(f"{self}: undecodable ApiVersions v{version} response")
             raise_for_code(response.error_code)
             self._api_versions = {e.api_key: (e.min_version, e.max_version) for e in response.api_keys}
+            self._features = {f.name: f.max_version_level for f in response.finalized_features}
             return
 
     # ----------------------------------------------------------------------------- SASL

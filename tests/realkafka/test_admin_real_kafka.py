@@ -47,6 +47,7 @@ from typing import Any, TextIO
 import pytest
 
 from aioshare.admin import ShareAdmin
+from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.protocol.errors import (
     BrokerError,
     GroupIdNotFoundError,
@@ -914,3 +915,20 @@ async def test_group_configs_match_kafka_configs(kafka: KafkaTarget, kafka_tools
     mine = await ours(kafka, "config", group, "--set", "share.record.lock.duration.ms=10")
     assert mine.rc == 1 and f"INVALID_CONFIG (40): {message}" in mine.stderr, mine
     assert (await same_configs())["share.record.lock.duration.ms"][1] != "DYNAMIC_GROUP_CONFIG"
+
+
+async def test_finalized_features_name_what_the_cluster_can_do(kafka: KafkaTarget) -> None:
+    """share.version as the launcher formats each release (4.2.2: 1; 4.4.0: 2, the level with
+    KIP-1191's dead-letter queue), read through ShareAdmin - and the embedded broker emulating
+    the same release reports the same."""
+    features = await kafka.admin.finalized_features()
+    expected = 2 if kafka.version.startswith("4.4") else 1
+    assert features["share.version"] == expected
+    assert features["metadata.version"] > 0
+    async with (
+        EmbeddedBroker(kafka_version=kafka.version) as broker,
+        ShareAdmin(broker.bootstrap_servers) as admin,
+    ):
+        emulated = await admin.finalized_features()
+    assert emulated["share.version"] == expected
+    assert emulated["metadata.version"] == features["metadata.version"]
