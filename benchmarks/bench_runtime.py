@@ -7,7 +7,7 @@ is produced first (not measured); every run reads it from the start in a fresh s
 
 Part 1, I/O-bound jobs: a handler that awaits asyncio.sleep(0.01) per record - a 10 ms call to
 something else.  With `concurrency` C the ideal is C x 100 jobs/s; the table shows how close
-the runtime (one App, `consumers` members, uvloop) gets for C = 8, 10, 50, 200.
+the runtime (one App, `consumers` members, uvloop) gets for C = 8, 10, 50, 200, 500, 1000.
 
 Part 2, the usual alternative: confluent_kafka.ShareConsumer (librdkafka), one consumer per
 thread, THREADS threads, each doing time.sleep(0.01) per record and acknowledging it
@@ -19,9 +19,12 @@ process (the broker is another one) for the runtime, and for a bare ShareConsume
 (getmany + accept) on the same records; the difference is what routing, slots, events and
 metrics add per job.
 
-Figures: jobs/s from the first record received to the quota handled (group joins excluded).
+Figures: jobs/s from the first record received to the quota handled (group joins excluded),
+both read from the app's metrics every 2 ms (an event subscription would add its own cost).
 Run: `python -m benchmarks runtime`.  BENCH_RUNTIME_SECONDS (default 4) sizes each I/O run
-(quota = ideal rate x seconds), BENCH_RUNTIME_EMPTY (default 30000) the empty-handler quota.
+(quota = ideal rate x seconds), BENCH_RUNTIME_EMPTY (default 30000) the empty-handler quota,
+BENCH_RUNTIME_CONCURRENCIES (default 8,10,50,200,500,1000) the I/O runs and
+BENCH_RUNTIME_PARTS (default io,threads,cost) which parts run.
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ SECONDS = float(os.environ.get("BENCH_RUNTIME_SECONDS", "4"))
 EMPTY_QUOTA = int(os.environ.get("BENCH_RUNTIME_EMPTY", "30000"))
 THREADS = 8
 SLEEP = 0.01
-CONCURRENCIES = (8, 10, 50, 200)
+CONCURRENCIES = tuple(
+    int(c) for c in os.environ.get("BENCH_RUNTIME_CONCURRENCIES", "8,10,50,200,500,1000").split(",")
+)
+PARTS = set(os.environ.get("BENCH_RUNTIME_PARTS", "io,threads,cost").split(","))
+POLL = 0.002  # seconds between two reads of the app's metrics
 TIMEOUT = 120.0
 
 BROKER_CONFIG = {
@@ -61,6 +68,12 @@ class Run:
     seconds: float
     cpu: float | None = None  # this process's CPU seconds over the run
     broker_cpu: float | None = None  # the broker's CPU seconds from first record to quota
+    client_cpu: float | None = None  # this process's CPU seconds from first record to quota
+
+    @property
+    def client_share(self) -> str:
+        """This process's CPU share while it ran: near 100% means the client was the limit."""
+        return "n/a" if self.client_cpu is None else f"{self.client_cpu / self.seconds:.0%}"
 
     @property
     def broker_share(self) -> str:
@@ -81,20 +94,24 @@ class Marks:
         self.t1 = 0.0
         self.cpu0: float | None = None
         self.cpu1: float | None = None
+        self.own0 = 0.0
+        self.own1 = 0.0
 
     def first(self) -> None:
         if self.t0 is None:
             self.t0 = time.perf_counter()
             self.cpu0 = process_cpu_seconds(self.pid)
+            self.own0 = time.process_time()
 
     def last(self) -> None:
         self.t1 = time.perf_counter()
         self.cpu1 = process_cpu_seconds(self.pid)
+        self.own1 = time.process_time()
 
     def run(self, jobs: int, cpu: float | None) -> Run:
         assert self.t0 is not None
         broker = None if self.cpu0 is None or self.cpu1 is None else self.cpu1 - self.cpu0
-        return Run("", jobs, self.t1 - self.t0, cpu=cpu, broker_cpu=broker)
+        return Run("", jobs, self.t1 - self.t0, cpu=cpu, broker_cpu=broker, client_cpu=self.own1 - self.own0)
 
 
 def _quota(concurrency: int) -> int:
@@ -133,24 +150,9 @@ async def _runtime(
     sleep: float | None,
 ) -> Run:
     import aioshare
-    from aioshare.runtime import EventKind
 
     app = aioshare.App(broker.bootstrap, shutdown_timeout=10, consumer_options={"fetch_max_wait": 0.05})
-    done = asyncio.Event()
     marks = Marks(broker.process.pid)
-    count = 0
-
-    def on_event(event: aioshare.Event) -> None:
-        nonlocal count
-        if event.kind is EventKind.RECEIVED:
-            marks.first()
-            return
-        count += 1
-        if count == quota:
-            marks.last()
-            done.set()
-
-    app.events.subscribe(on_event, kinds=[EventKind.RECEIVED, EventKind.ACCEPTED])
 
     if sleep is None:
 
@@ -164,10 +166,18 @@ async def _runtime(
         async def io_bound(msg: aioshare.Message[bytes]) -> None:
             await asyncio.sleep(sleep)
 
+    # Progress is read from the app's own metrics every few ms: an event subscription would
+    # add its own per-record cost to what is measured.
+    metrics = app.metrics
     async with app:
         cpu0 = time.process_time()
         async with asyncio.timeout(TIMEOUT):
-            await done.wait()
+            while not metrics.value("records-consumed-total"):  # noqa: ASYNC110 -- polling is the point
+                await asyncio.sleep(POLL)
+            marks.first()
+            while metrics.value("records-accepted-total") < quota:  # noqa: ASYNC110
+                await asyncio.sleep(POLL)
+            marks.last()
         cpu = time.process_time() - cpu0
     return marks.run(quota, cpu)
 
@@ -268,7 +278,7 @@ def print_io_bound_header() -> None:
     """The column heads of the I/O-bound table (jobs/s against the ideal concurrency / sleep)."""
     header = (
         f"{'client':<44} {'jobs':>7} {'seconds':>8} {'jobs/s':>9} {'ideal/s':>8} {'of ideal':>9} "
-        f"{'broker CPU':>11}"
+        f"{'client CPU':>11} {'broker CPU':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -297,14 +307,19 @@ def print_framework_cost(empty: Run, bare: Run) -> None:
 def _row(label: str, run: Run, ideal: float) -> str:
     return (
         f"{label:<44} {run.jobs:>7} {run.seconds:>8.2f} {run.rate:>9,.0f} {ideal:>8,.0f} "
-        f"{run.rate / ideal:>8.0%} {run.broker_share:>11}"
+        f"{run.rate / ideal:>8.0%} {run.client_share:>11} {run.broker_share:>11}"
     )
 
 
 def main() -> None:
     quotas = {c: _quota(c) for c in CONCURRENCIES}
     confluent_quota = _quota(THREADS)
-    records = max([*quotas.values(), confluent_quota, EMPTY_QUOTA])
+    needed = [EMPTY_QUOTA] if "cost" in PARTS else []
+    if "io" in PARTS:
+        needed += quotas.values()
+    if "threads" in PARTS:
+        needed.append(confluent_quota)
+    records = max(needed)
     # One consumer feeds up to ~100 concurrent 10 ms jobs; more members spread the fetching.
     members = {c: max(1, c // 100) for c in CONCURRENCIES}
     names = [*map(str, CONCURRENCIES), "rdk", "empty", "bare"]
@@ -318,23 +333,27 @@ def main() -> None:
             f"(pid {broker.process.pid}); aioshare on uvloop; jobs/s from the first record received "
             "to the quota handled; broker CPU = its CPU share meanwhile (~100%: the broker is the limit)"
         )
-        print()
-        print(f"I/O-bound jobs: {SLEEP * 1000:.0f} ms of waiting per record")
-        print_io_bound_header()
-        for c in CONCURRENCIES:
-            run = _on_uvloop(_runtime(broker, topic, groups[str(c)], quotas[c], c, members[c], SLEEP))
-            plural = "s" if members[c] > 1 else ""
-            print(
-                _row(f"aioshare App, concurrency {c} ({members[c]} consumer{plural})", run, c / SLEEP),
-                flush=True,
-            )
-        run = _confluent_threads(broker, topic, groups["rdk"], confluent_quota)
-        print(_row(f"librdkafka ShareConsumer x {THREADS} threads", run, THREADS / SLEEP), flush=True)
-        print()
-        print("framework cost: empty handler (runtime) vs getmany + accept (bare ShareConsumer)")
-        rt = _on_uvloop(_runtime(broker, topic, groups["empty"], EMPTY_QUOTA, 200, 2, None))
-        bare = _on_uvloop(_bare_consumer(broker, topic, groups["bare"], EMPTY_QUOTA))
-        print_framework_cost(rt, bare)
+        if "io" in PARTS or "threads" in PARTS:
+            print()
+            print(f"I/O-bound jobs: {SLEEP * 1000:.0f} ms of waiting per record")
+            print_io_bound_header()
+        if "io" in PARTS:
+            for c in CONCURRENCIES:
+                run = _on_uvloop(_runtime(broker, topic, groups[str(c)], quotas[c], c, members[c], SLEEP))
+                plural = "s" if members[c] > 1 else ""
+                print(
+                    _row(f"aioshare App, concurrency {c} ({members[c]} consumer{plural})", run, c / SLEEP),
+                    flush=True,
+                )
+        if "threads" in PARTS:
+            run = _confluent_threads(broker, topic, groups["rdk"], confluent_quota)
+            print(_row(f"librdkafka ShareConsumer x {THREADS} threads", run, THREADS / SLEEP), flush=True)
+        if "cost" in PARTS:
+            print()
+            print("framework cost: empty handler (runtime) vs getmany + accept (bare ShareConsumer)")
+            rt = _on_uvloop(_runtime(broker, topic, groups["empty"], EMPTY_QUOTA, 200, 2, None))
+            bare = _on_uvloop(_bare_consumer(broker, topic, groups["bare"], EMPTY_QUOTA))
+            print_framework_cost(rt, bare)
     finally:
         broker.close()
 

@@ -6,10 +6,11 @@ consumer keeps every held record's lock and applies delayed RELEASEs), and creat
 through a ``ConsumerFactory`` given a ``ConsumerSpec``.  Tests pass a factory that builds a
 scripted fake; production uses ``share_consumer`` below.
 
-Sizing: a member asks ``getmany()`` for what its route's free handler slots can take, and
-its consumer fetches only for such a call (``fetch_ahead=False``); a route's members together
-hold at most ``concurrency * records_per_job`` records (``max_in_flight``, split evenly over
-``consumers``).
+Sizing: a member asks ``getmany()`` for what its route's handler slots can take now or as
+soon as a running job ends (its free slots and ``prefetch``), and its consumer fetches only
+for such a call (``fetch_ahead=False``: the runtime does its own, bounded, fetching ahead); a
+route's members together hold at most ``(concurrency + prefetch) * records_per_job`` records
+(``max_in_flight``, split evenly over ``consumers``).
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
         bootstrap_servers=servers,
         ack_mode="explicit",
         max_in_flight=spec.max_in_flight,
-        # The runtime's demand is its free handler slots: it asks for them while handlers run,
-        # and records fetched ahead of a free slot would only wait here with their locks running.
+        # The runtime's demand is its free handler slots (and its prefetch): it asks for them
+        # while handlers run; records fetched ahead of that would only wait here with their
+        # locks running.
         fetch_ahead=False,
         max_poll_records=options.pop("max_poll_records", spec.max_poll_records),
         value_type=spec.value_type,

@@ -43,7 +43,7 @@ class TimerHandle:
     def cancel(self) -> None:
         if self.callback is not None:
             self.callback = None  # also drops the reference to the record it closes over
-            self._scheduler._cancelled_one()
+            self._scheduler.cancelled_one()
 
 
 class Scheduler:
@@ -116,7 +116,8 @@ class Scheduler:
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def _cancelled_one(self) -> None:
+    def cancelled_one(self) -> None:
+        """A handle was cancelled (``TimerHandle.cancel``): compact the heap when it is mostly dead."""
         self._cancelled += 1
         if self._cancelled >= _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
             self._heap = [entry for entry in self._heap if entry[2].callback is not None]

@@ -139,7 +139,7 @@ class Subscription:
         self.kinds = kinds
 
     def unsubscribe(self) -> None:
-        self._bus._remove(self)
+        self._bus.remove(self)
 
     def __enter__(self) -> Subscription:
         return self
@@ -151,8 +151,9 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
-        # kind -> subscribers; rebuilt on (un)subscribe so emit() is one dict lookup.
-        self._by_kind: dict[EventKind, tuple[Subscription, ...]] = {}
+        # kind -> subscribers; rebuilt on (un)subscribe so emit() is one dict lookup.  Read
+        # it, never change it (the runtime's per-record path looks kinds up here).
+        self.by_kind: dict[EventKind, tuple[Subscription, ...]] = {kind: () for kind in EventKind}
 
     def subscribe(self, callback: Subscriber, kinds: Iterable[EventKind | str] | None = None) -> Subscription:
         """Call ``callback(event)`` for every event (or only those of ``kinds``)."""
@@ -169,26 +170,23 @@ class EventBus:
         self._rebuild()
         return len(self._subs) != before
 
-    def _remove(self, sub: Subscription) -> None:
+    def remove(self, sub: Subscription) -> None:
+        """End one subscription (``sub.unsubscribe()``)."""
         if sub in self._subs:
             self._subs.remove(sub)
             self._rebuild()
 
     def _rebuild(self) -> None:
-        self._by_kind = {
-            kind: tuple(s for s in self._subs if s.kinds is None or kind in s.kinds) for kind in EventKind
-        }
+        # In place: the runtime keeps a reference to this table.
+        for kind in EventKind:
+            self.by_kind[kind] = tuple(s for s in self._subs if s.kinds is None or kind in s.kinds)
 
     def wants(self, kind: EventKind) -> bool:
         """Whether anyone listens for ``kind`` (so the caller may skip building the event)."""
-        return bool(self._by_kind.get(kind))
-
-    def subscribers(self, kind: EventKind) -> tuple[Subscription, ...]:
-        """The subscriptions an event of ``kind`` goes to (empty: nobody listens)."""
-        return self._by_kind.get(kind, ())
+        return bool(self.by_kind.get(kind))
 
     def emit(self, event: Event) -> None:
-        for sub in self._by_kind.get(event.kind, ()):
+        for sub in self.by_kind.get(event.kind, ()):
             try:
                 sub.callback(event)
             except Exception:

@@ -24,7 +24,7 @@ fetches per free handler slot.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aioshare.protocol.errors import ConfigError
@@ -49,12 +49,15 @@ class Job:
     messages: list[Message[Any]]
     # Jobs with the same non-None key run one after another, never concurrently.
     key: Hashable | None = None
-    topic: str = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.messages:
             raise ValueError("a job needs at least one message")
-        self.topic = self.messages[0].topic
+
+    @property
+    def topic(self) -> str:
+        """The topic of its records (a job holds records of one topic)."""
+        return self.messages[0].topic
 
 
 class JobsBuilder(Protocol):
@@ -87,7 +90,15 @@ class _PerMessage:
     records_per_job = 1
 
     def build(self, messages: list[Message[Any]]) -> list[Job]:
-        return [Job([m]) for m in messages]
+        # Job([m]) without the dataclass __init__: this runs for every record of most routes.
+        jobs: list[Job] = []
+        new, append = Job.__new__, jobs.append
+        for m in messages:
+            job = new(Job)
+            job.messages = [m]
+            job.key = None
+            append(job)
+        return jobs
 
     def __repr__(self) -> str:
         return "per_message()"

@@ -26,9 +26,14 @@ import logging
 import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RECORDS_LOGGER", "JsonFormatter", "LogRateLimiter", "Verdict"]
+from aioshare.share.ack_tracker import AckResult, AckStatus
+
+if TYPE_CHECKING:
+    from aioshare.runtime.message import Message
+
+__all__ = ["RECORDS_LOGGER", "JsonFormatter", "LogRateLimiter", "RecordLog", "Verdict"]
 
 RECORDS_LOGGER = "aioshare.runtime.records"
 
@@ -101,16 +106,18 @@ class LogRateLimiter:
 
 
 class RecordLog:
-    """One route's record lines, rate-limited per kind (``failure``, ``dead_lettered`` ...)."""
+    """One route's record lines, rate-limited per kind (``handler_failure``, ``dead_lettered`` ...)."""
 
     def __init__(
         self,
         route: str,
+        group_id: str,
         time: Callable[[], float],
         schedule: Callable[[float, Callable[[], None]], object],
         limiter: LogRateLimiter | None = None,
     ) -> None:
         self.route = route
+        self.group_id = group_id
         self.logger = logging.getLogger(RECORDS_LOGGER)
         self._time = time
         self._schedule = schedule
@@ -118,6 +125,155 @@ class RecordLog:
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.WARNING)
+
+    # -- the lines -----------------------------------------------------------------------
+
+    def handler_failed(self, msg: Message[Any], exc: BaseException, *, final: bool) -> None:
+        """A handler raised for ``msg``; the traceback only on its final attempt."""
+        self._record(
+            "handler_failure",
+            "route %r: handler failed on %s[%d]@%d (group %r, delivery %d%s): %s",
+            msg,
+            error=exc,
+            final=final,
+            exc_info=exc if final else None,
+        )
+
+    def dead_lettered(
+        self,
+        msg: Message[Any],
+        reason: str | None,
+        error: BaseException | None,
+        dead_letter_topic: str | None,
+    ) -> None:
+        what = _what(reason)
+        self._record(
+            "dead_lettered",
+            f"route %r: {what} %s[%d]@%d dead-lettered to %r (group %r, delivery %d, reason %s): %s",
+            msg,
+            reason=reason,
+            error=error,
+            dead_letter_topic=dead_letter_topic,
+        )
+
+    def rejected(self, msg: Message[Any], reason: str | None, error: BaseException | None) -> None:
+        self._record(
+            "rejected",
+            f"route %r: {_what(reason)} %s[%d]@%d rejected (group %r, delivery %d, reason %s): %s",
+            msg,
+            reason=reason,
+            error=error,
+        )
+
+    def lock_lost(
+        self, msg: Message[Any], state: str, reason: str | None, error: BaseException | None
+    ) -> None:
+        """``state``: where the record was ("running", "queued", "delayed", "dead_lettering")."""
+        where = "while its handler ran" if state == "running" else f"while {state}"
+        self._record(
+            "lock_expired",
+            f"route %r: lock of %s[%d]@%d lost {where} (group %r, delivery %d, reason %s): %s",
+            msg,
+            reason=reason,
+            error=error,
+            state=state,
+        )
+
+    def dead_letter_failed(
+        self, msg: Message[Any], reason: str, error: BaseException, dead_letter_topic: str
+    ) -> None:
+        self._record(
+            "dead_letter_failed",
+            "route %r: could not dead-letter %s[%d]@%d to %r (group %r, delivery %d), releasing it: %s",
+            msg,
+            reason=reason,
+            error=error,
+            dead_letter_topic=dead_letter_topic,
+        )
+
+    def ack_problem(self, r: AckResult) -> None:
+        """An acknowledgement the broker refused, or whose fate is unknown."""
+        if not self.enabled():
+            return
+        span = str(r.first_offset) if r.first_offset == r.last_offset else f"{r.first_offset}-{r.last_offset}"
+        what = "refused by the broker" if r.status is AckStatus.REFUSED else "in doubt (sent, not answered)"
+        kind = f"ack_{r.status.value}"
+        extra: dict[str, Any] = {
+            "route": self.route,
+            "group_id": self.group_id,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.first_offset,
+            "last_offset": r.last_offset,
+            "ack_type": r.ack_type.name.lower(),
+            "event": kind,
+        }
+        if r.error is not None:
+            extra["error_type"] = type(r.error).__name__
+            extra["error"] = str(r.error)
+        self.warning(
+            kind,
+            "route %r: %s of %s[%d]@%s (group %r) %s: %s",
+            (
+                self.route,
+                r.ack_type.name,
+                r.topic,
+                r.partition,
+                span,
+                self.group_id,
+                what,
+                _error_text(r.error),
+            ),
+            extra,
+        )
+
+    def _record(
+        self,
+        kind: str,
+        text: str,
+        msg: Message[Any],
+        *,
+        reason: str | None = None,
+        error: BaseException | None = None,
+        dead_letter_topic: str | None = None,
+        final: bool | None = None,
+        state: str | None = None,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """One rate-limited WARNING about ``msg``, its coordinates also as ``extra`` fields."""
+        if not self.enabled():
+            return
+        inner = msg.share_message
+        extra: dict[str, Any] = {
+            "route": self.route,
+            "group_id": self.group_id,
+            "topic": inner.topic,
+            "partition": inner.partition,
+            "offset": inner.offset,
+            "delivery_count": inner.delivery_count,
+            "event": kind,
+        }
+        args: list[Any] = [self.route, inner.topic, inner.partition, inner.offset]
+        if kind in ("dead_lettered", "dead_letter_failed"):
+            args.append(dead_letter_topic)
+            extra["dead_letter_topic"] = dead_letter_topic
+        args += [self.group_id, inner.delivery_count]
+        if final is not None:
+            args.append(", final attempt" if final else "")
+            extra["final_attempt"] = final
+        if kind not in ("handler_failure", "dead_letter_failed"):
+            args.append(reason or "-")
+        if reason is not None:
+            extra["reason"] = reason
+        if state is not None:
+            extra["state"] = state
+        if error is not None:
+            extra["error_type"] = type(error).__name__
+            extra["error"] = str(error)
+        args.append(_error_text(error))
+        self.warning(kind, text, tuple(args), extra, exc_info=exc_info)
+
+    # -- rate limiting -------------------------------------------------------------------
 
     def warning(
         self, kind: str, msg: str, args: tuple[Any, ...], extra: dict[str, Any], exc_info: Any = None
@@ -147,6 +303,14 @@ class RecordLog:
             interval,
             extra={"route": self.route, "suppressed": count, "kind": kind, "interval": interval},
         )
+
+
+def _what(reason: str | None) -> str:
+    return "undecodable record" if reason == "undecodable" else "record"
+
+
+def _error_text(error: BaseException | None) -> str:
+    return f"{type(error).__name__}: {error}" if error is not None else "-"
 
 
 # LogRecord's own attributes: everything else on a record came from ``extra=``.

@@ -3,9 +3,10 @@
 It forwards the record's fields (``value`` typed as the route's ``value_type``) and adds
 what the runtime needs: per-record outcomes that go through the route's policy
 (``accept``, ``release``, ``retry``, ``reject`` - for batch handlers that settle records
-one by one), ``extend_lock()``, and the runtime's own bookkeeping (state, the lock deadline
-last reported), kept here in slots so a held record costs one object.  Its lock and retry
-delay are kept by the consumer (``keep_alive``): the runtime has no timer per record.
+one by one), ``extend_lock()``, and the runtime's bookkeeping of the delivery (``state``,
+inherited from ``HeldRecord`` and changed only by the held-record state machine), kept in
+slots so a held record costs one object.  Its lock and retry delay are kept by the consumer
+(``keep_alive``): the runtime has no timer per record.
 
 The outcome methods never block: they record the decision; when it needs I/O (a
 dead-letter copy) that happens when the handler call ends.  In ``ack_mode="implicit"``
@@ -17,7 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from aioshare.protocol.errors import IllegalStateError
-from aioshare.runtime.outcomes import ACCEPT, Action, Decision, State
+from aioshare.runtime.held import HeldRecord, State
+from aioshare.runtime.outcomes import ACCEPT, Action, Decision
 from aioshare.share.message import Message as ShareMessage
 
 if TYPE_CHECKING:
@@ -29,117 +31,115 @@ T = TypeVar("T")
 
 
 class _Owner(Protocol):
-    """The route runner holding the record (worker.RouteRunner)."""
+    """Who settles the record's outcomes (aioshare.runtime.settle.Settler)."""
 
     def decide(self, msg: Message[Any], decision: Decision) -> None: ...
 
     async def extend_lock(self, msg: Message[Any]) -> float: ...
 
 
-class Message(Generic[T]):
-    __slots__ = (
-        "_inner",
-        "_lock_seen",
-        "_member",
-        "_owner",
-        "_received_at",
-        "_state",
-        "decision",
-        "route",
-    )
+class Message(HeldRecord, Generic[T]):
+    __slots__ = ("_owner", "decision", "route")
 
-    def __init__(
-        self, inner: ShareMessage, owner: _Owner, member: Any, route: str, received_at: float
-    ) -> None:
-        self._inner = inner
+    def __init__(self, inner: ShareMessage, owner: _Owner, route: str) -> None:
+        self.share_message = inner
+        self.state = State.QUEUED
+        self.received_at = 0.0
+        self.lock_seen = inner.lock_expires_at
         self._owner = owner
-        self._member = member  # the worker.Member whose consumer delivered it
         self.route = route
-        self._received_at = received_at
-        self._state = State.QUEUED
-        # The lock deadline the runtime last reported: a later one at settle time means the
-        # consumer's keep-alive renewed it (a RENEWED event).
-        self._lock_seen = inner.lock_expires_at
         self.decision: Decision | None = None  # what the handler said about this record, if anything
+
+    @classmethod
+    def wrap(cls, batch: list[ShareMessage], owner: _Owner, route: str) -> list[Message[Any]]:
+        """``[Message(m, owner, route) for m in batch]``, without an ``__init__`` call per record."""
+        out: list[Message[Any]] = []
+        new, append, queued = cls.__new__, out.append, State.QUEUED
+        for inner in batch:
+            msg = new(cls)
+            msg.share_message = inner
+            msg.state = queued
+            msg.received_at = 0.0
+            msg.lock_seen = inner.lock_expires_at
+            msg._owner = owner
+            msg.route = route
+            msg.decision = None
+            append(msg)
+        return out
 
     def __repr__(self) -> str:
         return (
             f"Message({self.topic}[{self.partition}]@{self.offset}, delivery_count={self.delivery_count}, "
-            f"state={self._state.name})"
+            f"state={self.state.name})"
         )
 
     # -- the record --------------------------------------------------------------------
 
     @property
     def topic(self) -> str:
-        return self._inner.topic
+        return self.share_message.topic
 
     @property
     def partition(self) -> int:
-        return self._inner.partition
+        return self.share_message.partition
 
     @property
     def offset(self) -> int:
-        return self._inner.offset
+        return self.share_message.offset
 
     @property
     def key(self) -> Any:
-        return self._inner.key
+        return self.share_message.key
 
     @property
     def value(self) -> T:
         """The decoded value; raises ``DeserializationError`` when it does not decode."""
-        return cast(T, self._inner.value)
+        return cast(T, self.share_message.value)
 
     @property
     def raw_key(self) -> bytes | None:
-        return self._inner.raw_key
+        return self.share_message.raw_key
 
     @property
     def raw_value(self) -> bytes | None:
-        return self._inner.raw_value
+        return self.share_message.raw_value
 
     @property
     def error(self) -> DeserializationError | None:
         """Why the key or value did not decode, or None."""
-        return self._inner.error
+        return self.share_message.error
 
     @property
     def headers(self) -> list[tuple[str, bytes | None]]:
-        return self._inner.headers
+        return self.share_message.headers
 
     def header(self, name: str) -> bytes | None:
         """The last value of header ``name`` (None when absent)."""
-        for key, value in reversed(self._inner.headers):
+        for key, value in reversed(self.share_message.headers):
             if key == name:
                 return value
         return None
 
     @property
     def timestamp(self) -> int:
-        return self._inner.timestamp
+        return self.share_message.timestamp
 
     @property
     def delivery_count(self) -> int:
         """How many times the broker has handed this record out (1 on the first delivery)."""
-        return self._inner.delivery_count
+        return self.share_message.delivery_count
 
     attempt = delivery_count
 
     @property
     def lock_expires_at(self) -> float:
         """When the acquisition lock runs out, on the event loop's clock."""
-        return self._inner.lock_expires_at
+        return self.share_message.lock_expires_at
 
     @property
     def settled(self) -> bool:
         """The runtime no longer holds the record (acknowledged, or its lock was lost)."""
-        return self._state == State.DONE
-
-    @property
-    def share_message(self) -> ShareMessage:
-        """The consumer's own message (acknowledging it directly bypasses the runtime)."""
-        return self._inner
+        return self.state is State.DONE
 
     # -- outcomes (batch handlers settle records one by one) ---------------------------
 
@@ -167,6 +167,6 @@ class Message(Generic[T]):
         Raises ``InvalidRecordStateError`` when the lock was already lost, and
         ``IllegalStateError`` when the record is settled.
         """
-        if self._state == State.DONE:
+        if self.state is State.DONE:
             raise IllegalStateError(f"{self!r} is settled; its lock cannot be extended")
         return await self._owner.extend_lock(self)

@@ -34,14 +34,37 @@ exposes the same series to a Prometheus registry.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aioshare.runtime.events import Event, EventBus, EventKind, Subscription
 
-__all__ = ["DEFAULT_BUCKETS", "Counter", "Gauge", "Histogram", "HistogramData", "Metrics"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DELIVERY_COUNT_CAP",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "HistogramData",
+    "Metrics",
+]
 
 Labels = tuple[str, ...]
+
+
+# Delivery counts of received records are tallied per route for process reports, with
+# counts of this or more under this one ("5 or more").
+DELIVERY_COUNT_CAP = 5
+
+
+class _Received(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def delivery_count(self) -> int: ...
+
 
 # Seconds: from a fast in-memory handler up to a long job or a long retry delay.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -111,6 +134,13 @@ class Histogram:
         data.sum += value
         data.count += 1
 
+    def series(self, labels: Labels) -> HistogramData:
+        """The observations of one label set (created empty), for a hot path to keep."""
+        data = self.values.get(labels)
+        if data is None:
+            data = self.values[labels] = HistogramData([0] * (len(self.bounds) + 1))
+        return data
+
 
 class Gauge:
     """Read when asked: ``source()`` returns the current value per label set."""
@@ -154,6 +184,7 @@ class _GaugeSources:
 class Metrics:
     def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
         rt = ("route", "topic")
+        self.bounds = tuple(sorted(buckets))  # of every histogram
         self._metrics: dict[str, Metric] = {}
         for name, doc in (
             ("records-consumed-total", "Records handed to the runtime."),
@@ -202,7 +233,7 @@ class Metrics:
                 "handlers-running", "Handler calls in progress.", ("route",), self._read(self._gauges.running)
             )
         )
-        self._subscription: Subscription | None = None
+        self.subscription: Subscription | None = None  # how these metrics listen to the bus
         # Resolved once: record() runs for every event of every record.
         self._by_kind: dict[EventKind, Counter] = {
             kind: self._counter(name) for kind, name in _OUTCOME_COUNTERS.items()
@@ -214,6 +245,7 @@ class Metrics:
         self._handler_seconds = self._histogram("handler-duration-seconds")
         self._latency = self._histogram("record-latency-seconds")
         self._retry_delay = self._histogram("retry-delay-seconds")
+        self._delivery_counts: dict[str, dict[int, int]] = {}  # route -> delivery count -> records
 
     def _add(self, metric: Metric) -> None:
         self._metrics[metric.name] = metric
@@ -225,13 +257,13 @@ class Metrics:
     # -- wiring ------------------------------------------------------------------------
 
     def attach(self, bus: EventBus) -> None:
-        if self._subscription is None:
-            self._subscription = bus.subscribe(self.record)
+        if self.subscription is None:
+            self.subscription = bus.subscribe(self.record)
 
     def detach(self) -> None:
-        if self._subscription is not None:
-            self._subscription.unsubscribe()
-            self._subscription = None
+        if self.subscription is not None:
+            self.subscription.unsubscribe()
+            self.subscription = None
 
     def register_route(
         self, route: str, *, held: Callable[[], int], delayed: Callable[[], int], running: Callable[[], int]
@@ -255,6 +287,10 @@ class Metrics:
             values[labels] = values.get(labels, 0.0) + 1.0
             if event.latency is not None:
                 self._latency.observe((event.route, kind.value), event.latency)
+            elif kind is EventKind.RECEIVED:
+                tally = self._tally(event.route)
+                dc = min(event.delivery_count or 1, DELIVERY_COUNT_CAP)
+                tally[dc] = tally.get(dc, 0) + 1
             return
         if kind is EventKind.ACK_COMMITTED:
             route, topic, count = event.route, event.topic or "", event.count
@@ -271,10 +307,6 @@ class Metrics:
             event.latency,
             event.count,
         )
-
-    def is_subscription(self, sub: Subscription) -> bool:
-        """Whether ``sub`` is how these metrics listen (the runtime then skips the event)."""
-        return sub is self._subscription
 
     def record_fields(
         self,
@@ -299,6 +331,51 @@ class Metrics:
             self._retry_delay.observe((route,), delay)
         if latency is not None:
             self._latency.observe((route, kind.value), latency)
+
+    def counter_of(self, kind: EventKind) -> Counter:
+        """The counter events of ``kind`` count in (``records-*-total``, ``lock-renewals-total``)."""
+        return self._by_kind[kind]
+
+    def latency_series(self, route: str, kind: EventKind) -> HistogramData:
+        """``record-latency-seconds`` of one route and outcome (kept by the runtime's hot path)."""
+        return self._latency.series((route, kind.value))
+
+    def handler_series(self, route: str) -> HistogramData:
+        """``handler-duration-seconds`` of one route (kept by the runtime's hot path)."""
+        return self._handler_seconds.series((route,))
+
+    def count_received(self, route: str, records: Iterable[_Received]) -> None:
+        """``records-consumed-total`` and the delivery-count tally for a fetched batch (the
+        runtime's path when only these metrics listen: no ``received`` event is built)."""
+        values = self._by_kind[EventKind.RECEIVED].values
+        tally = self._tally(route)
+        cap = DELIVERY_COUNT_CAP
+        topic: str | None = None
+        run = 0
+        for record in records:
+            t = record.topic
+            if t != topic:
+                if run:
+                    key = (route, topic or "")
+                    values[key] = values.get(key, 0.0) + run
+                topic, run = t, 0
+            run += 1
+            dc = record.delivery_count
+            dc = dc if dc < cap else cap
+            tally[dc] = tally.get(dc, 0) + 1
+        if run:
+            key = (route, topic or "")
+            values[key] = values.get(key, 0.0) + run
+
+    def delivery_counts(self, route: str) -> dict[int, int]:
+        """Received records of ``route`` by delivery count (``DELIVERY_COUNT_CAP`` = that or more)."""
+        return dict(sorted(self._delivery_counts.get(route, {}).items()))
+
+    def _tally(self, route: str) -> dict[int, int]:
+        tally = self._delivery_counts.get(route)
+        if tally is None:
+            tally = self._delivery_counts[route] = {}
+        return tally
 
     def observe_handler(self, route: str, seconds: float) -> None:
         self._handler_seconds.observe((route,), seconds)

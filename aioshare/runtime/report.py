@@ -19,10 +19,10 @@ Where the data comes from:
 
 * outcome counters, renewals, errors: ``app.metrics`` (``records-*-total``,
   ``lock-renewals-total``, ``errors-total``);
-* ``busy``: the ``handlers-running`` gauge; ``held`` per partition: each route member's
-  ``held`` index (read once per report, nothing per record);
-* ``delivery_counts``: a subscription to ``received`` events (delivery counts ≥ 5 are counted
-  in bucket 5, "5 or more");
+* ``busy``: the ``handlers-running`` gauge; ``held`` per partition: the route's held records
+  (``runner.records``, counted once per report, nothing per record);
+* ``delivery_counts``: ``app.metrics.delivery_counts(route)``, tallied per fetched batch
+  (delivery counts ≥ 5 are counted in bucket 5, "5 or more");
 * ``errors``: a subscription to ``error`` events, the last 10 kept (each traceback sent once);
 * handler latency p50/p90/p99: the ``handler-duration-seconds`` histogram's observations of
   the last interval, interpolated linearly within its buckets (as Prometheus'
@@ -49,6 +49,7 @@ import msgspec
 
 from aioshare._validate import check_bootstrap, check_name, check_seconds
 from aioshare.runtime.events import Event, EventBus, EventKind, Subscription
+from aioshare.runtime.metrics import DELIVERY_COUNT_CAP
 
 if TYPE_CHECKING:
     from aioshare.runtime.app import App
@@ -84,7 +85,6 @@ log = logging.getLogger(__name__)
 REPORT_VERSION = 1  # the schema's major version
 DEFAULT_REPORT_TOPIC = "aioshare-reports"
 DEFAULT_REPORT_INTERVAL = 5.0
-DELIVERY_COUNT_CAP = 5  # delivery counts >= 5 are counted under 5
 MAX_ERRORS = 10  # errors per report; the reader accumulates them across reports
 # The report topic: one partition (a few KB per process every 5 s is nothing; one partition
 # keeps every process's reports in one ordered log that a reader reads from one offset),
@@ -262,17 +262,16 @@ def traceback_head(exc: BaseException, limit: int = _MAX_TRACEBACK) -> str:
 
 
 class ReportCollector:
-    """What only the events tell: delivery counts of received records and the last errors.
+    """What only the events tell: the last errors.
 
-    Subscribes to ``received`` and ``error`` events only (the terminal outcomes stay on the
-    metrics' fast path).  Errors are formatted when a report is built, at most ``max_errors``
-    per report, so a flood of failing records costs a deque append each.
+    Subscribes to ``error`` events only (every per-record count stays on the metrics' fast
+    path).  Errors are formatted when a report is built, at most ``max_errors`` per report, so
+    a flood of failing records costs a deque append each.
     """
 
     def __init__(self, *, max_errors: int = MAX_ERRORS, wall_clock: Callable[[], float] = time.time) -> None:
         self.max_errors = max_errors
         self._wall = wall_clock
-        self._counts: dict[str, dict[int, int]] = {}
         self._raw: collections.deque[tuple[float, Event]] = collections.deque(maxlen=max_errors)
         self._done: collections.deque[ErrorReport] = collections.deque(maxlen=max_errors)
         self._tb_sent: set[int] = set()  # id() of the errors in _done whose traceback went out
@@ -280,7 +279,7 @@ class ReportCollector:
 
     def attach(self, bus: EventBus) -> None:
         if self._subscription is None:
-            self._subscription = bus.subscribe(self.on_event, (EventKind.RECEIVED, EventKind.ERROR))
+            self._subscription = bus.subscribe(self.on_event, (EventKind.ERROR,))
 
     def detach(self) -> None:
         if self._subscription is not None:
@@ -288,17 +287,8 @@ class ReportCollector:
             self._subscription = None
 
     def on_event(self, event: Event) -> None:
-        if event.kind is EventKind.RECEIVED:
-            counts = self._counts.get(event.route)
-            if counts is None:
-                counts = self._counts[event.route] = {}
-            dc = min(event.delivery_count or 1, DELIVERY_COUNT_CAP)
-            counts[dc] = counts.get(dc, 0) + 1
-        elif event.kind is EventKind.ERROR:
+        if event.kind is EventKind.ERROR:
             self._raw.append((self._wall(), event))
-
-    def delivery_counts(self, route: str) -> dict[int, int]:
-        return dict(sorted(self._counts.get(route, {}).items()))
 
     def errors(self) -> list[ErrorReport]:
         """The last ``max_errors`` errors, oldest first.
@@ -402,9 +392,7 @@ class AppSource:
             delayed = 0
             if runner is not None:
                 delayed = runner.delayed_count
-                for member in runner.members:
-                    for key, index in member.held.items():
-                        held[key] = held.get(key, 0) + len(index)
+                held = runner.records.count_by_partition()
             data = metrics.histogram("handler-duration-seconds", route=name)
             previous = self._last_hist.get(name) or [0] * len(data.buckets)
             delta = [max(0, a - b) for a, b in zip(data.buckets, previous, strict=True)]
@@ -425,7 +413,7 @@ class AppSource:
                     ],
                     held_records=sum(held.values()),
                     delayed=delayed,
-                    delivery_counts=self._collector.delivery_counts(name),
+                    delivery_counts=metrics.delivery_counts(name),
                     latency_p50=p50,
                     latency_p90=p90,
                     latency_p99=p99,

@@ -14,7 +14,7 @@ import logging
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar
 
 from aioshare._validate import check_int, check_name, check_seconds
 from aioshare.protocol.errors import ConfigError
@@ -84,11 +84,20 @@ class Route:
     priority: int = 0
     poll_interval: float = 1.0
     renew_fraction: float = 0.7
+    prefetch: int | None = None  # jobs fetched ahead of a free slot (None: concurrency // 4, at least 1)
     shutdown_timeout: float | None = None
     on_start: Hook | None = None
     on_shutdown: Hook | None = None
     on_lock_expired: Hook | None = None
     consumer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def prefetch_jobs(self) -> int:
+        """How many jobs may wait for a handler slot (fetched so that a slot that frees up
+        starts its next job at once, instead of after a fetch round trip)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return max(1, self.concurrency // 4)
 
     def validate(self, *, max_retry_delay: float) -> None:
         where = f"route {self.name!r}"
@@ -97,6 +106,7 @@ class Route:
         check_name(f"{where}: group_id", self.group_id)
         check_int(f"{where}: concurrency", self.concurrency, 1)
         check_int(f"{where}: consumers", self.consumers, 1)
+        check_int(f"{where}: prefetch", self.prefetch, 0, optional=True)
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise ConfigError(f"{where}: priority must be an int, got {self.priority!r}")
         if self.ack_mode not in ("explicit", "implicit"):
@@ -220,15 +230,18 @@ class HandlerBinding:
 
     def call(self, job: Job, batch: bool) -> Awaitable[Any]:
         arg: Any = job.messages if batch else job.messages[0]
+        result: Any
         if self._is_class:
-            return self._awaitable(self._instances[job.topic].handle(arg))
-        if self._is_object:
-            return self._awaitable(self.route.handler.handle(arg))
-        return self._awaitable(self.route.handler(arg))
+            result = self._instances[job.topic].handle(arg)
+        elif self._is_object:
+            result = self.route.handler.handle(arg)
+        else:
+            result = self.route.handler(arg)
+        if type(result) is _Coroutine:  # the usual case, without inspect's checks
+            return result
+        return self._awaitable(result)
 
     def _awaitable(self, result: object) -> Awaitable[Any]:
-        if type(result) is _Coroutine:  # the usual case, without inspect's checks
-            return cast(Awaitable[Any], result)
         if not inspect.isawaitable(result):
             raise TypeError(f"route {self.route.name!r}: the handler must be async (it returned {result!r})")
         return result

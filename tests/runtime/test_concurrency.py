@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aioshare.runtime import App, Message, per_batch
+from aioshare.runtime import App, EventKind, Message, per_batch
 from aioshare.runtime.limits import Limiter
 
 from .fakes import FakeBroker, Recorder, wait_until
@@ -24,7 +24,7 @@ async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
     running: set[int] = set()
     most = 0
 
-    @app.handler("jobs", group_id="g", concurrency=2)
+    @app.handler("jobs", group_id="g", concurrency=2, prefetch=0)
     async def handle(msg: Message[bytes]) -> None:
         nonlocal most
         running.add(msg.offset)
@@ -60,7 +60,7 @@ async def test_several_consumers_share_the_route_slots(make_app: AppFactory, bro
     gate = asyncio.Event()
     started = 0
 
-    @app.handler("jobs", group_id="g", concurrency=4, consumers=2)
+    @app.handler("jobs", group_id="g", concurrency=4, consumers=2, prefetch=0)
     async def handle(msg: Message[bytes]) -> None:
         nonlocal started
         started += 1
@@ -84,10 +84,69 @@ def test_max_in_flight_follows_concurrency_jobs_and_consumers() -> None:
         pass
 
     app.handler("jobs", group_id="g", concurrency=10, consumers=3, jobs=per_batch(5))(handle)
-    from aioshare.runtime.worker import RouteRunner
+    app.handler(
+        "jobs", name="exact", group_id="g", concurrency=10, consumers=3, jobs=per_batch(5), prefetch=0
+    )(handle)
+    app.handler("jobs", name="ahead", group_id="g", concurrency=1, prefetch=3)(handle)
+    from aioshare.runtime.member import max_in_flight_per_member
 
-    runner = RouteRunner(app.routes[0], rt=None)  # type: ignore[arg-type]
-    assert runner.member_max_in_flight() == 17  # ceil(10 * 5 / 3)
+    default, exact, ahead = app.routes
+    assert default.prefetch_jobs == 2  # a quarter of the concurrency (at least 1)
+    assert max_in_flight_per_member(default) == 20  # ceil((10 + 2) * 5 / 3)
+    assert max_in_flight_per_member(exact) == 17  # ceil(10 * 5 / 3)
+    assert max_in_flight_per_member(ahead) == 4
+
+
+async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
+    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+) -> None:
+    app = make_app()
+    gates = {offset: asyncio.Event() for offset in range(4)}
+    started: list[int] = []
+
+    @app.handler("jobs", group_id="g", concurrency=2, prefetch=2)
+    async def handle(msg: Message[bytes]) -> None:
+        started.append(msg.offset)
+        await gates[msg.offset].wait()
+
+    broker.produce("jobs", [b"x"] * 6)
+    async with app:
+        (consumer,) = broker.consumers
+        assert consumer.spec.max_in_flight == 4
+        await wait_until(lambda: started == [0, 1] and app.runners[0].held_count == 4)
+        # Two running, two queued for a slot; the fetch loop waits for room, not in getmany.
+        await wait_until(lambda: not consumer.in_getmany)
+        assert app.runners[0].dispatcher.queued == 2 and len(consumer.held) == 4
+        calls = len(consumer.getmany_calls)
+        gates[0].set()
+        await wait_until(lambda: started == [0, 1, 2])
+        # The freed slot took a queued job at once; the fetch that refills the queue asks
+        # for what it lacks: 0 free slots + 2 prefetch - 1 still queued.
+        await wait_until(lambda: len(consumer.getmany_calls) > calls)
+        assert consumer.getmany_calls[calls] == 1
+        for gate in gates.values():
+            gate.set()
+        gates.update({offset: gates[0] for offset in range(4, 6)})
+        await wait_until(lambda: broker.states()["acknowledged"] == 6)
+    assert recorder.outcome_counts() == {"accepted": 6}
+
+
+async def test_prefetched_jobs_are_released_at_shutdown(
+    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+) -> None:
+    app = make_app()
+    never = asyncio.Event()
+
+    @app.handler("jobs", group_id="g", concurrency=1, prefetch=2)
+    async def handle(msg: Message[bytes]) -> None:
+        await never.wait()
+
+    recs = broker.produce("jobs", [b"x"] * 3)
+    async with app:
+        await wait_until(lambda: app.runners[0].held_count == 3 and app.runners[0].running_count == 1)
+        await app.stop(timeout=0)
+    assert [r.history for r in recs] == [["acquired#1", "RELEASE"]] * 3
+    assert sorted(e.reason or "" for e in recorder.kinds(EventKind.RELEASED)) == ["shutdown"] * 3
 
 
 async def test_per_key_jobs_never_overlap_for_one_key(make_app: AppFactory, broker: FakeBroker) -> None:

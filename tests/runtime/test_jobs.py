@@ -26,7 +26,7 @@ def msg(topic: str, offset: int, partition: int = 0, key: bytes | None = None) -
         delivery_count=1,
         lock_expires_at=100.0,
     )
-    return Message(inner, owner=None, member=None, route="r", received_at=0.0)  # type: ignore[arg-type]
+    return Message(inner, owner=None, route="r")  # type: ignore[arg-type]
 
 
 def shape(jobs: list[Any]) -> list[tuple[Any, list[tuple[str, int, int]]]]:

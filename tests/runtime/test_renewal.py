@@ -247,7 +247,7 @@ async def test_without_renew_support_renewal_is_off_and_a_long_handler_loses_its
     app = make_app(consumer_factory=broker.factory)
     gate = asyncio.Event()
 
-    @app.handler("jobs", group_id="g", concurrency=1)
+    @app.handler("jobs", group_id="g", concurrency=1, prefetch=0)
     async def handle(msg: Message[bytes]) -> None:
         if msg.offset == 0 and msg.delivery_count == 1:
             await gate.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 
 from aioshare.protocol.errors import ConfigError
 from aioshare.runtime import App, Backoff, Message, Reject
-from aioshare.runtime.events import Event, EventKind
+from aioshare.runtime.events import Event, EventBus, EventKind
+from aioshare.runtime.metrics import Metrics
 from aioshare.runtime.report import (
     DELIVERY_COUNT_CAP,
     ConsumerReporter,
@@ -215,15 +217,25 @@ def received(route: str, dc: int) -> Event:
     )
 
 
-def test_collector_buckets_delivery_counts_of_five_and_more() -> None:
-    collector = ReportCollector()
+def test_metrics_bucket_delivery_counts_of_five_and_more() -> None:
+    metrics = Metrics()
+    bus = EventBus()
+    metrics.attach(bus)
     for dc in (1, 1, 2, 4, 5, 6, 9):
-        collector.on_event(received("r", dc))
-    collector.on_event(received("other", 1))
+        bus.emit(received("r", dc))  # the event path (other subscribers listen)
+    metrics.count_received("other", [_Rec("t", 1)])  # the batch path (only the metrics listen)
+    metrics.count_received("r", [_Rec("t", 7)])
     assert DELIVERY_COUNT_CAP == 5
-    assert collector.delivery_counts("r") == {1: 2, 2: 1, 4: 1, 5: 3}
-    assert collector.delivery_counts("other") == {1: 1}
-    assert collector.delivery_counts("nobody") == {}
+    assert metrics.delivery_counts("r") == {1: 2, 2: 1, 4: 1, 5: 4}
+    assert metrics.delivery_counts("other") == {1: 1}
+    assert metrics.delivery_counts("nobody") == {}
+    assert metrics.value("records-consumed-total", route="r") == 8
+
+
+@dataclasses.dataclass
+class _Rec:
+    topic: str
+    delivery_count: int
 
 
 def test_collector_keeps_the_last_errors_newest_last_with_bounded_tracebacks() -> None:

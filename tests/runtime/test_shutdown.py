@@ -54,7 +54,7 @@ async def test_graceful_stop_accepts_what_finishes_and_releases_the_rest(
         await wait_until(lambda: fast.state == "acknowledged" and runner.delayed_count == 1)
         await wait_until(lambda: runner.running_count == 2)
         stopping = asyncio.create_task(app.stop(timeout=0.5))
-        await wait_until(lambda: runner._stopping and not runner._fetch_tasks)
+        await wait_until(lambda: runner.stopping and runner.fetching == 0)
         slow.set()  # finishes within the timeout: accepted
         await stopping
         assert not app.running
@@ -121,7 +121,7 @@ async def test_second_stop_request_cancels_running_handlers_at_once(
     serving = asyncio.create_task(app.serve(handle_signals=False))
     await wait_until(lambda: app.running and app.runners[0].running_count == 1)
     app.request_stop()  # graceful: would wait up to 60 s for the handler
-    await wait_until(lambda: app.runners[0]._stopping)
+    await wait_until(lambda: app.runners[0].stopping)
     assert not serving.done()
     app.request_stop()  # impatient: cancel now
     await asyncio.wait_for(serving, 5)
@@ -145,7 +145,7 @@ async def test_sigterm_stops_serve_gracefully(
     serving = asyncio.create_task(app.serve())
     await wait_until(lambda: app.running and app.runners[0].running_count == 1)
     os.kill(os.getpid(), signal.SIGTERM)
-    await wait_until(lambda: app.runners[0]._stopping)
+    await wait_until(lambda: app.runners[0].stopping)
     finish.set()  # the running handler may finish: its record is accepted
     await asyncio.wait_for(serving, 5)
     assert rec.history == ["acquired#1", "ACCEPT"]
@@ -199,9 +199,10 @@ async def test_a_runtime_bug_in_a_job_stops_the_app_without_losing_records(
             def broken(*args: object, **kwargs: object) -> None:
                 raise ZeroDivisionError("bug in settling")
 
-            monkeypatch.setattr(runner, "_settle", broken)
+            monkeypatch.setattr(runner.settler, "accept", broken)
             broker.produce("jobs", [b"y"])
-            await app.wait()
+            async with asyncio.timeout(10):
+                await app.wait()
     assert isinstance(app.failure, ZeroDivisionError)
     assert recorder.outcome_counts() == {"released": 1}
     assert broker.states()["acquired"] == 0

@@ -1,0 +1,84 @@
+"""A route's member: one ShareConsumer of its group, sized from the route.
+
+A route runs ``consumers`` members; their consumers together hold at most
+``(concurrency + prefetch) * records_per_job`` records (``max_in_flight``, split evenly), and
+report lock expiries and acknowledgement results to the route's callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec
+from aioshare.runtime.route import Route
+from aioshare.share.ack_tracker import AckResultCallback
+from aioshare.share.consumer import LockExpiredCallback
+
+__all__ = ["Member", "max_in_flight_per_member"]
+
+log = logging.getLogger(__name__)
+
+
+def max_in_flight_per_member(route: Route) -> int:
+    """Each member's share of what the route's handlers can take at once, and of the jobs
+    fetched ahead for them (``prefetch``)."""
+    total = (route.concurrency + route.prefetch_jobs) * route.jobs.records_per_job
+    return max(1, math.ceil(total / route.consumers))
+
+
+class Member:
+    """One ShareConsumer of a route."""
+
+    def __init__(
+        self,
+        route: Route,
+        index: int,
+        *,
+        factory: ConsumerFactory,
+        bootstrap_servers: str | tuple[str, ...],
+        options: Mapping[str, Any],
+        on_lock_expired: LockExpiredCallback,
+        on_ack_result: AckResultCallback,
+    ) -> None:
+        self.route_name = route.name
+        self.index = index
+        self.started = False
+        in_flight = max_in_flight_per_member(route)
+        spec = ConsumerSpec(
+            topics=route.topics,
+            group_id=route.group_id,
+            bootstrap_servers=bootstrap_servers,
+            max_in_flight=in_flight,
+            max_poll_records=in_flight,
+            on_lock_expired=on_lock_expired,
+            on_ack_result=on_ack_result,
+            value_type=route.value_type,
+            value_deserializer=route.value_deserializer,
+            key_deserializer=route.key_deserializer,
+            member_index=index,
+            keep_alive_fraction=route.renew_fraction,
+            options={**options, **route.consumer_options},
+        )
+        self.consumer: ConsumerLike = factory(spec)
+
+    async def start(self) -> None:
+        """Join the group."""
+        await self.consumer.start()
+        self.started = True
+
+    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 -- the consumer's own close budget
+        """Commit what is recorded and leave the group (failures are logged, not raised)."""
+        if not self.started:
+            return
+        self.started = False
+        try:
+            await self.consumer.commit(timeout=timeout)
+        except Exception as exc:
+            log.debug("route %r: final commit of member %d failed: %r", self.route_name, self.index, exc)
+        try:
+            await self.consumer.close(timeout=timeout)
+        except Exception as exc:
+            log.warning("route %r: closing member %d failed: %r", self.route_name, self.index, exc)
