@@ -6,6 +6,7 @@ See docs/runtime.md.  The optional adapters live in ``aioshare.runtime.prometheu
 """
 
 from aioshare.runtime.app import App
+from aioshare.runtime.broker_dlq import BrokerDeadLetterSink
 from aioshare.runtime.clock import Clock, LoopClock, ManualClock
 from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec, share_consumer
 from aioshare.runtime.dlq import DeadLetterSink, KafkaDeadLetterSink, dead_letter_headers
@@ -19,6 +20,7 @@ from aioshare.runtime.route import Handler, Route
 __all__ = [
     "App",
     "Backoff",
+    "BrokerDeadLetterSink",
     "Clock",
     "ConsumerFactory",
     "ConsumerLike",
