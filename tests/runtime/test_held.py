@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,29 +10,19 @@ from typing import Any
 import pytest
 
 from aioshare.protocol.errors import IllegalStateError
-from aioshare.protocol.types import TopicIdPartition, TopicPartition
+from aioshare.protocol.types import TopicPartition
 from aioshare.runtime import Message
 from aioshare.runtime.delays import DelayBudget
 from aioshare.runtime.held import HeldRecords, IllegalTransitionError, State
 from aioshare.share.consumer import LockExpiry
-from aioshare.share.message import Message as ShareMessage
+
+from .test_jobs import msg
 
 QUEUED, RUNNING, DEAD_LETTERING, DELAYED, DONE = State
 
 
 def record(offset: int = 0, topic: str = "t", partition: int = 0) -> Message[Any]:
-    inner = ShareMessage(
-        topic=topic,
-        tp=TopicIdPartition(uuid.uuid5(uuid.NAMESPACE_DNS, topic), partition),
-        offset=offset,
-        key=None,
-        value=b"v",
-        headers=[],
-        timestamp=0,
-        delivery_count=1,
-        lock_expires_at=100.0,
-    )
-    return Message(inner, owner=None, route="r")  # type: ignore[arg-type]
+    return msg(topic, offset, partition)
 
 
 def held_in(state: State, records: HeldRecords[Message[Any]]) -> Message[Any]:
