@@ -13,7 +13,9 @@ delays responses. Every task the broker starts is owned here and finished by `cl
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -30,13 +32,42 @@ from aioshare.broker.kafka_versions import parse_kafka_version
 from aioshare.broker.listeners import ListenerSpec
 from aioshare.broker.security import ListenerSecurity, ScramCredentialStore, parse_scram_credentials
 from aioshare.broker.server import ApiRegistry, NodeServer, RequestMemoryPool, ResponseDelay
+from aioshare.broker.share_leader import leader_for
+from aioshare.broker.share_partition import InFlightRange
 from aioshare.broker.topics import Partition
+from aioshare.protocol.types import RecordState
 
 logger = logging.getLogger("aioshare.broker")
 
 FIRST_NODE_ID = 1
 # Kafka's log.retention.check.interval.ms default.
 RETENTION_CHECK_INTERVAL = 300.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShareRecords:
+    """One share-partition's records as its leader holds them: offsets below ``start_offset`` are
+    done (acknowledged or archived - Kafka forgets which), ``in_flight`` the runs from there on
+    (available, acquired, acknowledged, archived, each with its delivery count)."""
+
+    start_offset: int
+    end_offset: int
+    in_flight: list[InFlightRange]
+
+    def state_of(self, offset: int) -> tuple[RecordState, int] | None:
+        """(state, delivery count) of an offset at or past ``start_offset``; None below it or for
+        an offset not fetched yet."""
+        for run in self.in_flight:
+            if run.first_offset <= offset <= run.last_offset:
+                return run.state, run.delivery_count
+        return None
+
+    def counts(self) -> collections.Counter[str]:
+        """Offsets per state ("available", "acquired", "acknowledged", "archived"), in flight only."""
+        counts: collections.Counter[str] = collections.Counter()
+        for run in self.in_flight:
+            counts[run.state.name.lower()] += run.last_offset - run.first_offset + 1
+        return counts
 
 
 class EmbeddedBroker:
@@ -282,6 +313,16 @@ class EmbeddedBroker:
         if found is None:
             raise KeyError(f"no partition {topic}-{partition}")
         return found
+
+    def share_records(self, group: str, topic: str, partition: int = 0) -> ShareRecords | None:
+        """What a share group holds of one partition now, as the leader keeps it (None when no
+        member of the group has fetched it yet): for tests that count every record's fate."""
+        part = self.partition(topic, partition)
+        leader, _created = leader_for(self.registry, self.cluster)
+        share_partition = leader.cached(part.leader, group, part)
+        if share_partition is None:
+            return None
+        return ShareRecords(share_partition.start_offset, share_partition.end_offset, share_partition.in_flight())
 
     async def enforce_retention(self) -> None:
         """Apply retention.ms / retention.bytes now (otherwise every retention check interval)."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 if TYPE_CHECKING:
     from aioshare.broker.config import RawValue
-    from aioshare.broker.embedded import EmbeddedBroker
+    from aioshare.broker.embedded import EmbeddedBroker, ShareRecords
 
 __all__ = ["TEST_BROKER_CONFIG", "ThreadedBroker"]
 
@@ -229,6 +229,15 @@ class ThreadedBroker:
             await producer.start()
             self._producer = producer
         return self._producer
+
+    async def share_records(self, group: str, topic: str, partition: int = 0) -> ShareRecords | None:
+        """What ``group`` holds of the partition now (``EmbeddedBroker.share_records``): count
+        records acknowledged, archived, acquired or available, with their delivery counts."""
+
+        async def read(broker: EmbeddedBroker) -> ShareRecords | None:
+            return broker.share_records(group, topic, partition)
+
+        return await self.acall(read)
 
     async def set_group_config(self, group_id: str, config: Mapping[str, str]) -> None:
         """Set share-group configs (``share.auto.offset.reset``, ``share.record.lock.duration.ms``...)."""

@@ -25,13 +25,11 @@ import collections
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aioshare.protocol.errors import IllegalStateError, InvalidRecordStateError
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
-from aioshare.runtime import ConsumerSpec, Event, EventKind, ManualClock
+from aioshare.runtime import ConsumerSpec, ManualClock
 from aioshare.runtime.delays import Scheduler, TimerHandle
-from aioshare.runtime.events import TERMINAL_KINDS
 from aioshare.share.ack_tracker import AckResult, AckStatus
 from aioshare.share.consumer import LockExpiry
 from aioshare.share.deserialize import make_key_decoder, make_value_decoder
@@ -478,104 +476,3 @@ class FakeConsumer:
             key_decoder=self._key_decoder,
             value_decoder=self._value_decoder,
         )
-
-
-@dataclass
-class SentDeadLetter:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k == name:
-                return None if v is None else v.decode()
-        return None
-
-
-class FakeDeadLetterSink:
-    def __init__(self) -> None:
-        self.sent: list[SentDeadLetter] = []
-        self.fail_with: BaseException | None = None
-        self.gate: asyncio.Event | None = None
-        self.started = False
-        self.closed = False
-        self.attempts = 0
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def send(
-        self,
-        topic: str,
-        *,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes | None]],
-        timeout: float,  # noqa: ASYNC109
-    ) -> None:
-        self.attempts += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.sent.append(SentDeadLetter(topic, key, value, headers))
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class Recorder:
-    """Collects the app's events; answers 'what became of each record'."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self, kind: EventKind | str) -> list[Event]:
-        return [e for e in self.events if e.kind == kind]
-
-    def terminal(self) -> dict[tuple[str, int, int, int], EventKind]:
-        """(topic, partition, offset, delivery_count) -> its terminal event; fails on doubles."""
-        out: dict[tuple[str, int, int, int], EventKind] = {}
-        for e in self.events:
-            if e.kind in TERMINAL_KINDS:
-                assert e.topic is not None and e.partition is not None
-                assert e.offset is not None and e.delivery_count is not None
-                key = (e.topic, e.partition, e.offset, e.delivery_count)
-                assert key not in out, f"{key} settled twice: {out[key]} and {e.kind}"
-                out[key] = e.kind
-        return out
-
-    def received(self) -> set[tuple[str, int, int, int]]:
-        out = set()
-        for e in self.kinds(EventKind.RECEIVED):
-            assert e.topic is not None and e.partition is not None
-            assert e.offset is not None and e.delivery_count is not None
-            out.add((e.topic, e.partition, e.offset, e.delivery_count))
-        return out
-
-    def outcome_counts(self) -> collections.Counter[str]:
-        return collections.Counter(k.value for k in self.terminal().values())
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Wait (bounded) for a condition that other tasks make true; fail the test otherwise."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():  # noqa: ASYNC110 -- polls state owned by the tasks under test
-                await asyncio.sleep(0.001)
-    except TimeoutError:
-        raise AssertionError(f"condition not met within {timeout}s: {predicate}") from None
-
-
-def runtime_tasks() -> list[asyncio.Task[Any]]:
-    """Live tasks started by the runtime (they are all named aioshare-*)."""
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if t.get_name().startswith("aioshare-") and not t.done() and t is not asyncio.current_task()
-    ]

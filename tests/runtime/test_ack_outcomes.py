@@ -19,9 +19,8 @@ from aioshare.runtime import App, Event, EventKind, Message
 from aioshare.runtime.logs import RECORDS_LOGGER
 from aioshare.share import AckInDoubtError
 from tests.client.fakes import FakeCluster
+from tests.kit import wait_until
 from tests.share.consumer_fake import TOPIC, ShareFake
-
-from .fakes import wait_until
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from aioshare.protocol.errors import ConfigError
 from aioshare.runtime import App, Backoff, EventKind, Message
 from aioshare.runtime.broker_dlq import BrokerDeadLetterSink
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
+from tests.kit import wait_until
 
-from .fakes import Recorder, wait_until
+from .kit import Recorder
 from .test_e2e import read_topic
 
 LOCK_MS = 2000

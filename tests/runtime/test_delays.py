@@ -9,8 +9,7 @@ import pytest
 
 from aioshare.runtime import LoopClock, ManualClock
 from aioshare.runtime.delays import DelayBudget, Scheduler
-
-from .fakes import wait_until
+from tests.kit import wait_until
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import pytest
 from aioshare.runtime.dispatch import Dispatcher
 from aioshare.runtime.isolation import isolated
 from aioshare.runtime.jobs import Job
-
-from .fakes import wait_until
+from tests.kit import wait_until
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 

@@ -18,8 +18,9 @@ import pytest
 
 from aioshare.runtime import App, Backoff, EventKind, Message, Retry
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
+from tests.kit import wait_until
 
-from .fakes import Recorder, wait_until
+from .kit import Recorder
 
 LOCK_MS = 2000
 

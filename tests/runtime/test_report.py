@@ -33,8 +33,7 @@ from aioshare.runtime.report import (
 )
 from aioshare.testing import ThreadedBroker
 from aioshare.testing.apps import prepare
-
-from .fakes import wait_until
+from tests.kit import wait_until
 
 REPORT_LOGGER = "aioshare.runtime.report"
 
