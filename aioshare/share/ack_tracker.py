@@ -528,9 +528,10 @@ class AckTracker:
                 # some of them: ask again in halves to find which.
                 ask_again.setdefault(r.tp, []).append(r)
             elif code:
+                error = error_for_code(code, messages.get(r.tp))
                 if code == ErrorCode.INVALID_RECORD_STATE:
-                    self._lose(r)  # the broker no longer holds it for us
-                r.finish(error_for_code(code, messages.get(r.tp)))
+                    self._lose(r, error)  # the broker no longer holds it for us
+                r.finish(error)
             elif self._still_held(r):
                 # Only now: had the lock run out meanwhile, the broker renewed another delivery.
                 self.renew_supported = True
@@ -675,11 +676,11 @@ class AckTracker:
         r.finish(_expired(r.msg))
         return False
 
-    def _lose(self, r: Renewal) -> None:
-        """The broker refused to RENEW ``r``'s record: its lock is gone, here too."""
+    def _lose(self, r: Renewal, error: BaseException) -> None:
+        """The broker refused to RENEW ``r``'s record (``error``): its lock is gone, here too."""
         if self.leases.settle_delivery(r.tp, r.offset, r.delivery_count, self._time()):
             if self._on_expired is not None:
-                self._on_expired([ExpiredRange(r.tp, r.offset, r.offset)])
+                self._on_expired([ExpiredRange(r.tp, r.offset, r.offset, error)])
 
     # -- internals: keep-alive ---------------------------------------------------------
 

@@ -90,16 +90,22 @@ AckMode = Literal["explicit", "implicit"]
 
 
 class LockExpiry(NamedTuple):
-    """Offsets [first_offset, last_offset] of a partition whose acquisition lock ran out."""
+    """Offsets [first_offset, last_offset] of a partition whose acquisition lock ran out;
+    ``error`` is the broker's when it said so (a refused RENEW), None when the time ran out."""
 
     topic_partition: TopicPartition
     first_offset: int
     last_offset: int
+    error: BaseException | None = None
 
 
 LockExpiredCallback = Callable[[list[LockExpiry]], object]
 
-_ACQUIRE_MODES = {"batch_optimized": AcquireMode.BATCH_OPTIMIZED, "record_limit": AcquireMode.RECORD_LIMIT}
+_ACQUIRE_MODES = {
+    "batch_optimized": AcquireMode.BATCH_OPTIMIZED,
+    "record_limit": AcquireMode.RECORD_LIMIT,
+    "auto": AcquireMode.RECORD_LIMIT,  # where the leader serves it (ShareFetch v2), else batches
+}
 
 
 class ShareConsumer:
@@ -126,7 +132,7 @@ class ShareConsumer:
         group_id: str,
         bootstrap_servers: str | Iterable[str] = "127.0.0.1:9092",
         ack_mode: AckMode = "implicit",
-        acquire_mode: Literal["batch_optimized", "record_limit"] = "batch_optimized",
+        acquire_mode: Literal["batch_optimized", "record_limit", "auto"] = "batch_optimized",
         max_poll_records: int = 500,
         max_in_flight: int | None = None,
         fetch_max_wait: float = 0.5,
@@ -155,7 +161,7 @@ class ShareConsumer:
             raise ConfigError(f"ack_mode must be 'explicit' or 'implicit', not {ack_mode!r}")
         if acquire_mode not in _ACQUIRE_MODES:
             raise ConfigError(
-                f"acquire_mode must be 'batch_optimized' or 'record_limit', not {acquire_mode!r}"
+                f"acquire_mode must be 'batch_optimized', 'record_limit' or 'auto', not {acquire_mode!r}"
             )
         if not all(isinstance(t, str) and t for t in topics):
             raise ConfigError(f"topics must be topic names, got {topics!r}")
@@ -206,6 +212,7 @@ class ShareConsumer:
             max_bytes=fetch_max_bytes,
             acquire_mode=_ACQUIRE_MODES[acquire_mode],
             request_timeout=request_timeout,
+            record_limit_if_served=acquire_mode == "auto",
         )
         self._max_in_flight = max_in_flight if max_in_flight is not None else 2 * max_poll_records
         self._ack_linger = ack_linger
@@ -776,7 +783,7 @@ class ShareConsumer:
         callback = self._on_lock_expired
         if callback is None:
             return
-        report = [LockExpiry(self._topic_partition(e.tp), e.first, e.last) for e in expired]
+        report = [LockExpiry(self._topic_partition(e.tp), e.first, e.last, e.error) for e in expired]
         try:
             callback(report)
         except Exception:

@@ -127,6 +127,9 @@ class FetchConfig:
     max_bytes: int
     acquire_mode: AcquireMode
     request_timeout: float
+    # acquire_mode="auto": RECORD_LIMIT where the leader serves ShareFetch v2, batch-optimized
+    # elsewhere (instead of failing).
+    record_limit_if_served: bool = False
 
 
 # -- events: what the consumer must act on ---------------------------------------------
@@ -384,13 +387,17 @@ class LeaderSession:
         cfg = self._config
         if version_of is None:
             return None
+        acquire_mode = cfg.acquire_mode
         try:
             version = version_of(ShareFetchRequest.API_KEY)  # raises if the leader has no ShareFetch
-            if cfg.acquire_mode is AcquireMode.RECORD_LIMIT and version < _RECORD_LIMIT_MIN_VERSION:
-                raise UnsupportedVersionError(
-                    f"acquire_mode='record_limit' needs ShareFetch v2 (Kafka 4.2); node "
-                    f"{self.node_id} offers v{version}"
-                )
+            if acquire_mode is AcquireMode.RECORD_LIMIT and version < _RECORD_LIMIT_MIN_VERSION:
+                if cfg.record_limit_if_served:
+                    acquire_mode = AcquireMode.BATCH_OPTIMIZED
+                else:
+                    raise UnsupportedVersionError(
+                        f"acquire_mode='record_limit' needs ShareFetch v2 (Kafka 4.2); node "
+                        f"{self.node_id} offers v{version}"
+                    )
         except UnsupportedVersionError as exc:
             self._fatal(exc)
             return None
@@ -401,7 +408,7 @@ class LeaderSession:
             max_bytes=cfg.max_bytes,
             max_records=turn.reserved,
             batch_size=turn.reserved,
-            acquire_mode=cfg.acquire_mode,
+            acquire_mode=acquire_mode,
         )
         data = self.session.build_fetch(params, acks.batches if acks is not None else None)
         timeout = cfg.request_timeout + cfg.max_wait_ms / 1000

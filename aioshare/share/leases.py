@@ -47,6 +47,7 @@ class ExpiredRange(NamedTuple):
     tp: TopicIdPartition
     first: int
     last: int
+    error: BaseException | None = None  # why, when the broker said so (a refused RENEW)
 
 
 class LeaseInfo(NamedTuple):

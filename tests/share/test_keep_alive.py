@@ -276,7 +276,9 @@ def test_a_refused_renew_loses_the_lock_at_once() -> None:
     request = h.take()
     assert request is not None
     h.answer(request, refuse=[0])
-    assert h.expired == [ExpiredRange(TP, 0, 0)] and h.leases.held_count == 0  # not at 30 s
+    ((tp, first, last, why),) = h.expired
+    assert (tp, first, last) == (TP, 0, 0) and h.leases.held_count == 0  # not at 30 s
+    assert isinstance(why, InvalidRecordStateError)  # on_lock_expired says why: the broker's refusal
     ((offset, exc),) = h.errors
     assert offset == 0 and isinstance(exc, InvalidRecordStateError)
     msg.accept()  # the lock is gone: the ack fails here, nothing is sent
@@ -301,7 +303,7 @@ def test_renewals_refused_together_are_asked_again_in_halves_to_find_the_lost_on
         [6, 7],
     ]
     assert sent == 7
-    assert h.expired == [ExpiredRange(TP, 5, 5)]
+    assert [e[:3] for e in h.expired] == [(TP, 5, 5)]
     assert [o for o, _ in h.errors] == [5]
     assert [m.offset for m in h.msgs if m.kept_alive] == [0, 1, 2, 3, 4, 6, 7]
     assert all(h.leases.deadline_of(TP, o) == 50.0 for o in (0, 1, 2, 3, 4, 6, 7))

@@ -66,7 +66,13 @@ class Clock:
 class Harness:
     """A LeaderSession with a real AckTracker, LeaseTable and Capacity on a fake clock."""
 
-    def __init__(self, *, max_in_flight: int = 100, acquire_mode: AcquireMode = AcquireMode.BATCH_OPTIMIZED):
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 100,
+        acquire_mode: AcquireMode = AcquireMode.BATCH_OPTIMIZED,
+        record_limit_if_served: bool = False,
+    ):
         self.clock = Clock()
         self.results: list[AckResult] = []
         self.leases = LeaseTable()
@@ -88,6 +94,7 @@ class Harness:
             max_bytes=1 << 20,
             acquire_mode=acquire_mode,
             request_timeout=30.0,
+            record_limit_if_served=record_limit_if_served,
         )
         self.core = LeaderSession(
             NODE,
@@ -364,6 +371,22 @@ def test_record_limit_needs_share_fetch_v2() -> None:
     (failed,) = h.events()
     assert isinstance(failed, SessionFailed) and isinstance(failed.error, UnsupportedVersionError)
     assert "record_limit" in str(failed.error)
+
+
+@pytest.mark.parametrize(
+    ("share_fetch", "sent_mode"), [(2, AcquireMode.RECORD_LIMIT), (1, AcquireMode.BATCH_OPTIMIZED)]
+)
+def test_auto_acquire_mode_cuts_batches_where_the_leader_can(
+    share_fetch: int, sent_mode: AcquireMode
+) -> None:
+    """acquire_mode="auto": record_limit on ShareFetch v2 (Kafka 4.2+), whole batches before."""
+    h = Harness(acquire_mode=AcquireMode.RECORD_LIMIT, record_limit_if_served=True)
+    h.core.set_partitions({TP})
+    turn = h.core.next_request(h.clock())
+    assert isinstance(turn, Turn)
+    out = h.core.build(turn, versions(share_fetch=share_fetch), h.clock())
+    assert out is not None and h.events() == []
+    assert out.request.share_acquire_mode == sent_mode  # type: ignore[attr-defined]
 
 
 def test_a_renew_goes_first_and_needs_share_acknowledge_v2() -> None:
