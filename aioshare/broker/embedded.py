@@ -34,6 +34,7 @@ from aioshare.broker.security import ListenerSecurity, ScramCredentialStore, par
 from aioshare.broker.server import ApiRegistry, NodeServer, RequestMemoryPool, ResponseDelay
 from aioshare.broker.share_leader import leader_for
 from aioshare.broker.share_partition import InFlightRange
+from aioshare.broker.share_state import ShareStateKey
 from aioshare.broker.topics import Partition
 from aioshare.protocol.types import RecordState
 
@@ -315,14 +316,29 @@ class EmbeddedBroker:
         return found
 
     def share_records(self, group: str, topic: str, partition: int = 0) -> ShareRecords | None:
-        """What a share group holds of one partition now, as the leader keeps it (None when no
-        member of the group has fetched it yet): for tests that count every record's fate."""
+        """What a share group holds of one partition now (None when no member of the group has
+        fetched it yet): for tests that count every record's fate.  The leader's live view while
+        the group has sessions; after the last one closed, the persisted share state (nothing is
+        acquired then: the session close released it)."""
         part = self.partition(topic, partition)
         leader, _created = leader_for(self.registry, self.cluster)
         share_partition = leader.cached(part.leader, group, part)
-        if share_partition is None:
+        if share_partition is not None:
+            return ShareRecords(
+                share_partition.start_offset, share_partition.end_offset, share_partition.in_flight()
+            )
+        stored = self.cluster.share_state.read(ShareStateKey(group, part.topic.topic_id, partition))
+        if stored is None or stored.start_offset < 0:
             return None
-        return ShareRecords(share_partition.start_offset, share_partition.end_offset, share_partition.in_flight())
+        runs = [
+            InFlightRange(
+                b.first_offset, b.last_offset, RecordState(b.delivery_state), b.delivery_count, None, None
+            )
+            for b in stored.batches
+            if b.last_offset >= stored.start_offset
+        ]
+        end = max((run.last_offset for run in runs), default=stored.start_offset - 1)
+        return ShareRecords(stored.start_offset, end, runs)
 
     async def enforce_retention(self) -> None:
         """Apply retention.ms / retention.bytes now (otherwise every retention check interval)."""

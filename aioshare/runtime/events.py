@@ -1,9 +1,15 @@
 """The runtime's event bus: every step of every record, for metrics, tracing and tests.
 
 A record's life is ``received`` → (``renewed``, ``retried``, ``error``)* → exactly one
-terminal event: ``accepted``, ``released``, ``rejected``, ``dead_lettered`` or
-``lock_expired``.  ``retried`` is followed by ``released`` when its delay has passed;
-``dead_lettered`` means the copy reached the dead-letter topic and the record was rejected.
+terminal event: ``accepted``, ``released``, ``rejected``, ``dead_lettered``, ``lock_expired``,
+``ack_refused`` or ``ack_in_doubt``.  The four outcomes that are acknowledgements come when the
+broker has applied them: ``accepted`` means the broker confirmed the ACCEPT.  An acknowledgement
+the broker refused ends as ``ack_refused`` (``error`` is Kafka's, ``reason`` the outcome it was
+for: "accepted", ...); one sent and never answered (connection lost) as ``ack_in_doubt`` - the
+broker may or may not have applied it; one the consumer could not send (the lock ran out first,
+the session ended) as ``released`` with reason "ack-not-sent": the broker gets the record back.
+``retried`` is followed by ``released`` when its delay has passed and the RELEASE is applied;
+``dead_lettered`` means the copy reached the dead-letter topic and the REJECT was applied.
 ``ack_committed`` reports what became of a run of acknowledgements: ``count`` records of one
 partition from ``offset`` on, of one ``ack_type`` ("accept", "release", "reject"), with
 ``reason`` its status - "applied" (the broker confirmed; ``error`` None), "refused" (the
@@ -38,6 +44,8 @@ class EventKind(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
     ERROR = "error"
     ACK_COMMITTED = "ack_committed"
+    ACK_REFUSED = "ack_refused"
+    ACK_IN_DOUBT = "ack_in_doubt"
 
 
 TERMINAL_KINDS = frozenset(
@@ -47,6 +55,8 @@ TERMINAL_KINDS = frozenset(
         EventKind.REJECTED,
         EventKind.DEAD_LETTERED,
         EventKind.LOCK_EXPIRED,
+        EventKind.ACK_REFUSED,
+        EventKind.ACK_IN_DOUBT,
     }
 )
 

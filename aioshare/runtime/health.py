@@ -9,7 +9,9 @@
 * ``/livez`` - 200 while the event loop runs and the app has not failed; 503 with a JSON
   ``reason`` once a fatal error stopped it (a consumer that cannot go on, a runtime bug).
 * ``/readyz`` - 200 once the app runs and every member of every route has joined its share
-  group (member epoch > 0); 503 while starting, while a member is (re)joining, once a stop was
+  group (member epoch > 0) and heard from its coordinator lately (a heartbeat answered within
+  ``heartbeat_timeout``, 15 s by default); 503 while starting, while a member is (re)joining,
+  while a member's heartbeats go unanswered, after its consumer failed, once a stop was
   requested, and after a failure.
 * ``/metrics`` - the app's ``Metrics`` in the Prometheus text format: through
   ``prometheus_client`` (``aioshare.runtime.prometheus``) when it is installed, otherwise
@@ -29,14 +31,18 @@ import contextlib
 import importlib
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aioshare._validate import check_seconds
 from aioshare.runtime.app import App
+from aioshare.runtime.member import Member
 from aioshare.runtime.metrics import Counter, Gauge, Histogram, Metrics
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_TIMEOUT",
     "TEXT_CONTENT_TYPE",
     "AppHealth",
     "HealthBindError",
@@ -51,6 +57,12 @@ __all__ = [
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
+
+# Readiness gives a member this long without an answered heartbeat: three of Kafka's default
+# 5 s heartbeat intervals (one or two lost heartbeats are a blip, not an outage), a third of
+# its default 45 s session timeout - so Kubernetes' default probe (3 failures, 10 s apart)
+# marks the pod not ready about when the coordinator gives the member up.
+DEFAULT_HEARTBEAT_TIMEOUT = 15.0
 
 _REQUEST_TIMEOUT = 5.0  # a client has this long to send its request line and headers
 _MAX_REQUEST = 8192  # bytes of request line + headers
@@ -83,12 +95,6 @@ class AppHealth:
         return body
 
 
-def _member_epoch(consumer: object) -> int | None:
-    """The consumer's member epoch; None for a consumer that has none (a test double)."""
-    epoch = getattr(consumer, "member_epoch", None)
-    return epoch if isinstance(epoch, int) else None
-
-
 def all_members_joined(app: App) -> bool:
     """The app runs and every member of every route has joined its group (epoch > 0).
 
@@ -100,22 +106,67 @@ def all_members_joined(app: App) -> bool:
         return False
     for runner in app.runners:
         for member in runner.members:
-            epoch = _member_epoch(member.consumer)
+            epoch = member.member_epoch
             if epoch is not None and epoch <= 0:
                 return False
     return True
 
 
-def app_health(app: App) -> AppHealth:
-    """The app's liveness and readiness, read from its public state (never blocks)."""
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _member_trouble(
+    route: str, group_id: str, member: Member, now: float, heartbeat_timeout: float
+) -> str | None:
+    """Why this member cannot count as ready, one line naming its route and group (None when
+    it can)."""
+    failure = member.failure
+    if failure is not None:
+        return (
+            f"route {route!r} group {group_id!r} member {member.index}: "
+            f"the consumer failed: {type(failure).__name__}: {failure}"
+        )
+    epoch = member.member_epoch
+    if epoch is None:
+        return None  # a consumer that reports no membership (a test double)
+    if epoch <= 0:
+        return f"route {route!r} member {member.index} has not joined group {group_id!r}"
+    last = member.last_heartbeat_at
+    if last is None or now - last <= heartbeat_timeout:
+        return None
+    failures = member.heartbeat_failures or 0
+    detail = _plural(failures, "failure") if failures else "the last one still unanswered"
+    return (
+        f"route {route!r} group {group_id!r} member {member.index}: "
+        f"no heartbeat answered for {now - last:.1f} s ({detail})"
+    )
+
+
+def app_health(
+    app: App, *, heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT, now: float | None = None
+) -> AppHealth:
+    """The app's liveness and readiness, read from its public state (never blocks).
+
+    A member that joined is not ready once its coordinator has answered no heartbeat for more
+    than ``heartbeat_timeout`` seconds (its epoch outlives its heartbeats until the session
+    timeout fences it), nor once its consumer has failed.  ``now`` is the consumers' event-loop
+    clock (``loop.time()``); by default the running loop's, else ``time.monotonic()`` (the
+    clock of asyncio's loop and of uvloop's).
+    """
+    if now is None:
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = time.monotonic()
     routes: list[dict[str, Any]] = []
-    unjoined: list[str] = []
+    troubles: list[str] = []
     for runner in app.runners:
+        group_id = runner.route.group_id
         members = []
         for member in runner.members:
             consumer = member.consumer
-            epoch = _member_epoch(consumer)
-            entry: dict[str, Any] = {"index": member.index, "member_epoch": epoch}
+            entry: dict[str, Any] = {"index": member.index, "member_epoch": member.member_epoch}
             assignment = getattr(consumer, "assignment", None)
             if callable(assignment):
                 with contextlib.suppress(Exception):
@@ -123,12 +174,17 @@ def app_health(app: App) -> AppHealth:
             held = getattr(consumer, "held", None)
             if isinstance(held, int):
                 entry["held"] = held
+            last = member.last_heartbeat_at
+            if last is not None:
+                entry["heartbeat_age"] = round(now - last, 3)
+            failures = member.heartbeat_failures
+            if failures is not None:
+                entry["heartbeat_failures"] = failures
             members.append(entry)
-            if epoch is not None and epoch <= 0:
-                unjoined.append(
-                    f"route {runner.name!r} member {member.index} has not joined group {runner.route.group_id!r}"
-                )
-        routes.append({"route": runner.name, "group_id": runner.route.group_id, "members": members})
+            trouble = _member_trouble(runner.name, group_id, member, now, heartbeat_timeout)
+            if trouble is not None:
+                troubles.append(trouble)
+        routes.append({"route": runner.name, "group_id": group_id, "members": members})
     failure = app.failure
     phase = app.phase
     if failure is not None:
@@ -140,8 +196,8 @@ def app_health(app: App) -> AppHealth:
         return AppHealth(
             True, False, "the app is stopping" if phase != "stopped" else "the app stopped", phase, routes
         )
-    if unjoined:
-        return AppHealth(True, False, "; ".join(unjoined), phase, routes)
+    if troubles:
+        return AppHealth(True, False, "; ".join(troubles), phase, routes)
     return AppHealth(True, True, "", phase, routes)
 
 
@@ -401,6 +457,8 @@ class HealthServer(ProbeServer):
     """``/livez``, ``/readyz`` and ``/metrics`` of one App (see the module docstring).
 
     ``use_prometheus_client``: None uses it when installed, False never, True requires it.
+    ``heartbeat_timeout``: how long a joined member may go without an answered heartbeat and
+    still count as ready (``app_health``); raise it with the group's heartbeat interval.
     Serves whatever state the app is in - before ``start()``, while running, after a
     failure - so open it before the app starts and close it after the app stopped.
     """
@@ -412,19 +470,22 @@ class HealthServer(ProbeServer):
         port: int = 0,
         *,
         use_prometheus_client: bool | None = None,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
     ) -> None:
+        check_seconds("heartbeat_timeout", heartbeat_timeout, positive=True)
         self.app = app
+        self.heartbeat_timeout = heartbeat_timeout
         self._renderer = _MetricsRenderer(app.metrics, use_prometheus_client)
         super().__init__(
             {"/livez": self._livez, "/readyz": self._readyz, "/metrics": self._metrics}, host, port
         )
 
     async def _livez(self) -> HttpResponse:
-        health = app_health(self.app)
+        health = app_health(self.app, heartbeat_timeout=self.heartbeat_timeout)
         return HttpResponse.json(200 if health.live else 503, health.as_json("livez"))
 
     async def _readyz(self) -> HttpResponse:
-        health = app_health(self.app)
+        health = app_health(self.app, heartbeat_timeout=self.heartbeat_timeout)
         return HttpResponse.json(200 if health.ready else 503, health.as_json("readyz"))
 
     async def _metrics(self) -> HttpResponse:

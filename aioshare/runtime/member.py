@@ -2,7 +2,9 @@
 
 A route runs ``consumers`` members; their consumers together hold at most
 ``(concurrency + prefetch) * records_per_job`` records (``max_in_flight``, split evenly), and
-report lock expiries and acknowledgement results to the route's callbacks.
+report lock expiries and acknowledgement results to the route's callbacks.  A member also
+answers for its consumer's group membership (``member_epoch``, ``last_heartbeat_at``,
+``heartbeat_failures``, ``failure``): what the health endpoints read.
 """
 
 from __future__ import annotations
@@ -63,6 +65,34 @@ class Member:
             options={**options, **route.consumer_options},
         )
         self.consumer: ConsumerLike = factory(spec)
+
+    # Membership health, as ShareConsumer reports it.  ConsumerLike does not include these (a
+    # consumer factory may return a test double), so a consumer without them answers None.
+
+    @property
+    def member_epoch(self) -> int | None:
+        """The epoch the coordinator last gave this member (0 while joining or rejoining)."""
+        epoch = getattr(self.consumer, "member_epoch", None)
+        return epoch if isinstance(epoch, int) else None
+
+    @property
+    def last_heartbeat_at(self) -> float | None:
+        """When (``loop.time()``) the coordinator last answered a heartbeat without an error;
+        None before the first."""
+        at = getattr(self.consumer, "last_heartbeat_at", None)
+        return float(at) if isinstance(at, int | float) else None
+
+    @property
+    def heartbeat_failures(self) -> int | None:
+        """Heartbeats lost or answered with an error since the last clean answer."""
+        failures = getattr(self.consumer, "heartbeat_failures", None)
+        return failures if isinstance(failures, int) else None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the consumer (it cannot go on), or None."""
+        failure = getattr(self.consumer, "failure", None)
+        return failure if isinstance(failure, BaseException) else None
 
     async def start(self) -> None:
         """Join the group."""

@@ -12,16 +12,18 @@ only a runtime sees (outcomes, retries, renewals, handler time).  Every series c
 | acknowledgements-send-total | counter | route, topic | acknowledgements the broker confirmed |
 | acknowledgements-error-total | counter | route, topic | acknowledgements that failed (lock lost, session gone...) |
 | acknowledgements-total | counter | route, topic, type, status | acknowledgements by type (accept, release, reject) and status (applied, refused, in_doubt, not_sent) |
-| records-accepted-total | counter | route, topic | ACCEPTed |
-| records-released-total | counter | route, topic | RELEASEd (after a retry delay, on shutdown, ...) |
-| records-rejected-total | counter | route, topic | REJECTed without a dead-letter copy |
-| records-dead-lettered-total | counter | route, topic | copied to the dead-letter topic, then REJECTed |
+| records-accepted-total | counter | route, topic | ACCEPTed, the broker confirmed |
+| records-released-total | counter | route, topic | RELEASEd (after a retry delay, on shutdown, ...): confirmed, or never sent |
+| records-rejected-total | counter | route, topic | REJECTed without a dead-letter copy, the broker confirmed |
+| records-dead-lettered-total | counter | route, topic | copied to the dead-letter topic, then REJECTed (confirmed) |
 | records-lock-expired-total | counter | route, topic | lost their acquisition lock while held |
+| records-ack-refused-total | counter | route, topic | their acknowledgement refused by the broker (Kafka's error) |
+| records-ack-in-doubt-total | counter | route, topic | their acknowledgement sent, never answered (maybe applied) |
 | records-retried-total | counter | route, topic | put on a retry delay |
 | lock-renewals-total | counter | route, topic | records whose lock the keep-alive renewed (counted when settled), and extend_lock() calls |
 | errors-total | counter | route, reason | error events (handler exceptions, DLQ failures, ...) |
 | handler-duration-seconds | histogram | route | time of one handler call (one job) |
-| record-latency-seconds | histogram | route, outcome | received → settled, per record |
+| record-latency-seconds | histogram | route, outcome | received → terminal event (the broker's answer), per record |
 | retry-delay-seconds | histogram | route | delays chosen for retries |
 | records-held | gauge | route | received and not yet settled |
 | records-delayed | gauge | route | waiting out a retry delay |
@@ -169,6 +171,8 @@ _OUTCOME_COUNTERS = {
     EventKind.REJECTED: "records-rejected-total",
     EventKind.DEAD_LETTERED: "records-dead-lettered-total",
     EventKind.LOCK_EXPIRED: "records-lock-expired-total",
+    EventKind.ACK_REFUSED: "records-ack-refused-total",
+    EventKind.ACK_IN_DOUBT: "records-ack-in-doubt-total",
     EventKind.RETRIED: "records-retried-total",
     EventKind.RENEWED: "lock-renewals-total",
 }
@@ -190,11 +194,19 @@ class Metrics:
             ("records-consumed-total", "Records handed to the runtime."),
             ("acknowledgements-send-total", "Record acknowledgements the broker confirmed."),
             ("acknowledgements-error-total", "Record acknowledgements that failed."),
-            ("records-accepted-total", "Records ACCEPTed."),
-            ("records-released-total", "Records RELEASEd for redelivery."),
-            ("records-rejected-total", "Records REJECTed without a dead-letter copy."),
-            ("records-dead-lettered-total", "Records copied to the dead-letter topic, then REJECTed."),
+            ("records-accepted-total", "Records whose ACCEPT the broker confirmed."),
+            ("records-released-total", "Records RELEASEd for redelivery (confirmed, or never sent)."),
+            ("records-rejected-total", "Records whose REJECT (no dead-letter copy) the broker confirmed."),
+            (
+                "records-dead-lettered-total",
+                "Records copied to the dead-letter topic, their REJECT confirmed.",
+            ),
             ("records-lock-expired-total", "Records whose acquisition lock was lost while held."),
+            ("records-ack-refused-total", "Records whose acknowledgement the broker refused."),
+            (
+                "records-ack-in-doubt-total",
+                "Records whose acknowledgement was sent and never answered (it may have been applied).",
+            ),
             ("records-retried-total", "Records put on a retry delay."),
             ("lock-renewals-total", "Records whose acquisition lock was renewed (RENEW)."),
         ):

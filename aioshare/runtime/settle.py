@@ -6,14 +6,20 @@ copies, and the locks kept meanwhile.
 * ACCEPT / RELEASE / REJECT are recorded with the record's consumer (``AckType``); one the
   consumer cannot take any more (closed, failed) ends as ``released`` with reason
   ``ack-failed`` - the broker gets the record back when the session ends or its lock runs out;
+* the terminal event of an acknowledged record waits for the broker's answer
+  (``ack_results``): ``accepted`` / ``released`` / ``rejected`` / ``dead_lettered`` only once
+  the broker applied it; ``ack_refused`` (the broker's error) or ``ack_in_doubt`` (sent, never
+  answered) otherwise, and ``released`` with reason ``ack-not-sent`` when the consumer could not
+  send it (its lock ran out first, the session ended);
 * RETRY hands the record to its consumer's keep-alive until the delay ends, then RELEASE;
 * DEAD_LETTER produces a confirmed copy first, then REJECTs (a failed copy: RELEASE);
 * lock keeping: the consumers' keep-alive (aioshare.runtime.handover hands records over)
   reports a lost lock or a finished delay through ``keep_alive_ended``.
 
-Every record ends in exactly one terminal event (accepted, released, rejected,
-dead_lettered, lock_expired): ``_finish`` is the one way out, through the held-record state
-machine (aioshare.runtime.held), which refuses a second one.
+A record stops being held (its slot is free, its state DONE) when it is settled: ``_close``,
+through the held-record state machine (aioshare.runtime.held), which refuses a second close.
+Its one terminal event comes with the close (lock_expired, a failed acknowledgement) or with the
+broker's answer to its acknowledgement: ``_unconfirmed`` holds each answer awaited, once.
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ _QUEUED, _RUNNING, _DEAD_LETTERING, _DELAYED, _DONE = State
 _ACCEPT, _RELEASE, _REJECT = AckType.ACCEPT, AckType.RELEASE, AckType.REJECT
 _ACCEPTED = EventKind.ACCEPTED
 _RELEASED = EventKind.RELEASED
+_APPLIED, _REFUSED, _IN_DOUBT = AckStatus.APPLIED, AckStatus.REFUSED, AckStatus.IN_DOUBT
+
+# The terminal event an acknowledgement earns once the broker applies it:
+# (record, kind, reason, error, dead-letter topic).
+_Awaited = tuple[Message[Any], EventKind, str | None, BaseException | None, str | None]
 
 
 class Settler:
@@ -82,6 +93,9 @@ class Settler:
         # hand-overs off for the route (the consumer releases delayed records early itself).
         self.renew_supported = True
         self._hook_tasks: set[asyncio.Task[Any]] = set()
+        # Acknowledgements sent or about to be, by (topic, partition, offset, ack type): the
+        # terminal event each earns, emitted when the consumer reports the broker's answer.
+        self._unconfirmed: dict[tuple[str, int, int, AckType], _Awaited] = {}
 
     # ---------------------------------------------------------------- a handler's outcome
 
@@ -150,37 +164,55 @@ class Settler:
     # ---------------------------------------------------------------- acknowledgements
 
     def accept(self, msg: Message[Any]) -> None:
-        # _ack(msg, ACCEPT), inline: this is the path of nearly every record.
+        # _ack(msg, ACCEPT, ...), inline: this is the path of nearly every record.
+        inner = msg.share_message
+        key = (inner.topic, inner.partition, inner.offset, _ACCEPT)
+        unconfirmed = self._unconfirmed
+        if key in unconfirmed:
+            self._superseded(key)
+        # Awaited before the ACCEPT is recorded: a lock that already ran out is reported
+        # (not sent) from inside accept().
+        unconfirmed[key] = (msg, _ACCEPTED, None, None, None)
         try:
-            msg.share_message.accept()
+            inner.accept()
         except KafkaError as exc:
+            del unconfirmed[key]
             log.debug("route %r: ACCEPT of %r not recorded: %r", self.name, msg, exc)
             if msg.state is not _DONE:
                 self._finish(msg, _RELEASED, "ack-failed", exc)
             return
         if msg.state is not _DONE:  # (a consumer callback run by the ack may have settled it)
-            self._finish(msg, _ACCEPTED)
+            self._close(msg)
 
     def release(self, msg: Message[Any], reason: str, error: BaseException | None = None) -> None:
         """RELEASE a held record now (nothing if it is no longer held)."""
         if msg.state is _DONE:
             return
-        failure = self._ack(msg, _RELEASE)
-        if msg.state is _DONE:
-            return
-        self._finish(msg, _RELEASED, reason if failure is None else "ack-failed", error or failure)
+        self._ack(msg, _RELEASE, _RELEASED, reason, error)
 
     def _reject(self, msg: Message[Any], reason: str, error: BaseException | None) -> None:
-        failure = self._ack(msg, _REJECT)
-        if msg.state is _DONE:
-            return
-        if failure is not None:
-            self._finish(msg, _RELEASED, "ack-failed", failure)
-        else:
-            self._finish(msg, EventKind.REJECTED, reason, error)
+        self._ack(msg, _REJECT, EventKind.REJECTED, reason, error)
 
-    def _ack(self, msg: Message[Any], ack_type: AckType) -> KafkaError | None:
+    def _ack(
+        self,
+        msg: Message[Any],
+        ack_type: AckType,
+        kind: EventKind,
+        reason: str | None,
+        error: BaseException | None,
+        dead_letter_topic: str | None = None,
+    ) -> None:
+        """Record ``ack_type`` and close the record; ``kind`` is emitted when the broker applies
+        it.  One the consumer cannot take (closed, failed) ends as ``released`` ("ack-failed"):
+        the broker releases what it held when the session ends (or its lock runs out), so the
+        record is not lost."""
+        if msg.state is _DELAYED:
+            self._forget_delayed_release(msg)  # this acknowledgement ends the keep-alive
         inner = msg.share_message
+        key = (inner.topic, inner.partition, inner.offset, ack_type)
+        if key in self._unconfirmed:
+            self._superseded(key)
+        self._unconfirmed[key] = (msg, kind, reason, error, dead_letter_topic)
         try:
             if ack_type is _ACCEPT:
                 inner.accept()
@@ -189,11 +221,29 @@ class Settler:
             else:
                 inner.reject()
         except KafkaError as exc:
-            # The consumer is closed or failed: the broker releases what it held when the
-            # session ends (or its lock runs out), so the record is not lost.
+            del self._unconfirmed[key]
             log.debug("route %r: %s of %r not recorded: %r", self.name, ack_type.name, msg, exc)
-            return exc
-        return None
+            if msg.state is not _DONE:
+                self._finish(msg, _RELEASED, "ack-failed", exc)
+            return
+        if msg.state is not _DONE:
+            self._close(msg)
+
+    def _superseded(self, key: tuple[str, int, int, AckType]) -> None:
+        """The same acknowledgement of the same offset again while the first awaits its answer:
+        the broker delivered the offset again, which it does only once the earlier delivery
+        ended, so the earlier acknowledgement was applied."""
+        msg, kind, reason, error, dead_letter_topic = self._unconfirmed.pop(key)
+        self._emit_terminal(msg, kind, reason, error, dead_letter_topic)
+
+    def _close(self, msg: Message[Any]) -> State:
+        """The record stops being held (its terminal event may wait for the broker's answer);
+        returns the state it was in."""
+        renewed = msg.share_message.lock_expires_at != msg.lock_seen  # kept alive meanwhile
+        state = self.records.finish(msg)
+        if renewed:
+            self.events.renewed(msg)  # the consumer's keep-alive renewed its lock meanwhile
+        return state
 
     def _finish(
         self,
@@ -201,14 +251,22 @@ class Settler:
         kind: EventKind,
         reason: str | None = None,
         error: BaseException | None = None,
-        dead_letter_topic: str | None = None,
     ) -> None:
-        """The one way a held record stops being held: its terminal event."""
-        renewed = msg.share_message.lock_expires_at != msg.lock_seen  # kept alive meanwhile
-        state = self.records.finish(msg)
+        """The record stops being held and gets its terminal event now (nothing to confirm)."""
+        state = self._close(msg)
+        if kind is EventKind.LOCK_EXPIRED:
+            self.record_log.lock_lost(msg, state.name.lower(), reason, error)
+        self._emit_terminal(msg, kind, reason, error, None)
+
+    def _emit_terminal(
+        self,
+        msg: Message[Any],
+        kind: EventKind,
+        reason: str | None,
+        error: BaseException | None,
+        dead_letter_topic: str | None,
+    ) -> None:
         events = self.events
-        if renewed:
-            events.renewed(msg)  # the consumer's keep-alive renewed its lock meanwhile
         events.settled(kind, msg, reason, error, dead_letter_topic, events.now())
         if kind is _ACCEPTED or kind is _RELEASED:
             return
@@ -216,8 +274,6 @@ class Settler:
             self.record_log.dead_lettered(msg, reason, error, dead_letter_topic)
         elif kind is EventKind.REJECTED:
             self.record_log.rejected(msg, reason, error)
-        elif kind is EventKind.LOCK_EXPIRED:
-            self.record_log.lock_lost(msg, state.name.lower(), reason, error)
 
     # ---------------------------------------------------------------- retry delays
 
@@ -242,19 +298,36 @@ class Settler:
             return
         # The consumer keeps the lock until the delay is over, then RELEASEs the record and
         # calls on_end(msg, None) (without RENEW on the broker: at its renewal time, before
-        # the lock runs out).  The runtime's clock is the consumer's (loop.time()).
+        # the lock runs out).  The runtime's clock is the consumer's (loop.time()).  The
+        # RELEASE's answer is awaited from now: the consumer may report it from inside its timer.
+        inner = msg.share_message
+        key = (inner.topic, inner.partition, inner.offset, _RELEASE)
+        if key in self._unconfirmed:
+            self._superseded(key)
+        self._unconfirmed[key] = (msg, _RELEASED, "retry", error, None)
         try:
-            msg.share_message.keep_alive(
+            inner.keep_alive(
                 until=self.events.now() + delay, then=AckType.RELEASE, on_end=self.keep_alive_ended
             )
         except InvalidRecordStateError as exc:
+            self._forget_delayed_release(msg)
             self.lock_lost(msg, exc)  # nothing left to hold back
             return
         except IllegalStateError:
+            self._forget_delayed_release(msg)
             self.events.retried(msg, 0.0, error)  # the consumer is closing: no delay to wait out
             self.release(msg, "retry", error)
             return
         self.events.retried(msg, delay, error)
+
+    def _forget_delayed_release(self, msg: Message[Any]) -> None:
+        """A delayed record is settled otherwise (released now, its lock lost): the keep-alive's
+        RELEASE will not come."""
+        inner = msg.share_message
+        key = (inner.topic, inner.partition, inner.offset, _RELEASE)
+        awaited = self._unconfirmed.get(key)
+        if awaited is not None and awaited[0] is msg:
+            del self._unconfirmed[key]
 
     # ---------------------------------------------------------------- dead letters
 
@@ -291,13 +364,7 @@ class Settler:
                 self.record_log.dead_letter_failed(msg, settlement.reason, result, topic)
                 self.release(msg, "dead-letter-failed", result)
                 continue
-            failure = self._ack(msg, _REJECT)
-            if msg.state is _DONE:
-                continue
-            if failure is not None:
-                self._finish(msg, _RELEASED, "ack-failed", failure)
-            else:
-                self._finish(msg, EventKind.DEAD_LETTERED, settlement.reason, settlement.error, topic)
+            self._ack(msg, _REJECT, EventKind.DEAD_LETTERED, settlement.reason, settlement.error, topic)
 
     # ---------------------------------------------------------------- locks
 
@@ -309,7 +376,7 @@ class Settler:
         if exc is None:
             # ``until`` came: the retry delay is over and the consumer applied the RELEASE.
             if msg.state is _DELAYED:
-                self._finish(msg, _RELEASED, "retry")
+                self._close(msg)  # ``released`` comes with the broker's answer to the RELEASE
         elif isinstance(exc, RenewUnsupportedError):
             self._renew_unsupported(msg, exc)  # its lock now runs out unless it is settled first
         else:
@@ -317,8 +384,9 @@ class Settler:
 
     def locks_expired(self, expiries: list[LockExpiry]) -> None:
         """``on_lock_expired`` of the route's consumers."""
-        for msg in self.records.in_ranges(expiries):
-            self.lock_lost(msg, None)
+        for expiry in expiries:
+            for msg in self.records.in_ranges((expiry,)):
+                self.lock_lost(msg, expiry.error)
 
     def _renew_unsupported(self, msg: Message[Any], exc: BaseException) -> None:
         if not self.renew_supported:
@@ -337,6 +405,8 @@ class Settler:
         """A held record's lock is gone: ``lock_expired`` once, then the route's hook."""
         if msg.state is _DONE:
             return
+        if msg.state is _DELAYED:
+            self._forget_delayed_release(msg)
         hook = self.binding.lock_lost_hook(msg)
         self._finish(msg, EventKind.LOCK_EXPIRED, "lock-expired", exc)
         if hook is None:
@@ -374,12 +444,37 @@ class Settler:
     # ---------------------------------------------------------------- acknowledgement results
 
     def ack_results(self, results: list[AckResult]) -> None:
-        """``on_ack_result`` of the route's consumers: an ``ack_committed`` event per run, and a
-        WARNING (rate-limited) for those the broker refused or that are in doubt."""
+        """``on_ack_result`` of the route's consumers: each acknowledged record's terminal event
+        (what the broker did with it), an ``ack_committed`` event per run, and a WARNING
+        (rate-limited) for those the broker refused or that are in doubt."""
+        unconfirmed = self._unconfirmed
         for r in results:
-            if r.status is AckStatus.REFUSED or r.status is AckStatus.IN_DOUBT:
+            status = r.status
+            if status is _REFUSED or status is _IN_DOUBT:
                 self.record_log.ack_problem(r)
+            if not unconfirmed:
+                continue
+            topic, partition, ack_type = r.topic, r.partition, r.ack_type
+            for offset in range(r.first_offset, r.last_offset + 1):
+                awaited = unconfirmed.pop((topic, partition, offset, ack_type), None)
+                if awaited is None:
+                    continue  # not this route's (a RENEW), or reported already
+                msg, kind, reason, error, dead_letter_topic = awaited
+                if status is _APPLIED:
+                    self._emit_terminal(msg, kind, reason, error, dead_letter_topic)
+                elif status is _REFUSED:
+                    self._emit_terminal(msg, EventKind.ACK_REFUSED, kind.value, r.error, None)
+                elif status is _IN_DOUBT:
+                    self._emit_terminal(msg, EventKind.ACK_IN_DOUBT, kind.value, r.error, None)
+                else:  # not sent: the broker gets the record back (lock expiry, session end)
+                    self._emit_terminal(msg, _RELEASED, "ack-not-sent", r.error, None)
         self.events.acks(results)
+
+    def answers_missing(self) -> None:
+        """The consumers are closed: an acknowledgement never answered is in doubt."""
+        unconfirmed, self._unconfirmed = self._unconfirmed, {}
+        for msg, kind, _reason, _error, _topic in unconfirmed.values():
+            self._emit_terminal(msg, EventKind.ACK_IN_DOUBT, kind.value, None, None)
 
     async def close(self) -> None:
         """Cancel the on_lock_expired hooks still running."""

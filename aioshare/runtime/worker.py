@@ -215,7 +215,8 @@ class RouteRunner:
         2. wait for running handlers until ``deadline``: what finishes is settled as usual
            (ACCEPT on return), the rest is cancelled and RELEASEd;
         3. release every record still held (retry delays included);
-        4. on_shutdown hooks; 5. commit and close every consumer (leaving the group).
+        4. on_shutdown hooks; 5. commit and close every consumer (leaving the group): the
+           broker's answers to the last acknowledgements arrive; one never answered is in doubt.
         """
         self._stopping = True
         tasks = list(self._fetch_tasks)
@@ -231,6 +232,7 @@ class RouteRunner:
         await self.settler.close()
         await self.binding.shutdown()
         await self._close_members()
+        self.settler.answers_missing()
         self.record_log.flush(all_windows=True)
         if self.rt.metrics is not None:
             self.rt.metrics.unregister_route(self.name)

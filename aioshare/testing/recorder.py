@@ -28,7 +28,12 @@ if TYPE_CHECKING:
 __all__ = ["FINAL_KINDS", "AckRecorder"]
 
 FINAL_KINDS = frozenset({EventKind.ACCEPTED, EventKind.REJECTED, EventKind.DEAD_LETTERED})
-_SETTLING = FINAL_KINDS | {EventKind.RELEASED, EventKind.LOCK_EXPIRED}
+_SETTLING = FINAL_KINDS | {
+    EventKind.RELEASED,
+    EventKind.LOCK_EXPIRED,
+    EventKind.ACK_REFUSED,
+    EventKind.ACK_IN_DOUBT,
+}
 
 RecordKey = tuple[str, int, int]  # topic, partition, offset
 

@@ -25,7 +25,7 @@ from aioshare.admin import PartitionOffsetInfo, ShareAdmin, TopicPartition
 from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.share import ShareConsumer
 from aioshare.testing import ThreadedBroker
-from tests.runtime.fakes import wait_until
+from tests.kit import wait_until
 
 TOPIC, PARTITIONS = "jobs", 3
 LOG_START, LOG_END = 5, 20  # every partition of TOPIC

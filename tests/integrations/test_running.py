@@ -4,65 +4,97 @@ fatal error of the App while the web server keeps serving (logged at once, raise
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 import aioshare
+from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.integrations import running
-from aioshare.protocol.errors import KafkaError
-from aioshare.runtime import ManualClock
-from tests.runtime.fakes import FakeBroker, FakeDeadLetterSink
+from aioshare.protocol.errors import GroupAuthorizationFailedError
+from aioshare.runtime import EventKind
+from aioshare.runtime.consumer import ConsumerSpec, share_consumer
+from aioshare.testing import prepare
+from tests.kit import wait_until
 
-from .conftest import wait_until
+
+class FailingConsumer:
+    """The real ShareConsumer; ``fail_with`` makes its next ``getmany`` raise, as a consumer
+    that gave up does (the embedded broker has no ACLs to refuse the group for real)."""
+
+    def __init__(self, spec: ConsumerSpec) -> None:
+        self.real = share_consumer(spec)
+        self.fail_with: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def getmany(self, max_records: int | None = None, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await self.real.getmany(max_records=max_records, timeout=min(timeout or 0.1, 0.1))
 
 
-def make_worker(broker: FakeBroker) -> aioshare.App:
+async def make_worker(broker: EmbeddedBroker, **kwargs: Any) -> aioshare.App:
     worker = aioshare.App(
-        "fake:9092",
-        consumer_factory=broker.factory,
-        dead_letter_sink=FakeDeadLetterSink(),
-        clock=broker.clock,
+        broker.bootstrap_servers,
+        reports=False,
         shutdown_timeout=1.0,
+        consumer_options={"fetch_max_wait": 0.1},
+        **kwargs,
     )
 
     @worker.handler("jobs", group_id="g")
     async def handle(msg: aioshare.Message[bytes]) -> None:
         pass
 
+    await prepare(worker)
     return worker
 
 
-async def test_the_app_runs_inside_and_stops_on_exit() -> None:
-    broker = FakeBroker(ManualClock())
-    worker = make_worker(broker)
-    broker.produce("jobs", [b"a", b"b"])
+async def test_the_app_runs_inside_and_stops_on_exit(broker: EmbeddedBroker) -> None:
+    worker = await make_worker(broker)
+    accepted: list[int | None] = []
+    worker.events.subscribe(lambda e: accepted.append(e.offset), [EventKind.ACCEPTED])
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for value in (b"a", b"b"):
+            await producer.send_and_wait("jobs", value, partition=0)
+    finally:
+        await producer.stop()
     async with running(worker) as app:
         assert app is worker and worker.running
-        await wait_until(lambda: broker.states()["acknowledged"] == 2)
+        await wait_until(lambda: sorted(accepted) == [0, 1])
     assert not worker.running
-    assert all(c.closed for c in broker.consumers)
+    records = broker.share_records("g", "jobs")
+    assert records is None or records.start_offset == 2  # (None: the group's session ended)
 
 
 async def test_a_fatal_error_is_logged_when_it_happens_and_raised_at_exit(
-    caplog: pytest.LogCaptureFixture,
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = FakeBroker(ManualClock())
-    worker = make_worker(broker)
-    fatal = KafkaError("group authorization failed")
-    with pytest.raises(KafkaError, match="group authorization failed"):
+    consumers: list[FailingConsumer] = []
+
+    def factory(spec: ConsumerSpec) -> FailingConsumer:
+        consumers.append(FailingConsumer(spec))
+        return consumers[-1]
+
+    worker = await make_worker(broker, consumer_factory=factory)
+    fatal = GroupAuthorizationFailedError("group authorization failed")
+    with pytest.raises(GroupAuthorizationFailedError, match="group authorization failed"):
         async with running(worker):
-            await wait_until(lambda: broker.consumers and broker.consumers[0].in_getmany)
+            await wait_until(lambda: consumers)
             with caplog.at_level(logging.ERROR, logger="aioshare.integrations"):
-                broker.consumers[0].fail_with = fatal
-                broker.notify()
+                consumers[0].fail_with = fatal
                 await wait_until(lambda: "keeps serving" in caplog.text)
             assert worker.failure is fatal  # e.g. for a health endpoint, while still serving
     assert not worker.running
 
 
-async def test_an_error_of_the_body_wins_over_the_app_failure() -> None:
-    broker = FakeBroker(ManualClock())
-    worker = make_worker(broker)
+async def test_an_error_of_the_body_wins_over_the_app_failure(broker: EmbeddedBroker) -> None:
+    worker = await make_worker(broker)
     with pytest.raises(ZeroDivisionError):
         async with running(worker):
             raise ZeroDivisionError

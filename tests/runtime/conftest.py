@@ -5,10 +5,9 @@ The runtime runs on the real share layer against the embedded broker (``kafka``,
 ``recorder`` subscribed, and ``await ready(app, **group_config)`` creates the app's topics and
 starts its groups at the earliest offset (with a 1 s lock when asked: ``lock_ms=1000``).
 Count what became of every record with ``recorder`` (the runtime's events) and
-``kafka.share_records(group, topic)`` (the broker's own view).
-
-``broker`` / ``make_app`` / ``clock`` are the older fixtures on ``fakes.FakeBroker``, a
-share-group model on a manual clock; they go as the tests move to ``kafka``.
+``kafka.share_records(group, topic)`` (the broker's own view).  The embedded broker is the one
+share-group fake; ``dlq`` only stands in for the dead-letter producer where a test needs it to
+fail or stall on cue.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from typing import Any, Protocol
 
 import pytest
 
-from aioshare.runtime import App, ManualClock
+from aioshare.runtime import App
 from aioshare.testing import ThreadedBroker, prepare
 from tests.kit import live_tasks as runtime_tasks
 
-from .fakes import FakeBroker
 from .kit import FakeDeadLetterSink, Recorder
 
 
@@ -59,24 +57,18 @@ def ready() -> Ready:
     groups' ``share.record.lock.duration.ms``; other keywords are group configs with ``_`` for
     ``.`` (``delivery_count_limit="2"``)."""
 
-    async def ready(app: App, *, partitions: int = 1, lock_ms: int | None = None, **group_config: str) -> None:
+    async def ready(
+        app: App, *, partitions: int = 1, lock_ms: int | None = None, **group_config: str
+    ) -> None:
         configs = {name.replace("_", "."): value for name, value in group_config.items()}
-        configs = {f"share.{name}" if not name.startswith("share.") else name: v for name, v in configs.items()}
+        configs = {
+            f"share.{name}" if not name.startswith("share.") else name: v for name, v in configs.items()
+        }
         if lock_ms is not None:
             configs["share.record.lock.duration.ms"] = str(lock_ms)
         await prepare(app, partitions=partitions, group_config=configs)
 
     return ready
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def broker(clock: ManualClock) -> FakeBroker:
-    return FakeBroker(clock)
 
 
 @pytest.fixture
@@ -87,25 +79,6 @@ def dlq() -> FakeDeadLetterSink:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def make_app(
-    broker: FakeBroker, dlq: FakeDeadLetterSink, clock: ManualClock, recorder: Recorder
-) -> Callable[..., App]:
-    """An App wired to the fakes; rand=1.0 makes jittered delays their maximum (deterministic)."""
-
-    def make(**kwargs: Any) -> App:
-        kwargs.setdefault("consumer_factory", broker.factory)
-        kwargs.setdefault("dead_letter_sink", dlq)
-        kwargs.setdefault("clock", clock)
-        kwargs.setdefault("rand", lambda: 1.0)
-        kwargs.setdefault("shutdown_timeout", 5.0)
-        app = App("fake:9092", **kwargs)
-        app.events.subscribe(recorder)
-        return app
-
-    return make
 
 
 @pytest.fixture(autouse=True)

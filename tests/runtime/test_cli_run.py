@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from aioshare.admin.share_admin import ShareAdmin
 from aioshare.cli.main import build_parser
 from aioshare.cli.run import load_app, serve
 from aioshare.protocol.errors import ConfigError
-from aioshare.runtime import App, ManualClock, Message
-
-from .fakes import FakeBroker, wait_until
+from aioshare.runtime import App, ConsumerLike, ConsumerSpec, Message, share_consumer
+from tests.kit import wait_until
 
 APP_MODULE = """
 import aioshare.runtime as rt
@@ -79,32 +79,57 @@ def test_run_is_a_subcommand() -> None:
     )
 
 
-async def test_embedded_serve_creates_the_routes_topics(clock: ManualClock) -> None:
-    fake = FakeBroker(clock)
-    app = App(consumer_factory=fake.factory, clock=clock, dead_letter_sink=None)
-    seen: list[str] = []
+async def test_embedded_serve_creates_the_routes_topics() -> None:
+    specs: list[ConsumerSpec] = []
 
-    @app.handler("a", "b", group_id="g", dead_letter_topic="a.dlq")
+    def factory(spec: ConsumerSpec) -> ConsumerLike:
+        specs.append(spec)
+        return share_consumer(spec)
+
+    app = App(consumer_factory=factory, reports=False)
+    ready_with: list[str] = []
+    handled: list[tuple[str, int, bytes]] = []
+
+    async def start_at_earliest() -> None:
+        # The records below may be produced before the group first fetches ("latest" skips them).
+        async with ShareAdmin(app.bootstrap_servers) as admin:
+            await admin.alter_group_config("g", {"share.auto.offset.reset": "earliest"})
+
+    @app.handler("a", "b", group_id="g", dead_letter_topic="a.dlq", on_start=start_at_earliest)
     async def handle(msg: Message[bytes]) -> None:
-        pass
+        handled.append((msg.topic, msg.partition, msg.value))
 
     task = asyncio.create_task(
-        serve(app, embedded=True, partitions=2, handle_signals=False, on_ready=seen.append)
+        serve(app, embedded=True, partitions=2, handle_signals=False, on_ready=ready_with.append)
     )
-    await wait_until(lambda: app.running, timeout=10)
-    servers = seen[0]
-    assert app.bootstrap_servers == servers and fake.consumers[0].spec.bootstrap_servers == servers
-    from aiokafka import AIOKafkaConsumer
-
-    probe = AIOKafkaConsumer(bootstrap_servers=servers)
-    await probe.start()
     try:
-        topics = await probe.topics()
-        assert {"a", "b", "a.dlq"} <= topics
+        await wait_until(lambda: ready_with, timeout=15)
+        servers = ready_with[0]
+        assert app.bootstrap_servers == servers and [s.bootstrap_servers for s in specs] == [servers]
+        member = app.runners[0].members[0]
+        assert member.member_epoch is not None and member.member_epoch > 0  # joined on the embedded broker
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        probe = AIOKafkaConsumer(bootstrap_servers=servers)
+        await probe.start()
+        try:
+            assert {"a", "b", "a.dlq"} <= await probe.topics()
+        finally:
+            await probe.stop()
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        await producer.start()
+        try:
+            assert await producer.partitions_for("a") == {0, 1} == await producer.partitions_for("b")
+            for topic, partition in (("a", 0), ("a", 1), ("b", 1)):
+                await producer.send_and_wait(topic, f"{topic}{partition}".encode(), partition=partition)
+        finally:
+            await producer.stop()
+        await wait_until(lambda: len(handled) == 3, timeout=15)
+        assert sorted(handled) == [("a", 0, b"a0"), ("a", 1, b"a1"), ("b", 1, b"b1")]
     finally:
-        await probe.stop()
-    app.request_stop()
-    await asyncio.wait_for(task, 10)
+        app.request_stop()
+        await asyncio.wait_for(task, 15)
+    assert not app.running and app.failure is None
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])

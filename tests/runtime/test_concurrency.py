@@ -1,25 +1,169 @@
-"""Slots, fetching only into free slots, several consumers, jobs builders, priorities."""
+"""Slots, fetching only into free slots, several consumers, jobs builders, priorities.
+
+The runtime runs the real ShareConsumer against the embedded broker.  What a consumer
+acquired is the broker's own count (``kafka.share_records``): the rule under test is that a
+route acquires no more records than its handler slots (and ``prefetch``) can take.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+import functools
+import operator
+from collections.abc import Callable, Mapping
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from aioshare.runtime import App, EventKind, Message, per_batch
+from aioshare.broker.embedded import ShareRecords
+from aioshare.protocol.types import RecordState, TopicPartition
+from aioshare.runtime import App, ConsumerSpec, EventKind, Message, per_batch
+from aioshare.runtime.consumer import ConsumerLike, share_consumer
 from aioshare.runtime.limits import Limiter
+from aioshare.share.message import Message as ShareMessage
+from aioshare.testing import ThreadedBroker
+from tests.kit import wait_for, wait_until
 
-from .fakes import FakeBroker, Recorder, wait_until
+from .conftest import Ready
+from .kit import Recorder
 
 AppFactory = Callable[..., App]
 
+# In Kafka's default acquire mode (batch_optimized) a ShareFetch's MaxRecords is soft: the
+# broker acquires whole log batches, so one producer batch would be acquired whole whatever the
+# free slots.  The runtime's consumers use acquire_mode="auto" (record_limit where the broker
+# serves it); "record_limit" given explicitly must behave the same.
+ACQUIRE_MODES = [
+    pytest.param(None, id="default"),
+    pytest.param("record_limit", id="record_limit"),
+]
 
+
+def consumer_options(acquire_mode: str | None) -> dict[str, str]:
+    return {} if acquire_mode is None else {"acquire_mode": acquire_mode}
+
+
+async def produce_one_batch(kafka: ThreadedBroker, topic: str, values: list[bytes]) -> None:
+    """Append ``values`` to partition 0 as one log batch, as a producer batching them would."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for value in values:
+            assert batch.append(key=None, value=value, timestamp=None) is not None
+        await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await producer.stop()
+
+
+class WatchedConsumer:
+    """The real ShareConsumer, with what the runtime asked of it written down: the
+    ``max_records`` of every ``getmany`` call, whether one is in progress, commits, close;
+    ``fail_with`` makes getmany raise (a consumer that gave up), nothing else changes."""
+
+    def __init__(self, spec: ConsumerSpec, kafka: ThreadedBroker) -> None:
+        self.spec = spec
+        self.real = share_consumer(spec)
+        self.kafka = kafka
+        self.getmany_calls: list[int | None] = []
+        self.in_getmany = False
+        self.commits = 0
+        self.closed = False
+        # The broker's view after the final commit, before the close ends the share session:
+        # what the app acknowledged itself, not what the session close released.  (Afterwards
+        # the leader drops the group's share-partitions: share_records says None.)
+        self.at_close: ShareRecords | None = None
+        self.held_at_close: int | None = None
+        # A fault to raise from the next getmany (as ShareConsumer does once it gave up).
+        self.fail_with: BaseException | None = None
+
+    @property
+    def held(self) -> int:
+        held: int = getattr(self.real, "held")  # noqa: B009 -- ShareConsumer's, not ConsumerLike's
+        return held
+
+    async def start(self) -> None:
+        await self.real.start()
+
+    async def getmany(
+        self,
+        max_records: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- ShareConsumer's signature
+    ) -> list[ShareMessage]:
+        self.getmany_calls.append(max_records)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.in_getmany = True
+        try:
+            return await self.real.getmany(max_records=max_records, timeout=timeout)
+        finally:
+            self.in_getmany = False
+
+    async def commit(self, timeout: float | None = None) -> Mapping[TopicPartition, BaseException | None]:  # noqa: ASYNC109 -- ShareConsumer's
+        self.commits += 1
+        return await self.real.commit(timeout=timeout)
+
+    async def close(self, timeout: float = 30.0) -> Mapping[TopicPartition, BaseException | None]:  # noqa: ASYNC109 -- ShareConsumer's
+        self.closed = True
+        self.at_close = await self.kafka.share_records(self.spec.group_id, self.spec.topics[0])
+        self.held_at_close = self.held
+        return await self.real.close(timeout=timeout)
+
+    def stop_fetching(self) -> None:
+        stop: Callable[[], None] = getattr(self.real, "stop_fetching")  # noqa: B009
+        stop()
+
+
+class Watch:
+    """A consumer factory that keeps every consumer it made."""
+
+    def __init__(self, kafka: ThreadedBroker) -> None:
+        self.kafka = kafka
+        self.consumers: list[WatchedConsumer] = []
+
+    def __call__(self, spec: ConsumerSpec) -> ConsumerLike:
+        consumer = WatchedConsumer(spec, self.kafka)
+        self.consumers.append(consumer)
+        return consumer
+
+
+async def sample_acquired(kafka: ThreadedBroker, group: str, topic: str, seen: list[int]) -> None:
+    """Sample how many records the broker has acquired for ``group`` until cancelled (every
+    10 ms: between the test's own checks, to catch a fetch that overshoots and settles back)."""
+    while True:
+        held = await kafka.share_records(group, topic)
+        if held is not None:
+            seen.append(held.counts()["acquired"])
+        await asyncio.sleep(0.01)
+
+
+async def settled(
+    kafka: ThreadedBroker, group: str, topic: str, count: int, partition: int = 0
+) -> ShareRecords:
+    """Wait until the broker has the first ``count`` records of the partition done."""
+
+    async def read() -> ShareRecords | None:
+        return await kafka.share_records(group, topic, partition)
+
+    records = await wait_for(read, lambda r: r is not None and r.start_offset >= count)
+    assert records is not None
+    return records
+
+
+async def acquired(kafka: ThreadedBroker, group: str, topic: str) -> int:
+    held = await kafka.share_records(group, topic)
+    return 0 if held is None else held.counts()["acquired"]
+
+
+@pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
 async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
-    make_app: AppFactory, broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str | None
 ) -> None:
-    app = make_app()
+    watch = Watch(kafka)
+    app = kafka_app(
+        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
+    )
     gates: dict[int, asyncio.Event] = {}
     running: set[int] = set()
     most = 0
@@ -33,30 +177,44 @@ async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
         await gates[msg.offset].wait()
         running.discard(msg.offset)
 
-    recs = broker.produce("jobs", [b"%d" % i for i in range(5)])
+    await ready(app)
+    await produce_one_batch(kafka, "jobs", [b"%d" % i for i in range(5)])
+    samples: list[int] = []
     async with app:
-        (consumer,) = broker.consumers
+        (consumer,) = watch.consumers
         assert consumer.spec.max_in_flight == 2  # sized from the concurrency: no local backlog
-        await wait_until(lambda: len(running) == 2)
-        runner = app.runners[0]
-        # Both slots busy: the fetch loop waits for a slot, not inside getmany.
-        await wait_until(lambda: not consumer.in_getmany)
-        assert len(consumer.held) == 2 and [r.state for r in recs].count("acquired") == 2
-        calls = len(consumer.getmany_calls)
-        gates[0].set()
-        await wait_until(lambda: len(consumer.getmany_calls) > calls and len(running) == 2)
-        assert consumer.getmany_calls[calls] == 1  # one free slot -> at most one record
-        for offset in range(1, 5):
-            await wait_until(lambda o=offset: o in gates)
-            gates[offset].set()
-        await wait_until(lambda: broker.states()["acknowledged"] == 5)
-        assert runner.running_count == 0 and runner.held_count == 0
+        sampler = asyncio.create_task(sample_acquired(kafka, "g", "jobs", samples))
+        try:
+            await wait_until(lambda: len(running) == 2)
+            runner = app.runners[0]
+            # Both slots busy: the fetch loop waits for a slot, not inside getmany, and the
+            # broker has handed out just the two records being handled.
+            await wait_until(lambda: not consumer.in_getmany)
+            assert (await acquired(kafka, "g", "jobs"), consumer.held) == (2, 2)
+            calls = len(consumer.getmany_calls)
+            gates[0].set()
+            await wait_until(lambda: len(consumer.getmany_calls) > calls and len(running) == 2)
+            assert consumer.getmany_calls[calls] == 1  # one free slot -> at most one record
+            for offset in range(1, 5):
+                await wait_until(functools.partial(operator.contains, gates, offset))
+                gates[offset].set()
+            await settled(kafka, "g", "jobs", 5)
+            assert runner.running_count == 0 and runner.held_count == 0
+        finally:
+            sampler.cancel()
     assert most == 2
     assert all(n is not None and n <= 2 for n in consumer.getmany_calls)
+    assert samples and max(samples) <= 2
 
 
-async def test_several_consumers_share_the_route_slots(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+@pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
+async def test_several_consumers_share_the_route_slots(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str | None
+) -> None:
+    watch = Watch(kafka)
+    app = kafka_app(
+        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
+    )
     gate = asyncio.Event()
     started = 0
 
@@ -66,15 +224,18 @@ async def test_several_consumers_share_the_route_slots(make_app: AppFactory, bro
         started += 1
         await gate.wait()
 
-    broker.produce("jobs", [b"x"] * 6)
+    await ready(app)
+    await produce_one_batch(kafka, "jobs", [b"x"] * 6)
     async with app:
-        assert [c.spec.member_index for c in broker.consumers] == [0, 1]
-        assert [c.spec.max_in_flight for c in broker.consumers] == [2, 2]
+        assert [c.spec.member_index for c in watch.consumers] == [0, 1]
+        assert [c.spec.max_in_flight for c in watch.consumers] == [2, 2]
         await wait_until(lambda: started == 4)
-        assert [len(c.held) for c in broker.consumers] == [2, 2]
+        # Both members fetch from the one partition, each only into its share of the slots.
+        assert await acquired(kafka, "g", "jobs") == 4
+        assert [c.held for c in watch.consumers] == [2, 2]
         gate.set()
-        await wait_until(lambda: broker.states()["acknowledged"] == 6)
-    assert all(c.closed and c.commits == 1 for c in broker.consumers)
+        await settled(kafka, "g", "jobs", 6)
+    assert all(c.closed and c.commits == 1 for c in watch.consumers)
 
 
 def test_max_in_flight_follows_concurrency_jobs_and_consumers() -> None:
@@ -97,11 +258,15 @@ def test_max_in_flight_follows_concurrency_jobs_and_consumers() -> None:
     assert max_in_flight_per_member(ahead) == 4
 
 
+@pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
 async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, acquire_mode: str | None
 ) -> None:
-    app = make_app()
-    gates = {offset: asyncio.Event() for offset in range(4)}
+    watch = Watch(kafka)
+    app = kafka_app(
+        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
+    )
+    gates = {offset: asyncio.Event() for offset in range(6)}
     started: list[int] = []
 
     @app.handler("jobs", group_id="g", concurrency=2, prefetch=2)
@@ -109,14 +274,17 @@ async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
         started.append(msg.offset)
         await gates[msg.offset].wait()
 
-    broker.produce("jobs", [b"x"] * 6)
+    await ready(app)
+    await produce_one_batch(kafka, "jobs", [b"x"] * 6)
     async with app:
-        (consumer,) = broker.consumers
+        (consumer,) = watch.consumers
         assert consumer.spec.max_in_flight == 4
-        await wait_until(lambda: started == [0, 1] and app.runners[0].held_count == 4)
+        runner = app.runners[0]
+        await wait_until(lambda: started == [0, 1] and runner.held_count == 4)
         # Two running, two queued for a slot; the fetch loop waits for room, not in getmany.
         await wait_until(lambda: not consumer.in_getmany)
-        assert app.runners[0].dispatcher.queued == 2 and len(consumer.held) == 4
+        assert (await acquired(kafka, "g", "jobs"), consumer.held) == (4, 4)
+        assert runner.dispatcher.queued == 2
         calls = len(consumer.getmany_calls)
         gates[0].set()
         await wait_until(lambda: started == [0, 1, 2])
@@ -126,31 +294,42 @@ async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
         assert consumer.getmany_calls[calls] == 1
         for gate in gates.values():
             gate.set()
-        gates.update({offset: gates[0] for offset in range(4, 6)})
-        await wait_until(lambda: broker.states()["acknowledged"] == 6)
+        await settled(kafka, "g", "jobs", 6)
     assert recorder.outcome_counts() == {"accepted": 6}
+    assert all(n is not None and n <= 4 for n in consumer.getmany_calls)
 
 
 async def test_prefetched_jobs_are_released_at_shutdown(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    watch = Watch(kafka)
+    app = kafka_app(consumer_factory=watch)
     never = asyncio.Event()
 
     @app.handler("jobs", group_id="g", concurrency=1, prefetch=2)
     async def handle(msg: Message[bytes]) -> None:
         await never.wait()
 
-    recs = broker.produce("jobs", [b"x"] * 3)
+    await ready(app)
+    await kafka.produce("jobs", [b"x"] * 3, partition=0)
     async with app:
-        await wait_until(lambda: app.runners[0].held_count == 3 and app.runners[0].running_count == 1)
+        runner = app.runners[0]
+        await wait_until(lambda: runner.held_count == 3 and runner.running_count == 1)
         await app.stop(timeout=0)
-    assert [r.history for r in recs] == [["acquired#1", "RELEASE"]] * 3
+    # Each record was delivered once and RELEASEd by the app before its consumer closed (not
+    # left to a lock expiry or the session close): available again, its one delivery counted.
+    (consumer,) = watch.consumers
+    held = consumer.at_close
+    assert held is not None
+    assert [held.state_of(offset) for offset in range(3)] == [(RecordState.AVAILABLE, 1)] * 3
+    assert ack_trail(recorder) == {("jobs", offset): ["release"] for offset in range(3)}
     assert sorted(e.reason or "" for e in recorder.kinds(EventKind.RELEASED)) == ["shutdown"] * 3
 
 
-async def test_per_key_jobs_never_overlap_for_one_key(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+async def test_per_key_jobs_never_overlap_for_one_key(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready
+) -> None:
+    app = kafka_app()
     active: set[bytes] = set()
     overlaps: list[bytes] = []
     order: dict[bytes, list[int]] = {}
@@ -170,22 +349,27 @@ async def test_per_key_jobs_never_overlap_for_one_key(make_app: AppFactory, brok
         await gate.wait()
         active.discard(key)
 
-    broker.produce("jobs", [b"a0", b"b0", b"a1", b"a2", b"b1"], keys=[b"A", b"B", b"A", b"A", b"B"])
+    await ready(app)
+    await kafka.produce(
+        "jobs", [b"a0", b"b0", b"a1", b"a2", b"b1"], keys=[b"A", b"B", b"A", b"A", b"B"], partition=0
+    )
     async with app:
         # One job per key runs; the other records of the key wait their turn (held, renewed).
         await wait_until(lambda: len(gates) == 2)
         assert active == {b"A", b"B"}
-        done = lambda: broker.states()["acknowledged"] == 5  # noqa: E731
-        while not done():
+        while len(gates) < 5 or not all(g.is_set() for g in gates):
             for gate in gates:
                 gate.set()
-            await wait_until(lambda: done() or any(not g.is_set() for g in gates))
+            await wait_until(lambda: len(gates) == 5 or any(not g.is_set() for g in gates))
+        await settled(kafka, "g", "jobs", 5)
     assert overlaps == []
     assert order == {b"A": [0, 2, 3], b"B": [1, 4]}
 
 
-async def test_per_partition_jobs_keep_offset_order(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+async def test_per_partition_jobs_keep_offset_order(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready
+) -> None:
+    app = kafka_app()
     batches: list[tuple[int, list[int]]] = []
 
     @app.handler("jobs", group_id="g", concurrency=2, jobs="per_partition", max_messages_per_job=2)
@@ -193,10 +377,12 @@ async def test_per_partition_jobs_keep_offset_order(make_app: AppFactory, broker
         assert len({m.partition for m in msgs}) == 1
         batches.append((msgs[0].partition, [m.offset for m in msgs]))
 
-    broker.produce("jobs", [b"x"] * 3, partition=0)
-    broker.produce("jobs", [b"y"] * 1, partition=1)
+    await ready(app, partitions=2)
+    await kafka.produce("jobs", [b"x"] * 3, partition=0)
+    await kafka.produce("jobs", [b"y"] * 1, partition=1)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 4)
+        await settled(kafka, "g", "jobs", 3, partition=0)
+        await settled(kafka, "g", "jobs", 1, partition=1)
     by_partition: dict[int, list[int]] = {}
     for partition, offsets in batches:
         assert len(offsets) <= 2
@@ -205,9 +391,9 @@ async def test_per_partition_jobs_keep_offset_order(make_app: AppFactory, broker
 
 
 async def test_custom_jobs_builder_cannot_drop_records(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     calls: list[list[bytes]] = []
 
     def only_evens(msgs: list[Message[bytes]]) -> list[list[Message[bytes]]]:
@@ -217,17 +403,18 @@ async def test_custom_jobs_builder_cannot_drop_records(
     async def handle(msgs: list[Message[bytes]]) -> None:
         calls.append([m.value for m in msgs])
 
-    broker.produce("jobs", [b"0", b"1", b"2", b"3"])
+    await ready(app)
+    await kafka.produce("jobs", [b"0", b"1", b"2", b"3"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 4)
+        await settled(kafka, "g", "jobs", 4)
     assert sorted(v for call in calls for v in call) == [b"0", b"1", b"2", b"3"]
     assert recorder.outcome_counts() == {"accepted": 4}
 
 
 async def test_higher_priority_routes_get_freed_process_slots_first(
-    make_app: AppFactory, broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready
 ) -> None:
-    app = make_app(max_concurrency=1)
+    app = kafka_app(max_concurrency=1)
     order: list[str] = []
     blocker = asyncio.Event()
 
@@ -241,17 +428,22 @@ async def test_higher_priority_routes_get_freed_process_slots_first(
     async def high(msg: Message[bytes]) -> None:
         order.append(f"high{msg.offset}")
 
-    broker.produce("low", [b"x"] * 4)
+    await ready(app)
+    await kafka.produce("low", [b"x"] * 4, partition=0)
     async with app:
+        by_name = {r.name: r for r in app.runners}
         await wait_until(lambda: order == ["low0"])
-        limiter = app.runners[0].rt.global_limit
+        limiter = by_name["low"].rt.global_limit
         assert limiter is not None
         # Each route queues its next job for a process slot (its later jobs wait behind it).
         await wait_until(lambda: limiter.waiting == 1)  # low1, queued first
-        broker.produce("high", [b"y"] * 3)
+        await kafka.produce("high", [b"y"] * 3, partition=0)
         await wait_until(lambda: limiter.waiting == 2)  # high0, queued second
+        # Every high record is in (however the fetches split them) before the slot frees.
+        await wait_until(lambda: by_name["high"].held_count == 3)
         blocker.set()
-        await wait_until(lambda: broker.states()["acknowledged"] == 7)
+        await settled(kafka, "g-low", "low", 4)
+        await settled(kafka, "g-high", "high", 3)
     assert order == ["low0", "high0", "high1", "high2", "low1", "low2", "low3"]
 
 
@@ -268,7 +460,7 @@ async def test_limiter_serves_waiters_by_priority_then_arrival() -> None:
     await wait_until(lambda: limiter.waiting == 4)
     for expected in (["b"], ["b", "d"], ["b", "d", "a"], ["b", "d", "a", "c"]):
         limiter.release()
-        await wait_until(lambda e=expected: got == e)
+        await wait_until(functools.partial(operator.eq, got, expected))
     await asyncio.gather(*tasks)
     assert limiter.used == 1
 
@@ -288,12 +480,12 @@ async def test_limiter_cancelled_waiter_gives_up_its_place() -> None:
 
 
 async def test_a_context_variable_set_by_a_handler_never_reaches_the_next_job(
-    make_app: Callable[..., App], broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready
 ) -> None:
     # One worker runs every job in turn (concurrency 1); each job must still start from the
     # app's context, as it would in a task of its own.
     request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-    app = make_app()
+    app = kafka_app()
     seen: list[str | None] = []
 
     @app.handler("jobs", group_id="g", concurrency=1)
@@ -301,7 +493,20 @@ async def test_a_context_variable_set_by_a_handler_never_reaches_the_next_job(
         seen.append(request_id.get())
         request_id.set(msg.value.decode())
 
-    broker.produce("jobs", [b"a", b"b", b"c"])
+    await ready(app)
+    await kafka.produce("jobs", [b"a", b"b", b"c"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 3)
+        await settled(kafka, "g", "jobs", 3)
     assert seen == [None, None, None]
+
+
+def ack_trail(recorder: Recorder) -> dict[tuple[str, int], list[str]]:
+    """(topic, offset) -> the ack types the broker confirmed for it, in order (``ack_committed``
+    runs; every one must have been applied)."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for e in recorder.kinds(EventKind.ACK_COMMITTED):
+        assert e.topic is not None and e.offset is not None and e.ack_type is not None
+        assert e.reason == "applied", e
+        for offset in range(e.offset, e.offset + e.count):
+            out.setdefault((e.topic, offset), []).append(e.ack_type)
+    return out

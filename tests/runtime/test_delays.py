@@ -13,6 +13,11 @@ from tests.kit import wait_until
 
 
 @pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
 async def timer(clock: ManualClock) -> Scheduler:
     scheduler = Scheduler(clock)
     scheduler.start()

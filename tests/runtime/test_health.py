@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from aioshare.admin.share_admin import ShareAdmin
+from aioshare.admin.types import ShareGroupDescription
+from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime import App, ConsumerLike, ConsumerSpec, Message, share_consumer
 from aioshare.runtime.events import EventKind
 from aioshare.runtime.health import (
@@ -16,12 +20,23 @@ from aioshare.runtime.health import (
     HealthServer,
     HttpResponse,
     ProbeServer,
+    app_health,
     http_get,
     render_text,
 )
 from aioshare.runtime.metrics import Metrics
+from aioshare.share.consumer import ShareConsumer
 from aioshare.testing.apps import prepare
 from aioshare.testing.broker import ThreadedBroker
+from tests.kit import wait_for, wait_until
+
+from .conftest import Ready
+from .kit import Recorder
+
+if TYPE_CHECKING:
+    from aioshare.broker.embedded import EmbeddedBroker
+
+SHARE_GROUP_HEARTBEAT = 76  # the API key
 
 
 def _samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
@@ -276,3 +291,207 @@ async def test_readyz_says_stopping_while_draining(
             finally:
                 release.set()
                 await asyncio.wait_for(stopper, 15)
+
+
+# ------------------------------------------------------------------ readiness from heartbeats
+
+HEARTBEAT_TIMEOUT = 1.0  # five of the test broker's 0.2 s heartbeat intervals
+SILENT = re.compile(r"route 'work' group 'g' member 0: no heartbeat answered for (\d+\.\d) s \((.+)\)")
+
+
+async def _delay_heartbeats(kafka: ThreadedBroker, seconds: float) -> None:
+    """Hold the coordinator's heartbeat answers back by ``seconds`` (0: no more)."""
+
+    async def apply(broker: EmbeddedBroker) -> None:
+        broker.delay_responses(seconds, api_keys=[SHARE_GROUP_HEARTBEAT])
+
+    await kafka.acall(apply)
+
+
+def _json(response: HttpResponse) -> dict[str, Any]:
+    body = json.loads(response.body)
+    assert isinstance(body, dict)
+    return body
+
+
+async def test_readyz_is_false_while_the_coordinator_is_down_and_true_again_after(
+    kafka: ThreadedBroker, kafka_app: Callable[..., App], ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
+
+    @app.handler("jobs", group_id="g")
+    async def work(msg: Message[bytes]) -> None:
+        pass
+
+    await ready(app)
+    async with HealthServer(app, heartbeat_timeout=HEARTBEAT_TIMEOUT) as health:
+
+        async def get(path: str) -> HttpResponse:
+            return await http_get("127.0.0.1", health.port, path)
+
+        async with app:
+            await kafka.produce("jobs", [b"before"], partition=0)
+            await _eventually(lambda: get("/readyz"), lambda r: r.status == 200)
+            await wait_until(lambda: recorder.outcome_counts() == {"accepted": 1})
+
+            # The rule at its edge, on the real member's own clock reading.
+            member = app.runners[0].members[0]
+            last = member.last_heartbeat_at
+            assert last is not None and member.heartbeat_failures == 0 and member.failure is None
+            assert app_health(app, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=last + HEARTBEAT_TIMEOUT).ready
+            late = app_health(app, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=last + HEARTBEAT_TIMEOUT + 0.05)
+            assert not late.ready and late.live
+            assert (
+                late.reason
+                == "route 'work' group 'g' member 0: no heartbeat answered for 1.1 s (the last one still unanswered)"
+            )
+
+            await kafka.acall(lambda b: b.stop_node(1))
+            down = await _eventually(lambda: get("/readyz"), lambda r: r.status == 503)
+            body = _json(down)
+            found = SILENT.fullmatch(body["reason"])
+            assert found is not None, body["reason"]
+            assert float(found.group(1)) >= HEARTBEAT_TIMEOUT
+            assert re.fullmatch(r"\d+ failures?", found.group(2)), found.group(2)
+            assert body["status"] == "unavailable" and body["phase"] == "running"
+            entry = body["routes"][0]["members"][0]
+            assert entry["heartbeat_failures"] >= 1 and entry["heartbeat_age"] > HEARTBEAT_TIMEOUT
+            assert entry["member_epoch"] > 0  # the member cannot know it lost anything
+            assert (await get("/livez")).status == 200  # restarting the pod would not bring the broker back
+
+            await kafka.acall(lambda b: b.start_node(1))
+            await _eventually(lambda: get("/readyz"), lambda r: r.status == 200)
+            assert member.heartbeat_failures == 0
+            await kafka.produce("jobs", [b"after"], partition=0)
+            await wait_until(lambda: recorder.outcome_counts() == {"accepted": 2})
+            await wait_for(
+                lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == 2
+            )
+    assert set(recorder.terminal()) == {("jobs", 0, 0, 1), ("jobs", 0, 1, 1)}
+
+
+async def test_readyz_is_false_while_heartbeats_go_unanswered(
+    kafka: ThreadedBroker, kafka_app: Callable[..., App], ready: Ready
+) -> None:
+    app = kafka_app()
+
+    @app.handler("jobs", group_id="g")
+    async def work(msg: Message[bytes]) -> None:
+        pass
+
+    await ready(app)
+
+    async with HealthServer(app, heartbeat_timeout=HEARTBEAT_TIMEOUT) as health:
+
+        async def readyz() -> HttpResponse:
+            return await http_get("127.0.0.1", health.port, "/readyz")
+
+        async with app:
+            await _eventually(readyz, lambda r: r.status == 200)
+            member = app.runners[0].members[0]
+            await _delay_heartbeats(kafka, 2.5)
+            try:
+                slow = await _eventually(readyz, lambda r: r.status == 503)
+            finally:
+                await _delay_heartbeats(kafka, 0)
+            found = SILENT.fullmatch(_json(slow)["reason"])
+            assert found is not None, _json(slow)["reason"]
+            # Still in flight, not failed: the request timeout (30 s) has not passed.
+            assert found.group(2) == "the last one still unanswered" and member.heartbeat_failures == 0
+            await _eventually(readyz, lambda r: r.status == 200)
+            assert member.member_epoch is not None and member.member_epoch > 0
+
+
+@pytest.mark.parametrize(
+    "aioshare_broker_config",
+    [{"group.share.max.size": 1, "group.share.min.session.timeout.ms": 1000}],
+    ids=["one-member-groups"],
+)
+async def test_readyz_follows_a_member_fenced_and_then_failed(
+    kafka: ThreadedBroker, kafka_app: Callable[..., App], ready: Ready, recorder: Recorder
+) -> None:
+    """Heartbeats held back past the session timeout: the coordinator drops the member and
+    another consumer takes the group's only place, so the member's rejoin fails for good
+    (GROUP_MAX_SIZE_REACHED).  Its handler slot is busy, so the app learns of it only later:
+    readiness says so first."""
+    app = kafka_app()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @app.handler("jobs", group_id="g", concurrency=1, prefetch=0)
+    async def work(msg: Message[bytes]) -> None:
+        started.set()
+        await release.wait()
+
+    await ready(app, session_timeout_ms="1500")
+
+    async def members() -> set[str]:
+        async with ShareAdmin(kafka.bootstrap_servers) as admin:
+            described = (await admin.describe_share_groups(["g"]))["g"]
+        assert isinstance(described, ShareGroupDescription), described
+        return {m.member_id for m in described.members}
+
+    reasons: list[str] = []
+    outsider = ShareConsumer("jobs", group_id="g", bootstrap_servers=kafka.bootstrap_servers)
+    async with HealthServer(app, heartbeat_timeout=HEARTBEAT_TIMEOUT) as health:
+
+        async def readyz() -> HttpResponse:
+            response = await http_get("127.0.0.1", health.port, "/readyz")
+            reason = _json(response).get("reason")
+            if reason and (not reasons or reasons[-1] != reason):
+                reasons.append(reason)
+            return response
+
+        try:
+            with pytest.raises(KafkaError, match="maximum capacity"):  # the app stops on it
+                async with app:
+                    await kafka.produce("jobs", [b"held"], partition=0)
+                    await asyncio.wait_for(started.wait(), 10)
+                    await _eventually(readyz, lambda r: r.status == 200)
+                    member = app.runners[0].members[0]
+                    assert isinstance(member.consumer, ShareConsumer)
+                    ours = member.consumer.member_id
+                    await _delay_heartbeats(kafka, 3.0)
+                    try:
+                        await _eventually(readyz, lambda r: r.status == 503)
+                        await wait_for(members, lambda ids: not ids)  # the session timed out
+                    finally:
+                        await _delay_heartbeats(kafka, 0)
+                    # The member's last heartbeat is still held back (answered 3 s after it was sent,
+                    # then its next one is refused): the outsider's, answered at once, gets in first.
+                    await outsider.start()
+                    await wait_until(lambda: outsider.member_epoch > 0)
+                    assert await members() == {outsider.member_id}
+                    failed = await _eventually(
+                        readyz, lambda r: "the consumer failed" in _json(r).get("reason", "")
+                    )
+                    assert SILENT.fullmatch(reasons[0]), reasons
+                    assert reasons[-1] == _json(failed)["reason"]
+                    assert reasons[-1].startswith("route 'work' group 'g' member 0: the consumer failed: "), (
+                        reasons
+                    )
+                    assert "GroupMaxSizeReachedError" in reasons[-1], reasons
+                    assert isinstance(member.failure, KafkaError) and ours not in await members()
+                    live = await http_get("127.0.0.1", health.port, "/livez")
+                    assert live.status == 200 and app.failure is None  # the busy handler slot: not read yet
+
+                    release.set()
+                    await asyncio.wait_for(app.wait(), 10)
+                    live = await http_get("127.0.0.1", health.port, "/livez")
+                    assert live.status == 503 and "GroupMaxSizeReachedError" in _json(live)["reason"]
+                    # The record's share session outlived the membership: its ACCEPT still went through.
+                    await wait_for(
+                        lambda: kafka.share_records("g", "jobs"),
+                        lambda r: r is not None and r.start_offset == 1,
+                    )
+        finally:
+            await outsider.close()
+    assert recorder.terminal() == {("jobs", 0, 0, 1): "accepted"}
+    assert [(e.offset, e.ack_type, e.reason) for e in recorder.kinds(EventKind.ACK_COMMITTED)] == [
+        (0, "accept", "applied")
+    ]
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), True])
+def test_heartbeat_timeout_is_a_positive_number_of_seconds(timeout: object) -> None:
+    with pytest.raises(ConfigError, match="heartbeat_timeout"):
+        HealthServer(App(), heartbeat_timeout=timeout)  # type: ignore[arg-type]

@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
+from aioshare.protocol.types import RecordState
 from aioshare.runtime import App, Event, EventBus, EventKind, Message, Metrics, Reject, Retry
+from aioshare.testing import ThreadedBroker
+from tests.kit import wait_for, wait_until
 
-from .fakes import FakeBroker, wait_until
+from .conftest import Ready
+from .kit import Recorder
 
 AppFactory = Callable[..., App]
 
@@ -47,8 +51,22 @@ def test_bus_subscribe_filter_unsubscribe_and_isolate_failures(caplog: pytest.Lo
         bus.subscribe(everything.append, kinds=["no-such-kind"])
 
 
-async def test_metrics_count_every_outcome(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+def applied_acks(recorder: Recorder) -> dict[int, str]:
+    """offset -> ack type of every acknowledgement the broker confirmed (``ack_committed``)."""
+    out: dict[int, str] = {}
+    for e in recorder.kinds(EventKind.ACK_COMMITTED):
+        if e.reason == "applied":
+            assert e.offset is not None and e.ack_type is not None
+            for offset in range(e.offset, e.offset + e.count):
+                assert offset not in out, f"offset {offset} acknowledged twice"
+                out[offset] = e.ack_type
+    return out
+
+
+async def test_metrics_count_every_outcome(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
     gate = asyncio.Event()
 
     @app.handler("jobs", group_id="g", max_attempts=1, concurrency=5)
@@ -60,15 +78,26 @@ async def test_metrics_count_every_outcome(make_app: AppFactory, broker: FakeBro
         if msg.value == b"wait":
             await gate.wait()
 
-    broker.produce("jobs", [b"ok", b"ok", b"reject", b"fail", b"wait"])
+    await ready(app)
+    await kafka.produce("jobs", [b"ok", b"ok", b"reject", b"fail", b"wait"], partition=0)
     async with app:
-        await wait_until(lambda: app.runners[0].running_count == 1 and broker.states()["archived"] == 2)
+        # The four settled records are done at the broker; the fifth is still acquired.
+        await wait_until(lambda: app.runners[0].running_count == 1 and len(applied_acks(recorder)) == 4)
+        held = await wait_for(
+            lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == 4
+        )
+        assert held is not None and held.state_of(4) == (RecordState.ACQUIRED, 1)
+        assert applied_acks(recorder) == {0: "accept", 1: "accept", 2: "reject", 3: "reject"}
         m = app.metrics
         assert m.value("records-held", route="handle") == 1
         assert m.value("handlers-running", route="handle") == 1
         gate.set()
-        await wait_until(lambda: broker.states()["acknowledged"] == 3)
         await wait_until(lambda: m.value("acknowledgements-send-total") == 5)
+        await wait_for(
+            lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == 5
+        )
+    assert applied_acks(recorder) == {0: "accept", 1: "accept", 2: "reject", 3: "reject", 4: "accept"}
+    assert recorder.outcome_counts() == {"accepted": 3, "rejected": 2}
     assert m.value("records-consumed-total", route="handle", topic="jobs") == 5
     assert m.value("records-accepted-total") == 3
     assert m.value("records-rejected-total") == 2  # the Reject and the exhausted failure
@@ -122,7 +151,9 @@ def test_prometheus_exposition() -> None:
     )
 
 
-async def test_opentelemetry_spans(make_app: AppFactory, broker: FakeBroker) -> None:
+async def test_opentelemetry_spans(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
     pytest.importorskip("opentelemetry.trace")
     sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
     export = pytest.importorskip("opentelemetry.sdk.trace.export")
@@ -135,7 +166,7 @@ async def test_opentelemetry_spans(make_app: AppFactory, broker: FakeBroker) -> 
     exporter = in_memory.InMemorySpanExporter()
     provider = sdk_trace.TracerProvider()
     provider.add_span_processor(export.SimpleSpanProcessor(exporter))
-    app = make_app(tracing=OpenTelemetryTracing(tracer_provider=provider))
+    app = kafka_app(tracing=OpenTelemetryTracing(tracer_provider=provider))
 
     @app.handler("jobs", group_id="g", max_attempts=None, retry=None)
     async def handle(msg: Message[bytes]) -> None:
@@ -149,10 +180,23 @@ async def test_opentelemetry_spans(make_app: AppFactory, broker: FakeBroker) -> 
     with provider.get_tracer("producer").start_as_current_span("send") as producer_span:
         inject(carrier)
     headers = [(k, v.encode()) for k, v in carrier.items()]
-    broker.produce("jobs", [b"ok"], headers=headers)
-    broker.produce("jobs", [b"boom", b"later"])
+    await ready(app)
+    await kafka.produce("jobs", [b"ok"], headers=headers, partition=0)
+    await kafka.produce("jobs", [b"boom", b"later"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 3)
+        await wait_until(lambda: recorder.outcome_counts() == {"accepted": 3, "released": 2})
+        await wait_for(
+            lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == 3
+        )
+    # Offsets 1 and 2 were released after their first delivery (a failure, a Retry) and
+    # accepted on their second: five settlements, five spans.
+    assert recorder.terminal() == {
+        ("jobs", 0, 0, 1): "accepted",
+        ("jobs", 0, 1, 1): "released",
+        ("jobs", 0, 1, 2): "accepted",
+        ("jobs", 0, 2, 1): "released",
+        ("jobs", 0, 2, 2): "accepted",
+    }
     spans = [s for s in exporter.get_finished_spans() if s.name != "send"]
     assert {s.name for s in spans} == {"process jobs"} and len(spans) == 5
     ok = next(s for s in spans if s.attributes["messaging.kafka.offset"] == 0)

@@ -18,11 +18,15 @@ from typing import Any
 import msgspec
 import pytest
 
+from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.cli.main import build_parser
-from aioshare.runtime import App, ManualClock, Message, Reject
+from aioshare.runtime import App, EventKind, Message, Reject
 from aioshare.runtime.logs import RECORDS_LOGGER, JsonFormatter, LogRateLimiter, Verdict
+from aioshare.testing import ThreadedBroker
+from tests.kit import wait_for, wait_until
 
-from .fakes import FakeBroker, wait_until
+from .conftest import Ready
+from .kit import Recorder
 
 AppFactory = Callable[..., App]
 
@@ -35,6 +39,28 @@ def record_lines(caplog: pytest.LogCaptureFixture, event: str | None = None) -> 
     ]
 
 
+async def settled_at_broker(kafka: ThreadedBroker, group: str, topic: str, end: int) -> None:
+    """Wait until the broker counts every offset of ``topic`` below ``end`` as done for ``group``."""
+    await wait_for(
+        lambda: kafka.share_records(group, topic), lambda r: r is not None and r.start_offset == end
+    )
+
+
+async def without_renew(kafka: ThreadedBroker) -> None:
+    """Serve ShareFetch (78) and ShareAcknowledge (79) up to v1 only, as Kafka before 4.2: no RENEW."""
+
+    async def cap(broker: EmbeddedBroker) -> None:
+        registry = broker.registry
+        for api_key in (78, 79):
+            served = registry.version_range(api_key)
+            assert served is not None
+            handler = registry.lookup(api_key, served[1])
+            assert handler is not None
+            registry.register(api_key, handler, min_version=served[0], max_version=1)
+
+    await kafka.acall(cap)
+
+
 def coords(r: logging.LogRecord) -> tuple[Any, ...]:
     return tuple(
         getattr(r, k) for k in ("route", "group_id", "topic", "partition", "offset", "delivery_count")
@@ -42,20 +68,26 @@ def coords(r: logging.LogRecord) -> tuple[Any, ...]:
 
 
 async def test_handler_exception_is_logged_with_traceback_on_the_last_attempt_only(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aioshare")
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", retry=None, max_attempts=3, dead_letter_topic="jobs.dlq")
     async def handle(msg: Message[bytes]) -> None:
-        raise ValueError(f"downstream said no to {msg.value!r}")
+        if msg.value != b"fine":  # offset 0 succeeds: the failing record is offset 1
+            raise ValueError(f"downstream said no to {msg.value!r}")
 
-    broker.produce("jobs", [b"gone"])  # offset 0 is never delivered: the failing record is offset 1
-    broker.record("jobs", 0).state = "archived"
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"fine", b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
+        await wait_until(lambda: recorder.kinds(EventKind.DEAD_LETTERED), timeout=10)
+        await settled_at_broker(kafka, "g", "jobs", 2)
+    assert recorder.outcome_counts() == {"accepted": 1, "released": 2, "dead_lettered": 1}
     failures = record_lines(caplog, "handler_failure")
     assert [coords(r) for r in failures] == [("handle", "g", "jobs", 0, 1, n) for n in (1, 2, 3)]
     for r in failures:
@@ -76,10 +108,14 @@ async def test_handler_exception_is_logged_with_traceback_on_the_last_attempt_on
 
 
 async def test_rejected_records_are_logged(
-    make_app: AppFactory, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aioshare")
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
@@ -89,10 +125,13 @@ async def test_rejected_records_are_logged(
     async def failing(msg: Message[bytes]) -> None:
         raise KeyError("missing")
 
-    (a,) = broker.produce("jobs", [b"x"])
-    (b,) = broker.produce("other", [b"y"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
+    await kafka.produce("other", [b"y"], partition=0)
     async with app:
-        await wait_until(lambda: a.state == "archived" and b.state == "archived")
+        await settled_at_broker(kafka, "g", "jobs", 1)
+        await settled_at_broker(kafka, "g2", "other", 1)
+    assert recorder.outcome_counts() == {"rejected": 2}
     rejected = {r.route: r for r in record_lines(caplog, "rejected")}  # type: ignore[attr-defined]
     assert coords(rejected["handle"]) == ("handle", "g", "jobs", 0, 0, 1)
     assert rejected["handle"].reason == "bad order"  # type: ignore[attr-defined]
@@ -109,18 +148,24 @@ class Order(msgspec.Struct):
 
 
 async def test_undecodable_record_is_logged(
-    make_app: AppFactory, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aioshare")
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", value_type=Order, dead_letter_topic="jobs.dlq")
     async def handle(msg: Message[Order]) -> None:
         msg.value  # noqa: B018 -- decoding fails
 
-    good, bad = broker.produce("jobs", [b'{"id": 7}', b"not json"])
+    await ready(app)
+    await kafka.produce("jobs", [b'{"id": 7}', b"not json"], partition=0)
     async with app:
-        await wait_until(lambda: bad.state == "archived" and good.state == "acknowledged")
+        await settled_at_broker(kafka, "g", "jobs", 2)
+    assert recorder.outcome_counts() == {"accepted": 1, "dead_lettered": 1}
     (dead,) = record_lines(caplog, "dead_lettered")
     assert coords(dead) == ("handle", "g", "jobs", 0, 1, 1)
     assert dead.reason == "undecodable" and dead.dead_letter_topic == "jobs.dlq"  # type: ignore[attr-defined]
@@ -129,28 +174,33 @@ async def test_undecodable_record_is_logged(
 
 
 async def test_lock_lost_while_the_handler_runs_is_logged_once(
-    make_app: AppFactory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aioshare")
-    broker = FakeBroker(clock, renew_supported=False)
-    app = make_app(consumer_factory=broker.factory)
-    started = asyncio.Event()
+    app = kafka_app()
     go_on = asyncio.Event()
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
-        started.set()
-        await go_on.wait()
+        if msg.delivery_count == 1:
+            await go_on.wait()
 
-    (rec,) = broker.produce("jobs", [b"slow"])
+    await ready(app, lock_ms=1000)
+    await without_renew(kafka)  # nothing can keep the 1 s lock: it runs out under the handler
+    await kafka.produce("jobs", [b"slow"], partition=0)
     async with app:
-        await asyncio.wait_for(started.wait(), 5)
-        clock.advance(31.0)
-        assert broker.expire_locks() == [rec]
-        await wait_until(lambda: record_lines(caplog, "lock_expired"))
-        broker.expire_locks()
+        await wait_until(lambda: record_lines(caplog, "lock_expired"), timeout=5)
         go_on.set()
-        await asyncio.sleep(0.05)
+        # The record comes back and is handled: its first delivery's loss was logged once.
+        await settled_at_broker(kafka, "g", "jobs", 1)
+    assert recorder.terminal() == {
+        ("jobs", 0, 0, 1): EventKind.LOCK_EXPIRED,
+        ("jobs", 0, 0, 2): EventKind.ACCEPTED,
+    }
     (lost,) = record_lines(caplog, "lock_expired")
     assert lost.levelno == logging.WARNING
     assert coords(lost) == ("handle", "g", "jobs", 0, 0, 1)
@@ -159,18 +209,26 @@ async def test_lock_lost_while_the_handler_runs_is_logged_once(
 
 
 async def test_a_poison_flood_is_rate_limited_per_route(
-    make_app: AppFactory, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aioshare")
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", max_attempts=1)
     async def handle(msg: Message[bytes]) -> None:
         raise ValueError("poison")
 
-    recs = broker.produce("jobs", [b"p"] * 25)
+    await ready(app)
+    await kafka.produce("jobs", [b"p"] * 25, partition=0)
     async with app:
-        await wait_until(lambda: all(r.state == "archived" for r in recs))
+        await settled_at_broker(kafka, "g", "jobs", 25)
+        await wait_until(lambda: recorder.outcome_counts() == {"rejected": 25})
+        # Within the 10 s window: no summary yet; the stop sums up what was held back.
+        assert [r for r in record_lines(caplog) if getattr(r, "suppressed", 0)] == []
     assert len(record_lines(caplog, "handler_failure")) == 10
     assert len(record_lines(caplog, "rejected")) == 10
     summaries = {r.getMessage() for r in record_lines(caplog) if getattr(r, "suppressed", 0)}
@@ -181,18 +239,24 @@ async def test_a_poison_flood_is_rate_limited_per_route(
 
 
 async def test_nothing_is_logged_for_records_that_succeed(
-    make_app: AppFactory, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+    kafka: ThreadedBroker,
+    kafka_app: AppFactory,
+    ready: Ready,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aioshare")
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
         pass
 
-    broker.produce("jobs", [b"a", b"b"])
+    await ready(app)
+    await kafka.produce("jobs", [b"a", b"b"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
+    assert recorder.outcome_counts() == {"accepted": 2}
     assert record_lines(caplog) == []
 
 

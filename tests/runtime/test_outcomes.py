@@ -1,208 +1,336 @@
-"""How a handler's return, exceptions and per-record calls become acknowledgements."""
+"""How a handler's return, exceptions and per-record calls become acknowledgements.
+
+The runtime runs on the real ShareConsumer against the embedded broker.  What became of each
+record is read from both sides: the runtime's events (``received`` per delivery,
+``ack_committed`` per acknowledgement the broker applied, one terminal event per delivery)
+and the broker's own record states and delivery counts (``kafka.share_records``).
+Dead-letter copies are read back from the dead-letter topic, except where a test needs the
+dead-letter producer to fail or stall on cue (``dlq``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from aioshare.broker.embedded import ShareRecords
 from aioshare.protocol.errors import ConfigError, IllegalStateError
-from aioshare.protocol.types import AckType
-from aioshare.runtime import App, Backoff, EventKind, ManualClock, Message, Reject, Retry
+from aioshare.protocol.types import RecordState
+from aioshare.runtime import App, Backoff, EventKind, Message, Reject, Retry
+from aioshare.testing import ThreadedBroker
+from tests.kit import wait_for, wait_until
 
-from .fakes import FakeBroker, FakeDeadLetterSink, Recorder, wait_until
+from .conftest import Ready
+from .kit import FakeDeadLetterSink, Recorder
+
+ACQUIRED = RecordState.ACQUIRED
+ACKNOWLEDGED, ARCHIVED = RecordState.ACKNOWLEDGED, RecordState.ARCHIVED
 
 AppFactory = Callable[..., App]
 
 
-def acks_of(broker: FakeBroker, topic: str = "jobs") -> list[tuple[int, AckType, int]]:
-    return [(key[2], t, dc) for key, t, dc in broker.acks if key[0] == topic]
+def applied_acks(recorder: Recorder, topic: str = "jobs") -> dict[int, list[str]]:
+    """offset -> the acknowledgements the broker applied to it, in order ("ACCEPT", ...).
+
+    Every acknowledgement in these tests must be applied: a refused or in-doubt one fails here.
+    """
+    out: dict[int, list[str]] = collections.defaultdict(list)
+    for e in recorder.kinds(EventKind.ACK_COMMITTED):
+        if e.topic != topic:
+            continue
+        assert e.reason == "applied", e
+        assert e.offset is not None and e.ack_type is not None
+        for offset in range(e.offset, e.offset + e.count):
+            out[offset].append(e.ack_type.upper())
+    return out
+
+
+def trail(recorder: Recorder, offset: int, topic: str = "jobs") -> list[str]:
+    """One record's deliveries and applied acknowledgements: ["acquired#1", "RELEASE", ...].
+
+    Each delivery is followed by the acknowledgement that ended it; they are paired by order
+    because a RELEASE's answer and the redelivery can reach the runtime in either order.
+    """
+    deliveries = sorted(dc for (t, _p, o, dc) in recorder.received() if t == topic and o == offset)
+    acks = applied_acks(recorder, topic).get(offset, [])
+    out: list[str] = []
+    for i, dc in enumerate(deliveries):
+        out.append(f"acquired#{dc}")
+        out.extend(acks[i : i + 1])
+    out.extend(acks[len(deliveries) :])
+    return out
+
+
+async def share_records(
+    kafka: ThreadedBroker, until: Callable[[ShareRecords], bool], topic: str = "jobs"
+) -> ShareRecords:
+    """The group "g"'s records of ``topic`` once ``until(records)`` holds."""
+    found = await wait_for(lambda: kafka.share_records("g", topic), lambda r: r is not None and until(r))
+    assert found is not None
+    return found
+
+
+async def all_done(kafka: ThreadedBroker, count: int, topic: str = "jobs") -> ShareRecords:
+    """Wait until the broker has every one of ``count`` records acknowledged or archived."""
+    return await share_records(kafka, lambda r: r.start_offset == count, topic)
+
+
+def lock_deadline(records: ShareRecords, offset: int) -> int | None:
+    for run in records.in_flight:
+        if run.first_offset <= offset <= run.last_offset:
+            return run.lock_deadline_ms
+    return None
+
+
+async def watch_lock_renewed(kafka: ThreadedBroker, offset: int, renewals: int) -> None:
+    """Wait until the broker has moved the lock of ``offset`` on ``renewals`` times while it
+    stays acquired by its first delivery (a lock left alone would expire instead)."""
+    deadlines: set[int | None] = set()
+
+    def still_held_and_renewed(records: ShareRecords) -> bool:
+        assert records.state_of(offset) == (ACQUIRED, 1), records
+        deadlines.add(lock_deadline(records, offset))
+        return len(deadlines) > renewals
+
+    await share_records(kafka, still_held_and_renewed)
+
+
+async def dead_letters(
+    kafka: ThreadedBroker, count: int, topic: str = "jobs.dlq"
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of the dead-letter topic (partition 0), which must hold exactly ``count``."""
+    # "earliest" as well as the seek: aiokafka's own reset of a new assignment can land after
+    # seek_to_beginning (seen once with end_offsets() in between), and "latest" would skip all.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        assert (await consumer.end_offsets([tp]))[tp] == count
+        out: list[ConsumerRecord[Any, Any]] = []
+
+        async def read() -> int:
+            batch = await consumer.getmany(tp, timeout_ms=100)
+            out.extend(batch.get(tp, []))
+            return len(out)
+
+        await wait_for(read, lambda n: n >= count)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
+    for k, v in record.headers:
+        if k == name:
+            return None if v is None else bytes(v).decode()
+    return None
 
 
 async def test_return_accepts_every_record(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     seen: list[bytes] = []
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
         seen.append(msg.value)
 
-    broker.produce("jobs", [b"a", b"b", b"c"])
+    await ready(app)
+    await kafka.produce("jobs", [b"a", b"b", b"c"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 3)
+        await wait_until(lambda: [trail(recorder, o) for o in range(3)] == [["acquired#1", "ACCEPT"]] * 3)
+        await all_done(kafka, 3)
+        await wait_until(lambda: app.metrics.value("acknowledgements-send-total") == 3)
     assert sorted(seen) == [b"a", b"b", b"c"]
     assert recorder.outcome_counts() == {"accepted": 3}
-    assert sorted(acks_of(broker)) == [(0, AckType.ACCEPT, 1), (1, AckType.ACCEPT, 1), (2, AckType.ACCEPT, 1)]
     assert app.metrics.value("records-consumed-total", route="handle") == 3
     assert app.metrics.value("records-accepted-total") == 3
-    await wait_until(lambda: app.metrics.value("acknowledgements-send-total") == 3)
 
 
 async def test_retry_holds_the_record_renewing_its_lock_then_releases(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     deliveries: list[int] = []
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
         deliveries.append(msg.delivery_count)
         if msg.delivery_count == 1:
-            raise Retry(delay=100)
+            raise Retry(delay=2.5)
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=1000)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: recorder.kinds(EventKind.RETRIED))
-        assert recorder.kinds(EventKind.RETRIED)[0].delay == 100
-        consumer = broker.consumers[0]
-        # Held for 100 s with a 30 s lock: the consumer's keep-alive renews it at 0.7 of each
-        # lock, never lets it expire.
-        for n in range(1, 5):  # at t+21, t+42, t+63, t+84
-            clock.advance(21.0)
-            await wait_until(lambda n=n: rec.history.count("renewed") == n)
-            assert broker.expire_locks() == []
-            assert rec.state == "acquired" and rec.delivery_count == 1
-        assert len(consumer.renewals) == 4
-        clock.advance(15.0)
-        assert broker.expire_locks() == []
-        assert rec.state == "acquired"
-        clock.advance(1.0)  # the delay is over: RELEASE, then the broker redelivers it
-        await wait_until(lambda: rec.state == "acknowledged")
+        (retried,) = recorder.kinds(EventKind.RETRIED)
+        assert retried.delay == 2.5
+        # Held 2.5 s on a 1 s lock: the consumer's keep-alive renews it (at 0.7 of each
+        # lock) and never lets it expire - still acquired by delivery 1 after two renewals.
+        await watch_lock_renewed(kafka, 0, renewals=2)
+        assert deliveries == [1]
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        await all_done(kafka, 1)
     assert deliveries == [1, 2]
-    assert [h for h in rec.history if h != "renewed"] == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"]
+    (released,) = recorder.kinds(EventKind.RELEASED)
+    assert released.reason == "retry"
+    assert released.time - retried.time >= 2.4  # not released before its delay was over
     assert recorder.outcome_counts() == {"released": 1, "accepted": 1}
-    assert [e.reason for e in recorder.kinds(EventKind.RELEASED)] == ["retry"]
+    assert recorder.kinds(EventKind.LOCK_EXPIRED) == []
     # One RENEWED per record whose lock the consumer renewed, when the record is settled.
     assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(0, 1)]
 
 
 async def test_reject_archives_without_a_dead_letter_copy_by_default(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", dead_letter_topic="jobs.dlq")
     async def handle(msg: Message[bytes]) -> None:
         raise Reject("bad order")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.history == ["acquired#1", "REJECT"]
-    assert dlq.sent == []
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
+        await all_done(kafka, 1)
+    assert await dead_letters(kafka, 0) == []
     (event,) = recorder.kinds(EventKind.REJECTED)
     assert event.reason == "bad order"
+    assert recorder.outcome_counts() == {"rejected": 1}
 
 
 @pytest.mark.parametrize("per_exception", [True, False])
 async def test_reject_can_dead_letter(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink, per_exception: bool
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, per_exception: bool
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", dead_letter_topic="jobs.dlq", dead_letter_on_reject=not per_exception)
     async def handle(msg: Message[bytes]) -> None:
         raise Reject("no", dead_letter=True if per_exception else None)
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
-    (sent,) = dlq.sent
-    assert sent.header("aioshare.dlq.reason") == "rejected"
-    assert sent.header("aioshare.dlq.exception.class") == "aioshare.runtime.retry.Reject"
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
+        await all_done(kafka, 1)
+    (sent,) = await dead_letters(kafka, 1)
+    assert header(sent, "aioshare.dlq.reason") == "rejected"
+    assert header(sent, "aioshare.dlq.exception.class") == "aioshare.runtime.retry.Reject"
+    assert recorder.outcome_counts() == {"dead_lettered": 1}
 
 
 async def test_failures_back_off_then_exhaust_into_the_dead_letter_topic(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler(
         "jobs",
         group_id="g",
-        retry=Backoff(initial=2.0, max=10.0, jitter=False),
+        retry=Backoff(initial=0.2, max=1.0, jitter=False),
         max_attempts=3,
         dead_letter_topic="jobs.dlq",
     )
     async def handle(msg: Message[bytes]) -> None:
         raise ValueError(f"downstream said no to {msg.value!r}")
 
-    (rec,) = broker.produce("jobs", [b"payload"], key=b"k", headers=[("trace", b"t1")])
+    await ready(app)
+    await kafka.produce("jobs", [b"payload"], key=b"k", partition=0, headers=[("trace", b"t1")])
     async with app:
-        await wait_until(lambda: len(recorder.kinds(EventKind.RETRIED)) == 1)
-        assert recorder.kinds(EventKind.RETRIED)[0].delay == 2.0
-        clock.advance(2.0)
-        await wait_until(lambda: len(recorder.kinds(EventKind.RETRIED)) == 2)
-        assert recorder.kinds(EventKind.RETRIED)[1].delay == 4.0
-        assert rec.delivery_count == 2
-        clock.advance(4.0)
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.delivery_count == 3
-    assert rec.history == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "REJECT"]
-    (sent,) = dlq.sent
+        await wait_until(
+            lambda: (
+                trail(recorder, 0)
+                == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "REJECT"]
+            )
+        )
+        await all_done(kafka, 1)
+    assert [e.delay for e in recorder.kinds(EventKind.RETRIED)] == [0.2, 0.4]
+    # Each redelivery comes no sooner than its delay after the failure.
+    retried = recorder.kinds(EventKind.RETRIED)
+    received = sorted(recorder.kinds(EventKind.RECEIVED), key=lambda e: e.delivery_count or 0)
+    assert [e.delivery_count for e in received] == [1, 2, 3]
+    assert received[1].time - retried[0].time >= 0.2
+    assert received[2].time - retried[1].time >= 0.4
+    (sent,) = await dead_letters(kafka, 1)
     assert (sent.topic, sent.key, sent.value) == ("jobs.dlq", b"k", b"payload")
-    assert sent.headers[0] == ("trace", b"t1")  # the original headers come first
-    assert sent.header("aioshare.dlq.original.topic") == "jobs"
-    assert sent.header("aioshare.dlq.original.partition") == "0"
-    assert sent.header("aioshare.dlq.original.offset") == "0"
-    assert sent.header("aioshare.dlq.delivery.count") == "3"
-    assert sent.header("aioshare.dlq.group.id") == "g"
-    assert sent.header("aioshare.dlq.reason") == "exhausted"
-    assert sent.header("aioshare.dlq.exception.class") == "builtins.ValueError"
-    assert sent.header("aioshare.dlq.exception.message") == "downstream said no to b'payload'"
+    assert (sent.headers[0][0], bytes(sent.headers[0][1])) == (
+        "trace",
+        b"t1",
+    )  # the original headers come first
+    assert header(sent, "aioshare.dlq.original.topic") == "jobs"
+    assert header(sent, "aioshare.dlq.original.partition") == "0"
+    assert header(sent, "aioshare.dlq.original.offset") == "0"
+    assert header(sent, "aioshare.dlq.delivery.count") == "3"
+    assert header(sent, "aioshare.dlq.group.id") == "g"
+    assert header(sent, "aioshare.dlq.reason") == "exhausted"
+    assert header(sent, "aioshare.dlq.exception.class") == "builtins.ValueError"
+    assert header(sent, "aioshare.dlq.exception.message") == "downstream said no to b'payload'"
     assert recorder.outcome_counts() == {"released": 2, "dead_lettered": 1}
     assert len(recorder.kinds(EventKind.ERROR)) == 3
     assert app.metrics.value("records-dead-lettered-total") == 1
 
 
 async def test_exhausted_without_dead_letter_topic_is_rejected(
-    make_app: AppFactory, broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", max_attempts=1)
     async def handle(msg: Message[bytes]) -> None:
         raise RuntimeError("boom")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.history == ["acquired#1", "REJECT"]
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
+        await all_done(kafka, 1)
+    assert [e.reason for e in recorder.kinds(EventKind.REJECTED)] == ["exhausted"]
 
 
 async def test_dead_letter_copy_is_confirmed_before_the_reject(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink, clock: ManualClock
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, dlq: FakeDeadLetterSink
 ) -> None:
-    app = make_app()
-    dlq.gate = asyncio_event()
+    app = kafka_app(dead_letter_sink=dlq)
+    dlq.gate = asyncio.Event()
 
     @app.handler("jobs", group_id="g", max_attempts=1, dead_letter_topic="jobs.dlq")
     async def handle(msg: Message[bytes]) -> None:
         raise RuntimeError("boom")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=1000)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: dlq.attempts == 1)
         # The producer has not confirmed: no REJECT yet, and the lock is kept meanwhile.
-        clock.advance(1.0)  # the batch's hand-over to the consumer's keep-alive
-        await wait_until(lambda: len(broker.consumers[0].kept) == 1)
-        clock.advance(24.0)
-        await wait_until(lambda: len(broker.consumers[0].renewals) == 1)
-        assert rec.history == ["acquired#1", "renewed"]
+        await watch_lock_renewed(kafka, 0, renewals=2)
+        assert trail(recorder, 0) == ["acquired#1"]
         dlq.gate.set()
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.history == ["acquired#1", "renewed", "REJECT"]
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
+        await all_done(kafka, 1)
     assert len(dlq.sent) == 1
+    assert recorder.outcome_counts() == {"dead_lettered": 1}
+    assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(0, 1)]
 
 
 async def test_failed_dead_letter_copy_releases_instead(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, dlq: FakeDeadLetterSink
 ) -> None:
-    app = make_app()
+    app = kafka_app(dead_letter_sink=dlq)
     dlq.fail_with = ConnectionError("dlq cluster down")
 
     @app.handler("jobs", group_id="g", max_attempts=1, dead_letter_topic="jobs.dlq")
@@ -211,11 +339,12 @@ async def test_failed_dead_letter_copy_releases_instead(
             dlq.fail_with = None  # the dead-letter topic is back for the next attempt
         raise RuntimeError("boom")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.history == ["acquired#1", "RELEASE", "acquired#2", "REJECT"]
-    assert len(dlq.sent) == 1
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "REJECT"])
+        await all_done(kafka, 1)
+    assert len(dlq.sent) == 1 and dlq.attempts == 2
     failures = [e for e in recorder.kinds(EventKind.ERROR) if e.reason == "dead-letter-failed"]
     assert len(failures) == 1 and isinstance(failures[0].error, ConnectionError)
     assert recorder.outcome_counts() == {"released": 1, "dead_lettered": 1}
@@ -226,125 +355,164 @@ class Order(msgspec.Struct):
 
 
 async def test_undecodable_record_goes_to_the_dead_letter_topic_at_once(
-    make_app: AppFactory, broker: FakeBroker, dlq: FakeDeadLetterSink
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     values: list[Order] = []
 
     @app.handler("jobs", group_id="g", value_type=Order, max_attempts=5, dead_letter_topic="jobs.dlq")
     async def handle(msg: Message[Order]) -> None:
         values.append(msg.value)
 
-    good, bad = broker.produce("jobs", [b'{"id": 7}', b"not json"])
+    await ready(app)
+    await kafka.produce("jobs", [b'{"id": 7}', b"not json"], partition=0)
     async with app:
-        await wait_until(lambda: bad.state == "archived" and good.state == "acknowledged")
+        await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "REJECT"])
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "ACCEPT"])
+        await all_done(kafka, 2)
     assert values == [Order(7)]
-    assert bad.history == ["acquired#1", "REJECT"]
-    (sent,) = dlq.sent
-    assert sent.header("aioshare.dlq.reason") == "undecodable"
-    assert sent.header("aioshare.dlq.exception.class") == "aioshare.share.deserialize.DeserializationError"
+    (sent,) = await dead_letters(kafka, 1)
+    assert sent.value == b"not json"
+    assert header(sent, "aioshare.dlq.reason") == "undecodable"
+    assert header(sent, "aioshare.dlq.exception.class") == "aioshare.share.deserialize.DeserializationError"
+    assert recorder.outcome_counts() == {"accepted": 1, "dead_lettered": 1}
 
 
 async def test_on_error_release_releases_at_once(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", on_error="release")
     async def handle(msg: Message[bytes]) -> None:
         if msg.delivery_count < 3:
             raise RuntimeError("flaky")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "acknowledged")
-    assert rec.history == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "ACCEPT"]
+        await wait_until(
+            lambda: (
+                trail(recorder, 0)
+                == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "ACCEPT"]
+            )
+        )
+        await all_done(kafka, 1)
     assert recorder.kinds(EventKind.RETRIED) == []
+    assert recorder.outcome_counts() == {"released": 2, "accepted": 1}
 
 
-async def test_on_error_reject_rejects_at_once(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+async def test_on_error_reject_rejects_at_once(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", on_error="reject")
     async def handle(msg: Message[bytes]) -> None:
         raise RuntimeError("no retries here")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "archived")
-    assert rec.history == ["acquired#1", "REJECT"]
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
+        await all_done(kafka, 1)
+    assert recorder.outcome_counts() == {"rejected": 1}
 
 
 async def test_retry_none_releases_without_delay(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g", retry=None)
     async def handle(msg: Message[bytes]) -> None:
         if msg.delivery_count == 1:
             raise RuntimeError("once")
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "acknowledged")
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        await all_done(kafka, 1)
     assert [e.delay for e in recorder.kinds(EventKind.RETRIED)] == [0.0]
-    assert rec.history == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"]
+    assert recorder.outcome_counts() == {"released": 1, "accepted": 1}
 
 
 async def test_retry_delay_is_capped_by_max_retry_delay(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app(max_retry_delay=60.0)
+    app = kafka_app(max_retry_delay=1.5)
 
-    @app.handler("jobs", group_id="g", retry=Backoff(initial=1, max=60))
+    @app.handler("jobs", group_id="g", retry=Backoff(initial=0.1, max=1.5))
     async def handle(msg: Message[bytes]) -> None:
         if msg.delivery_count == 1:
             raise Retry(delay=10_000)
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=1000)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: recorder.kinds(EventKind.RETRIED))
-        assert recorder.kinds(EventKind.RETRIED)[0].delay == 60.0
-        for n in (1, 2):  # renewed at t+21 and t+42 ...
-            clock.advance(21.0)
-            await wait_until(lambda n=n: rec.history.count("renewed") == n)
-        clock.advance(18.0)  # ... and released at t+60
-        await wait_until(lambda: rec.state == "acknowledged")
-    assert rec.history == ["acquired#1", "renewed", "renewed", "RELEASE", "acquired#2", "ACCEPT"]
+        (retried,) = recorder.kinds(EventKind.RETRIED)
+        assert retried.delay == 1.5
+        # Held past its 1 s lock (renewed), released when the capped delay is over.
+        await watch_lock_renewed(kafka, 0, renewals=1)
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        await all_done(kafka, 1)
+    (released,) = recorder.kinds(EventKind.RELEASED)
+    assert 1.4 <= released.time - retried.time < 5.0
+    assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(0, 1)]
 
 
 async def test_delay_budget_full_releases_at_once(
-    make_app: AppFactory, broker: FakeBroker, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app(max_delayed=1)
+    app = kafka_app(max_delayed=1)
 
     @app.handler("jobs", group_id="g", max_attempts=None)
     async def handle(msg: Message[bytes]) -> None:
         if msg.delivery_count == 1:
             raise Retry(delay=50)
 
-    a, b = broker.produce("jobs", [b"a", b"b"])
+    await ready(app)
+    await kafka.produce("jobs", [b"a", b"b"], partition=0)
     async with app:
-        await wait_until(lambda: len(recorder.kinds(EventKind.RETRIED)) == 1 and b.state == "acknowledged")
-        assert a.state == "acquired" and a.delivery_count == 1
+        await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        held = await share_records(kafka, lambda r: r.state_of(1) == (ACKNOWLEDGED, 2))
+        assert held.state_of(0) == (ACQUIRED, 1)  # a waits out its delay, held
+        assert trail(recorder, 0) == ["acquired#1"]
     full = [e for e in recorder.kinds(EventKind.ERROR) if e.reason == "delay-queue-full"]
     assert [(e.offset, e.delivery_count) for e in full] == [(1, 1)]
-    assert b.history == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"]
-    assert a.history == ["acquired#1", "RELEASE"]  # released by the shutdown, delay not yet over
+    # a is released by the shutdown, its delay not yet over ...
+    assert trail(recorder, 0) == ["acquired#1", "RELEASE"]
+    released = [(e.offset, e.delivery_count, e.reason) for e in recorder.kinds(EventKind.RELEASED)]
+    assert sorted(released) == [(0, 1, "shutdown"), (1, 1, "delay-queue-full")]
+    # ... and the broker has it back: the group's next member gets its second delivery.
+    next_member = kafka_app()
+    redelivered: list[tuple[int, int]] = []
+
+    @next_member.handler("jobs", group_id="g")
+    async def handle_next(msg: Message[bytes]) -> None:
+        redelivered.append((msg.offset, msg.delivery_count))
+
+    async with next_member:
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        await all_done(kafka, 2)
+    assert redelivered == [(0, 2)]
 
 
 async def test_batch_handler_settles_records_one_by_one(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
+    batches: list[list[tuple[int, int]]] = []
 
     @app.handler("jobs", group_id="g", jobs="per_batch", max_messages_per_job=10, max_attempts=None)
     async def handle(msgs: list[Message[bytes]]) -> None:
+        batches.append([(m.offset, m.delivery_count) for m in msgs])
         if msgs[0].delivery_count > 1:
             return  # redelivered: accept them all
         msgs[0].accept()
-        msgs[1].retry(5)
+        msgs[1].retry(1.0)
         msgs[2].reject("bad")
         msgs[3].release()
         msgs[0].accept()  # the same outcome twice is one outcome
@@ -352,13 +520,21 @@ async def test_batch_handler_settles_records_one_by_one(
             msgs[2].accept()
         # msgs[4] is settled by the return: ACCEPT
 
-    recs = broker.produce("jobs", [b"0", b"1", b"2", b"3", b"4"])
+    await ready(app)
+    await kafka.produce("jobs", [b"0", b"1", b"2", b"3", b"4"], partition=0)
     async with app:
-        await wait_until(lambda: recs[3].state == "acknowledged" and recs[4].state == "acknowledged")
-        assert recs[1].state == "acquired"
-        clock.advance(5.0)
-        await wait_until(lambda: recs[1].state == "acknowledged")
-    assert [r.history for r in recs] == [
+        # While 1 waits out its delay, the broker holds it; 3 came back and was accepted.
+        mid = await share_records(kafka, lambda r: r.state_of(3) == (ACKNOWLEDGED, 2))
+        assert [mid.state_of(o) for o in range(1, 5)] == [
+            (ACQUIRED, 1),
+            (ARCHIVED, 1),
+            (ACKNOWLEDGED, 2),
+            (ACKNOWLEDGED, 1),
+        ]
+        await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
+        await all_done(kafka, 5)
+    assert batches[0] == [(o, 1) for o in range(5)]  # one batch: the records settled one by one
+    assert [trail(recorder, o) for o in range(5)] == [
         ["acquired#1", "ACCEPT"],
         ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"],
         ["acquired#1", "REJECT"],
@@ -368,23 +544,34 @@ async def test_batch_handler_settles_records_one_by_one(
 
 
 async def test_batch_exception_settles_only_the_unsettled_records(
-    make_app: AppFactory, broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
+    batches: list[list[int]] = []
 
     @app.handler("jobs", group_id="g", jobs="per_batch", on_error="reject")
     async def handle(msgs: list[Message[bytes]]) -> None:
+        batches.append([m.offset for m in msgs])
         msgs[0].accept()
         raise RuntimeError("the rest failed")
 
-    recs = broker.produce("jobs", [b"0", b"1", b"2"])
+    await ready(app)
+    await kafka.produce("jobs", [b"0", b"1", b"2"], partition=0)
     async with app:
-        await wait_until(lambda: all(r.state != "acquired" and r.state != "available" for r in recs))
-    assert [r.history[-1] for r in recs] == ["ACCEPT", "REJECT", "REJECT"]
+        await wait_until(lambda: sum(len(a) for a in applied_acks(recorder).values()) == 3)
+        await all_done(kafka, 3)
+    assert batches == [[0, 1, 2]]
+    assert [trail(recorder, o) for o in range(3)] == [
+        ["acquired#1", "ACCEPT"],
+        ["acquired#1", "REJECT"],
+        ["acquired#1", "REJECT"],
+    ]
 
 
-async def test_implicit_mode_settles_by_return_only(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+async def test_implicit_mode_settles_by_return_only(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
     refused: list[BaseException] = []
 
     @app.handler("jobs", group_id="g", ack_mode="implicit")
@@ -394,16 +581,18 @@ async def test_implicit_mode_settles_by_return_only(make_app: AppFactory, broker
         except IllegalStateError as exc:
             refused.append(exc)
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: rec.state == "acknowledged")
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "ACCEPT"])
+        await all_done(kafka, 1)
     assert len(refused) == 1 and "implicit" in str(refused[0])
 
 
 async def test_class_handler_gets_one_instance_per_topic_with_hooks(
-    make_app: AppFactory, broker: FakeBroker
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     log: list[str] = []
 
     @app.handler("a", "b", group_id="g")
@@ -422,10 +611,13 @@ async def test_class_handler_gets_one_instance_per_topic_with_hooks(
             assert msg.topic == self.topic
             self.count += 1
 
-    broker.produce("a", [b"1", b"2"])
-    broker.produce("b", [b"3"])
+    await ready(app)
+    await kafka.produce("a", [b"1", b"2"], partition=0)
+    await kafka.produce("b", [b"3"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 3)
+        await wait_until(lambda: recorder.outcome_counts() == {"accepted": 3})
+        await all_done(kafka, 2, topic="a")
+        await all_done(kafka, 1, topic="b")
         instances = app.runners[0].binding.instances
         assert {t: i.count for t, i in instances.items()} == {"a": 2, "b": 1}
     assert log == ["start a", "start b", "stop a after 2", "stop b after 1"]
@@ -499,18 +691,15 @@ def test_backoff_schedule_and_validation() -> None:
         Retry(delay=-1)
 
 
-def asyncio_event() -> Any:
-    import asyncio
-
-    return asyncio.Event()
-
-
-async def test_handler_object_and_message_fields(make_app: AppFactory, broker: FakeBroker) -> None:
-    app = make_app()
+async def test_handler_object_and_message_fields(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
 
     class Sender:
         def __init__(self) -> None:
             self.got: list[tuple[Any, ...]] = []
+            self.timestamps: list[int] = []
 
         async def handle(self, msg: Message[str]) -> None:
             self.got.append(
@@ -525,19 +714,23 @@ async def test_handler_object_and_message_fields(make_app: AppFactory, broker: F
                     msg.header("missing"),
                     msg.attempt,
                     msg.delivery_count,
-                    msg.timestamp,
                     msg.error,
                     msg.settled,
                     msg.route,
                 )
             )
+            self.timestamps.append(msg.timestamp)
 
     sender = Sender()
     app.handler("jobs", group_id="g", value_deserializer=lambda b: b.decode() if b else None)(sender)
     assert app.routes[0].name == "Sender"
-    broker.produce("jobs", [b"hello"], key=b"k", headers=[("h", b"1"), ("h", b"2")])
+    await ready(app)
+    before_ms = int(time.time() * 1000)
+    await kafka.produce("jobs", [b"hello"], key=b"k", partition=0, headers=[("h", b"1"), ("h", b"2")])
+    after_ms = int(time.time() * 1000)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 1)
-    assert sender.got == [
-        ("jobs", 0, 0, b"k", "hello", b"hello", b"2", None, 1, 1, 1_700_000_000_000, None, False, "Sender")
-    ]
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "ACCEPT"])
+    assert sender.got == [("jobs", 0, 0, b"k", "hello", b"hello", b"2", None, 1, 1, None, False, "Sender")]
+    # The record's own (producer's create) timestamp, in milliseconds.
+    (timestamp,) = sender.timestamps
+    assert before_ms <= timestamp <= after_ms

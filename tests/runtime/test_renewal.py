@@ -1,57 +1,191 @@
 """Held records' locks: the consumer's keep-alive renews them, extend_lock(), locks lost anyway.
 
-The runtime hands every record it receives to its consumer's keep-alive (``msg.keep_alive()``)
-and keeps no timer of its own; these tests run it over the fake consumer's keep-alive (see
-fakes.py) on a manual clock.  test_e2e.py runs the same over the real ShareConsumer.
+The runtime hands every record it still holds a moment after it arrived to its consumer's
+keep-alive (``msg.keep_alive()``) and keeps no timer of its own.  These tests run it over the
+real ShareConsumer against the embedded broker with 1 s locks: the keep-alive RENEWs at
+``renew_fraction`` of the lock left, so a record held 2 s is renewed about three times and the
+broker still shows it acquired, delivery 1.  ``RenewTap`` (in front of the broker's own
+ShareAcknowledge) shows when the RENEWs arrive and can refuse some; a broker without RENEW is
+one serving ShareFetch/ShareAcknowledge v1 only, as Kafka before 4.2 does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from aioshare.protocol.errors import InvalidRecordStateError, KafkaConnectionError
-from aioshare.runtime import App, EventKind, Handler, ManualClock, Message, Retry
+from aioshare.broker.embedded import EmbeddedBroker
+from aioshare.broker.server import RequestContext
+from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError
+from aioshare.protocol.messages import ShareAcknowledgeResponse
+from aioshare.protocol.types import RecordState
+from aioshare.runtime import App, EventKind, Handler, Message, Retry
+from aioshare.share.consumer import ShareConsumer
+from aioshare.testing import ThreadedBroker
+from tests.kit import wait_for, wait_until
 
-from .fakes import FakeBroker, FakeConsumer, Recorder, wait_until
+from .conftest import Ready
+from .kit import Recorder
 
 AppFactory = Callable[..., App]
 
+SHARE_FETCH, SHARE_ACKNOWLEDGE = 78, 79
+LOCK_MS = 1000
 
-async def handed_over(clock: ManualClock, consumer: FakeConsumer, n: int = 1) -> None:
-    """Let 1 s pass: records still held then are handed to the consumer's keep-alive."""
-    clock.advance(1.0)
-    await wait_until(lambda: len(consumer.kept) == n)
+
+@dataclass(frozen=True)
+class SentRenew:
+    at: float  # time.monotonic() when the broker received it (the test loop's clock too)
+    offsets: tuple[int, ...]
+
+
+class RenewTap:
+    """Wraps the broker's ShareAcknowledge: records every renew-only request it receives and
+    answers the next ``refuse``d ones with an error code for each partition, unapplied (the
+    broker's handler still sees the request, without its batches, so the share session's
+    epoch moves on as it would)."""
+
+    def __init__(self, kafka: ThreadedBroker) -> None:
+        self._kafka = kafka
+        self.renews: list[SentRenew] = []
+        self._refusals: list[int] = []
+
+    async def install(self) -> None:
+        async def wrap(broker: EmbeddedBroker) -> None:
+            registry = broker.registry
+            served = registry.version_range(SHARE_ACKNOWLEDGE)
+            assert served is not None
+            real = registry.lookup(SHARE_ACKNOWLEDGE, served[1])
+            assert real is not None
+
+            async def serve(context: RequestContext, request: Any) -> Any:
+                if not request.is_renew_ack:
+                    return await real(context, request)
+                asked = [(t.topic_id, p) for t in request.topics for p in t.partitions]
+                offsets = tuple(
+                    offset
+                    for _, p in asked
+                    for b in p.acknowledgement_batches
+                    for offset in range(b.first_offset, b.last_offset + 1)
+                )
+                self.renews.append(SentRenew(time.monotonic(), offsets))
+                if not self._refusals:
+                    return await real(context, request)
+                code = self._refusals.pop(0)
+                for _, p in asked:
+                    p.acknowledgement_batches = []
+                answer = await real(context, request)
+                assert isinstance(answer, ShareAcknowledgeResponse) and answer.error_code == 0
+                by_topic: dict[uuid.UUID, list[ShareAcknowledgeResponse.PartitionData]] = {}
+                for topic_id, p in asked:
+                    by_topic.setdefault(topic_id, []).append(
+                        ShareAcknowledgeResponse.PartitionData(
+                            partition_index=p.partition_index, error_code=code
+                        )
+                    )
+                answer.responses = [
+                    ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(topic_id=t, partitions=parts)
+                    for t, parts in by_topic.items()
+                ]
+                return answer
+
+            registry.register(SHARE_ACKNOWLEDGE, serve, min_version=served[0], max_version=served[1])
+
+        await self._kafka.acall(wrap)
+
+    async def refuse(self, code: int, times: int = 1) -> None:
+        async def add(_broker: EmbeddedBroker) -> None:
+            self._refusals.extend([code] * times)
+
+        await self._kafka.acall(add)
+
+    def of(self, offset: int) -> list[SentRenew]:
+        return [r for r in self.renews if offset in r.offsets]
+
+
+async def tap(kafka: ThreadedBroker) -> RenewTap:
+    found = RenewTap(kafka)
+    await found.install()
+    return found
+
+
+async def without_renew(kafka: ThreadedBroker) -> None:
+    """Serve ShareFetch and ShareAcknowledge up to v1 only, as Kafka before 4.2: no RENEW."""
+
+    async def cap(broker: EmbeddedBroker) -> None:
+        registry = broker.registry
+        for api_key in (SHARE_FETCH, SHARE_ACKNOWLEDGE):
+            served = registry.version_range(api_key)
+            assert served is not None
+            handler = registry.lookup(api_key, served[1])
+            assert handler is not None
+            registry.register(api_key, handler, min_version=served[0], max_version=1)
+
+    await kafka.acall(cap)
+
+
+def consumer_of(app: App) -> ShareConsumer:
+    consumer = app.runners[0].members[0].consumer
+    assert isinstance(consumer, ShareConsumer)
+    return consumer
+
+
+async def broker_state(kafka: ThreadedBroker, offset: int) -> tuple[RecordState, int] | None:
+    records = await kafka.share_records("g", "jobs")
+    return None if records is None else records.state_of(offset)
+
+
+async def settled_at_broker(kafka: ThreadedBroker, end: int) -> None:
+    """Wait until the broker counts every offset below ``end`` as done."""
+    await wait_for(
+        lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == end
+    )
+
+
+def acks_of(recorder: Recorder, offset: int) -> list[tuple[str | None, str | None]]:
+    """(ack type, status) of every acknowledgement run the consumer reported for ``offset``."""
+    return [
+        (e.ack_type, e.reason)
+        for e in recorder.kinds(EventKind.ACK_COMMITTED)
+        if e.offset is not None and e.offset <= offset < e.offset + e.count
+    ]
 
 
 async def test_long_handler_is_renewed_at_the_configured_fraction(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     gate = asyncio.Event()
+    started: list[float] = []
 
     @app.handler("jobs", group_id="g", renew_fraction=0.5)
     async def handle(msg: Message[bytes]) -> None:
+        started.append(time.monotonic())
         await gate.wait()
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: app.runners[0].running_count == 1)
-        consumer = broker.consumers[0]
-        assert consumer.spec.keep_alive_fraction == 0.5  # the route's renew_fraction
-        assert consumer.kept == {}  # not at once: most records are settled within a moment
-        await handed_over(clock, consumer)
-        clock.advance(14.4)  # t=1015.4: the first RENEW is due at 1001 + 0.5 * 29 = 1015.5
-        assert consumer.renewals == []
-        for n in (1, 2, 3):
-            clock.advance(0.2 if n == 1 else 15.0)  # then at 0.5 of each 30 s lock
-            await wait_until(lambda n=n: rec.history.count("renewed") == n)
-            assert broker.expire_locks() == []
+        await wait_until(lambda: len(renews.of(0)) >= 4, timeout=5)
+        # Held twice as long as one lock, on one delivery: every RENEW reached the broker in time.
+        assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
         assert recorder.kinds(EventKind.RENEWED) == []  # reported when the record is settled
         gate.set()
-        await wait_until(lambda: rec.state == "acknowledged")
-        assert consumer.kept == {}  # the ACCEPT ended the keep-alive
-    assert rec.history == ["acquired#1", "renewed", "renewed", "renewed", "ACCEPT"]
+        await settled_at_broker(kafka, 1)
+        assert consumer_of(app).renew_requests == len(renews.renews)
+    times = [started[0]] + [r.at for r in renews.of(0)[:4]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # At half the lock left (not at once, not at the default 0.7): one RENEW per ~0.5 s.
+    assert all(0.3 <= gap <= 0.65 for gap in gaps), gaps
+    assert recorder.outcome_counts() == {"accepted": 1}
+    assert acks_of(recorder, 0) == [("accept", "applied")]
     # One RENEWED per record whose lock the consumer renewed (it reports no event per RENEW).
     (renewed,) = recorder.kinds(EventKind.RENEWED)
     assert (renewed.offset, renewed.delivery_count) == (0, 1)
@@ -59,192 +193,221 @@ async def test_long_handler_is_renewed_at_the_configured_fraction(
 
 
 async def test_records_that_finish_quickly_are_never_renewed(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
-        pass
+        if msg.value == b"slow":  # held until its keep-alive renewed it: the others' time has come too
+            first_lock = msg.lock_expires_at
+            await wait_until(lambda: msg.lock_expires_at > first_lock, timeout=5)
 
-    broker.produce("jobs", [b"x"] * 20)
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await kafka.produce("jobs", [b"x"] * 20 + [b"slow"], partition=0)
     async with app:
-        await wait_until(lambda: broker.states()["acknowledged"] == 20)
-        # One hand-over entry per fetched batch, not per record.
-        assert 1 <= len(app.runners[0].rt.scheduler) <= len(broker.consumers[0].getmany_calls) < 20
-        clock.advance(100)
+        await settled_at_broker(kafka, 21)
+        # The hand-over timer is one per route, not one per record or batch, and it is done.
         await wait_until(lambda: len(app.runners[0].rt.scheduler) == 0)
-        assert broker.consumers[0].kept == {}  # settled first: never handed over
-    assert broker.consumers[0].renewals == []
-    assert recorder.kinds(EventKind.RENEWED) == []
+    assert {offset for r in renews.renews for offset in r.offsets} == {20}
+    assert recorder.outcome_counts() == {"accepted": 21}
+    assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(20, 1)]
 
 
 async def test_extend_lock_renews_now_and_moves_the_next_renewal(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
-    extend, finish = asyncio.Event(), asyncio.Event()
+    app = kafka_app()
+    finish = asyncio.Event()
     deadlines: list[float] = []
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
-        await extend.wait()
+        # Work for 0.4 s, past the hand-over, then extend: without the extension the first
+        # RENEW would come ~0.25 s later (at 0.7 of the first lock).
+        await asyncio.sleep(0.4)
+        assert msg.share_message.kept_alive
         deadlines.append(await msg.extend_lock())
         assert msg.lock_expires_at == deadlines[-1]
         await finish.wait()
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: app.runners[0].running_count == 1)
-        await handed_over(clock, broker.consumers[0])  # first RENEW due at 1001 + 0.7 * 29 = 1021.3
-        clock.advance(9)
-        extend.set()
-        await wait_until(lambda: deadlines == [1040.0])
+        await wait_until(lambda: deadlines, timeout=5)
+        assert abs(deadlines[0] - (renews.renews[0].at + LOCK_MS / 1000)) < 0.2
         assert len(recorder.kinds(EventKind.RENEWED)) == 1  # extend_lock reports at once
-        # t=1021.3, the keep-alive's first plan: it finds the newer lock and plans from it,
-        # 1021.3 + 0.7 * (1040 - 1021.3) = 1034.39, instead of renewing now.
-        (keep,) = broker.consumers[0].kept.values()
-        clock.advance(11.5)
-        await wait_until(lambda: keep.handle is not None and keep.handle.when > 1034)
-        clock.advance(8.5)
-        assert broker.consumers[0].renewals == [("jobs", 0, 0)]
-        clock.advance(4.5)
-        await wait_until(lambda: len(broker.consumers[0].renewals) == 2)
-        assert broker.expire_locks() == []
+        await wait_until(lambda: len(renews.renews) >= 3, timeout=5)
+        assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
         finish.set()
-        await wait_until(lambda: rec.state == "acknowledged")
+        await settled_at_broker(kafka, 1)
+    extended, first_kept, second_kept = (r.at for r in renews.renews[:3])
+    # The keep-alive planned from the newer lock: its first RENEW came 0.7 of a lock after the
+    # extension, not at its first plan; the next one 0.7 of a lock after that.
+    assert 0.5 <= first_kept - extended <= 0.85, renews.renews
+    assert 0.5 <= second_kept - first_kept <= 0.85, renews.renews
+    assert recorder.outcome_counts() == {"accepted": 1}
     assert len(recorder.kinds(EventKind.RENEWED)) == 2  # extend_lock's, then the keep-alive's
 
 
 async def test_lock_lost_while_handling_calls_the_hooks_and_sends_no_ack(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     gate = asyncio.Event()
     lost: list[tuple[str, int]] = []
+    late_accepts: list[int] = []
 
     @app.handler("jobs", group_id="g", on_lock_expired=lambda m: lost.append(("route", m.offset)))
     class Jobs(Handler[bytes]):
         async def handle(self, msg: Message[bytes]) -> None:
-            await gate.wait()
-            msg.accept()  # too late: the lock is gone; this is a no-op, not an error
+            if msg.delivery_count == 1:
+                await gate.wait()
+                late_accepts.append(msg.offset)
+            msg.accept()  # on delivery 1 too late: the lock is gone; a no-op, not an error
 
         async def on_lock_expired(self, msg: Message[bytes]) -> None:
             lost.append((self.topic, msg.offset))
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=LOCK_MS)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: app.runners[0].running_count == 1)
-        consumer = broker.consumers[0]
-        consumer.renew_error = KafkaConnectionError("broker unreachable")
-        await handed_over(clock, consumer)
-        clock.advance(20.3)
-        await wait_until(lambda: len(consumer.renewals) == 1)
-        for _ in range(8):  # the consumer tries again every second while the lock lasts
-            clock.advance(1)
-            await wait_until(lambda: not consumer._renew_tasks)
-        assert lost == [] and app.runners[0].held_count == 1
-        clock.advance(0.7)  # t=1030: the lock ran out
-        assert [r.offset for r in broker.expire_locks()] == [0]
-        await wait_until(lambda: len(lost) == 2)
+        # The connection drops before the first RENEW: the member's share session goes with it
+        # (the broker releases what the member held), so the consumer gives the lock up.
+        await kafka.acall(lambda b: b.drop_connections())
+        await wait_until(lambda: len(lost) == 2, timeout=5)
+        (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
+        assert isinstance(expired.error, InvalidRecordStateError)
         gate.set()  # the first handler call ends; the broker redelivers the record to us
-        await wait_until(lambda: rec.state == "acknowledged")
+        await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
+        await settled_at_broker(kafka, 1)
     assert sorted(lost) == [("jobs", 0), ("route", 0)]
-    assert rec.history[:2] == ["acquired#1", "expired"]
-    assert rec.history[-2:] == ["acquired#2", "ACCEPT"]
+    assert late_accepts == [0]
     outcomes = recorder.terminal()
-    assert outcomes[("jobs", 0, 0, 1)] == EventKind.LOCK_EXPIRED
-    assert outcomes[("jobs", 0, 0, 2)] == EventKind.ACCEPTED
+    assert outcomes == {("jobs", 0, 0, 1): EventKind.LOCK_EXPIRED, ("jobs", 0, 0, 2): EventKind.ACCEPTED}
+    # One ACCEPT reached the broker: the second delivery's; the late one was never sent.
+    assert acks_of(recorder, 0) == [("accept", "applied")]
 
 
 async def test_renew_refused_means_the_lock_is_lost(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    app = make_app()
+    app = kafka_app()
     gate = asyncio.Event()
-
-    @app.handler("jobs", group_id="g")
-    async def handle(msg: Message[bytes]) -> None:
-        await gate.wait()
-
-    (rec,) = broker.produce("jobs", [b"x"])
-    async with app:
-        await wait_until(lambda: app.runners[0].running_count == 1)
-        broker.consumers[0].renew_error = InvalidRecordStateError("not acquired by this member")
-        await handed_over(clock, broker.consumers[0])
-        clock.advance(20.3)
-        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED))
-        assert app.runners[0].held_count == 0
-        gate.set()
-        await wait_until(lambda: app.runners[0].running_count == 0)
-    assert "ACCEPT" not in rec.history
-    assert recorder.outcome_counts() == {"lock_expired": 1}
-    (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
-    assert isinstance(expired.error, InvalidRecordStateError)  # the keep-alive's on_end told
-
-
-async def test_transient_renew_failure_is_retried_while_the_lock_lasts(
-    make_app: AppFactory, broker: FakeBroker, clock: ManualClock, recorder: Recorder
-) -> None:
-    app = make_app()
-    gate = asyncio.Event()
-
-    @app.handler("jobs", group_id="g")
-    async def handle(msg: Message[bytes]) -> None:
-        await gate.wait()
-
-    (rec,) = broker.produce("jobs", [b"x"])
-    async with app:
-        await wait_until(lambda: app.runners[0].running_count == 1)
-        consumer = broker.consumers[0]
-        consumer.renew_error = KafkaConnectionError("blip")
-        await handed_over(clock, consumer)
-        clock.advance(20.3)
-        await wait_until(lambda: len(consumer.renewals) == 1 and not consumer._renew_tasks)
-        consumer.renew_error = None
-        clock.advance(1.0)  # retried one second later
-        await wait_until(lambda: rec.history.count("renewed") == 1)
-        clock.advance(7.5)
-        assert broker.expire_locks() == []
-        gate.set()
-        await wait_until(lambda: rec.state == "acknowledged")
-    assert recorder.outcome_counts() == {"accepted": 1}
-    # Transient RENEW failures are the consumer's to retry: no runtime event for them.
-    assert recorder.kinds(EventKind.ERROR) == []
-
-
-async def test_without_renew_support_a_delayed_record_is_released_before_its_lock_ends(
-    make_app: AppFactory, clock: ManualClock, recorder: Recorder
-) -> None:
-    broker = FakeBroker(clock, renew_supported=False)
-    app = make_app(consumer_factory=broker.factory)
 
     @app.handler("jobs", group_id="g")
     async def handle(msg: Message[bytes]) -> None:
         if msg.delivery_count == 1:
+            await gate.wait()
+
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await renews.refuse(ErrorCode.INVALID_RECORD_STATE)  # "not acquired by this member"
+    await kafka.produce("jobs", [b"x"], partition=0)
+    async with app:
+        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED), timeout=5)
+        assert len(renews.renews) == 1  # lost at the refusal, not at the lock's end
+        assert app.runners[0].held_count == 0
+        gate.set()
+        # Unrenewed, the broker's lock runs out and the record comes back.
+        await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
+        await settled_at_broker(kafka, 1)
+    outcomes = recorder.terminal()
+    assert outcomes == {("jobs", 0, 0, 1): EventKind.LOCK_EXPIRED, ("jobs", 0, 0, 2): EventKind.ACCEPTED}
+    assert acks_of(recorder, 0) == [("accept", "applied")]  # none for the first delivery
+    (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
+    assert expired.reason == "lock-expired"
+
+
+async def test_a_refused_renew_is_reported_with_the_brokers_error(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
+    gate = asyncio.Event()
+
+    @app.handler("jobs", group_id="g")
+    async def handle(msg: Message[bytes]) -> None:
+        if msg.delivery_count == 1:
+            await gate.wait()
+
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await renews.refuse(ErrorCode.INVALID_RECORD_STATE)
+    await kafka.produce("jobs", [b"x"], partition=0)
+    async with app:
+        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED), timeout=5)
+        gate.set()
+        await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
+    (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
+    assert isinstance(expired.error, InvalidRecordStateError)
+
+
+async def test_transient_renew_failure_is_retried_while_the_lock_lasts(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
+    gate = asyncio.Event()
+
+    @app.handler("jobs", group_id="g")
+    async def handle(msg: Message[bytes]) -> None:
+        await gate.wait()
+
+    await ready(app, lock_ms=LOCK_MS)
+    renews = await tap(kafka)
+    await renews.refuse(ErrorCode.REQUEST_TIMED_OUT)  # the broker's share-state write timed out
+    await kafka.produce("jobs", [b"x"], partition=0)
+    async with app:
+        await wait_until(lambda: len(renews.renews) >= 3, timeout=5)
+        failed, retried = renews.renews[0].at, renews.renews[1].at
+        assert retried - failed < 0.3  # retried within the lock left, not at the next plan
+        # Past the first lock's end (nothing renewed it but the retry): still ours, delivery 1.
+        assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
+        gate.set()
+        await settled_at_broker(kafka, 1)
+    assert recorder.outcome_counts() == {"accepted": 1}
+    # Transient RENEW failures are the consumer's to retry: no runtime event for them.
+    assert recorder.kinds(EventKind.ERROR) == []
+    assert recorder.kinds(EventKind.LOCK_EXPIRED) == []
+
+
+async def test_without_renew_support_a_delayed_record_is_released_before_its_lock_ends(
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
+) -> None:
+    app = kafka_app()
+    received: list[float] = []
+
+    @app.handler("jobs", group_id="g")
+    async def handle(msg: Message[bytes]) -> None:
+        received.append(time.monotonic())
+        if msg.delivery_count == 1:
             raise Retry(delay=300)
 
-    (rec,) = broker.produce("jobs", [b"x"])
+    await ready(app, lock_ms=LOCK_MS)
+    await without_renew(kafka)
+    await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
-        await wait_until(lambda: recorder.kinds(EventKind.RETRIED))
-        clock.advance(20.9)
-        assert rec.history == ["acquired#1"]
-        # t=1021, the renewal time: the RENEW is refused (no RENEW on the broker), so the
-        # consumer applies the RELEASE now instead of at t+300, 9 s before the lock's end.
-        clock.advance(0.2)
-        await wait_until(lambda: "RELEASE" in rec.history)
-        assert broker.expire_locks() == []
-        await wait_until(lambda: rec.state == "acknowledged")
-    assert rec.history == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"]
+        await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
+        await settled_at_broker(kafka, 1)
+        assert app.runners[0].delayed_count == 0 and app.runners[0].rt.delay_budget.used == 0
+    # At the renewal time the RENEW cannot be sent (no ShareAcknowledge v2), so the consumer
+    # applies the RELEASE then instead of after 300 s, before the lock's end.
+    assert received[1] - received[0] < LOCK_MS / 1000
+    assert recorder.terminal() == {
+        ("jobs", 0, 0, 1): EventKind.RELEASED,
+        ("jobs", 0, 0, 2): EventKind.ACCEPTED,
+    }
     assert [e.reason for e in recorder.kinds(EventKind.RELEASED)] == ["retry"]
-    assert app.runners[0].delayed_count == 0 and app.runners[0].rt.delay_budget.used == 0
+    assert acks_of(recorder, 0) == [("release", "applied"), ("accept", "applied")]
+    assert recorder.kinds(EventKind.LOCK_EXPIRED) == []
 
 
 async def test_without_renew_support_renewal_is_off_and_a_long_handler_loses_its_lock(
-    make_app: AppFactory, clock: ManualClock, recorder: Recorder
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
-    broker = FakeBroker(clock, renew_supported=False)
-    app = make_app(consumer_factory=broker.factory)
+    app = kafka_app()
     gate = asyncio.Event()
 
     @app.handler("jobs", group_id="g", concurrency=1, prefetch=0)
@@ -252,22 +415,26 @@ async def test_without_renew_support_renewal_is_off_and_a_long_handler_loses_its
         if msg.offset == 0 and msg.delivery_count == 1:
             await gate.wait()
 
-    a, b = broker.produce("jobs", [b"a", b"b"])
+    await ready(app, lock_ms=LOCK_MS)
+    await without_renew(kafka)
+    # Two log batches: a consumer holding one record at most acquires ``b`` after ``a``.
+    await kafka.produce("jobs", [b"a"], partition=0)
+    await kafka.produce("jobs", [b"b"], partition=0)
     async with app:
-        await wait_until(lambda: app.runners[0].running_count == 1)
-        consumer = broker.consumers[0]
-        await handed_over(clock, consumer)
-        clock.advance(20.3)  # the RENEW is refused: keep-alive is off for this consumer
         await wait_until(
-            lambda: any(e.reason == "renew-unsupported" for e in recorder.kinds(EventKind.ERROR))
+            lambda: any(e.reason == "renew-unsupported" for e in recorder.kinds(EventKind.ERROR)), timeout=5
         )
-        assert consumer.kept == {}
-        clock.advance(8.7)
-        assert [r.offset for r in broker.expire_locks()] == [0]  # nothing kept it: lost
-        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED))
+        assert recorder.kinds(EventKind.LOCK_EXPIRED) == []  # the lock it has still runs
+        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED), timeout=5)  # nothing kept it
         gate.set()
-        await wait_until(lambda: a.state == "acknowledged" and b.state == "acknowledged")
-        assert consumer.kept == {}  # records received since were not handed to the keep-alive
-    assert len(consumer.renewals) == 1  # one refused RENEW, then none
+        await wait_until(lambda: len(recorder.terminal()) == 3, timeout=5)
+        await settled_at_broker(kafka, 2)
+        consumer = consumer_of(app)
+        assert consumer.renew_requests == 0  # no RENEW could be sent, then none was tried
+        assert not app.runners[0].settler.renew_supported  # records received since: not handed over
     assert [e.reason for e in recorder.kinds(EventKind.ERROR)] == ["renew-unsupported"]
-    assert recorder.outcome_counts() == {"lock_expired": 1, "accepted": 2}
+    assert recorder.terminal() == {
+        ("jobs", 0, 0, 1): EventKind.LOCK_EXPIRED,
+        ("jobs", 0, 0, 2): EventKind.ACCEPTED,
+        ("jobs", 0, 1, 1): EventKind.ACCEPTED,
+    }

@@ -45,6 +45,17 @@ async def test_counts_each_records_state_and_delivery_count(aioshare_broker: Thr
         ]
         assert seen.counts() == {"acquired": 2, "acknowledged": 1, "available": 1, "archived": 1}
         assert seen.state_of(5) is None
+    # The session is closed, the leader forgot the group: the persisted state answers, with
+    # what the close released available again (delivery count kept).
+    after = await aioshare_broker.share_records("g", topic)
+    assert after is not None and after.start_offset == 0
+    assert [after.state_of(o) for o in range(5)] == [
+        (RecordState.AVAILABLE, 1),
+        (RecordState.ACKNOWLEDGED, 1),
+        (RecordState.AVAILABLE, 1),
+        (RecordState.ARCHIVED, 1),
+        (RecordState.AVAILABLE, 1),
+    ]
 
 
 async def test_an_unknown_partition_is_a_key_error(aioshare_broker: ThreadedBroker) -> None:

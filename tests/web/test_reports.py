@@ -12,7 +12,7 @@ import pytest
 from aioshare.runtime.report import ErrorReport, HeldPartition, ProcessReport, RouteReport, encode_report
 from aioshare.testing import ThreadedBroker
 from aioshare.web.reports import OUTCOMES, ReportReader, ReportStore
-from tests.runtime.fakes import wait_until
+from tests.kit import wait_until
 
 T0 = 1_700_000_000.0  # a multiple of 10: bucket boundaries fall on T0 + 10 k
 
