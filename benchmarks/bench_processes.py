@@ -45,6 +45,10 @@ BROKER_CONFIG = {
     "group.share.min.heartbeat.interval.ms": "100",
     "group.share.heartbeat.interval.ms": "200",
     "group.share.partition.max.record.locks": "10000",
+    "group.share.max.partition.max.record.locks": "10000",  # (its ceiling, 4000 by default)
+    # From Kafka 4.3 a group's assignment is recomputed at most once a second: the second member
+    # of a 4-second run would sit idle for a quarter of it.  Runs measure the steady state.
+    "group.share.assignment.interval.ms": "0",
 }
 
 APP = """

@@ -58,6 +58,10 @@ BROKER_CONFIG = {
     # The in-flight window per share-partition (Kafka default 2000) would cap concurrency-200
     # runs on few partitions only through head-of-line effects that are not the point here.
     "group.share.partition.max.record.locks": "10000",
+    "group.share.max.partition.max.record.locks": "10000",  # (its ceiling, 4000 by default)
+    # From Kafka 4.3 a group's assignment is recomputed at most once a second: the second member
+    # of a 4-second run would sit idle for a quarter of it.  Runs measure the steady state.
+    "group.share.assignment.interval.ms": "0",
 }
 
 

@@ -89,10 +89,6 @@ def share_consumer(spec: ConsumerSpec) -> ConsumerLike:
         # while handlers run; records fetched ahead of that would only wait here with their
         # locks running.
         fetch_ahead=False,
-        # Exactly the records asked for where the broker can cut a log batch (Kafka 4.2+): in
-        # batch_optimized mode a fetch for 2 free slots takes the producer's whole batch, and
-        # the rest waits here with its locks running.
-        acquire_mode=options.pop("acquire_mode", "auto"),
         max_poll_records=options.pop("max_poll_records", spec.max_poll_records),
         value_type=spec.value_type,
         value_deserializer=spec.value_deserializer,
