@@ -69,6 +69,10 @@ from aioshare.protocol.messages import (
 __all__ = ["ShareAdmin"]
 
 GROUP_RESOURCE: Final = 32  # ConfigResource.Type.GROUP
+BROKER_RESOURCE: Final = 4  # ConfigResource.Type.BROKER
+# The group config (Kafka 4.3+, KIP-1240) and the broker config it defaults to.
+GROUP_DELIVERY_COUNT_LIMIT: Final = "share.delivery.count.limit"
+BROKER_DELIVERY_COUNT_LIMIT: Final = "group.share.delivery.count.limit"
 _SET, _DELETE = 0, 1  # IncrementalAlterConfigs operations
 _LIST_GROUPS_STATES: Final = 4  # StatesFilter and GroupState arrive in ListGroups v4
 _LIST_GROUPS_TYPES: Final = 5  # TypesFilter and GroupType arrive in v5
@@ -410,6 +414,45 @@ class ShareAdmin:
 
         await self._router.on_any_node(ask, "IncrementalAlterConfigs")
 
+    async def describe_broker_config(
+        self, broker_id: int | None = None, names: Iterable[str] | None = None
+    ) -> dict[str, ConfigEntry]:
+        """A broker's configs (`names` only, when given), by name; `broker_id` defaults to the
+        lowest id in the metadata. Kafka answers for a broker only on that broker itself, so
+        the request goes there (DescribeConfigs on the cluster needs DESCRIBE_CONFIGS on it)."""
+        node = broker_id if broker_id is not None else min(self._cluster.metadata.brokers, default=-1)
+        keys = None if names is None else _names(names)
+
+        async def ask(conn: Connection) -> dict[str, ConfigEntry]:
+            return await _describe_configs(conn, BROKER_RESOURCE, str(node), keys, f"broker {node}")
+
+        return await self._router.on_node(node, ask, "DescribeConfigs")
+
+    async def delivery_count_limit(self, group_id: str) -> int:
+        """How many times the brokers deliver a record of `group_id` before they archive it.
+
+        That is the group config `share.delivery.count.limit` on Kafka 4.3+, whose DescribeConfigs
+        answer carries the broker's `group.share.delivery.count.limit` when the group has none
+        set; Kafka 4.2 has no such group config, so the broker's is read instead. Errors are
+        raised (GroupAuthorizationFailedError, ClusterAuthorizationFailedError, KafkaTimeoutError ...).
+        """
+
+        async def ask_group(conn: Connection) -> dict[str, ConfigEntry]:
+            keys = [GROUP_DELIVERY_COUNT_LIMIT]
+            return await _describe_configs(conn, GROUP_RESOURCE, group_id, keys, f"group {group_id!r}")
+
+        entry = (await self._router.on_any_node(ask_group, "DescribeConfigs")).get(GROUP_DELIVERY_COUNT_LIMIT)
+        if entry is None:
+            found = await self.describe_broker_config(names=[BROKER_DELIVERY_COUNT_LIMIT])
+            entry = found.get(BROKER_DELIVERY_COUNT_LIMIT)
+        if entry is None or entry.value is None or not entry.value.strip().isdigit():
+            shown = "nothing" if entry is None else repr(entry.value)
+            raise error_for_code(
+                ErrorCode.UNKNOWN_SERVER_ERROR,
+                f"group {group_id!r}: the broker reported {shown} for the delivery-count limit",
+            )
+        return int(entry.value)
+
     # ----------------------------------------------------------------------------- topics
 
     async def create_topic(
@@ -474,6 +517,23 @@ class ShareAdmin:
 
     def _timeout_ms(self) -> int:
         return int(self._router.timeout * 1000)
+
+
+async def _describe_configs(
+    conn: Connection, resource_type: int, name: str, keys: list[str] | None, what: str
+) -> dict[str, ConfigEntry]:
+    resource = DescribeConfigsRequest.DescribeConfigsResource(
+        resource_type=resource_type, resource_name=name, configuration_keys=keys
+    )
+    request = DescribeConfigsRequest(resources=[resource])
+    response = await conn.send(request, response_type=DescribeConfigsResponse)
+    for result in response.results:
+        if result.resource_type == resource_type and result.resource_name == name:
+            entries = _parse.config_entries(result)
+            if isinstance(entries, BrokerError):
+                raise entries.with_context(what)
+            return entries
+    raise _left_out(what)
 
 
 def _names(items: Iterable[str]) -> list[str]:

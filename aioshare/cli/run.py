@@ -5,6 +5,7 @@
     aioshare run myservice.workers:app --embedded        # an in-process broker for development
     aioshare run myservice.workers:app --log-format json # one JSON object per log line (stderr)
     aioshare run myservice.workers:app --health-port 8081  # /livez, /readyz, /metrics
+    aioshare run myservice.workers:app --health-port 8081 --health-heartbeat-timeout 30
     aioshare run myservice.workers:app --processes auto  # one worker process per CPU, supervised
 
 The app runs on uvloop (when installed) until SIGTERM or SIGINT, then stops gracefully
@@ -27,15 +28,17 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime.app import App
-from aioshare.runtime.health import HealthBindError, all_members_joined
+from aioshare.runtime.health import DEFAULT_HEARTBEAT_TIMEOUT, HealthBindError, all_members_joined
 from aioshare.runtime.shutdown import SIGNALS, run_loop, signal_handlers
 
 __all__ = [
@@ -105,6 +108,16 @@ def add_parser(commands: Any) -> None:
         "--health-host",
         default="127.0.0.1",
         help="the address of the health endpoints (0.0.0.0 for Kubernetes probes)",
+    )
+    parser.add_argument(
+        "--health-heartbeat-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=(
+            "how long a member may go without an answered heartbeat and still be ready on /readyz; "
+            f"3 of the group's heartbeat intervals when longer (default: {DEFAULT_HEARTBEAT_TIMEOUT:g})"
+        ),
     )
     parser.add_argument(
         "--join-timeout",
@@ -205,22 +218,32 @@ async def serve(
     web_port: int | None = None,
     health_port: int | None = None,
     health_host: str = "127.0.0.1",
+    health_heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
     join_timeout: float = DEFAULT_JOIN_TIMEOUT,
     supervised_by: int | None = None,
 ) -> None:
     """Run ``app`` until stopped, on an embedded broker when ``embedded``; with ``web_port``
     the web console is served on 127.0.0.1 beside it (started after the app's cluster is
     known, closed after the app stopped), with ``health_port`` the health endpoints
-    (``aioshare.runtime.health``; opened before the app starts, closed after it stopped).
+    (``aioshare.runtime.health``; opened before the app starts, closed after it stopped;
+    ``health_heartbeat_timeout`` is its ``heartbeat_timeout``).
 
     ``on_ready`` (and the ``serving`` line) come once every member has joined its group.
     ``supervised_by``: the supervisor's pid - only SIGTERM stops the app (the supervisor
     forwards SIGINT), and the app stops when that process is gone.
     """
+    options = _ServeOptions(
+        handle_signals,
+        web_port,
+        health_port,
+        health_host,
+        health_heartbeat_timeout,
+        on_ready,
+        join_timeout,
+        supervised_by,
+    )
     if not embedded:
-        await _serve_app(
-            app, handle_signals, web_port, health_port, health_host, on_ready, join_timeout, supervised_by
-        )
+        await _serve_app(app, options)
         return
     from aioshare.broker.embedded import EmbeddedBroker
 
@@ -231,9 +254,7 @@ async def serve(
             await broker.create_topic(topic, partitions)
         app.bootstrap_servers = broker.bootstrap_servers
         print(f"aioshare run: embedded broker listening on {broker.bootstrap_servers}", flush=True)
-        await _serve_app(
-            app, handle_signals, web_port, health_port, health_host, on_ready, join_timeout, supervised_by
-        )
+        await _serve_app(app, options)
 
 
 def _servers(app: App) -> str:
@@ -242,28 +263,41 @@ def _servers(app: App) -> str:
     )
 
 
-async def _serve_app(
-    app: App,
-    handle_signals: bool,
-    web_port: int | None,
-    health_port: int | None,
-    health_host: str,
-    on_ready: Callable[[str], object] | None,
-    join_timeout: float,
-    supervised_by: int | None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _ServeOptions:
+    handle_signals: bool
+    web_port: int | None
+    health_port: int | None
+    health_host: str
+    health_heartbeat_timeout: float
+    on_ready: Callable[[str], object] | None
+    join_timeout: float
+    supervised_by: int | None
+
+
+async def _serve_app(app: App, options: _ServeOptions) -> None:
+    web_port, health_port = options.web_port, options.health_port
     async with contextlib.AsyncExitStack() as stack:
         if health_port is not None:
             from aioshare.runtime.health import HealthServer
 
-            health = await stack.enter_async_context(HealthServer(app, health_host, health_port))
+            health = await stack.enter_async_context(
+                HealthServer(
+                    app,
+                    options.health_host,
+                    health_port,
+                    heartbeat_timeout=options.health_heartbeat_timeout,
+                )
+            )
             print(f"aioshare health listening on {health.url}", flush=True)
         if web_port is not None:
             from aioshare.web.server import WebServer
 
             web = await stack.enter_async_context(WebServer(_servers(app), port=web_port))
             print(f"aioshare web listening on {web.url}", flush=True)
-        await _run_app(app, handle_signals, on_ready, join_timeout, supervised_by)
+        await _run_app(
+            app, options.handle_signals, options.on_ready, options.join_timeout, options.supervised_by
+        )
 
 
 async def _run_app(
@@ -382,6 +416,14 @@ def run(args: argparse.Namespace) -> int:
         health_port = getattr(args, "health_port", None)
         if health_port is not None and not 0 <= health_port <= 65535:
             raise ConfigError(f"--health-port must be 0..65535, got {health_port}")
+        heartbeat_timeout = getattr(args, "health_heartbeat_timeout", None)
+        if heartbeat_timeout is not None:
+            if not (math.isfinite(heartbeat_timeout) and heartbeat_timeout > 0):
+                raise ConfigError(
+                    f"--health-heartbeat-timeout must be a finite number of seconds > 0, got {heartbeat_timeout}"
+                )
+            if health_port is None:
+                raise ConfigError("--health-heartbeat-timeout needs --health-port")
         join_timeout = float(getattr(args, "join_timeout", DEFAULT_JOIN_TIMEOUT))
         if not join_timeout > 0:
             raise ConfigError(f"--join-timeout must be > 0, got {join_timeout}")
@@ -411,6 +453,9 @@ def run(args: argparse.Namespace) -> int:
                 web_port=web_port,
                 health_port=health_port,
                 health_host=getattr(args, "health_host", "127.0.0.1"),
+                health_heartbeat_timeout=(
+                    DEFAULT_HEARTBEAT_TIMEOUT if heartbeat_timeout is None else heartbeat_timeout
+                ),
                 join_timeout=join_timeout,
                 supervised_by=supervised_by,
             ),

@@ -37,6 +37,7 @@ from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaError
 from aioshare.runtime.clock import Clock, LoopClock
 from aioshare.runtime.consumer import ConsumerFactory, share_consumer
 from aioshare.runtime.delays import DelayBudget, Scheduler
+from aioshare.runtime.delivery_limit import read_delivery_count_limit
 from aioshare.runtime.dlq import DeadLetterSink, KafkaDeadLetterSink
 from aioshare.runtime.events import EventBus
 from aioshare.runtime.jobs import make_jobs_builder
@@ -328,6 +329,11 @@ class App:
                 rand=self._rand,
                 close_timeout=self.close_timeout,
                 fail=self._fail,
+                # Only where the app makes its own consumers: a custom factory's (a test double's)
+                # may not be at bootstrap_servers at all.
+                delivery_limit_reader=read_delivery_count_limit
+                if self.consumer_factory is share_consumer
+                else None,
             )
             # Process reports: collect from the first record on; publish once the routes run.
             if self.reports and reports_enabled():

@@ -3,7 +3,8 @@
 * **Queue.** Fetched jobs wait in ``queue`` for a slot.  The fetch loop keeps it at most
   ``prefetch`` jobs longer than the free slots (``wait_room()``): a slot that frees up starts
   the next job at once, while the next fetch is on its way - the round trip overlaps the
-  work instead of leaving the slot idle.
+  work instead of leaving the slot idle.  A fetch loop also stops waiting once its consumer
+  failed (``wait_room(until=...)``), so the app learns of it without waiting for a slot.
 * **Slots.** A job runs only while it holds a slot of the route (``concurrency``) and, with
   ``App(max_concurrency=...)``, one of the app's (where a route's ``priority`` orders the
   waiters).
@@ -70,6 +71,7 @@ class Dispatcher:
         self._queue: collections.deque[Job] = collections.deque()  # jobs waiting for a slot
         self._room = asyncio.Event()  # the queue got shorter, or a slot freed with nothing queued
         self._room_wanted = False  # the fetch loop waits for ``_room``
+        self._wake_room: Callable[[asyncio.Future[Any]], None] = lambda _: self._room.set()
         self._idle: list[asyncio.Future[None]] = []  # what idle workers wait on
         self._workers: set[asyncio.Task[None]] = set()
         self._awake = 0  # workers that will look at the queue before they go idle
@@ -97,21 +99,42 @@ class Dispatcher:
 
     # -- submitting ----------------------------------------------------------------------
 
-    async def wait_room(self) -> int:
+    async def wait_room(self, until: asyncio.Future[Any] | None = None) -> int:
         """Wait until the queue is shorter than the free slots plus ``prefetch`` (and the
-        app has a free slot); returns how many jobs to fetch."""
+        app has a free slot); returns how many jobs to fetch.
+
+        ``until`` (a member's ``failed``) ends the wait early once it is done: 1 is returned
+        then, so that the caller goes to its consumer at once - whose ``getmany()`` raises
+        the failure - rather than when a handler ends.
+        """
         while True:
             room = self.slots.free + self.prefetch - len(self._queue)
             if room > 0:
                 break
+            if until is not None and until.done():
+                return 1
             self._room.clear()
             self._room_wanted = True
+            if until is not None:
+                until.add_done_callback(self._wake_room)  # a callback: no task per wait
             try:
                 await self._room.wait()
             finally:
                 self._room_wanted = False
-        if self._global is not None:
-            await self._global.wait_free()
+                if until is not None:
+                    until.remove_done_callback(self._wake_room)
+        if self._global is not None and not self._global.free:
+            if until is None:
+                await self._global.wait_free()
+            elif not until.done():
+                # Only while every slot of the app is busy: a task per wait is affordable here.
+                free = asyncio.ensure_future(self._global.wait_free())
+                try:
+                    await asyncio.wait((free, until), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    free.cancel()
+            if until is not None and until.done():
+                return 1
         return room
 
     def submit(self, jobs: list[Job]) -> None:

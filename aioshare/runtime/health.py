@@ -10,7 +10,8 @@
   ``reason`` once a fatal error stopped it (a consumer that cannot go on, a runtime bug).
 * ``/readyz`` - 200 once the app runs and every member of every route has joined its share
   group (member epoch > 0) and heard from its coordinator lately (a heartbeat answered within
-  ``heartbeat_timeout``, 15 s by default); 503 while starting, while a member is (re)joining,
+  ``heartbeat_timeout``, 15 s by default, or three of the group's heartbeat intervals when
+  that is longer); 503 while starting, while a member is (re)joining,
   while a member's heartbeats go unanswered, after its consumer failed, once a stop was
   requested, and after a failure.
 * ``/metrics`` - the app's ``Metrics`` in the Prometheus text format: through
@@ -43,6 +44,7 @@ from aioshare.runtime.metrics import Counter, Gauge, Histogram, Metrics
 
 __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
+    "HEARTBEAT_INTERVALS",
     "TEXT_CONTENT_TYPE",
     "AppHealth",
     "HealthBindError",
@@ -53,6 +55,7 @@ __all__ = [
     "app_health",
     "http_get",
     "render_text",
+    "silence_allowed",
 ]
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -63,6 +66,9 @@ JSON_CONTENT_TYPE = "application/json"
 # its default 45 s session timeout - so Kubernetes' default probe (3 failures, 10 s apart)
 # marks the pod not ready about when the coordinator gives the member up.
 DEFAULT_HEARTBEAT_TIMEOUT = 15.0
+# ... and never less than this many of the intervals the coordinator actually gave: a group
+# with share.heartbeat.interval.ms raised (up to 15 s) must not look silent between beats.
+HEARTBEAT_INTERVALS = 3
 
 _REQUEST_TIMEOUT = 5.0  # a client has this long to send its request line and headers
 _MAX_REQUEST = 8192  # bytes of request line + headers
@@ -116,6 +122,16 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def silence_allowed(member: Member, heartbeat_timeout: float) -> float:
+    """How long ``member`` may go without an answered heartbeat and still count as ready:
+    ``heartbeat_timeout``, or ``HEARTBEAT_INTERVALS`` of the heartbeat interval its
+    coordinator gave when that is longer."""
+    interval = member.heartbeat_interval
+    if interval is None:
+        return heartbeat_timeout
+    return max(heartbeat_timeout, HEARTBEAT_INTERVALS * interval)
+
+
 def _member_trouble(
     route: str, group_id: str, member: Member, now: float, heartbeat_timeout: float
 ) -> str | None:
@@ -133,7 +149,7 @@ def _member_trouble(
     if epoch <= 0:
         return f"route {route!r} member {member.index} has not joined group {group_id!r}"
     last = member.last_heartbeat_at
-    if last is None or now - last <= heartbeat_timeout:
+    if last is None or now - last <= silence_allowed(member, heartbeat_timeout):
         return None
     failures = member.heartbeat_failures or 0
     detail = _plural(failures, "failure") if failures else "the last one still unanswered"
@@ -149,8 +165,9 @@ def app_health(
     """The app's liveness and readiness, read from its public state (never blocks).
 
     A member that joined is not ready once its coordinator has answered no heartbeat for more
-    than ``heartbeat_timeout`` seconds (its epoch outlives its heartbeats until the session
-    timeout fences it), nor once its consumer has failed.  ``now`` is the consumers' event-loop
+    than ``heartbeat_timeout`` seconds - or three of the heartbeat intervals its coordinator
+    gave, when that is longer (``silence_allowed``) - (its epoch outlives its heartbeats until
+    the session timeout fences it), nor once its consumer has failed.  ``now`` is the consumers' event-loop
     clock (``loop.time()``); by default the running loop's, else ``time.monotonic()`` (the
     clock of asyncio's loop and of uvloop's).
     """
@@ -177,6 +194,9 @@ def app_health(
             last = member.last_heartbeat_at
             if last is not None:
                 entry["heartbeat_age"] = round(now - last, 3)
+            interval = member.heartbeat_interval
+            if interval is not None:
+                entry["heartbeat_interval"] = interval
             failures = member.heartbeat_failures
             if failures is not None:
                 entry["heartbeat_failures"] = failures
@@ -458,7 +478,8 @@ class HealthServer(ProbeServer):
 
     ``use_prometheus_client``: None uses it when installed, False never, True requires it.
     ``heartbeat_timeout``: how long a joined member may go without an answered heartbeat and
-    still count as ready (``app_health``); raise it with the group's heartbeat interval.
+    still count as ready (``app_health``); three of the group's heartbeat intervals are
+    allowed when that is longer.
     Serves whatever state the app is in - before ``start()``, while running, after a
     failure - so open it before the app starts and close it after the app stopped.
     """

@@ -4,14 +4,17 @@ A route runs ``consumers`` members; their consumers together hold at most
 ``(concurrency + prefetch) * records_per_job`` records (``max_in_flight``, split evenly), and
 report lock expiries and acknowledgement results to the route's callbacks.  A member also
 answers for its consumer's group membership (``member_epoch``, ``last_heartbeat_at``,
-``heartbeat_failures``, ``failure``): what the health endpoints read.
+``heartbeat_interval``, ``heartbeat_failures``, ``failure``): what the health endpoints read;
+and ``failed`` completes once its consumer fails, so that a fetch loop waiting for a free
+handler slot learns of it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aioshare.runtime.consumer import ConsumerFactory, ConsumerLike, ConsumerSpec
@@ -65,6 +68,8 @@ class Member:
             options={**options, **route.consumer_options},
         )
         self.consumer: ConsumerLike = factory(spec)
+        self._failed: asyncio.Future[BaseException] | None = None
+        self._failure_watch: asyncio.Task[None] | None = None
 
     # Membership health, as ShareConsumer reports it.  ConsumerLike does not include these (a
     # consumer factory may return a test double), so a consumer without them answers None.
@@ -83,6 +88,15 @@ class Member:
         return float(at) if isinstance(at, int | float) else None
 
     @property
+    def heartbeat_interval(self) -> float | None:
+        """The heartbeat interval (seconds) the coordinator last gave this member; None
+        before its first answer."""
+        interval = getattr(self.consumer, "heartbeat_interval", None)
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            return None
+        return float(interval)
+
+    @property
     def heartbeat_failures(self) -> int | None:
         """Heartbeats lost or answered with an error since the last clean answer."""
         failures = getattr(self.consumer, "heartbeat_failures", None)
@@ -94,13 +108,41 @@ class Member:
         failure = getattr(self.consumer, "failure", None)
         return failure if isinstance(failure, BaseException) else None
 
+    @property
+    def failed(self) -> asyncio.Future[BaseException]:
+        """Completes with the consumer's error once it failed (``wait_failed()``); never for
+        a consumer without that method (a test double), nor before ``start()``.  Read it, add
+        callbacks to it; do not cancel it."""
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return self._failed
+
     async def start(self) -> None:
         """Join the group."""
         await self.consumer.start()
         self.started = True
+        wait_failed = getattr(self.consumer, "wait_failed", None)
+        if callable(wait_failed):
+            self._failure_watch = asyncio.get_running_loop().create_task(
+                self._watch_failure(wait_failed),
+                name=f"aioshare-route-{self.route_name}-member-{self.index}-failure",
+            )
+
+    async def _watch_failure(self, wait_failed: Callable[[], Awaitable[object]]) -> None:
+        try:
+            exc = await wait_failed()
+        except Exception:
+            log.exception("route %r: member %d: wait_failed() raised", self.route_name, self.index)
+            return
+        if isinstance(exc, BaseException) and not self.failed.done():
+            self.failed.set_result(exc)
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 -- the consumer's own close budget
         """Commit what is recorded and leave the group (failures are logged, not raised)."""
+        watch, self._failure_watch = self._failure_watch, None
+        if watch is not None:
+            watch.cancel()
+            await asyncio.wait([watch])  # not ``await watch``: its cancellation is not ours
         if not self.started:
             return
         self.started = False

@@ -16,8 +16,10 @@ The rules (docs/runtime.md, "Outcomes"):
 * an undecodable record (``DeserializationError``) is never retried: given up;
 * another exception follows ``on_error``: "reject" gives up, "release" RELEASEs now,
   "retry" RETRYs after the route's backoff;
-* a RELEASE or RETRY on the last permitted attempt (``delivery_count >= max_attempts``)
-  is *exhausted*: given up;
+* a RELEASE or RETRY on the last permitted attempt is *exhausted*: given up.  The last
+  permitted attempt is ``min(max_attempts, delivery_count_limit)``: the group's
+  ``share.delivery.count.limit``, once the runtime has read it, because the broker archives a
+  record released on that delivery instead of delivering it again;
 * given up = DEAD_LETTER when the route has a dead-letter topic, else REJECT;
 * a retry delay is the one asked for, or the backoff's, capped at ``max_retry_delay``.
 """
@@ -67,6 +69,7 @@ class OutcomePolicy:
     dead_letter_topic: str | None = None
     dead_letter_on_reject: bool = False
     max_retry_delay: float = 900.0
+    delivery_count_limit: int | None = None  # the group's, when known (read at route start)
 
     def settle(self, decision: Decision, delivery_count: int, rand: Callable[[], float]) -> Settlement:
         """The settlement of a record delivered ``delivery_count`` times that got ``decision``."""
@@ -100,9 +103,17 @@ class OutcomePolicy:
             return Settlement(Verdict.RETRY, "retry", error, self.max_retry_delay, capped_from=delay)
         return Settlement(Verdict.RETRY, "retry", error, delay)
 
+    @property
+    def last_attempt(self) -> int | None:
+        """The last delivery a record may be released after to be tried again: the lower of
+        ``max_attempts`` and the group's delivery-count limit (None: no bound known)."""
+        bounds = [b for b in (self.max_attempts, self.delivery_count_limit) if b is not None]
+        return min(bounds) if bounds else None
+
     def final_attempt(self, delivery_count: int) -> bool:
         """Whether a record delivered ``delivery_count`` times is on its last permitted attempt."""
-        return self.max_attempts is not None and delivery_count >= self.max_attempts
+        last = self.last_attempt
+        return last is not None and delivery_count >= last
 
     def gives_up_on_failure(self, error: BaseException, delivery_count: int) -> bool:
         """Whether a handler exception ``error`` gives the record up (dead-letter or REJECT)

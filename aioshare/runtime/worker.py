@@ -22,6 +22,7 @@ the settler, and the graceful stop (``stop``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from aioshare.runtime.clock import Clock
 from aioshare.runtime.consumer import ConsumerFactory, stop_fetching
 from aioshare.runtime.delays import DelayBudget, Scheduler
+from aioshare.runtime.delivery_limit import DeliveryLimitReader, learn_delivery_count_limit
 from aioshare.runtime.dispatch import Dispatcher
 from aioshare.runtime.dlq import DeadLetterSink
 from aioshare.runtime.emitter import RouteEvents
@@ -85,6 +87,8 @@ class Runtime:
     rand: Callable[[], float]
     close_timeout: float
     fail: Callable[[BaseException], None]
+    # Reads each route's share.delivery.count.limit at its start (None: max_attempts alone).
+    delivery_limit_reader: DeliveryLimitReader | None = None
 
 
 class RouteRunner:
@@ -186,6 +190,10 @@ class RouteRunner:
         try:
             for member in self.members:
                 await member.start()
+            # Known before the first fetch (a redelivered record may be on its last delivery),
+            # and read once the members reached the cluster: a cluster out of reach fails the
+            # start as before, with nothing said about the limit.
+            await self._learn_delivery_limit()
         except BaseException:
             await self._close_members()
             raise
@@ -203,6 +211,22 @@ class RouteRunner:
             )
             self._fetch_tasks.add(task)
             task.add_done_callback(self._fetch_loop_done)
+
+    async def _learn_delivery_limit(self) -> None:
+        reader = self.rt.delivery_limit_reader
+        if reader is None:
+            return
+        options = {**self.rt.consumer_options, **self.route.consumer_options}
+        servers, group = self.rt.bootstrap_servers, self.route.group_id
+        limit = await learn_delivery_count_limit(self.route, lambda: reader(servers, group, options))
+        if limit is not None:
+            self.policy = dataclasses.replace(self.policy, delivery_count_limit=limit)
+            self.settler.policy = self.policy
+
+    @property
+    def delivery_count_limit(self) -> int | None:
+        """The group's delivery-count limit the route learnt at start (None: not read)."""
+        return self.policy.delivery_count_limit
 
     def force(self) -> None:
         """Stop waiting for running handlers: cancel them now (a second SIGTERM)."""
@@ -261,8 +285,9 @@ class RouteRunner:
         dispatcher, records, events, settler = self.dispatcher, self.records, self.events, self.settler
         name = self.name
         while True:
-            # Fetch only what handlers can start on now, or as soon as a running one ends.
-            room = await dispatcher.wait_room()
+            # Fetch only what handlers can start on now, or as soon as a running one ends - or
+            # at once when the consumer failed: its getmany() raises the failure.
+            room = await dispatcher.wait_room(until=member.failed)
             try:
                 batch = await consumer.getmany(max_records=room * per_job, timeout=poll_interval)
             except Exception as exc:

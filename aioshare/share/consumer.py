@@ -225,6 +225,7 @@ class ShareConsumer:
         self._buffer_event: asyncio.Event | None = None  # records arrived: watch for a stall
         self._last_delivery: list[Message] = []
         self._fatal: BaseException | None = None
+        self._fatal_waiter: asyncio.Future[BaseException] | None = None  # wait_failed()'s
         self._tasks = TaskOwner("share-consumer", self._task_failed)  # every background task
         self._placement_task: Child | None = None
         self._commit_lock: asyncio.Lock | None = None
@@ -402,6 +403,13 @@ class ShareConsumer:
         return self._membership.last_answered_at
 
     @property
+    def heartbeat_interval(self) -> float | None:
+        """The heartbeat interval (seconds) the coordinator gave in its last successful
+        answer - the group's ``share.heartbeat.interval.ms``, within the broker's bounds -;
+        None before the first.  A readiness check allows a few of them between answers."""
+        return self._membership.coordinator_interval
+
+    @property
     def heartbeat_failures(self) -> int:
         """Heartbeats lost or answered with an error since the last one answered cleanly."""
         return self._membership.failures
@@ -410,6 +418,18 @@ class ShareConsumer:
     def failure(self) -> BaseException | None:
         """The error that stopped this consumer (the next ``getmany()`` raises it), or None."""
         return self._fatal
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until the consumer fails, and return the error (``failure``; it is not
+        raised here): at once if it already failed.  Never returns while the consumer works,
+        nor after a close without failure - cancel it then.  For code that must stop as soon
+        as the consumer cannot go on without calling ``getmany()``, which raises the error."""
+        if self._fatal is not None:
+            return self._fatal
+        if self._fatal_waiter is None:
+            self._fatal_waiter = asyncio.get_running_loop().create_future()
+        # Shielded: a cancelled caller must not cancel what the other callers wait on.
+        return await asyncio.shield(self._fatal_waiter)
 
     @property
     def held(self) -> int:
@@ -776,6 +796,9 @@ class ShareConsumer:
         if self._fatal is None:
             self._fatal = exc
             log.error("share consumer failed: %r", exc)
+            waiter = self._fatal_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(exc)
         self._wake_consumers()
 
     def _expired(self, expired: list[ExpiredRange]) -> None:

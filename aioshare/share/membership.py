@@ -106,7 +106,8 @@ class Membership:
         self.rack_id = rack_id
         self.epoch = 0
         self.state = MemberState.UNSUBSCRIBED
-        self.heartbeat_interval = default_interval
+        self.heartbeat_interval = default_interval  # what the next heartbeat waits
+        self._given_interval: float | None = None  # what the coordinator last said
         self.need_coordinator = False
         self.fatal: MembershipFatal | None = None
         # Health, for readiness checks: when the coordinator last answered a heartbeat without
@@ -142,6 +143,12 @@ class Membership:
     @property
     def in_flight(self) -> bool:
         return self._in_flight is not None
+
+    @property
+    def coordinator_interval(self) -> float | None:
+        """The heartbeat interval (seconds) the coordinator gave in its last successful
+        answer; None before the first (``heartbeat_interval`` is then the default)."""
+        return self._given_interval
 
     def poll_assignment_change(self) -> frozenset[TopicIdPartition] | None:
         """The new assignment if it changed since the last call, else None."""
@@ -298,7 +305,7 @@ class Membership:
             self.member_id = data.member_id
         self.epoch = data.member_epoch
         if data.heartbeat_interval_ms > 0:
-            self.heartbeat_interval = data.heartbeat_interval_ms / 1000.0
+            self.heartbeat_interval = self._given_interval = data.heartbeat_interval_ms / 1000.0
         if req.subscribed_topic_names is not None:
             self._sent_subscription = frozenset(req.subscribed_topic_names)
         if req.rack_id is not None:

@@ -13,16 +13,21 @@ import textwrap
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from aioshare.cli.main import build_parser
 from aioshare.cli.run import serve
+from aioshare.cli.supervisor import worker_argv
 from aioshare.runtime import App, ConsumerSpec, Message
 from aioshare.runtime.health import HttpResponse, all_members_joined, http_get
 from aioshare.testing.broker import ThreadedBroker
 
-from ._cli import dead_address
+from ._cli import aioshare, assert_one_line_error, dead_address
+
+if TYPE_CHECKING:
+    from aioshare.broker.embedded import EmbeddedBroker
 
 APP = """
 import asyncio
@@ -286,3 +291,95 @@ async def test_serving_is_announced_once_joined_with_a_warning_meanwhile(
         app.request_stop()
         await asyncio.wait_for(task, 10)
     assert sum("have not joined" in r.getMessage() for r in caplog.records) == 1
+
+
+# ------------------------------------------------------------------ --health-heartbeat-timeout
+
+SHARE_GROUP_HEARTBEAT = 76  # the API key
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--health-port", "0", "--health-heartbeat-timeout", "0"],
+            "a finite number of seconds > 0, got 0.0",
+        ),
+        (["--health-port", "0", "--health-heartbeat-timeout=-1"], "a finite number of seconds > 0, got -1.0"),
+        (
+            ["--health-port", "0", "--health-heartbeat-timeout", "nan", "--processes", "2"],
+            "a finite number of seconds > 0, got nan",
+        ),
+        (
+            ["--health-port", "0", "--health-heartbeat-timeout", "inf"],
+            "a finite number of seconds > 0, got inf",
+        ),
+        (["--health-heartbeat-timeout", "30"], "--health-heartbeat-timeout needs --health-port"),
+    ],
+    ids=["zero", "negative", "nan-supervised", "inf", "no-health-port"],
+)
+def test_a_bad_health_heartbeat_timeout_is_a_usage_error(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    module = write_app(tmp_path, "jobs")
+    result = aioshare("run", f"{module}:app", "--app-dir", str(tmp_path), "-b", dead_address(), *args)
+    assert_one_line_error(result, 2, "aioshare run: error: --health-heartbeat-timeout ", message)
+    assert "aioshare health listening" not in result.stdout and "started worker" not in result.stderr
+
+
+async def test_the_health_heartbeat_timeout_reaches_the_readiness_probe(
+    tmp_path: Path, running: list[Run], broker: ThreadedBroker
+) -> None:
+    """Heartbeats answered 3 s late: not ready with a 0.5 s bound (3 of the test broker's
+    0.2 s intervals are 0.6 s), where the default 15 s would stay ready."""
+    topic = await broker.create_topic()
+    module = write_app(tmp_path, topic)
+    run = await start_run(
+        tmp_path,
+        module,
+        "-b",
+        broker.bootstrap_servers,
+        "--health-port",
+        "0",
+        "--health-heartbeat-timeout",
+        "0.5",
+    )
+    running.append(run)
+    port = int((await run.read_until(r"aioshare health listening on http://127\.0\.0\.1:(\d+)")).group(1))
+    await run.read_until("aioshare run: serving")
+
+    async def readyz() -> HttpResponse:
+        return await http_get("127.0.0.1", port, "/readyz")
+
+    await eventually(readyz, lambda r: r.status == 200)
+
+    async def delay(seconds: float) -> None:
+        async def apply(embedded: EmbeddedBroker) -> None:
+            embedded.delay_responses(seconds, api_keys=[SHARE_GROUP_HEARTBEAT])
+
+        await broker.acall(apply)
+
+    await delay(3.0)
+    try:
+        silent = await eventually(readyz, lambda r: r.status == 503, timeout=10)
+    finally:
+        await delay(0)
+    reason = json.loads(silent.body)["reason"]
+    assert re.fullmatch(
+        rf"route 'handle' group '{topic}-g' member 0: no heartbeat answered for \d+\.\d s \(.+\)", reason
+    ), reason
+    await eventually(readyz, lambda r: r.status == 200)
+    run.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(run.proc.wait(), 20) == 0, run.output
+
+
+def test_the_supervisor_passes_the_health_heartbeat_timeout_to_its_workers() -> None:
+    args = build_parser().parse_args(
+        ["run", "m:app", "--processes", "2", "--health-port", "8081", "--health-heartbeat-timeout", "30"]
+    )
+    argv = worker_argv(args, None, True, 4242)
+    at = argv.index("--health-heartbeat-timeout")
+    assert float(argv[at + 1]) == 30.0
+    assert argv[argv.index("--health-port") + 1] == "0"  # the workers' own, on free ports
+    default = worker_argv(build_parser().parse_args(["run", "m:app", "--processes", "2"]), None, False, 4242)
+    assert "--health-heartbeat-timeout" not in default

@@ -14,6 +14,7 @@ from aioshare.admin.share_admin import ShareAdmin
 from aioshare.admin.types import ShareGroupDescription
 from aioshare.protocol.errors import ConfigError, KafkaError
 from aioshare.runtime import App, ConsumerLike, ConsumerSpec, Message, share_consumer
+from aioshare.runtime.dispatch import Dispatcher
 from aioshare.runtime.events import EventKind
 from aioshare.runtime.health import (
     HealthBindError,
@@ -24,6 +25,8 @@ from aioshare.runtime.health import (
     http_get,
     render_text,
 )
+from aioshare.runtime.jobs import Job
+from aioshare.runtime.limits import Limiter
 from aioshare.runtime.metrics import Metrics
 from aioshare.share.consumer import ShareConsumer
 from aioshare.testing.apps import prepare
@@ -407,13 +410,14 @@ async def test_readyz_is_false_while_heartbeats_go_unanswered(
     [{"group.share.max.size": 1, "group.share.min.session.timeout.ms": 1000}],
     ids=["one-member-groups"],
 )
-async def test_readyz_follows_a_member_fenced_and_then_failed(
+async def test_a_failed_consumer_stops_the_app_at_once_with_every_slot_busy(
     kafka: ThreadedBroker, kafka_app: Callable[..., App], ready: Ready, recorder: Recorder
 ) -> None:
     """Heartbeats held back past the session timeout: the coordinator drops the member and
     another consumer takes the group's only place, so the member's rejoin fails for good
-    (GROUP_MAX_SIZE_REACHED).  Its handler slot is busy, so the app learns of it only later:
-    readiness says so first."""
+    (GROUP_MAX_SIZE_REACHED).  Its only handler slot is busy and nothing is fetched ahead, so
+    its fetch loop waits for a slot, not in ``getmany()``: it learns of the failure from the
+    consumer itself, and the app fails while the handler still runs."""
     app = kafka_app()
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -442,53 +446,177 @@ async def test_readyz_follows_a_member_fenced_and_then_failed(
             return response
 
         try:
-            with pytest.raises(KafkaError, match="maximum capacity"):  # the app stops on it
+            with pytest.raises(KafkaError, match="maximum capacity") as raised:  # the app stops on it
                 async with app:
                     await kafka.produce("jobs", [b"held"], partition=0)
                     await asyncio.wait_for(started.wait(), 10)
                     await _eventually(readyz, lambda r: r.status == 200)
-                    member = app.runners[0].members[0]
-                    assert isinstance(member.consumer, ShareConsumer)
-                    ours = member.consumer.member_id
+                    runner = app.runners[0]
+                    member = runner.members[0]
+                    consumer = member.consumer
+                    assert isinstance(consumer, ShareConsumer)
+                    ours = consumer.member_id
                     await _delay_heartbeats(kafka, 3.0)
                     try:
                         await _eventually(readyz, lambda r: r.status == 503)
                         await wait_for(members, lambda ids: not ids)  # the session timed out
                     finally:
                         await _delay_heartbeats(kafka, 0)
+                    assert app.failure is None and runner.running_count == 1
                     # The member's last heartbeat is still held back (answered 3 s after it was sent,
                     # then its next one is refused): the outsider's, answered at once, gets in first.
                     await outsider.start()
                     await wait_until(lambda: outsider.member_epoch > 0)
                     assert await members() == {outsider.member_id}
-                    failed = await _eventually(
-                        readyz, lambda r: "the consumer failed" in _json(r).get("reason", "")
-                    )
-                    assert SILENT.fullmatch(reasons[0]), reasons
-                    assert reasons[-1] == _json(failed)["reason"]
-                    assert reasons[-1].startswith("route 'work' group 'g' member 0: the consumer failed: "), (
-                        reasons
-                    )
-                    assert "GroupMaxSizeReachedError" in reasons[-1], reasons
-                    assert isinstance(member.failure, KafkaError) and ours not in await members()
+                    failure = await asyncio.wait_for(consumer.wait_failed(), 10)
+                    await wait_until(lambda: app.failure is not None)
+                    assert app.failure is failure is member.failure and isinstance(failure, KafkaError)
+                    assert app.stop_requested and not release.is_set() and runner.running_count == 1
+                    assert member.failed.done() and member.failed.result() is failure
+                    assert ours not in await members()
+
+                    failed = await readyz()
+                    assert failed.status == 503 and SILENT.fullmatch(reasons[0]), reasons
+                    assert reasons[-1].startswith("the app failed: GroupMaxSizeReachedError: "), reasons
                     live = await http_get("127.0.0.1", health.port, "/livez")
-                    assert live.status == 200 and app.failure is None  # the busy handler slot: not read yet
+                    assert live.status == 503 and "GroupMaxSizeReachedError" in _json(live)["reason"]
+                    assert runner.running_count == 1  # all of it while the handler still runs
 
                     release.set()
                     await asyncio.wait_for(app.wait(), 10)
-                    live = await http_get("127.0.0.1", health.port, "/livez")
-                    assert live.status == 503 and "GroupMaxSizeReachedError" in _json(live)["reason"]
-                    # The record's share session outlived the membership: its ACCEPT still went through.
-                    await wait_for(
-                        lambda: kafka.share_records("g", "jobs"),
-                        lambda r: r is not None and r.start_offset == 1,
-                    )
+            assert raised.value is failure
+            # The record's share session outlived the membership: its ACCEPT still went through.
+            await wait_for(
+                lambda: kafka.share_records("g", "jobs"),
+                lambda r: r is not None and r.start_offset == 1,
+            )
         finally:
+            release.set()
             await outsider.close()
     assert recorder.terminal() == {("jobs", 0, 0, 1): "accepted"}
     assert [(e.offset, e.ack_type, e.reason) for e in recorder.kinds(EventKind.ACK_COMMITTED)] == [
         (0, "accept", "applied")
     ]
+
+
+@pytest.mark.parametrize("app_limit", [False, True], ids=["route-slots", "app-slots"])
+async def test_wait_room_ends_when_until_is_done(app_limit: bool) -> None:
+    """The fetch loop's wait for a free slot - the route's or, with ``max_concurrency``, the
+    app's - also ends when its member's ``failed`` completes: 1, so it goes to ``getmany()``."""
+    gate = asyncio.Event()
+    ran: list[object] = []
+    errors: list[BaseException] = []
+
+    async def run(job: Job) -> None:
+        ran.append(job.messages[0])
+        await gate.wait()
+
+    shared = Limiter(1) if app_limit else None
+    dispatcher = Dispatcher(
+        "r", 2 if app_limit else 1, run=run, drop=lambda job: None, fail=errors.append, global_limit=shared
+    )
+    loop = asyncio.get_running_loop()
+    failed: asyncio.Future[BaseException] = loop.create_future()
+    dispatcher.submit([Job([0], None)])  # type: ignore[list-item]  # the one slot (the route's, or the app's) is taken
+    await wait_until(lambda: ran == [0])
+    if app_limit:
+        assert dispatcher.slots.free == 1 and shared is not None and not shared.free
+    waiting = asyncio.create_task(dispatcher.wait_room(until=failed))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    failed.set_result(RuntimeError("gone"))
+    assert await asyncio.wait_for(waiting, 5) == 1
+    assert await asyncio.wait_for(dispatcher.wait_room(until=failed), 5) == 1  # done already: at once
+    assert ran == [0] and not gate.is_set()
+
+    # Not done: an ordinary wait, which leaves no callback behind.
+    pending: asyncio.Future[BaseException] = loop.create_future()
+    waiting = asyncio.create_task(dispatcher.wait_room(until=pending))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    gate.set()
+    assert await asyncio.wait_for(waiting, 5) == 1  # the room seen before the wait for the app slot
+    # A member's ``failed`` lives as long as the app: a callback left behind per wait would pile up.
+    assert pending.remove_done_callback(dispatcher._wake_room) == 0
+    assert failed.remove_done_callback(dispatcher._wake_room) == 0
+    await dispatcher.drain(loop.time())
+    assert errors == []
+
+
+@pytest.mark.parametrize("aioshare_broker_config", [{"group.share.max.size": 1}], ids=["one-member-groups"])
+async def test_wait_failed_returns_the_failure_and_a_cancelled_waiter_leaves_the_others_waiting(
+    kafka: ThreadedBroker,
+) -> None:
+    topic = await kafka.create_topic()
+    member = ShareConsumer(topic, group_id="g", bootstrap_servers=kafka.bootstrap_servers)
+    second = ShareConsumer(topic, group_id="g", bootstrap_servers=kafka.bootstrap_servers)
+    first_waiter = asyncio.create_task(second.wait_failed())  # before start(): fine
+    other_waiter = asyncio.create_task(second.wait_failed())
+    async with member:
+        await wait_until(lambda: member.member_epoch > 0)
+        first_waiter.cancel()
+        await asyncio.gather(first_waiter, return_exceptions=True)
+        assert first_waiter.cancelled() and not other_waiter.done()
+        async with second:  # the group's only place is taken: its join fails for good
+            failure = await asyncio.wait_for(other_waiter, 10)
+            assert isinstance(failure, KafkaError) and "maximum capacity" in str(failure)
+            assert second.failure is failure
+            assert await asyncio.wait_for(second.wait_failed(), 1) is failure  # at once, afterwards
+            with pytest.raises(KafkaError, match="maximum capacity"):
+                await second.getmany(timeout=0)
+        assert member.failure is None and member.member_epoch > 0
+
+
+# ------------------------------------------------------------- the group's heartbeat interval
+
+
+async def test_readiness_allows_three_of_the_groups_heartbeat_intervals(
+    kafka: ThreadedBroker, kafka_app: Callable[..., App], ready: Ready
+) -> None:
+    """A group whose heartbeat interval (1 s) is longer than a third of ``heartbeat_timeout``
+    (0.5 s): a healthy member goes 1 s between answers, and must not look silent."""
+    app = kafka_app()
+
+    @app.handler("jobs", group_id="g")
+    async def work(msg: Message[bytes]) -> None:
+        pass
+
+    assert ShareConsumer("jobs", group_id="g").heartbeat_interval is None  # no answer yet
+    await ready(app, heartbeat_interval_ms="1000")
+    async with HealthServer(app, heartbeat_timeout=0.5) as health:
+
+        async def readyz() -> HttpResponse:
+            return await http_get("127.0.0.1", health.port, "/readyz")
+
+        async with app:
+            body = _json(await _eventually(readyz, lambda r: r.status == 200))
+            member = app.runners[0].members[0]
+            assert isinstance(member.consumer, ShareConsumer)
+            assert member.consumer.heartbeat_interval == member.heartbeat_interval == 1.0
+            assert body["routes"][0]["members"][0]["heartbeat_interval"] == 1.0
+
+            # Over two intervals, polled: ready throughout (0.5 s alone would fail between beats).
+            loop = asyncio.get_running_loop()
+            answered = set()
+            until = loop.time() + 2.0
+            while loop.time() < until:
+                response = await readyz()
+                assert response.status == 200, _json(response)
+                answered.add(member.last_heartbeat_at)
+                await asyncio.sleep(0.05)
+            assert len(answered) >= 2  # heartbeats were answered meanwhile, 1 s apart
+
+            # The rule at its edges: three intervals, or heartbeat_timeout when longer.
+            last = member.last_heartbeat_at
+            assert last is not None
+            assert app_health(app, heartbeat_timeout=0.5, now=last + 3.0).ready
+            late = app_health(app, heartbeat_timeout=0.5, now=last + 3.05)
+            assert not late.ready
+            assert late.reason.startswith("route 'work' group 'g' member 0: no heartbeat answered for 3."), (
+                late.reason
+            )
+            assert app_health(app, heartbeat_timeout=5.0, now=last + 4.95).ready
+            assert not app_health(app, heartbeat_timeout=5.0, now=last + 5.05).ready
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), True])

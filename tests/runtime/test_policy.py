@@ -160,3 +160,99 @@ def test_final_attempt_is_when_a_failure_gives_the_record_up(
         Verdict.DEAD_LETTER,
     )
     assert gives_up is final
+
+
+@pytest.mark.parametrize(
+    ("policy", "decision", "delivery_count", "expected"),
+    [
+        # the group's delivery-count limit below max_attempts: its last delivery is the final one
+        (
+            OutcomePolicy(max_attempts=5, retry=NO_JITTER, dead_letter_topic=DLQ, delivery_count_limit=2),
+            fail(),
+            2,
+            Settlement(Verdict.DEAD_LETTER, "exhausted"),
+        ),
+        (
+            OutcomePolicy(max_attempts=5, delivery_count_limit=2),
+            fail(),
+            2,
+            Settlement(Verdict.REJECT, "exhausted"),
+        ),
+        (
+            OutcomePolicy(max_attempts=5, delivery_count_limit=2),
+            RELEASE,
+            2,
+            Settlement(Verdict.REJECT, "exhausted"),
+        ),
+        (
+            OutcomePolicy(max_attempts=5, delivery_count_limit=2),
+            retry(1.0),
+            2,
+            Settlement(Verdict.REJECT, "exhausted"),
+        ),
+        # ... and the deliveries before it are retried as usual
+        (
+            OutcomePolicy(max_attempts=5, retry=NO_JITTER, dead_letter_topic=DLQ, delivery_count_limit=2),
+            fail(),
+            1,
+            Settlement(Verdict.RETRY, "retry", delay=1.0),
+        ),
+        # max_attempts=None: the limit alone bounds the attempts
+        (
+            OutcomePolicy(max_attempts=None, delivery_count_limit=2),
+            RELEASE,
+            2,
+            Settlement(Verdict.REJECT, "exhausted"),
+        ),
+        (
+            OutcomePolicy(max_attempts=None, delivery_count_limit=2),
+            RELEASE,
+            1,
+            Settlement(Verdict.RELEASE, "release"),
+        ),
+        # max_attempts below the limit: unchanged, max_attempts decides
+        (
+            OutcomePolicy(max_attempts=2, delivery_count_limit=5),
+            retry(1.0),
+            2,
+            Settlement(Verdict.REJECT, "exhausted"),
+        ),
+        (
+            OutcomePolicy(max_attempts=3, delivery_count_limit=5),
+            retry(1.0),
+            2,
+            Settlement(Verdict.RETRY, "retry", delay=1.0),
+        ),
+        # neither the outcomes that do not retry nor ACCEPT change
+        (OutcomePolicy(max_attempts=5, delivery_count_limit=2), ACCEPT, 2, ACCEPTED),
+        (
+            OutcomePolicy(max_attempts=5, delivery_count_limit=2),
+            reject(),
+            1,
+            Settlement(Verdict.REJECT, "bad"),
+        ),
+    ],
+)
+def test_the_delivery_count_limit_bounds_the_attempts(
+    policy: OutcomePolicy, decision: Decision, delivery_count: int, expected: Settlement
+) -> None:
+    got = policy.settle(decision, delivery_count, never)
+    assert got == Settlement(
+        expected.verdict, expected.reason, decision.error, expected.delay, expected.capped_from
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_attempts", "limit", "last"),
+    [(5, 2, 2), (2, 5, 2), (5, 5, 5), (None, 3, 3), (4, None, 4), (None, None, None)],
+)
+def test_the_last_attempt_is_the_lower_bound(
+    max_attempts: int | None, limit: int | None, last: int | None
+) -> None:
+    policy = OutcomePolicy(max_attempts=max_attempts, delivery_count_limit=limit)
+    assert policy.last_attempt == last
+    if last is not None:
+        assert not policy.gives_up_on_failure(BOOM, last - 1)
+        assert policy.gives_up_on_failure(BOOM, last)
+    else:
+        assert not policy.gives_up_on_failure(BOOM, 1000)
