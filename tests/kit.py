@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["live_tasks", "wait_for", "wait_until"]
+__all__ = ["aioshare_tasks", "live_tasks", "wait_for", "wait_until"]
 
 T = TypeVar("T")
 
@@ -26,9 +27,11 @@ async def wait_for(
     until: Callable[[T], object],
     timeout: float = 10.0,  # noqa: ASYNC109
     interval: float = 0.02,
+    what: str | None = None,
 ) -> T:
     """Await ``check()`` until ``until(result)`` holds and return that result (an async poll:
-    a broker's state read over the wire or on its thread); fail after ``timeout`` with the last."""
+    a broker's state read over the wire or on its thread); fail after ``timeout`` with the last
+    result seen, naming ``what`` was awaited.  ``until=bool``: until ``check()`` is truthy."""
     last: Any = None
     try:
         async with asyncio.timeout(timeout):
@@ -39,7 +42,9 @@ async def wait_for(
                     return result
                 await asyncio.sleep(interval)
     except TimeoutError:
-        raise AssertionError(f"condition not met within {timeout}s; last seen: {last!r}") from None
+        raise AssertionError(
+            f"{what or 'condition'} not met within {timeout}s; last seen: {last!r}"
+        ) from None
 
 
 def live_tasks(prefix: str = "aioshare-") -> list[asyncio.Task[Any]]:
@@ -49,3 +54,14 @@ def live_tasks(prefix: str = "aioshare-") -> list[asyncio.Task[Any]]:
         for t in asyncio.all_tasks()
         if t.get_name().startswith(prefix) and not t.done() and t is not asyncio.current_task()
     ]
+
+
+def aioshare_tasks() -> list[asyncio.Task[Any]]:
+    """Unfinished tasks whose coroutine is aioshare library code, whatever their name (for
+    code that may start tasks without naming them; ``live_tasks`` goes by the name)."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and f"{os.sep}aioshare{os.sep}" in code.co_filename and not task.done():
+            found.append(task)
+    return found

@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from aioshare.protocol.records import RecordToWrite, encode_batch, iter_batches
 from aioshare.protocol.types import ConfigSource
 from aioshare.share import Message, ShareConsumer
 from tests.cli._cli import BROKER_ANNOUNCE, start_cli_broker
+from tests.kit import wait_until
 
 TIMEOUT = 60
 
@@ -600,7 +601,7 @@ async def test_the_flush_scheduler_flushes_dirty_logs_and_stops_with_the_broker(
         log = broker.partition("t", 0).log
         for round_ in range(1, 4):
             log.append(records(5), leader_epoch=0, now_ms=0)
-            await wait_until(lambda: log.unflushed_messages == 0)
+            await wait_until(lambda: log.unflushed_messages == 0, timeout=TIMEOUT)
             assert segment_syncs(fsyncs) == round_
     assert not topics.flush_scheduler_running
     assert asyncio.all_tasks() == before
@@ -622,7 +623,7 @@ async def test_no_flush_scheduler_runs_by_default(tmp_path: Path) -> None:
 async def test_a_non_positive_scheduler_interval_checks_once() -> None:
     checks: list[int] = []
     scheduler = FlushScheduler(0, lambda: checks.append(1))
-    await wait_until(lambda: bool(checks))
+    await wait_until(lambda: bool(checks), timeout=TIMEOUT)
     assert not scheduler.running
     scheduler.close()
 
@@ -636,7 +637,7 @@ async def test_a_failing_check_does_not_stop_the_scheduler(caplog: pytest.LogCap
 
     scheduler = FlushScheduler(1, check)
     try:
-        await wait_until(lambda: len(calls) >= 3)
+        await wait_until(lambda: len(calls) >= 3, timeout=TIMEOUT)
         assert scheduler.running
         assert "flushing logs failed" in caplog.text
     finally:
@@ -658,12 +659,6 @@ async def test_flush_messages_one_makes_every_produce_durable_before_its_answer(
                 assert segment_syncs(fsyncs) == round_
         finally:
             await connection.close()
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - a timer on the loop, no event to wait on
-            await asyncio.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- share-partition state

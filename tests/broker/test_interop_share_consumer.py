@@ -24,6 +24,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 )
 
 from aioshare.broker.embedded import EmbeddedBroker
+from tests.kit import wait_until
 
 from .share_fetch_support import leader_of
 
@@ -124,12 +125,6 @@ def share_state(broker: EmbeddedBroker, topic: str, partition: int = 0) -> Any:
     return leader_of(broker).cached(part.leader, GROUP, part)
 
 
-async def wait_for(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - broker state polled while client threads run
-            await asyncio.sleep(0.01)
-
-
 async def test_every_record_is_delivered_once_in_explicit_mode(broker: EmbeddedBroker) -> None:
     await broker.create_topic("t", 3)
     await earliest(broker)
@@ -157,7 +152,7 @@ async def test_every_record_is_delivered_once_in_explicit_mode(broker: EmbeddedB
         return state is None or state.start_offset == 100
 
     for partition in range(3):
-        await wait_for(lambda p=partition: finished(p))  # type: ignore[misc]
+        await wait_until(lambda p=partition: finished(p), timeout=TIMEOUT)  # type: ignore[misc]
 
 
 async def test_implicit_mode_accepts_everything_polled(broker: EmbeddedBroker) -> None:
@@ -181,8 +176,9 @@ async def test_implicit_mode_accepts_everything_polled(broker: EmbeddedBroker) -
     assert sorted(o for _p, o, _c, _v in deliveries) == list(range(50))
     state = leader_of(broker).cluster.share_state
     # Everything was accepted: the persisted start offset is past the last record.
-    await wait_for(
-        lambda: any(getattr(state.read(key), "start_offset", -1) == 50 for key in state.keys(GROUP))
+    await wait_until(
+        lambda: any(getattr(state.read(key), "start_offset", -1) == 50 for key in state.keys(GROUP)),
+        timeout=TIMEOUT,
     )
 
 
@@ -245,7 +241,7 @@ async def test_reject_is_never_redelivered(broker: EmbeddedBroker) -> None:
 
     deliveries = await in_thread(run)
     assert sorted(o for _p, o, _c, _v in deliveries) == list(range(20))
-    await wait_for(lambda: (s := share_state(broker, "t")) is None or s.start_offset == 20)
+    await wait_until(lambda: (s := share_state(broker, "t")) is None or s.start_offset == 20, timeout=TIMEOUT)
 
 
 async def test_unacknowledged_records_come_back_after_the_lock_expires() -> None:
@@ -303,7 +299,9 @@ async def test_delivery_count_limit_archives() -> None:
         deliveries = await in_thread(run)
         # Delivered twice (the limit), then archived on the second release.
         assert Counter(o for _p, o, _c, _v in deliveries) == Counter({o: 2 for o in range(4)})
-        await wait_for(lambda: (s := share_state(broker, "t")) is None or s.start_offset == 4)
+        await wait_until(
+            lambda: (s := share_state(broker, "t")) is None or s.start_offset == 4, timeout=TIMEOUT
+        )
 
 
 async def test_several_consumers_on_one_partition_never_share_a_record(broker: EmbeddedBroker) -> None:
@@ -338,7 +336,7 @@ async def test_several_consumers_on_one_partition_never_share_a_record(broker: E
     # records (small log batches and small polls make them interleave).
     leader = leader_of(broker)
     node = broker.partition("t", 0).leader
-    await wait_for(lambda: leader.sessions(node).session_count(GROUP) == 3)
+    await wait_until(lambda: leader.sessions(node).session_count(GROUP) == 3, timeout=TIMEOUT)
     await produce(broker, "t", total, batch=10)
     results = await asyncio.gather(*consumers)
     everything = [entry for result in results for entry in result]

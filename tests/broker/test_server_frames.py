@@ -27,6 +27,7 @@ from aioshare.protocol.messages import (
     ProduceResponse,
 )
 from aioshare.protocol.records import RecordToWrite, encode_batch, iter_batches
+from tests.kit import wait_until
 
 TIMEOUT = 10
 
@@ -329,13 +330,6 @@ async def test_delay_responses_holds_back_selected_apis() -> None:
         await client.close()
 
 
-async def wait_until(condition: Any) -> None:
-    """Poll a condition the broker exposes no event for (bounded by TIMEOUT)."""
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - broker state with no event to wait on
-            await asyncio.sleep(0.005)
-
-
 async def test_close_leaves_no_tasks_behind() -> None:
     before = asyncio.all_tasks()
     async with EmbeddedBroker(nodes=3) as broker:
@@ -344,7 +338,7 @@ async def test_close_leaves_no_tasks_behind() -> None:
         for client in clients:
             await client.send(fetch_request("t", 0, 0, max_wait_ms=60_000), 12)
         log = broker.partition("t", 0).log
-        await wait_until(lambda: log.listener_count == 1)  # the leader's fetch is parked
+        await wait_until(lambda: log.listener_count == 1, timeout=TIMEOUT)  # the leader's fetch is parked
     assert asyncio.all_tasks() == before
     assert log.listener_count == 0
     for client in clients:

@@ -4,9 +4,8 @@ restarts (semantics doc, sections 1.3, 2, 5 and 6). Offsets APIs: test_share_gro
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from aioshare.protocol.messages import (
     ShareGroupHeartbeatResponse,
 )
 from aioshare.protocol.types import kafka_uuid_str
+from tests.kit import wait_for
 
 # Kafka 4.3+ computes a new assignment at most once per group.share.assignment.interval.ms
 # (1 s by default); these tests are about what is assigned, not when (the throttling has its
@@ -140,15 +140,6 @@ async def describe(
     request = ShareGroupDescribeRequest(group_ids=list(group_ids), include_authorized_operations=operations)
     response = await conn.send(request, response_type=ShareGroupDescribeResponse)
     return response.groups
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    """Polls `check` until it holds (or TIMEOUT passes); `check` itself makes requests."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 class Member:
@@ -357,7 +348,7 @@ async def test_session_timeout_removes_a_silent_member(clients_factory: Any) -> 
             await alive.beat()
             return [m.member_id for m in group.members] == [alive.member_id]
 
-        await eventually(only_alive_left)
+        await wait_for(only_alive_left, bool, timeout=TIMEOUT)
         assert alive.assigned == {topic_id: [0, 1]}  # the survivor gets every partition
         lapsed = await heartbeat(conn, silent.member_id, silent.epoch)
         assert lapsed.error_code == ErrorCode.UNKNOWN_MEMBER_ID
@@ -366,7 +357,7 @@ async def test_session_timeout_removes_a_silent_member(clients_factory: Any) -> 
             (group,) = await describe(conn, GROUP)
             return group.group_state == "Empty"
 
-        await eventually(empty)
+        await wait_for(empty, bool, timeout=TIMEOUT)
 
 
 async def test_simple_assignor_shares_partitions(clients_factory: Any) -> None:
@@ -676,7 +667,7 @@ async def test_membership_survives_a_restart(tmp_path: Path) -> None:
                 await stays.beat()
                 return [m.member_id for m in group.members] == [stays.member_id]
 
-            await eventually(only_stays)
+            await wait_for(only_stays, bool, timeout=TIMEOUT)
             assert stays.assigned == {topic_id: [0, 1]}
         finally:
             await conn.close()

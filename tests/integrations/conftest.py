@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
@@ -34,13 +33,3 @@ async def broker() -> AsyncIterator[EmbeddedBroker]:
     # On the test's loop, as `--embedded` runs it: the web app, the App and the broker share it.
     async with EmbeddedBroker(config=TEST_BROKER_CONFIG) as embedded:
         yield embedded
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    """Poll a condition that other tasks (or another server) make true; fail after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():  # noqa: ASYNC110 -- polls state owned by the code under test
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"condition not met within {timeout}s") from None

@@ -10,8 +10,9 @@ import pytest
 import aioshare
 from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.testing import prepare
+from tests.kit import wait_for, wait_until
 
-from .conftest import load_example, wait_until
+from .conftest import load_example
 
 pytest.importorskip("aiohttp")
 
@@ -32,20 +33,15 @@ async def test_a_posted_job_is_handled_by_the_app_in_the_same_process(broker: Em
         assert response.status == 202, await response.text()
         job = await response.json()
 
-        async def handled() -> dict[str, object]:
-            while True:
-                r = await client.get(f"/jobs/{job['id']}")
-                if r.status != 404:
-                    assert r.status == 200
-                    result: dict[str, object] = await r.json()
-                    return result
-                await asyncio.sleep(0.05)  # polls the server: nothing local to wait on
-
-        result = await asyncio.wait_for(handled(), 20)
+        polled = await wait_for(
+            lambda: client.get(f"/jobs/{job['id']}"), lambda r: r.status != 404, timeout=20, interval=0.05
+        )
+        assert polled.status == 200
+        result = await polled.json()
         assert result["task"] == "resize" and result["delivery_count"] == 1
 
         await client.post("/jobs", json={"task": "crop", "size": -1})
-        await wait_until(lambda: worker.metrics.value("records-dead-lettered-total") == 1)
+        await wait_until(lambda: worker.metrics.value("records-dead-lettered-total") == 1, timeout=20)
         stats = await (await client.get("/stats")).json()
         assert stats["consuming"] is True and stats["handled"] == 1 and stats["dead_lettered"] == 1
         # counters are JSON integers ("accepted": 1), not floats ("accepted": 1.0)

@@ -17,8 +17,9 @@ from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.integrations.fastapi import lifespan
 from aioshare.protocol.errors import ConfigError
 from aioshare.testing import prepare
+from tests.kit import wait_for, wait_until
 
-from .conftest import load_example, wait_until
+from .conftest import load_example
 
 fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -56,21 +57,19 @@ async def test_a_posted_job_is_handled_by_the_app_in_the_same_process(broker: Em
         job = response.json()
         assert job["offset"] == 0
 
-        async def handled() -> httpx.Response:
-            while True:
-                r = await client.get(f"/jobs/{job['id']}")
-                if r.status_code != 404:
-                    return r
-                await asyncio.sleep(0.05)  # polls another server: nothing local to wait on
-
-        done = await asyncio.wait_for(handled(), 20)
+        done = await wait_for(
+            lambda: client.get(f"/jobs/{job['id']}"),
+            lambda r: r.status_code != 404,
+            timeout=20,
+            interval=0.05,
+        )
         assert done.status_code == 200
         assert done.json()["task"] == "resize"
         assert done.json()["delivery_count"] == 1
 
         bad = await client.post("/jobs", json={"task": "crop", "size": -1})
         assert bad.status_code == 202
-        await wait_until(lambda: worker.metrics.value("records-dead-lettered-total") == 1)
+        await wait_until(lambda: worker.metrics.value("records-dead-lettered-total") == 1, timeout=20)
         stats = (await client.get("/stats")).json()
         assert stats["consuming"] is True and stats["failure"] is None
         assert stats["handled"] == 1 and stats["accepted"] == 1 and stats["dead_lettered"] == 1

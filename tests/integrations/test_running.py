@@ -14,26 +14,9 @@ from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.integrations import running
 from aioshare.protocol.errors import GroupAuthorizationFailedError
 from aioshare.runtime import EventKind
-from aioshare.runtime.consumer import ConsumerSpec, share_consumer
 from aioshare.testing import prepare
 from tests.kit import wait_until
-
-
-class FailingConsumer:
-    """The real ShareConsumer; ``fail_with`` makes its next ``getmany`` raise, as a consumer
-    that gave up does (the embedded broker has no ACLs to refuse the group for real)."""
-
-    def __init__(self, spec: ConsumerSpec) -> None:
-        self.real = share_consumer(spec)
-        self.fail_with: BaseException | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    async def getmany(self, max_records: int | None = None, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
-        if self.fail_with is not None:
-            raise self.fail_with
-        return await self.real.getmany(max_records=max_records, timeout=min(timeout or 0.1, 0.1))
+from tests.runtime.kit import Watch
 
 
 async def make_worker(broker: EmbeddedBroker, **kwargs: Any) -> aioshare.App:
@@ -45,7 +28,8 @@ async def make_worker(broker: EmbeddedBroker, **kwargs: Any) -> aioshare.App:
         **kwargs,
     )
 
-    @worker.handler("jobs", group_id="g")
+    # A short poll: the fetch loop comes back to getmany (and meets a fault) within 0.1 s.
+    @worker.handler("jobs", group_id="g", poll_interval=0.1)
     async def handle(msg: aioshare.Message[bytes]) -> None:
         pass
 
@@ -75,19 +59,14 @@ async def test_the_app_runs_inside_and_stops_on_exit(broker: EmbeddedBroker) -> 
 async def test_a_fatal_error_is_logged_when_it_happens_and_raised_at_exit(
     broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    consumers: list[FailingConsumer] = []
-
-    def factory(spec: ConsumerSpec) -> FailingConsumer:
-        consumers.append(FailingConsumer(spec))
-        return consumers[-1]
-
-    worker = await make_worker(broker, consumer_factory=factory)
+    watch = Watch()
+    worker = await make_worker(broker, consumer_factory=watch)
     fatal = GroupAuthorizationFailedError("group authorization failed")
     with pytest.raises(GroupAuthorizationFailedError, match="group authorization failed"):
         async with running(worker):
-            await wait_until(lambda: consumers)
+            await wait_until(lambda: watch.consumers)
             with caplog.at_level(logging.ERROR, logger="aioshare.integrations"):
-                consumers[0].fail_with = fatal
+                watch.consumers[0].fail_with = fatal
                 await wait_until(lambda: "keeps serving" in caplog.text)
             assert worker.failure is fatal  # e.g. for a health endpoint, while still serving
     assert not worker.running

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +58,7 @@ from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.java import compile_java, java_command
 from aioshare.testing.kafka.maven import kafka_classpath
 from aioshare.testing.kafka.requirement import require
+from tests.kit import wait_for
 
 from .conftest import KafkaTarget
 
@@ -363,18 +364,6 @@ def stamp(k: int) -> int:
     return int((BASE_TIME + timedelta(seconds=k)).timestamp() * 1000)
 
 
-async def wait_for(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:  # noqa: ASYNC109
-    """Await ``check()`` until it returns something truthy; fails the test after ``timeout``."""
-    last: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while not (last := await check()):  # noqa: ASYNC110 -- broker state: no event to await
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-    return last
-
-
 # ---------------------------------------------------------------------------------- scenarios
 
 
@@ -407,7 +396,7 @@ async def test_share_group_life_matches_kafka_share_groups(
             mine = [c.assignment() for c in consumers]
             return all(mine) and not (mine[0] & mine[1]) and len(mine[0] | mine[1]) == 2
 
-        await wait_for("a partition for each member", settled, JOIN_TIMEOUT)
+        await wait_for(settled, bool, timeout=JOIN_TIMEOUT, interval=0.1, what="a partition for each member")
         # Produced only now: no member can hold a partition's records it is about to lose.
         await kafka.produce(
             topic,
@@ -432,7 +421,9 @@ async def test_share_group_life_matches_kafka_share_groups(
             found = await admin_offsets(kafka.admin, group)
             return {tp: v[1] for tp, v in found.items()} == {(topic, 0): lag_left, (topic, 1): lag_left}
 
-        await wait_for(f"a lag of {lag_left} on both partitions", lag_settled)
+        await wait_for(
+            lag_settled, bool, timeout=20, interval=0.1, what=f"a lag of {lag_left} on both partitions"
+        )
 
         await _compare_listing(kafka, kafka_tools, group, "Stable")
         client_ids = {c.member_id: f"admin-it-{tag}-{i}" for i, c in enumerate(consumers)}
@@ -455,7 +446,7 @@ async def test_share_group_life_matches_kafka_share_groups(
         found = (await kafka.admin.describe_share_groups([group]))[group]
         return not isinstance(found, BrokerError) and found.state == "Empty"
 
-    await wait_for("the group to be empty", empty)
+    await wait_for(empty, bool, timeout=20, interval=0.1, what="the group to be empty")
     await _compare_listing(kafka, kafka_tools, group, "Empty")
     await _compare_state(kafka, kafka_tools, group, "Empty", members=0)
     idle_offsets = await _compare_offsets(kafka, kafka_tools, group)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
 
 import pytest
 
 from aioshare.protocol.errors import InvalidRecordStateError
 from aioshare.share import LockExpiry, Message, ShareConsumer, TopicPartition
+from tests.kit import wait_until
 
 from .conftest import KafkaTarget
 
@@ -36,13 +36,6 @@ async def take(c: ShareConsumer, n: int, timeout: float = JOIN_TIMEOUT) -> list[
         while len(out) < n:
             out.extend(await c.getmany(max_records=n - len(out), timeout=1.0))
     return out
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> None:  # noqa: ASYNC109
-    """Poll ``predicate()`` until it holds; fails the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 -- polls state owned by the consumer's tasks
-            await asyncio.sleep(interval)
 
 
 async def sleep_until(when: float) -> None:

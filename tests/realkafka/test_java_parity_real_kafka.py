@@ -22,7 +22,7 @@ import dataclasses
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from aioshare.share import AckResult, AckStatus, AckType, LockExpiry, Message, S
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.java import compile_java, java_command
 from aioshare.testing.kafka.requirement import require
+from tests.kit import wait_until
 
 from .conftest import KafkaTarget, confluent_kafka
 
@@ -63,12 +64,6 @@ async def take(c: ShareConsumer, n: int, timeout: float = JOIN_TIMEOUT) -> list[
         while len(out) < n:
             out.extend(await c.getmany(max_records=n - len(out), timeout=1.0))
     return out
-
-
-async def wait_until(predicate: Callable[[], object], timeout: float) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 -- polls state owned by the consumer's tasks
-            await asyncio.sleep(0.05)
 
 
 async def lag(kafka: KafkaTarget, group: str, topic: str) -> int | None:

@@ -12,8 +12,8 @@ fail or stall on cue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -21,13 +21,7 @@ from aioshare.runtime import App
 from aioshare.testing import ThreadedBroker, prepare
 from tests.kit import live_tasks as runtime_tasks
 
-from .kit import FakeDeadLetterSink, Recorder
-
-
-class Ready(Protocol):
-    def __call__(
-        self, app: App, *, partitions: int = 1, lock_ms: int | None = None, **group_config: str
-    ) -> Awaitable[None]: ...
+from .kit import FakeDeadLetterSink, Ready, Recorder
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from aioshare.runtime.broker_dlq import BrokerDeadLetterSink
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from tests.kit import wait_until
 
-from .kit import Recorder
-from .test_e2e import read_topic
+from .kit import Recorder, read_topic
 
 LOCK_MS = 2000
 GOOD, BAD = [b"good-0", b"good-2"], [b"bad-1", b"bad-3"]

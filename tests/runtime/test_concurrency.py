@@ -11,24 +11,16 @@ import asyncio
 import contextvars
 import functools
 import operator
-from collections.abc import Callable, Mapping
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from aioshare.broker.embedded import ShareRecords
-from aioshare.protocol.types import RecordState, TopicPartition
-from aioshare.runtime import App, ConsumerSpec, EventKind, Message, per_batch
-from aioshare.runtime.consumer import ConsumerLike, share_consumer
+from aioshare.protocol.types import RecordState
+from aioshare.runtime import App, EventKind, Message, per_batch
 from aioshare.runtime.limits import Limiter
-from aioshare.share.message import Message as ShareMessage
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_for, wait_until
+from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import Recorder
-
-AppFactory = Callable[..., App]
+from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, produce_one_batch, settled_at_broker
 
 # In Kafka's default acquire mode (batch_optimized) a ShareFetch's MaxRecords is soft: the
 # broker acquires whole log batches, so a producer's batch is acquired whole whatever the free
@@ -40,92 +32,13 @@ ACQUIRE_MODES = [
 ]
 
 
-def consumer_options(acquire_mode: str | None) -> dict[str, str]:
-    return {} if acquire_mode is None else {"acquire_mode": acquire_mode}
-
-
-async def produce_one_batch(kafka: ThreadedBroker, topic: str, values: list[bytes]) -> None:
-    """Append ``values`` to partition 0 as one log batch, as a producer batching them would."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        batch = producer.create_batch()
-        for value in values:
-            assert batch.append(key=None, value=value, timestamp=None) is not None
-        await (await producer.send_batch(batch, topic, partition=0))
-    finally:
-        await producer.stop()
-
-
-class WatchedConsumer:
-    """The real ShareConsumer, with what the runtime asked of it written down: the
-    ``max_records`` of every ``getmany`` call, whether one is in progress, commits, close;
-    ``fail_with`` makes getmany raise (a consumer that gave up), nothing else changes."""
-
-    def __init__(self, spec: ConsumerSpec, kafka: ThreadedBroker) -> None:
-        self.spec = spec
-        self.real = share_consumer(spec)
-        self.kafka = kafka
-        self.getmany_calls: list[int | None] = []
-        self.in_getmany = False
-        self.commits = 0
-        self.closed = False
-        # The broker's view after the final commit, before the close ends the share session:
-        # what the app acknowledged itself, not what the session close released.  (Afterwards
-        # the leader drops the group's share-partitions: share_records says None.)
-        self.at_close: ShareRecords | None = None
-        self.held_at_close: int | None = None
-        # A fault to raise from the next getmany (as ShareConsumer does once it gave up).
-        self.fail_with: BaseException | None = None
-
-    @property
-    def held(self) -> int:
-        held: int = getattr(self.real, "held")  # noqa: B009 -- ShareConsumer's, not ConsumerLike's
-        return held
-
-    async def start(self) -> None:
-        await self.real.start()
-
-    async def getmany(
-        self,
-        max_records: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 -- ShareConsumer's signature
-    ) -> list[ShareMessage]:
-        self.getmany_calls.append(max_records)
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.in_getmany = True
-        try:
-            return await self.real.getmany(max_records=max_records, timeout=timeout)
-        finally:
-            self.in_getmany = False
-
-    async def commit(self, timeout: float | None = None) -> Mapping[TopicPartition, BaseException | None]:  # noqa: ASYNC109 -- ShareConsumer's
-        self.commits += 1
-        return await self.real.commit(timeout=timeout)
-
-    async def close(self, timeout: float = 30.0) -> Mapping[TopicPartition, BaseException | None]:  # noqa: ASYNC109 -- ShareConsumer's
-        self.closed = True
-        self.at_close = await self.kafka.share_records(self.spec.group_id, self.spec.topics[0])
-        self.held_at_close = self.held
-        return await self.real.close(timeout=timeout)
-
-    def stop_fetching(self) -> None:
-        stop: Callable[[], None] = getattr(self.real, "stop_fetching")  # noqa: B009
-        stop()
-
-
-class Watch:
-    """A consumer factory that keeps every consumer it made."""
-
-    def __init__(self, kafka: ThreadedBroker) -> None:
-        self.kafka = kafka
-        self.consumers: list[WatchedConsumer] = []
-
-    def __call__(self, spec: ConsumerSpec) -> ConsumerLike:
-        consumer = WatchedConsumer(spec, self.kafka)
-        self.consumers.append(consumer)
-        return consumer
+def watched_app(kafka: ThreadedBroker, kafka_app: AppFactory, acquire_mode: str) -> tuple[App, Watch]:
+    """An app whose consumers are watched, fetching in ``acquire_mode``."""
+    watch = Watch(kafka)
+    app = kafka_app(
+        consumer_factory=watch, consumer_options={"acquire_mode": acquire_mode}, shutdown_timeout=0.5
+    )
+    return app, watch
 
 
 async def sample_acquired(kafka: ThreadedBroker, group: str, topic: str, seen: list[int]) -> None:
@@ -138,19 +51,6 @@ async def sample_acquired(kafka: ThreadedBroker, group: str, topic: str, seen: l
         await asyncio.sleep(0.01)
 
 
-async def settled(
-    kafka: ThreadedBroker, group: str, topic: str, count: int, partition: int = 0
-) -> ShareRecords:
-    """Wait until the broker has the first ``count`` records of the partition done."""
-
-    async def read() -> ShareRecords | None:
-        return await kafka.share_records(group, topic, partition)
-
-    records = await wait_for(read, lambda r: r is not None and r.start_offset >= count)
-    assert records is not None
-    return records
-
-
 async def acquired(kafka: ThreadedBroker, group: str, topic: str) -> int:
     held = await kafka.share_records(group, topic)
     return 0 if held is None else held.counts()["acquired"]
@@ -158,12 +58,9 @@ async def acquired(kafka: ThreadedBroker, group: str, topic: str) -> int:
 
 @pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
 async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
-    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str | None
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str
 ) -> None:
-    watch = Watch(kafka)
-    app = kafka_app(
-        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
-    )
+    app, watch = watched_app(kafka, kafka_app, acquire_mode)
     gates: dict[int, asyncio.Event] = {}
     running: set[int] = set()
     most = 0
@@ -198,7 +95,7 @@ async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
             for offset in range(1, 5):
                 await wait_until(functools.partial(operator.contains, gates, offset))
                 gates[offset].set()
-            await settled(kafka, "g", "jobs", 5)
+            await settled_at_broker(kafka, "g", "jobs", 5)
             assert runner.running_count == 0 and runner.held_count == 0
         finally:
             sampler.cancel()
@@ -209,12 +106,9 @@ async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
 
 @pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
 async def test_several_consumers_share_the_route_slots(
-    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str | None
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, acquire_mode: str
 ) -> None:
-    watch = Watch(kafka)
-    app = kafka_app(
-        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
-    )
+    app, watch = watched_app(kafka, kafka_app, acquire_mode)
     gate = asyncio.Event()
     started = 0
 
@@ -234,7 +128,7 @@ async def test_several_consumers_share_the_route_slots(
         assert await acquired(kafka, "g", "jobs") == 4
         assert [c.held for c in watch.consumers] == [2, 2]
         gate.set()
-        await settled(kafka, "g", "jobs", 6)
+        await settled_at_broker(kafka, "g", "jobs", 6)
     assert all(c.closed and c.commits == 1 for c in watch.consumers)
 
 
@@ -260,12 +154,9 @@ def test_max_in_flight_follows_concurrency_jobs_and_consumers() -> None:
 
 @pytest.mark.parametrize("acquire_mode", ACQUIRE_MODES)
 async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
-    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, acquire_mode: str | None
+    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder, acquire_mode: str
 ) -> None:
-    watch = Watch(kafka)
-    app = kafka_app(
-        consumer_factory=watch, consumer_options=consumer_options(acquire_mode), shutdown_timeout=0.5
-    )
+    app, watch = watched_app(kafka, kafka_app, acquire_mode)
     gates = {offset: asyncio.Event() for offset in range(6)}
     started: list[int] = []
 
@@ -294,7 +185,7 @@ async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
         assert consumer.getmany_calls[calls] == 1
         for gate in gates.values():
             gate.set()
-        await settled(kafka, "g", "jobs", 6)
+        await settled_at_broker(kafka, "g", "jobs", 6)
     assert recorder.outcome_counts() == {"accepted": 6}
     assert all(n is not None and n <= 4 for n in consumer.getmany_calls)
 
@@ -322,7 +213,7 @@ async def test_prefetched_jobs_are_released_at_shutdown(
     held = consumer.at_close
     assert held is not None
     assert [held.state_of(offset) for offset in range(3)] == [(RecordState.AVAILABLE, 1)] * 3
-    assert ack_trail(recorder) == {("jobs", offset): ["release"] for offset in range(3)}
+    assert applied_acks(recorder) == {("jobs", offset): ["release"] for offset in range(3)}
     assert sorted(e.reason or "" for e in recorder.kinds(EventKind.RELEASED)) == ["shutdown"] * 3
 
 
@@ -361,7 +252,7 @@ async def test_per_key_jobs_never_overlap_for_one_key(
             for gate in gates:
                 gate.set()
             await wait_until(lambda: len(gates) == 5 or any(not g.is_set() for g in gates))
-        await settled(kafka, "g", "jobs", 5)
+        await settled_at_broker(kafka, "g", "jobs", 5)
     assert overlaps == []
     assert order == {b"A": [0, 2, 3], b"B": [1, 4]}
 
@@ -381,8 +272,8 @@ async def test_per_partition_jobs_keep_offset_order(
     await kafka.produce("jobs", [b"x"] * 3, partition=0)
     await kafka.produce("jobs", [b"y"] * 1, partition=1)
     async with app:
-        await settled(kafka, "g", "jobs", 3, partition=0)
-        await settled(kafka, "g", "jobs", 1, partition=1)
+        await settled_at_broker(kafka, "g", "jobs", 3, partition=0)
+        await settled_at_broker(kafka, "g", "jobs", 1, partition=1)
     by_partition: dict[int, list[int]] = {}
     for partition, offsets in batches:
         assert len(offsets) <= 2
@@ -406,7 +297,7 @@ async def test_custom_jobs_builder_cannot_drop_records(
     await ready(app)
     await kafka.produce("jobs", [b"0", b"1", b"2", b"3"], partition=0)
     async with app:
-        await settled(kafka, "g", "jobs", 4)
+        await settled_at_broker(kafka, "g", "jobs", 4)
     assert sorted(v for call in calls for v in call) == [b"0", b"1", b"2", b"3"]
     assert recorder.outcome_counts() == {"accepted": 4}
 
@@ -442,8 +333,8 @@ async def test_higher_priority_routes_get_freed_process_slots_first(
         # Every high record is in (however the fetches split them) before the slot frees.
         await wait_until(lambda: by_name["high"].held_count == 3)
         blocker.set()
-        await settled(kafka, "g-low", "low", 4)
-        await settled(kafka, "g-high", "high", 3)
+        await settled_at_broker(kafka, "g-low", "low", 4)
+        await settled_at_broker(kafka, "g-high", "high", 3)
     assert order == ["low0", "high0", "high1", "high2", "low1", "low2", "low3"]
 
 
@@ -496,17 +387,5 @@ async def test_a_context_variable_set_by_a_handler_never_reaches_the_next_job(
     await ready(app)
     await kafka.produce("jobs", [b"a", b"b", b"c"], partition=0)
     async with app:
-        await settled(kafka, "g", "jobs", 3)
+        await settled_at_broker(kafka, "g", "jobs", 3)
     assert seen == [None, None, None]
-
-
-def ack_trail(recorder: Recorder) -> dict[tuple[str, int], list[str]]:
-    """(topic, offset) -> the ack types the broker confirmed for it, in order (``ack_committed``
-    runs; every one must have been applied)."""
-    out: dict[tuple[str, int], list[str]] = {}
-    for e in recorder.kinds(EventKind.ACK_COMMITTED):
-        assert e.topic is not None and e.offset is not None and e.ack_type is not None
-        assert e.reason == "applied", e
-        for offset in range(e.offset, e.offset + e.count):
-            out.setdefault((e.topic, offset), []).append(e.ack_type)
-    return out

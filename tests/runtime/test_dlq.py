@@ -9,7 +9,7 @@ import pytest
 from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.runtime import KafkaDeadLetterSink, dead_letter_headers
 
-from .test_jobs import msg
+from .kit import message_at
 
 
 async def test_kafka_sink_produces_with_acks_all_and_keeps_the_record() -> None:
@@ -19,7 +19,7 @@ async def test_kafka_sink_produces_with_acks_all_and_keeps_the_record() -> None:
         sink = KafkaDeadLetterSink(broker.bootstrap_servers)
         await sink.start()
         try:
-            original = msg("jobs", 42, partition=3, key=b"k")
+            original = message_at("jobs", 42, partition=3, key=b"k")
             headers = dead_letter_headers(
                 original, group_id="g", reason="exhausted", error=ValueError("nope")
             )

@@ -20,7 +20,7 @@ from aioshare.runtime import App, Backoff, EventKind, Message, Retry
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
 from tests.kit import wait_until
 
-from .kit import Recorder
+from .kit import Recorder, read_topic
 
 LOCK_MS = 2000
 
@@ -96,25 +96,6 @@ def make_app(cluster: Cluster, recorder: Recorder, **kwargs: Any) -> App:
     app = App(cluster.bootstrap, **kwargs)
     app.events.subscribe(recorder)
     return app
-
-
-async def read_topic(bootstrap: str, topic: str, n: int) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        out: list[Any] = []
-        async with asyncio.timeout(20):
-            while len(out) < n:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                out.extend(batch.get(tp, []))
-        return out
-    finally:
-        await consumer.stop()
 
 
 async def test_every_record_is_accepted_exactly_once(cluster: Cluster) -> None:

@@ -16,13 +16,13 @@ from aioshare.runtime.delays import DelayBudget
 from aioshare.runtime.held import HeldRecords, IllegalTransitionError, State
 from aioshare.share.consumer import LockExpiry
 
-from .test_jobs import msg
+from .kit import message_at
 
 QUEUED, RUNNING, DEAD_LETTERING, DELAYED, DONE = State
 
 
 def record(offset: int = 0, topic: str = "t", partition: int = 0) -> Message[Any]:
-    return msg(topic, offset, partition)
+    return message_at(topic, offset, partition)
 
 
 def held_in(state: State, records: HeldRecords[Message[Any]]) -> Message[Any]:

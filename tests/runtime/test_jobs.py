@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
 from aioshare.protocol.errors import ConfigError
-from aioshare.protocol.types import TopicIdPartition
-from aioshare.runtime import Message, custom, per_batch, per_key, per_message, per_partition
+from aioshare.runtime import custom, per_batch, per_key, per_message, per_partition
 from aioshare.runtime.jobs import make_jobs_builder
-from aioshare.share.message import Message as ShareMessage
 
-
-def msg(topic: str, offset: int, partition: int = 0, key: bytes | None = None) -> Message[Any]:
-    inner = ShareMessage(
-        topic=topic,
-        tp=TopicIdPartition(uuid.uuid5(uuid.NAMESPACE_DNS, topic), partition),
-        offset=offset,
-        key=key,
-        value=b"v",
-        headers=[],
-        timestamp=0,
-        delivery_count=1,
-        lock_expires_at=100.0,
-    )
-    return Message(inner, owner=None, route="r")  # type: ignore[arg-type]
+from .kit import message_at
 
 
 def shape(jobs: list[Any]) -> list[tuple[Any, list[tuple[str, int, int]]]]:
@@ -34,7 +18,7 @@ def shape(jobs: list[Any]) -> list[tuple[Any, list[tuple[str, int, int]]]]:
 
 
 def test_per_message_and_per_batch() -> None:
-    msgs = [msg("a", 0), msg("b", 0), msg("a", 1), msg("a", 2)]
+    msgs = [message_at("a", 0), message_at("b", 0), message_at("a", 1), message_at("a", 2)]
     assert shape(per_message().build(msgs)) == [
         (None, [t]) for t in [("a", 0, 0), ("b", 0, 0), ("a", 0, 1), ("a", 0, 2)]
     ]
@@ -49,7 +33,7 @@ def test_per_message_and_per_batch() -> None:
 
 
 def test_per_partition_sorts_by_offset_and_keys_by_partition() -> None:
-    msgs = [msg("a", 5, 1), msg("a", 3, 1), msg("a", 0, 0), msg("a", 4, 1)]
+    msgs = [message_at("a", 5, 1), message_at("a", 3, 1), message_at("a", 0, 0), message_at("a", 4, 1)]
     assert shape(per_partition(2).build(msgs)) == [
         (("a", 1), [("a", 1, 3), ("a", 1, 4)]),
         (("a", 1), [("a", 1, 5)]),
@@ -58,7 +42,12 @@ def test_per_partition_sorts_by_offset_and_keys_by_partition() -> None:
 
 
 def test_per_key_groups_by_topic_and_key_and_frees_keyless_records() -> None:
-    msgs = [msg("a", 0, key=b"k"), msg("a", 1), msg("b", 0, key=b"k"), msg("a", 2, key=b"k")]
+    msgs = [
+        message_at("a", 0, key=b"k"),
+        message_at("a", 1),
+        message_at("b", 0, key=b"k"),
+        message_at("a", 2, key=b"k"),
+    ]
     assert shape(per_key(5).build(msgs)) == [
         (None, [("a", 0, 1)]),
         (("key", "a", b"k"), [("a", 0, 0), ("a", 0, 2)]),
@@ -67,7 +56,7 @@ def test_per_key_groups_by_topic_and_key_and_frees_keyless_records() -> None:
 
 
 def test_custom_builder_output_is_checked() -> None:
-    a, b, c = msg("a", 0), msg("a", 1), msg("b", 0)
+    a, b, c = message_at("a", 0), message_at("a", 1), message_at("b", 0)
     mixed = custom(lambda ms: [ms], max_messages_per_job=3)
     assert shape(mixed.build([a, b, c])) == [(None, [("a", 0, 0), ("a", 0, 1)]), (None, [("b", 0, 0)])]
     forgetful = custom(lambda ms: [[ms[0]]])

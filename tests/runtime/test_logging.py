@@ -18,17 +18,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.cli.main import build_parser
-from aioshare.runtime import App, EventKind, Message, Reject
+from aioshare.runtime import EventKind, Message, Reject
 from aioshare.runtime.logs import RECORDS_LOGGER, JsonFormatter, LogRateLimiter, Verdict
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_for, wait_until
+from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import Recorder
-
-AppFactory = Callable[..., App]
+from .kit import AppFactory, Ready, Recorder, settled_at_broker, without_renew_support
 
 
 def record_lines(caplog: pytest.LogCaptureFixture, event: str | None = None) -> list[logging.LogRecord]:
@@ -37,28 +33,6 @@ def record_lines(caplog: pytest.LogCaptureFixture, event: str | None = None) -> 
         for r in caplog.records
         if r.name == RECORDS_LOGGER and (event is None or getattr(r, "event", None) == event)
     ]
-
-
-async def settled_at_broker(kafka: ThreadedBroker, group: str, topic: str, end: int) -> None:
-    """Wait until the broker counts every offset of ``topic`` below ``end`` as done for ``group``."""
-    await wait_for(
-        lambda: kafka.share_records(group, topic), lambda r: r is not None and r.start_offset == end
-    )
-
-
-async def without_renew(kafka: ThreadedBroker) -> None:
-    """Serve ShareFetch (78) and ShareAcknowledge (79) up to v1 only, as Kafka before 4.2: no RENEW."""
-
-    async def cap(broker: EmbeddedBroker) -> None:
-        registry = broker.registry
-        for api_key in (78, 79):
-            served = registry.version_range(api_key)
-            assert served is not None
-            handler = registry.lookup(api_key, served[1])
-            assert handler is not None
-            registry.register(api_key, handler, min_version=served[0], max_version=1)
-
-    await kafka.acall(cap)
 
 
 def coords(r: logging.LogRecord) -> tuple[Any, ...]:
@@ -190,7 +164,7 @@ async def test_lock_lost_while_the_handler_runs_is_logged_once(
             await go_on.wait()
 
     await ready(app, lock_ms=1000)
-    await without_renew(kafka)  # nothing can keep the 1 s lock: it runs out under the handler
+    await without_renew_support(kafka)  # nothing can keep the 1 s lock: it runs out under the handler
     await kafka.produce("jobs", [b"slow"], partition=0)
     async with app:
         await wait_until(lambda: record_lines(caplog, "lock_expired"), timeout=5)

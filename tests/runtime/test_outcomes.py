@@ -11,130 +11,34 @@ dead-letter producer to fail or stall on cue (``dlq``).
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from aioshare.broker.embedded import ShareRecords
 from aioshare.protocol.errors import ConfigError, IllegalStateError
 from aioshare.protocol.types import RecordState
 from aioshare.runtime import App, Backoff, EventKind, Message, Reject, Retry
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_for, wait_until
+from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import FakeDeadLetterSink, Recorder
+from .kit import (
+    AppFactory,
+    FakeDeadLetterSink,
+    Ready,
+    Recorder,
+    applied_acks,
+    header,
+    lock_renewed,
+    read_topic,
+    settled_at_broker,
+    share_records_when,
+    trail,
+)
 
 ACQUIRED = RecordState.ACQUIRED
 ACKNOWLEDGED, ARCHIVED = RecordState.ACKNOWLEDGED, RecordState.ARCHIVED
-
-AppFactory = Callable[..., App]
-
-
-def applied_acks(recorder: Recorder, topic: str = "jobs") -> dict[int, list[str]]:
-    """offset -> the acknowledgements the broker applied to it, in order ("ACCEPT", ...).
-
-    Every acknowledgement in these tests must be applied: a refused or in-doubt one fails here.
-    """
-    out: dict[int, list[str]] = collections.defaultdict(list)
-    for e in recorder.kinds(EventKind.ACK_COMMITTED):
-        if e.topic != topic:
-            continue
-        assert e.reason == "applied", e
-        assert e.offset is not None and e.ack_type is not None
-        for offset in range(e.offset, e.offset + e.count):
-            out[offset].append(e.ack_type.upper())
-    return out
-
-
-def trail(recorder: Recorder, offset: int, topic: str = "jobs") -> list[str]:
-    """One record's deliveries and applied acknowledgements: ["acquired#1", "RELEASE", ...].
-
-    Each delivery is followed by the acknowledgement that ended it; they are paired by order
-    because a RELEASE's answer and the redelivery can reach the runtime in either order.
-    """
-    deliveries = sorted(dc for (t, _p, o, dc) in recorder.received() if t == topic and o == offset)
-    acks = applied_acks(recorder, topic).get(offset, [])
-    out: list[str] = []
-    for i, dc in enumerate(deliveries):
-        out.append(f"acquired#{dc}")
-        out.extend(acks[i : i + 1])
-    out.extend(acks[len(deliveries) :])
-    return out
-
-
-async def share_records(
-    kafka: ThreadedBroker, until: Callable[[ShareRecords], bool], topic: str = "jobs"
-) -> ShareRecords:
-    """The group "g"'s records of ``topic`` once ``until(records)`` holds."""
-    found = await wait_for(lambda: kafka.share_records("g", topic), lambda r: r is not None and until(r))
-    assert found is not None
-    return found
-
-
-async def all_done(kafka: ThreadedBroker, count: int, topic: str = "jobs") -> ShareRecords:
-    """Wait until the broker has every one of ``count`` records acknowledged or archived."""
-    return await share_records(kafka, lambda r: r.start_offset == count, topic)
-
-
-def lock_deadline(records: ShareRecords, offset: int) -> int | None:
-    for run in records.in_flight:
-        if run.first_offset <= offset <= run.last_offset:
-            return run.lock_deadline_ms
-    return None
-
-
-async def watch_lock_renewed(kafka: ThreadedBroker, offset: int, renewals: int) -> None:
-    """Wait until the broker has moved the lock of ``offset`` on ``renewals`` times while it
-    stays acquired by its first delivery (a lock left alone would expire instead)."""
-    deadlines: set[int | None] = set()
-
-    def still_held_and_renewed(records: ShareRecords) -> bool:
-        assert records.state_of(offset) == (ACQUIRED, 1), records
-        deadlines.add(lock_deadline(records, offset))
-        return len(deadlines) > renewals
-
-    await share_records(kafka, still_held_and_renewed)
-
-
-async def dead_letters(
-    kafka: ThreadedBroker, count: int, topic: str = "jobs.dlq"
-) -> list[ConsumerRecord[Any, Any]]:
-    """Every record of the dead-letter topic (partition 0), which must hold exactly ``count``."""
-    # "earliest" as well as the seek: aiokafka's own reset of a new assignment can land after
-    # seek_to_beginning (seen once with end_offsets() in between), and "latest" would skip all.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        assert (await consumer.end_offsets([tp]))[tp] == count
-        out: list[ConsumerRecord[Any, Any]] = []
-
-        async def read() -> int:
-            batch = await consumer.getmany(tp, timeout_ms=100)
-            out.extend(batch.get(tp, []))
-            return len(out)
-
-        await wait_for(read, lambda n: n >= count)
-        return out
-    finally:
-        await consumer.stop()
-
-
-def header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
-    for k, v in record.headers:
-        if k == name:
-            return None if v is None else bytes(v).decode()
-    return None
 
 
 async def test_return_accepts_every_record(
@@ -151,7 +55,7 @@ async def test_return_accepts_every_record(
     await kafka.produce("jobs", [b"a", b"b", b"c"], partition=0)
     async with app:
         await wait_until(lambda: [trail(recorder, o) for o in range(3)] == [["acquired#1", "ACCEPT"]] * 3)
-        await all_done(kafka, 3)
+        await settled_at_broker(kafka, "g", "jobs", 3)
         await wait_until(lambda: app.metrics.value("acknowledgements-send-total") == 3)
     assert sorted(seen) == [b"a", b"b", b"c"]
     assert recorder.outcome_counts() == {"accepted": 3}
@@ -179,10 +83,10 @@ async def test_retry_holds_the_record_renewing_its_lock_then_releases(
         assert retried.delay == 2.5
         # Held 2.5 s on a 1 s lock: the consumer's keep-alive renews it (at 0.7 of each
         # lock) and never lets it expire - still acquired by delivery 1 after two renewals.
-        await watch_lock_renewed(kafka, 0, renewals=2)
+        await lock_renewed(kafka, "g", "jobs", 0, renewals=2)
         assert deliveries == [1]
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert deliveries == [1, 2]
     (released,) = recorder.kinds(EventKind.RELEASED)
     assert released.reason == "retry"
@@ -206,8 +110,8 @@ async def test_reject_archives_without_a_dead_letter_copy_by_default(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
-        await all_done(kafka, 1)
-    assert await dead_letters(kafka, 0) == []
+        await settled_at_broker(kafka, "g", "jobs", 1)
+    assert await read_topic(kafka.bootstrap_servers, "jobs.dlq", 0) == []
     (event,) = recorder.kinds(EventKind.REJECTED)
     assert event.reason == "bad order"
     assert recorder.outcome_counts() == {"rejected": 1}
@@ -227,8 +131,8 @@ async def test_reject_can_dead_letter(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
-        await all_done(kafka, 1)
-    (sent,) = await dead_letters(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
+    (sent,) = await read_topic(kafka.bootstrap_servers, "jobs.dlq", 1)
     assert header(sent, "aioshare.dlq.reason") == "rejected"
     assert header(sent, "aioshare.dlq.exception.class") == "aioshare.runtime.retry.Reject"
     assert recorder.outcome_counts() == {"dead_lettered": 1}
@@ -258,7 +162,7 @@ async def test_failures_back_off_then_exhaust_into_the_dead_letter_topic(
                 == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "REJECT"]
             )
         )
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert [e.delay for e in recorder.kinds(EventKind.RETRIED)] == [0.2, 0.4]
     # Each redelivery comes no sooner than its delay after the failure.
     retried = recorder.kinds(EventKind.RETRIED)
@@ -266,7 +170,7 @@ async def test_failures_back_off_then_exhaust_into_the_dead_letter_topic(
     assert [e.delivery_count for e in received] == [1, 2, 3]
     assert received[1].time - retried[0].time >= 0.2
     assert received[2].time - retried[1].time >= 0.4
-    (sent,) = await dead_letters(kafka, 1)
+    (sent,) = await read_topic(kafka.bootstrap_servers, "jobs.dlq", 1)
     assert (sent.topic, sent.key, sent.value) == ("jobs.dlq", b"k", b"payload")
     assert (sent.headers[0][0], bytes(sent.headers[0][1])) == (
         "trace",
@@ -298,7 +202,7 @@ async def test_exhausted_without_dead_letter_topic_is_rejected(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert [e.reason for e in recorder.kinds(EventKind.REJECTED)] == ["exhausted"]
 
 
@@ -317,11 +221,11 @@ async def test_dead_letter_copy_is_confirmed_before_the_reject(
     async with app:
         await wait_until(lambda: dlq.attempts == 1)
         # The producer has not confirmed: no REJECT yet, and the lock is kept meanwhile.
-        await watch_lock_renewed(kafka, 0, renewals=2)
+        await lock_renewed(kafka, "g", "jobs", 0, renewals=2)
         assert trail(recorder, 0) == ["acquired#1"]
         dlq.gate.set()
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert len(dlq.sent) == 1
     assert recorder.outcome_counts() == {"dead_lettered": 1}
     assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(0, 1)]
@@ -343,7 +247,7 @@ async def test_failed_dead_letter_copy_releases_instead(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "REJECT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert len(dlq.sent) == 1 and dlq.attempts == 2
     failures = [e for e in recorder.kinds(EventKind.ERROR) if e.reason == "dead-letter-failed"]
     assert len(failures) == 1 and isinstance(failures[0].error, ConnectionError)
@@ -369,9 +273,9 @@ async def test_undecodable_record_goes_to_the_dead_letter_topic_at_once(
     async with app:
         await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "REJECT"])
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "ACCEPT"])
-        await all_done(kafka, 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
     assert values == [Order(7)]
-    (sent,) = await dead_letters(kafka, 1)
+    (sent,) = await read_topic(kafka.bootstrap_servers, "jobs.dlq", 1)
     assert sent.value == b"not json"
     assert header(sent, "aioshare.dlq.reason") == "undecodable"
     assert header(sent, "aioshare.dlq.exception.class") == "aioshare.share.deserialize.DeserializationError"
@@ -397,7 +301,7 @@ async def test_on_error_release_releases_at_once(
                 == ["acquired#1", "RELEASE", "acquired#2", "RELEASE", "acquired#3", "ACCEPT"]
             )
         )
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert recorder.kinds(EventKind.RETRIED) == []
     assert recorder.outcome_counts() == {"released": 2, "accepted": 1}
 
@@ -415,7 +319,7 @@ async def test_on_error_reject_rejects_at_once(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "REJECT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert recorder.outcome_counts() == {"rejected": 1}
 
 
@@ -433,7 +337,7 @@ async def test_retry_none_releases_without_delay(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert [e.delay for e in recorder.kinds(EventKind.RETRIED)] == [0.0]
     assert recorder.outcome_counts() == {"released": 1, "accepted": 1}
 
@@ -455,9 +359,9 @@ async def test_retry_delay_is_capped_by_max_retry_delay(
         (retried,) = recorder.kinds(EventKind.RETRIED)
         assert retried.delay == 1.5
         # Held past its 1 s lock (renewed), released when the capped delay is over.
-        await watch_lock_renewed(kafka, 0, renewals=1)
+        await lock_renewed(kafka, "g", "jobs", 0, renewals=1)
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     (released,) = recorder.kinds(EventKind.RELEASED)
     assert 1.4 <= released.time - retried.time < 5.0
     assert [(e.offset, e.delivery_count) for e in recorder.kinds(EventKind.RENEWED)] == [(0, 1)]
@@ -477,7 +381,7 @@ async def test_delay_budget_full_releases_at_once(
     await kafka.produce("jobs", [b"a", b"b"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        held = await share_records(kafka, lambda r: r.state_of(1) == (ACKNOWLEDGED, 2))
+        held = await share_records_when(kafka, "g", "jobs", lambda r: r.state_of(1) == (ACKNOWLEDGED, 2))
         assert held.state_of(0) == (ACQUIRED, 1)  # a waits out its delay, held
         assert trail(recorder, 0) == ["acquired#1"]
     full = [e for e in recorder.kinds(EventKind.ERROR) if e.reason == "delay-queue-full"]
@@ -496,7 +400,7 @@ async def test_delay_budget_full_releases_at_once(
 
     async with next_member:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        await all_done(kafka, 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
     assert redelivered == [(0, 2)]
 
 
@@ -524,7 +428,7 @@ async def test_batch_handler_settles_records_one_by_one(
     await kafka.produce("jobs", [b"0", b"1", b"2", b"3", b"4"], partition=0)
     async with app:
         # While 1 waits out its delay, the broker holds it; 3 came back and was accepted.
-        mid = await share_records(kafka, lambda r: r.state_of(3) == (ACKNOWLEDGED, 2))
+        mid = await share_records_when(kafka, "g", "jobs", lambda r: r.state_of(3) == (ACKNOWLEDGED, 2))
         assert [mid.state_of(o) for o in range(1, 5)] == [
             (ACQUIRED, 1),
             (ARCHIVED, 1),
@@ -532,7 +436,7 @@ async def test_batch_handler_settles_records_one_by_one(
             (ACKNOWLEDGED, 1),
         ]
         await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "RELEASE", "acquired#2", "ACCEPT"])
-        await all_done(kafka, 5)
+        await settled_at_broker(kafka, "g", "jobs", 5)
     assert batches[0] == [(o, 1) for o in range(5)]  # one batch: the records settled one by one
     assert [trail(recorder, o) for o in range(5)] == [
         ["acquired#1", "ACCEPT"],
@@ -559,7 +463,7 @@ async def test_batch_exception_settles_only_the_unsettled_records(
     await kafka.produce("jobs", [b"0", b"1", b"2"], partition=0)
     async with app:
         await wait_until(lambda: sum(len(a) for a in applied_acks(recorder).values()) == 3)
-        await all_done(kafka, 3)
+        await settled_at_broker(kafka, "g", "jobs", 3)
     assert batches == [[0, 1, 2]]
     assert [trail(recorder, o) for o in range(3)] == [
         ["acquired#1", "ACCEPT"],
@@ -585,7 +489,7 @@ async def test_implicit_mode_settles_by_return_only(
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "ACCEPT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert len(refused) == 1 and "implicit" in str(refused[0])
 
 
@@ -616,8 +520,8 @@ async def test_class_handler_gets_one_instance_per_topic_with_hooks(
     await kafka.produce("b", [b"3"], partition=0)
     async with app:
         await wait_until(lambda: recorder.outcome_counts() == {"accepted": 3})
-        await all_done(kafka, 2, topic="a")
-        await all_done(kafka, 1, topic="b")
+        await settled_at_broker(kafka, "g", "a", 2)
+        await settled_at_broker(kafka, "g", "b", 1)
         instances = app.runners[0].binding.instances
         assert {t: i.count for t, i in instances.items()} == {"a": 2, "b": 1}
     assert log == ["start a", "start b", "stop a after 2", "stop b after 1"]

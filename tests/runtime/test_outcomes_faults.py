@@ -16,9 +16,7 @@ from aioshare.runtime import EventKind, Message
 from aioshare.testing import ThreadedBroker
 from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import Recorder
-from .test_outcomes import AppFactory, all_done, dead_letters, header, trail
+from .kit import AppFactory, Ready, Recorder, header, read_topic, settled_at_broker, trail
 
 
 def produce_answered_after(seconds: float) -> Callable[[EmbeddedBroker], Awaitable[None]]:
@@ -50,7 +48,7 @@ async def test_a_dead_letter_copy_that_times_out_releases_the_record_and_may_sti
     await kafka.acall(produce_answered_after(0.6))
     async with app:
         await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "REJECT"])
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     # No confirmed copy within the timeout: RELEASE, not REJECT - the record came back ...
     failures = [e for e in recorder.kinds(EventKind.ERROR) if e.reason == "dead-letter-failed"]
     assert [(e.offset, e.delivery_count) for e in failures] == [(0, 1)]
@@ -58,32 +56,39 @@ async def test_a_dead_letter_copy_that_times_out_releases_the_record_and_may_sti
     assert recorder.outcome_counts() == {"released": 1, "dead_lettered": 1}
     # ... while the unconfirmed copy was written all the same: one copy per attempt, the
     # duplicate's cause named by its delivery count.
-    copies = await dead_letters(kafka, 2)
+    copies = await read_topic(kafka.bootstrap_servers, "jobs.dlq", 2)
     assert [header(c, "aioshare.dlq.delivery.count") for c in copies] == ["1", "2"]
     assert {c.value for c in copies} == {b"x"}
 
 
-async def test_the_brokers_delivery_count_limit_archives_a_released_record(
+async def test_a_release_on_the_groups_last_delivery_becomes_a_reject(
     kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
 ) -> None:
+    # The broker archives a record released on its last delivery (the group's
+    # share.delivery.count.limit) without a word; the runtime knows the limit and rejects it
+    # itself - a terminal event, and the dead-letter copy where the route has one
+    # (test_delivery_limit.py) - even when the handler asked for the RELEASE explicitly.
     app = kafka_app()
     deliveries: list[int] = []
 
-    @app.handler("jobs", group_id="g", on_error="release")
+    @app.handler("jobs", group_id="g", ack_mode="explicit")
     async def handle(msg: Message[bytes]) -> None:
         deliveries.append(msg.delivery_count)
         if msg.value == b"bad":
-            raise RuntimeError("always")
+            msg.release()
+        else:
+            msg.accept()
 
     await ready(app, delivery_count_limit="2")
     await kafka.produce("jobs", [b"bad", b"good"], partition=0)
     async with app:
-        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "RELEASE"])
+        await wait_until(lambda: trail(recorder, 0) == ["acquired#1", "RELEASE", "acquired#2", "REJECT"])
         await wait_until(lambda: trail(recorder, 1) == ["acquired#1", "ACCEPT"])
-        # The second RELEASE was the last delivery: the broker archived it, never a third.
-        await all_done(kafka, 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
     assert sorted(deliveries) == [1, 1, 2]
-    assert recorder.outcome_counts() == {"released": 2, "accepted": 1}
+    assert recorder.outcome_counts() == {"released": 1, "rejected": 1, "accepted": 1}
+    (rejected,) = recorder.kinds(EventKind.REJECTED)
+    assert (rejected.offset, rejected.delivery_count, rejected.reason) == (0, 2, "exhausted")
     assert recorder.kinds(EventKind.LOCK_EXPIRED) == []
 
 
@@ -111,7 +116,7 @@ async def test_a_record_whose_session_dies_while_its_handler_runs_is_redelivered
         await kafka.acall(drop_connections)
         finish.set()
         await wait_until(lambda: recorder.outcome_counts() == {"released": 1, "accepted": 1})
-        await all_done(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert deliveries == [(0, 1), (0, 2)]  # the duplicate: the first delivery's session died
     assert recorder.terminal() == {
         ("jobs", 0, 0, 1): EventKind.RELEASED,

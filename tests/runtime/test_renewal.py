@@ -14,119 +14,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from aioshare.broker.embedded import EmbeddedBroker
-from aioshare.broker.server import RequestContext
 from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError
-from aioshare.protocol.messages import ShareAcknowledgeResponse
 from aioshare.protocol.types import RecordState
 from aioshare.runtime import App, EventKind, Handler, Message, Retry
 from aioshare.share.consumer import ShareConsumer
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_for, wait_until
+from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import Recorder
+from .kit import AppFactory, Ready, Recorder, RenewTap, settled_at_broker, without_renew_support
 
-AppFactory = Callable[..., App]
-
-SHARE_FETCH, SHARE_ACKNOWLEDGE = 78, 79
 LOCK_MS = 1000
-
-
-@dataclass(frozen=True)
-class SentRenew:
-    at: float  # time.monotonic() when the broker received it (the test loop's clock too)
-    offsets: tuple[int, ...]
-
-
-class RenewTap:
-    """Wraps the broker's ShareAcknowledge: records every renew-only request it receives and
-    answers the next ``refuse``d ones with an error code for each partition, unapplied (the
-    broker's handler still sees the request, without its batches, so the share session's
-    epoch moves on as it would)."""
-
-    def __init__(self, kafka: ThreadedBroker) -> None:
-        self._kafka = kafka
-        self.renews: list[SentRenew] = []
-        self._refusals: list[int] = []
-
-    async def install(self) -> None:
-        async def wrap(broker: EmbeddedBroker) -> None:
-            registry = broker.registry
-            served = registry.version_range(SHARE_ACKNOWLEDGE)
-            assert served is not None
-            real = registry.lookup(SHARE_ACKNOWLEDGE, served[1])
-            assert real is not None
-
-            async def serve(context: RequestContext, request: Any) -> Any:
-                if not request.is_renew_ack:
-                    return await real(context, request)
-                asked = [(t.topic_id, p) for t in request.topics for p in t.partitions]
-                offsets = tuple(
-                    offset
-                    for _, p in asked
-                    for b in p.acknowledgement_batches
-                    for offset in range(b.first_offset, b.last_offset + 1)
-                )
-                self.renews.append(SentRenew(time.monotonic(), offsets))
-                if not self._refusals:
-                    return await real(context, request)
-                code = self._refusals.pop(0)
-                for _, p in asked:
-                    p.acknowledgement_batches = []
-                answer = await real(context, request)
-                assert isinstance(answer, ShareAcknowledgeResponse) and answer.error_code == 0
-                by_topic: dict[uuid.UUID, list[ShareAcknowledgeResponse.PartitionData]] = {}
-                for topic_id, p in asked:
-                    by_topic.setdefault(topic_id, []).append(
-                        ShareAcknowledgeResponse.PartitionData(
-                            partition_index=p.partition_index, error_code=code
-                        )
-                    )
-                answer.responses = [
-                    ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(topic_id=t, partitions=parts)
-                    for t, parts in by_topic.items()
-                ]
-                return answer
-
-            registry.register(SHARE_ACKNOWLEDGE, serve, min_version=served[0], max_version=served[1])
-
-        await self._kafka.acall(wrap)
-
-    async def refuse(self, code: int, times: int = 1) -> None:
-        async def add(_broker: EmbeddedBroker) -> None:
-            self._refusals.extend([code] * times)
-
-        await self._kafka.acall(add)
-
-    def of(self, offset: int) -> list[SentRenew]:
-        return [r for r in self.renews if offset in r.offsets]
-
-
-async def tap(kafka: ThreadedBroker) -> RenewTap:
-    found = RenewTap(kafka)
-    await found.install()
-    return found
-
-
-async def without_renew(kafka: ThreadedBroker) -> None:
-    """Serve ShareFetch and ShareAcknowledge up to v1 only, as Kafka before 4.2: no RENEW."""
-
-    async def cap(broker: EmbeddedBroker) -> None:
-        registry = broker.registry
-        for api_key in (SHARE_FETCH, SHARE_ACKNOWLEDGE):
-            served = registry.version_range(api_key)
-            assert served is not None
-            handler = registry.lookup(api_key, served[1])
-            assert handler is not None
-            registry.register(api_key, handler, min_version=served[0], max_version=1)
-
-    await kafka.acall(cap)
 
 
 def consumer_of(app: App) -> ShareConsumer:
@@ -138,13 +36,6 @@ def consumer_of(app: App) -> ShareConsumer:
 async def broker_state(kafka: ThreadedBroker, offset: int) -> tuple[RecordState, int] | None:
     records = await kafka.share_records("g", "jobs")
     return None if records is None else records.state_of(offset)
-
-
-async def settled_at_broker(kafka: ThreadedBroker, end: int) -> None:
-    """Wait until the broker counts every offset below ``end`` as done."""
-    await wait_for(
-        lambda: kafka.share_records("g", "jobs"), lambda r: r is not None and r.start_offset == end
-    )
 
 
 def acks_of(recorder: Recorder, offset: int) -> list[tuple[str | None, str | None]]:
@@ -169,7 +60,7 @@ async def test_long_handler_is_renewed_at_the_configured_fraction(
         await gate.wait()
 
     await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
+    renews = await RenewTap.installed(kafka)
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: app.runners[0].running_count == 1)
@@ -178,7 +69,7 @@ async def test_long_handler_is_renewed_at_the_configured_fraction(
         assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
         assert recorder.kinds(EventKind.RENEWED) == []  # reported when the record is settled
         gate.set()
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
         assert consumer_of(app).renew_requests == len(renews.renews)
     times = [started[0]] + [r.at for r in renews.of(0)[:4]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
@@ -204,10 +95,10 @@ async def test_records_that_finish_quickly_are_never_renewed(
             await wait_until(lambda: msg.lock_expires_at > first_lock, timeout=5)
 
     await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
+    renews = await RenewTap.installed(kafka)
     await kafka.produce("jobs", [b"x"] * 20 + [b"slow"], partition=0)
     async with app:
-        await settled_at_broker(kafka, 21)
+        await settled_at_broker(kafka, "g", "jobs", 21)
         # The hand-over timer is one per route, not one per record or batch, and it is done.
         await wait_until(lambda: len(app.runners[0].rt.scheduler) == 0)
     assert {offset for r in renews.renews for offset in r.offsets} == {20}
@@ -233,7 +124,7 @@ async def test_extend_lock_renews_now_and_moves_the_next_renewal(
         await finish.wait()
 
     await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
+    renews = await RenewTap.installed(kafka)
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: deadlines, timeout=5)
@@ -242,7 +133,7 @@ async def test_extend_lock_renews_now_and_moves_the_next_renewal(
         await wait_until(lambda: len(renews.renews) >= 3, timeout=5)
         assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
         finish.set()
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     extended, first_kept, second_kept = (r.at for r in renews.renews[:3])
     # The keep-alive planned from the newer lock: its first RENEW came 0.7 of a lock after the
     # extension, not at its first plan; the next one 0.7 of a lock after that.
@@ -283,7 +174,7 @@ async def test_lock_lost_while_handling_calls_the_hooks_and_sends_no_ack(
         assert isinstance(expired.error, InvalidRecordStateError)
         gate.set()  # the first handler call ends; the broker redelivers the record to us
         await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert sorted(lost) == [("jobs", 0), ("route", 0)]
     assert late_accepts == [0]
     outcomes = recorder.terminal()
@@ -304,7 +195,7 @@ async def test_renew_refused_means_the_lock_is_lost(
             await gate.wait()
 
     await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
+    renews = await RenewTap.installed(kafka)
     await renews.refuse(ErrorCode.INVALID_RECORD_STATE)  # "not acquired by this member"
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
@@ -314,35 +205,13 @@ async def test_renew_refused_means_the_lock_is_lost(
         gate.set()
         # Unrenewed, the broker's lock runs out and the record comes back.
         await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     outcomes = recorder.terminal()
     assert outcomes == {("jobs", 0, 0, 1): EventKind.LOCK_EXPIRED, ("jobs", 0, 0, 2): EventKind.ACCEPTED}
     assert acks_of(recorder, 0) == [("accept", "applied")]  # none for the first delivery
     (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
     assert expired.reason == "lock-expired"
-
-
-async def test_a_refused_renew_is_reported_with_the_brokers_error(
-    kafka: ThreadedBroker, kafka_app: AppFactory, ready: Ready, recorder: Recorder
-) -> None:
-    app = kafka_app()
-    gate = asyncio.Event()
-
-    @app.handler("jobs", group_id="g")
-    async def handle(msg: Message[bytes]) -> None:
-        if msg.delivery_count == 1:
-            await gate.wait()
-
-    await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
-    await renews.refuse(ErrorCode.INVALID_RECORD_STATE)
-    await kafka.produce("jobs", [b"x"], partition=0)
-    async with app:
-        await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED), timeout=5)
-        gate.set()
-        await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
-    (expired,) = recorder.kinds(EventKind.LOCK_EXPIRED)
-    assert isinstance(expired.error, InvalidRecordStateError)
+    assert isinstance(expired.error, InvalidRecordStateError)  # the broker's refusal, as it said it
 
 
 async def test_transient_renew_failure_is_retried_while_the_lock_lasts(
@@ -356,7 +225,7 @@ async def test_transient_renew_failure_is_retried_while_the_lock_lasts(
         await gate.wait()
 
     await ready(app, lock_ms=LOCK_MS)
-    renews = await tap(kafka)
+    renews = await RenewTap.installed(kafka)
     await renews.refuse(ErrorCode.REQUEST_TIMED_OUT)  # the broker's share-state write timed out
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
@@ -366,7 +235,7 @@ async def test_transient_renew_failure_is_retried_while_the_lock_lasts(
         # Past the first lock's end (nothing renewed it but the retry): still ours, delivery 1.
         assert await broker_state(kafka, 0) == (RecordState.ACQUIRED, 1)
         gate.set()
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
     assert recorder.outcome_counts() == {"accepted": 1}
     # Transient RENEW failures are the consumer's to retry: no runtime event for them.
     assert recorder.kinds(EventKind.ERROR) == []
@@ -386,11 +255,11 @@ async def test_without_renew_support_a_delayed_record_is_released_before_its_loc
             raise Retry(delay=300)
 
     await ready(app, lock_ms=LOCK_MS)
-    await without_renew(kafka)
+    await without_renew_support(kafka)
     await kafka.produce("jobs", [b"x"], partition=0)
     async with app:
         await wait_until(lambda: len(recorder.terminal()) == 2, timeout=5)
-        await settled_at_broker(kafka, 1)
+        await settled_at_broker(kafka, "g", "jobs", 1)
         assert app.runners[0].delayed_count == 0 and app.runners[0].rt.delay_budget.used == 0
     # At the renewal time the RENEW cannot be sent (no ShareAcknowledge v2), so the consumer
     # applies the RELEASE then instead of after 300 s, before the lock's end.
@@ -416,7 +285,7 @@ async def test_without_renew_support_renewal_is_off_and_a_long_handler_loses_its
             await gate.wait()
 
     await ready(app, lock_ms=LOCK_MS)
-    await without_renew(kafka)
+    await without_renew_support(kafka)
     # Two log batches: a consumer holding one record at most acquires ``b`` after ``a``.
     await kafka.produce("jobs", [b"a"], partition=0)
     await kafka.produce("jobs", [b"b"], partition=0)
@@ -428,7 +297,7 @@ async def test_without_renew_support_renewal_is_off_and_a_long_handler_loses_its
         await wait_until(lambda: recorder.kinds(EventKind.LOCK_EXPIRED), timeout=5)  # nothing kept it
         gate.set()
         await wait_until(lambda: len(recorder.terminal()) == 3, timeout=5)
-        await settled_at_broker(kafka, 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
         consumer = consumer_of(app)
         assert consumer.renew_requests == 0  # no RENEW could be sent, then none was tried
         assert not app.runners[0].settler.renew_supported  # records received since: not handed over

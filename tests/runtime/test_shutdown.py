@@ -12,22 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
 
 import pytest
 
 from aioshare.broker.embedded import ShareRecords
 from aioshare.protocol.errors import ConfigError, GroupAuthorizationFailedError, IllegalStateError
 from aioshare.protocol.types import RecordState
-from aioshare.runtime import App, EventKind, Message, Retry
+from aioshare.runtime import EventKind, Message, Retry
 from aioshare.testing import ThreadedBroker
 from tests.kit import wait_until
 
-from .conftest import Ready
-from .kit import Recorder
-from .test_concurrency import Watch, ack_trail, produce_one_batch, settled
-
-AppFactory = Callable[..., App]
+from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, produce_one_batch, settled_at_broker
 
 AVAILABLE_AGAIN = (RecordState.AVAILABLE, 1)  # released after one delivery, the count kept
 ACCEPTED_ONCE = (RecordState.ACKNOWLEDGED, 1)
@@ -75,7 +70,7 @@ async def test_graceful_stop_accepts_what_finishes_and_releases_the_rest(
     await kafka.produce("jobs", [b"fast", b"stuck", b"retry", b"slow"], partition=0)
     async with app:
         runner = app.runners[0]
-        await wait_until(lambda: ("jobs", 0) in ack_trail(recorder) and runner.delayed_count == 1)
+        await wait_until(lambda: ("jobs", 0) in applied_acks(recorder) and runner.delayed_count == 1)
         await wait_until(lambda: runner.running_count == 2)
         stopping = asyncio.create_task(app.stop(timeout=0.5))
         await wait_until(lambda: runner.stopping and runner.fetching == 0)
@@ -84,7 +79,7 @@ async def test_graceful_stop_accepts_what_finishes_and_releases_the_rest(
         assert not app.running
     assert cancelled == [b"stuck"]
     assert events == ["done fast", "done slow", "on_shutdown"]
-    assert ack_trail(recorder) == {
+    assert applied_acks(recorder) == {
         ("jobs", 0): ["accept"],
         ("jobs", 1): ["release"],
         ("jobs", 2): ["release"],
@@ -138,7 +133,7 @@ async def test_records_waiting_for_a_slot_or_their_key_are_released_on_stop(
     assert_every_record_settled_once(recorder)
     # Explicit RELEASEs, not session-close releases: the broker confirmed every one before
     # the consumers closed.
-    assert ack_trail(recorder) == {
+    assert applied_acks(recorder) == {
         (topic, offset): ["release"] for topic in ("jobs", "keyed") for offset in (0, 1)
     }
     for consumer in watch.consumers:
@@ -165,7 +160,7 @@ async def test_second_stop_request_cancels_running_handlers_at_once(
     assert not serving.done()
     app.request_stop()  # impatient: cancel now
     await asyncio.wait_for(serving, 5)
-    assert ack_trail(recorder) == {("jobs", 0): ["release"]}
+    assert applied_acks(recorder) == {("jobs", 0): ["release"]}
     assert fate(watch.consumers[0].at_close, 0) == AVAILABLE_AGAIN
     assert [e.reason for e in recorder.kinds(EventKind.RELEASED)] == ["shutdown"]
     assert_every_record_settled_once(recorder)
@@ -192,7 +187,7 @@ async def test_sigterm_stops_serve_gracefully(
     await wait_until(lambda: app.runners[0].stopping)
     finish.set()  # the running handler may finish: its record is accepted
     await asyncio.wait_for(serving, 5)
-    assert ack_trail(recorder) == {("jobs", 0): ["accept"]}
+    assert applied_acks(recorder) == {("jobs", 0): ["accept"]}
     (consumer,) = watch.consumers
     assert consumer.closed and fate(consumer.at_close, 0) == "done"
     # The handler was removed again: SIGTERM is back to its previous disposition.
@@ -223,7 +218,7 @@ async def test_a_failing_consumer_stops_the_app_and_releases_everything(
             watch.consumers[0].fail_with = failure
             await asyncio.wait_for(app.wait(), 5)  # returns: the app asked itself to stop
             assert app.failure is failure
-    assert ack_trail(recorder) == {("jobs", 0): ["release"], ("jobs", 1): ["release"]}
+    assert applied_acks(recorder) == {("jobs", 0): ["release"], ("jobs", 1): ["release"]}
     (consumer,) = watch.consumers
     assert consumer.closed and [fate(consumer.at_close, offset) for offset in (0, 1)] == [AVAILABLE_AGAIN] * 2
     assert_every_record_settled_once(recorder)
@@ -257,7 +252,7 @@ async def test_a_runtime_bug_in_a_job_stops_the_app_without_losing_records(
             await asyncio.wait_for(app.wait(), 10)
     assert isinstance(app.failure, ZeroDivisionError)
     assert recorder.outcome_counts() == {"released": 1}
-    assert ack_trail(recorder) == {("jobs", 0): ["release"]}
+    assert applied_acks(recorder) == {("jobs", 0): ["release"]}
     assert fate(watch.consumers[0].at_close, 0) == AVAILABLE_AGAIN
     assert_every_record_settled_once(recorder)
 
@@ -283,10 +278,10 @@ async def test_a_failing_jobs_builder_releases_the_batch(
     # One log batch: the first fetch brings both records, so both meet the failing builder.
     await produce_one_batch(kafka, "jobs", [b"a", b"b"])
     async with app:
-        await settled(kafka, "g", "jobs", 2)
+        await settled_at_broker(kafka, "g", "jobs", 2)
     assert [e.reason for e in recorder.kinds(EventKind.ERROR)] == ["jobs-builder", "jobs-builder"]
     # Released by the app, redelivered (second delivery) and accepted.
-    assert ack_trail(recorder) == {("jobs", 0): ["release", "accept"], ("jobs", 1): ["release", "accept"]}
+    assert applied_acks(recorder) == {("jobs", 0): ["release", "accept"], ("jobs", 1): ["release", "accept"]}
     assert recorder.received() == {("jobs", 0, offset, count) for offset in (0, 1) for count in (1, 2)}
     assert recorder.terminal() == {
         ("jobs", 0, offset, count): EventKind.RELEASED if count == 1 else EventKind.ACCEPTED

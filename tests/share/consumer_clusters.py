@@ -322,20 +322,3 @@ class RealKafkaCluster:
 
 def new_group() -> str:
     return f"g-{uuid.uuid4().hex[:8]}"
-
-
-def aioshare_tasks() -> list[asyncio.Task[Any]]:
-    """Running tasks whose coroutine is aioshare library code."""
-    found = []
-    for task in asyncio.all_tasks():
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and f"{os.sep}aioshare{os.sep}" in code.co_filename and not task.done():
-            found.append(task)
-    return found
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.02) -> None:  # noqa: ASYNC109
-    """Poll ``predicate()`` until it holds; fails the test after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 -- polls state owned by other code, bounded above
-            await asyncio.sleep(interval)

@@ -14,8 +14,8 @@ from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
 from aioshare.share import AckInDoubtError, ShareConsumer, TopicPartition
 from aioshare.share.leader_session import unanswered_error
 from tests.client.fakes import FakeCluster
+from tests.kit import wait_until
 
-from .consumer_clusters import wait_until
 from .consumer_fake import TOPIC, ShareFake
 
 TP = TopicPartition(TOPIC, 0)

@@ -13,8 +13,9 @@ import pytest
 from aioshare.protocol.errors import ErrorCode, InvalidRecordStateError, KafkaTimeoutError
 from aioshare.share import AckInDoubtError, AckResult, AckStatus, AckType, ShareConsumer, TopicPartition
 from tests.client.fakes import FakeCluster
+from tests.kit import wait_until
 
-from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, wait_until
+from .consumer_clusters import EmbeddedCluster, RealKafkaCluster
 from .consumer_fake import TOPIC, ShareFake, carries_acks
 from .test_consumer_demand import group_with_lock
 

@@ -14,8 +14,9 @@ import collections
 
 from aioshare.admin import ShareAdmin
 from aioshare.share import Message, ShareConsumer
+from tests.kit import wait_until
 
-from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, new_group, wait_until
+from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, new_group
 
 Cluster = EmbeddedCluster | RealKafkaCluster
 

@@ -22,8 +22,8 @@ from aioshare.protocol.types import AckType
 from aioshare.share import LockExpiry, Message, ShareConsumer, TopicPartition
 from aioshare.share.lease_timer import LeaseTimer
 from tests.client.fakes import FakeCluster
+from tests.kit import aioshare_tasks, wait_until
 
-from .consumer_clusters import aioshare_tasks, wait_until
 from .consumer_fake import TOPIC, TOPIC_ID, ShareFake
 
 TP = TopicPartition(TOPIC, 0)
@@ -352,7 +352,9 @@ async def test_coordinator_move_is_followed(fake: ShareFake) -> None:
         assert first.requests(76)
         fake.cluster.coordinator = 2
         fake.heartbeat_error = ErrorCode.NOT_COORDINATOR
-        await wait_until(lambda: bool(fake.cluster.brokers[1].requests(76)[-1:]) and len(fake.heartbeats) > 2)
+        await wait_until(
+            lambda: bool(fake.cluster.brokers[1].requests(76)[-1:]) and len(fake.heartbeats) > 2, timeout=20
+        )
         fake.heartbeat_error = 0
         await wait_until(lambda: bool(fake.cluster.brokers[2].requests(76)), timeout=5)
         assert c.member_epoch == 1

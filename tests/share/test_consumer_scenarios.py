@@ -15,13 +15,12 @@ import pytest
 
 from aioshare.protocol.errors import InvalidRecordStateError, UnsupportedVersionError
 from aioshare.share import LockExpiry, Message, RenewUnsupportedError, ShareConsumer, TopicPartition
+from tests.kit import aioshare_tasks, wait_until
 
 from .consumer_clusters import (
     EmbeddedCluster,
     MockCluster,
     ShareCluster,
-    aioshare_tasks,
-    wait_until,
 )
 
 pytestmark = pytest.mark.interop

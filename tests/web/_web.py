@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -26,21 +26,6 @@ from aioshare.testing.recorder import AckRecorder
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], within: float = 20.0, what: str = "the condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy (returned), at most ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(0.1)
 
 
 def crashed_process_report(

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,8 +23,9 @@ from aioshare.web import dlq as dlq_module
 from aioshare.web import server as server_module
 from aioshare.web.cluster import GroupSummary, LagHistory
 from aioshare.web.server import WebServer
+from tests.kit import wait_for
 
-from ._web import Client, crashed_process_report, publish_report, running_app, unique, wait_for
+from ._web import Client, crashed_process_report, publish_report, running_app, unique
 
 
 @contextlib.asynccontextmanager
@@ -53,12 +55,14 @@ async def test_groups_and_offsets_equal_share_admin(
         await recorder.wait_for(5, timeout=20)  # the 5 accepted; 2 held in their handlers
 
         # The reports of the app arrive every 0.3 s: its held records show per partition.
-        async def held() -> object:
+        async def held() -> Any:
             status, body = await client.get(f"/api/groups/{group}")
             assert status == 200, body
             return body if body["held"] == 2 else None
 
-        body = await wait_for(held, what="the app's report of its 2 held records")
+        body = await wait_for(
+            held, bool, timeout=20, interval=0.1, what="the app's report of its 2 held records"
+        )
         detail = body["group"]
 
         described = (await admin.describe_share_groups([group]))[group]
@@ -215,11 +219,13 @@ async def test_processes_and_errors_from_the_reports(
     async with console(broker, reports) as server:
         client = Client(http, server.url)
 
-        async def stale() -> object:
+        async def stale() -> Any:
             _, body = await client.get("/api/processes")
             return [p for p in body["processes"] if p["process_id"] == ghost.process_id and p["stale"]]
 
-        [proc] = await wait_for(stale, what="the crashed process marked stale")
+        [proc] = await wait_for(
+            stale, bool, timeout=20, interval=0.1, what="the crashed process marked stale"
+        )
         assert proc["report"]["host"] == "crashed-host" and not proc["stopped"]
         _, body = await client.get("/api/errors")
         [error] = body["errors"]
@@ -310,7 +316,9 @@ async def test_kafka_going_away_is_a_503_and_the_console_recovers(http: aiohttp.
                 status, body = await client.get("/api/groups")
                 return status == 200 and group in {g["group_id"] for g in body}
 
-            await wait_for(back, what="the console answering again once Kafka is back")
+            await wait_for(
+                back, bool, timeout=20, interval=0.1, what="the console answering again once Kafka is back"
+            )
             for path in paths:
                 status, body = await client.get(path)
                 assert status == 200, (path, body)
@@ -355,7 +363,7 @@ async def test_close_does_not_wait_for_a_request_stuck_on_kafka(
         async def in_flight() -> bool:
             return bool(server._runner and server._runner.server and server._runner.server.connections)
 
-        await wait_for(in_flight, what="the request being handled")
+        await wait_for(in_flight, bool, timeout=20, interval=0.1, what="the request being handled")
         async with asyncio.timeout(server_module.SHUTDOWN_TIMEOUT + 3.0):
             await server.close()
         with contextlib.suppress(aiohttp.ClientError):

@@ -28,8 +28,9 @@ import aiohttp
 import yarl
 
 from aioshare.web.server import WebServer
+from tests.kit import wait_for
 
-from ._web import running_app, unique, wait_for
+from ._web import running_app, unique
 from .conftest import Cluster
 
 # Enough for a real Kafka's share-group join, with room for a slow CI machine.
@@ -108,7 +109,7 @@ async def test_a_running_app_as_share_admin_sees_it_and_a_reset_round_trip(
         async def report_topic() -> bool:
             return reports in {t.name for t in await cluster.admin.list_topics()}
 
-        await wait_for(report_topic, within=WITHIN, what=f"the App creating {reports}")
+        await wait_for(report_topic, bool, timeout=WITHIN, interval=0.1, what=f"the App creating {reports}")
         async with console(cluster, reports) as server:
             client = Client(http, server.url)
             path = f"/api/groups/{quoted(group)}"
@@ -118,7 +119,9 @@ async def test_a_running_app_as_share_admin_sees_it_and_a_reset_round_trip(
                 assert status == 200, body
                 return body if body["held"] == 2 else None
 
-            body = await wait_for(held, within=WITHIN, what="the App's report of its 2 held records")
+            body = await wait_for(
+                held, bool, timeout=WITHIN, interval=0.1, what="the App's report of its 2 held records"
+            )
 
             # Kafka's figures settle once the acknowledgements are in: then the API says the same.
             async def same() -> Any:
@@ -127,7 +130,9 @@ async def test_a_running_app_as_share_admin_sees_it_and_a_reset_round_trip(
                 theirs = await kafkas_view(cluster, group, topic)
                 return answer if apis_view(answer["group"]) == theirs else None
 
-            body = await wait_for(same, within=WITHIN, what="the API's offsets equal to ShareAdmin's")
+            body = await wait_for(
+                same, bool, timeout=WITHIN, interval=0.1, what="the API's offsets equal to ShareAdmin's"
+            )
             detail = body["group"]
             assert len(detail["partitions"]) == 2
             assert all(p["log_end"] == e for p, e in zip(detail["partitions"], [4, 3], strict=True))
@@ -204,7 +209,9 @@ async def test_a_running_app_as_share_admin_sees_it_and_a_reset_round_trip(
             status, answer = await client.get(path)
             return status == 200 and answer["group"]["state"] == "EMPTY"
 
-        await wait_for(empty, within=WITHIN, what="the group empty after the App stopped")
+        await wait_for(
+            empty, bool, timeout=WITHIN, interval=0.1, what="the group empty after the App stopped"
+        )
         status, answer = await client.post(f"{path}/reset", {"topic": topic, "to": "latest"})
         assert status == 200, answer
         assert (answer["offsets"], answer["errors"]) == ({"0": 4, "1": 3}, {})
@@ -332,7 +339,7 @@ async def test_dead_letters_browse_and_replay(cluster: Cluster, http: aiohttp.Cl
         async def report_topic() -> bool:
             return reports in {t.name for t in await cluster.admin.list_topics()}
 
-        await wait_for(report_topic, within=WITHIN, what=f"the App creating {reports}")
+        await wait_for(report_topic, bool, timeout=WITHIN, interval=0.1, what=f"the App creating {reports}")
         async with console(cluster, reports) as server:
             client = Client(http, server.url)
 
@@ -342,7 +349,9 @@ async def test_dead_letters_browse_and_replay(cluster: Cluster, http: aiohttp.Cl
                 assert status == 200, body
                 return sorted((e["topic"], e["offset"]) for e in body["errors"])
 
-            found = await wait_for(errors, within=WITHIN, what="the App's errors in the console")
+            found = await wait_for(
+                errors, bool, timeout=WITHIN, interval=0.1, what="the App's errors in the console"
+            )
             assert found == [(topic, 1), (topic, 3)]
     async with console(cluster, reports) as server:
         client = Client(http, server.url)

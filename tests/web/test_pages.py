@@ -32,8 +32,9 @@ from aioshare.testing.broker import ThreadedBroker
 from aioshare.web import dlq as dlq_module
 from aioshare.web.cluster import GroupSummary
 from aioshare.web.server import WebServer
+from tests.kit import wait_for
 
-from ._web import crashed_process_report, publish_report, running_app, unique, wait_for
+from ._web import crashed_process_report, publish_report, running_app, unique
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -166,7 +167,13 @@ async def test_every_page_renders_and_shows_share_admins_numbers(
             held = [number(t) for t in await cells(p.page, "partitions", "held")]
             return held == [1, 1] and await p.page.locator("#errors").count() == 1
 
-        await wait_for(settled, what="the group page showing the app's held records and its error")
+        await wait_for(
+            settled,
+            bool,
+            timeout=20,
+            interval=0.1,
+            what="the group page showing the app's held records and its error",
+        )
         offsets = await admin.describe_share_group_offsets(group)
         ends = await admin.list_offsets(topic, "latest")
         described = (await admin.describe_share_groups([group]))[group]
@@ -262,7 +269,7 @@ async def test_reset_offsets_round_trip_in_the_page(
             async def holding() -> bool:
                 return len(recorder.kinds("accepted")) == 3 and app.runners[0].held_count == 2
 
-            await wait_for(holding, what="the app holding hold-2 and hold-4")
+            await wait_for(holding, bool, timeout=20, interval=0.1, what="the app holding hold-2 and hold-4")
             await page.wait_for_selector("#reset-form")
             await reset_to_latest()
             refusal = page.locator("#action-result .alert.error")
@@ -498,7 +505,13 @@ async def test_docs_screenshots_with_history(broker: ThreadedBroker, browser: An
             held = [number(t) for t in await cells(p.page, "partitions", "held")]
             return members == 1 and held is not None and sum(h or 0 for h in held) >= 2 + 24
 
-        await wait_for(filled, what="the group page with the App and the synthetic history")
+        await wait_for(
+            filled,
+            bool,
+            timeout=20,
+            interval=0.1,
+            what="the group page with the App and the synthetic history",
+        )
         await p.shot("web-group")
         await p.open("/", "#groups")
         await p.page.wait_for_selector(f"#groups a:text-is('{group}')")
