@@ -7,10 +7,13 @@ delivery of the same offset.  It is reported failed at once instead.  Everything
 into the ``AckBook`` and waits for the fetcher of the leader that delivered it, which sends
 it on its next ShareFetch or, after ``linger`` seconds, in a ShareAcknowledge.
 
-Recording one acknowledgement is the consumer's hottest path, so it touches no dict: the
-message carries its partition's ``DeliveryContext`` and the lease it was delivered under,
-the lease is settled through that hint, and the ack is appended to a run on the context.
-Those runs move into the ``AckBook`` in bulk (``_flush``) before anything reads the book.
+Recording one acknowledgement is the consumer's hottest path, so it touches no dict and
+settles nothing: the message carries its partition's ``DeliveryContext`` and the lease it
+was delivered under, that hint tells whether the delivery still holds the record (a few
+attribute reads), and the ack extends a run on the context.  Those runs settle their leases
+(one ``LeaseTable.settle_run`` per run, not one settle per record) and move into the
+``AckBook`` in bulk (``_flush``) before anything reads the book or the lease table: the
+table calls ``_flush`` itself before it is next read (``LeaseTable.pending``).
 
 RENEWs (``await msg.renew()``) are kept apart, one ``Renewal`` per call: each is checked
 against the lease when its request is sent and again when it is answered, because a RENEW
@@ -25,7 +28,9 @@ kept record, in the lease table's one heap, due when the record must be renewed 
 ``keep_alive_fraction`` of the lock left) or when ``until`` comes.  The ``LeaseTimer`` hands
 due timers to ``timers_due``, which records their RENEWs like ``renew()`` does - renewals
 due in one sweep go out in one request per leader - or applies ``then``.  Timers are put
-on a coarse grid so records kept alive one after the other fall due together.
+on a coarse grid so records kept alive one after the other fall due together.  A record
+kept alive and soon acknowledged costs a few attribute writes: its timer reaches the heap
+only if it is still there when the table is swept near its due (see leases.py).
 
 Every outcome, success or failure, is reported to ``on_ack_commit`` and collected for the
 next ``commit()``: an acknowledgement is never dropped without a report.  ``on_ack_result``
@@ -42,6 +47,7 @@ import enum
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -127,6 +133,7 @@ KeepAliveErrorCallback = Callable[[Message, BaseException], object]
 KeepAliveEndCallback = Callable[[Message, BaseException | None], object]
 
 _FINAL_TYPES = frozenset({AckType.ACCEPT, AckType.RELEASE, AckType.REJECT})
+_INF, _floor, _frexp, _ldexp = math.inf, math.floor, math.frexp, math.ldexp  # keep_alive_step's
 # A RENEW that failed for a passing reason (timeout, connection) is tried again after this
 # long at most (half the lock left, if less); with less than _RETRY_FLOOR left it is not.
 _RETRY_INTERVAL = 1.0
@@ -151,7 +158,10 @@ class KeepAlive(Timer):
     __slots__ = ("lock", "msg", "on_end", "renewing", "then", "until")
 
     def __init__(self, msg: Message) -> None:
-        super().__init__()
+        # Timer's fields set here, not through super().__init__(): one per kept record.
+        self.alive = False
+        self.due = math.inf
+        self.seq = 0
         self.msg = msg
         self.until: float | None = None
         self.then: AckType | None = None
@@ -173,9 +183,10 @@ def keep_alive_step(now: float, deadline: float, until: float | None, fraction: 
     if until is not None and until <= renew_at:
         return until, False
     margin = deadline - renew_at
-    if 0 < margin < math.inf:
-        grid = math.ldexp(0.5, math.frexp(margin / 4)[1])  # the power of two <= margin / 4
-        renew_at = max(now, math.floor(renew_at / grid) * grid)
+    if 0 < margin < _INF:
+        grid = _ldexp(0.5, _frexp(margin / 4)[1])  # the power of two <= margin / 4
+        on_grid = _floor(renew_at / grid) * grid
+        renew_at = on_grid if on_grid > now else now
     return renew_at, True
 
 
@@ -261,12 +272,22 @@ class AckTracker:
         self._on_ack_result = on_ack_result
         self._on_change = on_change
         self._on_expired = on_expired  # a lock lost before its deadline (a RENEW refused)
-        self._time = asyncio.get_running_loop().time if clock is None else clock
+        if clock is None:
+            loop = asyncio.get_running_loop()
+            # asyncio's own loop.time() is time.monotonic() behind one more Python call, and
+            # acknowledge() reads the clock for every record; any other loop (or a loop.time
+            # patched by a test) keeps its clock.
+            clock = loop.time
+            if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
+                clock = time.monotonic
+        self._time = clock
         self._pending_since: dict[int, float] = {}
         self._flushing = 0
         self._results: dict[TopicPartition, BaseException | None] = {}
         self._progress = asyncio.Event()
         self._staged: list[DeliveryContext] = []  # contexts with acks not yet in the book
+        self._unsettled = 0  # acks staged since the last _flush: their records still count as held
+        self._flush_hook = self._flush  # one bound method, not one per first ack of a context
         self._renewals: list[Renewal] = []  # recorded, not yet sent
         self._renewing: dict[int, RenewRequest] = {}  # sent, not yet answered
         self._renew_ids = itertools.count(1)
@@ -306,9 +327,26 @@ class AckTracker:
                 self.leases.cancel(keep)  # any acknowledgement ends a keep-alive
         ctx = msg._ctx
         offset = msg.offset
-        if not self.leases.settle_delivery(ctx.tp, offset, msg.delivery_count, self._time(), msg._lease):
-            self._report_local(ctx.tp, offset, type_, _expired(msg))
-            return
+        # Is the delivery still held?  The lease it came with answers while it is alive and
+        # spans the offset.  Its acked records are not settled yet (``_flush`` settles whole
+        # runs), so an offset acked twice still reads as held here; only a second Message of
+        # the same delivery could do that, and the book then takes the same outcome once or
+        # reports a different one as a conflict.
+        lease = msg._lease
+        if (
+            lease is None
+            or not lease.alive
+            or offset < lease.first
+            or offset > lease.last
+            or (lease.held is not None and not lease.held[offset - lease.first])
+            or lease.delivery_count != msg.delivery_count
+            or lease.deadline <= self._time()
+        ):
+            # Look it up (this applies the settlements pending, the table is exact then).
+            if self.leases.holding(ctx.tp, offset, msg.delivery_count, self._time(), lease) is None:
+                self._report_local(ctx.tp, offset, type_, _expired(msg))
+                return
+        self._unsettled += 1
         acks = ctx.acks
         if acks:
             if acks[-2] == offset - 1 and acks[-1] == type_:
@@ -318,6 +356,7 @@ class AckTracker:
         else:
             acks += (offset, offset, type_)
             self._staged.append(ctx)
+            self.leases.pending = self._flush_hook
             node = self.routes.get(ctx.tp)
             if node is not None:
                 self._mark_pending(node)
@@ -327,7 +366,11 @@ class AckTracker:
         if (
             capacity is not None
             and capacity.wake_below >= 0
-            and self.leases.held_count <= capacity.wake_below
+            # The held count once the staged acks are settled, without settling them now:
+            # never above the truth (each staged ack is of a held record, counted once or -
+            # an offset acked twice - more), so a fetcher is never left waiting; at worst
+            # woken early, and it reads the exact count.
+            and self.leases.held_before_pending - self._unsettled <= capacity.wake_below
         ):
             self._on_change()  # a fetcher waits for this much free capacity
 
@@ -356,15 +399,21 @@ class AckTracker:
                 raise ValueError(f"then must be ACCEPT, RELEASE or REJECT, not {then!r}")
             if until is None:
                 raise ValueError("then needs until: the time to apply it")
+        if msg._ack is not None:
+            raise IllegalStateError(f"{msg!r} is already acknowledged; nothing to keep alive")
         now = self._time()
-        lease = self.leases.holding(msg.tp, msg.offset, msg.delivery_count, now, msg._lease)
+        leases = self.leases
+        # Not acknowledged, so no pending settlement is its: leave them pending.
+        lease = leases.holding_unacked(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease)
         if lease is None:
             raise _expired(msg)
-        keep = self._kept.get(msg)
+        kept = self._kept
+        keep = kept.get(msg)
         if keep is None:
-            keep = self._kept[msg] = KeepAlive(msg)
+            keep = kept[msg] = KeepAlive(msg)
         keep.until, keep.then, keep.on_end = until, then, on_end
-        self._plan(keep, now, lease.deadline)
+        keep.lock = deadline = lease.deadline
+        leases.schedule(keep, keep_alive_step(now, deadline, until, self._fraction)[0])  # _plan, inline
 
     def stop_keep_alive(self, msg: Message) -> None:
         keep = self._kept.pop(msg, None)
@@ -652,14 +701,24 @@ class AckTracker:
     # -- internals ---------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Move the acks recorded on delivery contexts into the book."""
+        """Settle the leases of the acks recorded on delivery contexts, and move the acks
+        into the book."""
         if not self._staged:
             return
         staged, self._staged = self._staged, []
-        book = self.book
+        self._unsettled = 0
+        leases = self.leases
+        leases.pending = None  # before settle_run, which would call this again
+        runs: list[tuple[TopicIdPartition, list[int]]] = []
         for ctx in staged:
             acks, ctx.acks = ctx.acks, []
             tp = ctx.tp
+            for k in range(0, len(acks), 3):
+                leases.settle_run(tp, acks[k], acks[k + 1])
+            runs.append((tp, acks))
+        # The leases first: a conflict below runs callbacks, which must find the table exact.
+        book = self.book
+        for tp, acks in runs:
             for k in range(0, len(acks), 3):
                 first, last, type_ = acks[k], acks[k + 1], acks[k + 2]
                 try:

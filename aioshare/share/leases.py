@@ -11,7 +11,11 @@ All deadlines share one heap with lazy invalidation, so the shell needs exactly 
 sleep until ``next_deadline()``, then call ``expire(now)`` and ``take_fired()``.  Besides
 lock deadlines the heap holds ``Timer`` entries ("act for this record at T": keep-alive
 renewals and timed acknowledgements, see ack_tracker.py); a record without one costs
-nothing here, one with one costs one timer object and one heap entry.
+nothing here, one with one costs one timer object and one heap entry.  Most such timers are
+cancelled long before they are due (a record kept alive, then acknowledged), so a timer
+enters the heap only when the table is next swept for a time at or past the earliest timer
+scheduled since the last sweep; until then it waits in a plain list, where scheduling and
+cancelling cost a few attribute writes.
 
 Costs (r = ranges in one partition, h = heap entries): lookups, in-order settles and
 appends O(log r + log h).  Splits and removals add an O(r) ``list`` memmove; that is a
@@ -19,6 +23,14 @@ deliberate trade against a tree: r counts ranges, not records, and the broker ca
 partition's in-flight window at ``share.partition.max.record.locks`` (2000 by default,
 10000 at most), so even a fully fragmented partition moves at most ~80 KB of pointers.
 ``expire`` drops many ranges of one partition in a single pass.
+
+Acknowledged records are settled per run, not per record: the AckTracker checks a record is
+still held when it is acknowledged, extends its run of acks, and settles whole runs
+(``settle_run``) later.  Until then it sets ``pending``, and every method that reads or
+changes lease state applies the pending settlements first (``apply_pending``), so nobody
+sees a record that was acknowledged as held: not the held count, not the expiry sweep (an
+acknowledged record is never reported lost), not a lookup.  Timer methods skip that: timers
+do not depend on which records are held.
 """
 
 from __future__ import annotations
@@ -130,12 +142,17 @@ class Lease:
         self.held = None if self.count == len(bits) else bits
 
 
+_UNPLANNED = -1  # Timer.seq of a timer in the table's list, not in its heap
+
+
 class Timer:
     """An entry of the lease table's heap that is not a lock: due at ``due``.
 
-    ``alive`` is True while it waits in the heap.  ``LeaseTable.schedule`` puts it there,
+    ``alive`` is True while it waits to fire.  ``LeaseTable.schedule`` puts it there,
     ``cancel`` takes it out (lazily), and once due, ``expire`` hands it to ``take_fired``.
-    Subclasses add what the owner needs to act on it.
+    Subclasses add what the owner needs to act on it.  ``seq`` is the table's: the sequence
+    number of its heap entry, or ``_UNPLANNED`` while it is in the table's list of timers not
+    yet moved to the heap.
     """
 
     __slots__ = ("alive", "due", "seq")
@@ -176,28 +193,58 @@ class LeaseTable:
         self._seq = itertools.count()
         self._held = 0
         self._live = 0  # live leases in the heap
-        self._timers = 0  # live timers in the heap
+        self._timers = 0  # live timers, in the heap or not planned yet
+        # Timers scheduled since the last sweep (see the module doc), cancelled ones included
+        # (``_unplanned_dead`` of them), and a time no live one of them is due before: the
+        # earliest due of them unless one was cancelled or moved later since (``_inexact``).
+        self._unplanned: list[Timer] = []
+        self._unplanned_dead = 0
+        self._unplanned_due = math.inf
+        self._inexact = False
         self._stale = 0  # dead entries (leases and timers) still in the heap
         self._fired: list[Timer] = []
         # Called when a scheduled timer became the earliest deadline (the shell's timer
         # must wake sooner than it planned); LeaseTimer sets it.
         self.wake: Callable[[], None] | None = None
+        # Settlements recorded elsewhere and not applied yet (see the module doc): set by
+        # the AckTracker, called (once) before lease state is next read or changed.
+        self.pending: Callable[[], None] | None = None
+
+    def apply_pending(self) -> None:
+        """Apply the settlements recorded and not applied yet (``pending``)."""
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            pending()
 
     # -- queries ---------------------------------------------------------------------
 
     @property
     def held_count(self) -> int:
+        if self.pending is not None:
+            self.apply_pending()
+        return self._held
+
+    @property
+    def held_before_pending(self) -> int:
+        """``held_count`` with the pending settlements not applied yet: at least the truth."""
         return self._held
 
     def held_in(self, tp: TopicIdPartition) -> int:
+        if self.pending is not None:
+            self.apply_pending()
         part = self._parts.get(tp)
         return 0 if part is None else part.count
 
     def partitions(self) -> list[TopicIdPartition]:
+        if self.pending is not None:
+            self.apply_pending()
         return list(self._parts)
 
     def lease_at(self, tp: TopicIdPartition, offset: int) -> Lease | None:
         """The lease holding ``offset`` (an opaque hint for ``holding``/``settle_delivery``)."""
+        if self.pending is not None:
+            self.apply_pending()
         return self._lease_at(tp, offset)
 
     def holding(
@@ -210,6 +257,26 @@ class LeaseTable:
         spans the offset, no lookup is needed (leases never overlap).  A hint that was split
         off or died falls back to the lookup.
         """
+        if self.pending is not None:
+            self.apply_pending()
+        # holding_unacked's body, not a call to it: the consumer checks every record it hands out.
+        lease = hint
+        if lease is None or not lease.alive or offset < lease.first or offset > lease.last:
+            lease = self._lease_at(tp, offset)
+            if lease is None:
+                return None
+        elif lease.held is not None and lease.held[offset - lease.first] == 0:
+            return None
+        if lease.delivery_count != delivery_count or lease.deadline <= now:
+            return None
+        return lease
+
+    def holding_unacked(
+        self, tp: TopicIdPartition, offset: int, delivery_count: int, now: float, hint: Lease | None = None
+    ) -> Lease | None:
+        """``holding`` for a record known not to be acknowledged: pending settlements cannot
+        concern it, so they are left pending (a keep-alive after each accept would otherwise
+        apply them record by record)."""
         lease = hint
         if lease is None or not lease.alive or offset < lease.first or offset > lease.last:
             lease = self._lease_at(tp, offset)
@@ -226,6 +293,8 @@ class LeaseTable:
     ) -> bool:
         """``settle`` for one delivery of ``offset``: False (nothing settled) when that delivery
         no longer holds it - lock run out (swept or not), re-acquired, or dropped."""
+        if self.pending is not None:
+            self.apply_pending()
         lease = hint
         if (
             lease is None
@@ -244,24 +313,34 @@ class LeaseTable:
         return True
 
     def get(self, tp: TopicIdPartition, offset: int) -> LeaseInfo | None:
+        if self.pending is not None:
+            self.apply_pending()
         lease = self._lease_at(tp, offset)
         return None if lease is None else LeaseInfo(lease.deadline, lease.delivery_count)
 
     def deadline_of(self, tp: TopicIdPartition, offset: int) -> float | None:
+        if self.pending is not None:
+            self.apply_pending()
         lease = self._lease_at(tp, offset)
         return None if lease is None else lease.deadline
 
     def delivery_count_of(self, tp: TopicIdPartition, offset: int) -> int | None:
+        if self.pending is not None:
+            self.apply_pending()
         lease = self._lease_at(tp, offset)
         return None if lease is None else lease.delivery_count
 
     def is_held(self, tp: TopicIdPartition, offset: int, now: float) -> bool:
         """Held and not yet past its deadline (expiry may not have been swept yet)."""
+        if self.pending is not None:
+            self.apply_pending()
         lease = self._lease_at(tp, offset)
         return lease is not None and lease.deadline > now
 
     def ranges(self, tp: TopicIdPartition | None = None) -> list[HeldRange]:
         """Held offsets as maximal runs per lease, ascending per partition."""
+        if self.pending is not None:
+            self.apply_pending()
         tps = list(self._parts) if tp is None else [tp]
         out: list[HeldRange] = []
         for key in tps:
@@ -276,7 +355,26 @@ class LeaseTable:
         return out
 
     def next_deadline(self) -> float | None:
+        if self.pending is not None:
+            self.apply_pending()
+        earliest = self._earliest()
+        if self._unplanned_due < math.inf and (earliest is None or self._unplanned_due < earliest):
+            if self._inexact:
+                self._drop_cancelled()
+            due = self._unplanned_due
+            if due < math.inf and (earliest is None or due < earliest):
+                return due
+        return earliest
+
+    def _earliest(self) -> float | None:
+        """The earliest live entry's due time.  Without pending settlements applied it may be
+        earlier than ``next_deadline`` (a lease they would end), never later."""
         heap = self._heap
+        if heap:
+            top = heap[0]
+            entry = top[2]
+            if entry.alive and entry.seq == top[1]:
+                return top[0]  # the usual case: no dead entry on top to pop
         while heap and (not heap[0][2].alive or heap[0][2].seq != heap[0][1]):
             heapq.heappop(heap)
             self._stale -= 1
@@ -292,6 +390,8 @@ class LeaseTable:
         Replacement happens when the broker re-acquired offsets for us whose old lock we
         had not swept yet; the newer lease is the truth.
         """
+        if self.pending is not None:
+            self.apply_pending()
         if first > last:
             raise ValueError(f"empty range {first}..{last}")
         replaced = 0
@@ -315,6 +415,8 @@ class LeaseTable:
         Kafka never reports a record its member holds, but librdkafka's mock re-reports
         held records on every fetch without counting a delivery.
         """
+        if self.pending is not None:
+            self.apply_pending()
         if first > last:
             raise ValueError(f"empty range {first}..{last}")
         part = self._parts.get(tp)
@@ -346,6 +448,8 @@ class LeaseTable:
 
     def settle(self, tp: TopicIdPartition, offset: int) -> bool:
         """End the lease of one offset (an ack was recorded); False if it was not held."""
+        if self.pending is not None:
+            self.apply_pending()
         lease = self._lease_at(tp, offset)
         if lease is None:
             return False
@@ -357,7 +461,50 @@ class LeaseTable:
 
     def settle_range(self, tp: TopicIdPartition, first: int, last: int) -> int:
         """End the leases of every held offset in [first, last]; returns how many."""
+        if self.pending is not None:
+            self.apply_pending()
         return sum(hi - lo + 1 for lo, hi, _ in self._cut(tp, first, last))
+
+    def settle_run(self, tp: TopicIdPartition, first: int, last: int) -> int:
+        """End the leases of every held offset in [first, last] (a run of acknowledgements,
+        over any number of leases); returns how many.
+
+        Unlike ``settle_range`` it never splits a lease: a run inside one punches a hole in
+        its bitmap, as ``settle`` does, so runs acknowledged out of order (a worker pool) do
+        not fragment the table, and the lease hints of the records left keep working.
+        """
+        if self.pending is not None:
+            self.apply_pending()
+        part = self._parts.get(tp)
+        if part is None or first > last:
+            return 0
+        leases, starts = part.leases, part.starts
+        i = bisect_right(starts, first) - 1
+        if i < 0 or leases[i].last < first:
+            i += 1
+        settled = 0
+        died = False
+        while i < len(leases):
+            lease = leases[i]
+            if lease.first > last:
+                break
+            settled += _settle_span(lease, max(first, lease.first), min(last, lease.last))
+            if lease.count == 0:
+                del leases[i], starts[i]
+                lease.alive = False
+                self._live -= 1
+                self._stale += 1  # its heap entry stays until popped or compacted
+                died = True
+                continue
+            starts[i] = lease.first
+            i += 1
+        part.count -= settled
+        self._held -= settled
+        if not leases:
+            del self._parts[tp]
+        if died:
+            self._maybe_compact()
+        return settled
 
     def renew(self, tp: TopicIdPartition, offset: int, new_deadline: float) -> bool:
         return self.renew_range(tp, offset, offset, new_deadline) > 0
@@ -367,6 +514,8 @@ class LeaseTable:
 
         Renewing consecutive offsets to the same deadline coalesces into one range.
         """
+        if self.pending is not None:
+            self.apply_pending()
         moved = 0
         for lo, hi, dc in self._cut(tp, first, last):
             self._insert(tp, lo, hi, dc, new_deadline)
@@ -378,6 +527,10 @@ class LeaseTable:
 
         Timers due by ``now`` leave the heap too; ``take_fired()`` returns them.
         """
+        if self.pending is not None:
+            self.apply_pending()
+        if self._unplanned_due <= now:
+            self._plan_timers()
         out: list[ExpiredRange] = []
         heap = self._heap
         dead: dict[TopicIdPartition, list[Lease]] = {}
@@ -421,34 +574,89 @@ class LeaseTable:
 
     @property
     def timer_count(self) -> int:
-        """Timers waiting in the heap."""
+        """Timers waiting to fire."""
         return self._timers
 
     def schedule(self, timer: Timer, when: float) -> None:
-        """Put ``timer`` in the heap, due at ``when`` (moving it if it was already there)."""
-        if timer.alive:
-            self.cancel(timer)
+        """Have ``timer`` fire at ``when`` (moving it if it was scheduled already).
+
+        It goes to the list of timers not planned yet, not to the heap (see the module doc);
+        a timer still listed there (cancelled or not) is reused in place.
+        """
+        if timer.seq == _UNPLANNED:
+            if not timer.alive:
+                timer.alive = True
+                self._timers += 1
+                self._unplanned_dead -= 1
+            if when > timer.due:
+                self._inexact = True  # it may have been the earliest
+        else:
+            if timer.alive:
+                self.cancel(timer)  # its heap entry goes stale
+            timer.seq = _UNPLANNED
+            timer.alive = True
+            self._timers += 1
+            self._unplanned.append(timer)
         timer.due = when
-        timer.seq = next(self._seq)
-        timer.alive = True
-        heap = self._heap
-        earliest = self.next_deadline()
-        heapq.heappush(heap, (when, timer.seq, timer))
-        self._timers += 1
-        if (earliest is None or when < earliest) and self.wake is not None:
-            self.wake()
+        if when < self._unplanned_due:
+            self._unplanned_due = when
+            if self.wake is not None:
+                # Unapplied settlements can only make this earlier than the truth: then the
+                # shell's timer is due at that earlier time anyway, and re-reads it there.
+                earliest = self._earliest()
+                if earliest is None or when < earliest:
+                    self.wake()
 
     def cancel(self, timer: Timer) -> None:
-        """Take ``timer`` out of the heap (its entry is dropped lazily); no-op if not in it."""
+        """Take ``timer`` out (its heap or list entry is dropped lazily); no-op if not scheduled."""
         if not timer.alive:
             return
         timer.alive = False
         self._timers -= 1
+        if timer.seq == _UNPLANNED:
+            self._unplanned_dead += 1
+            self._inexact = True
+            dead = self._unplanned_dead
+            if dead > self._COMPACT_MIN and dead > self._COMPACT_FACTOR * (len(self._unplanned) - dead):
+                self._drop_cancelled()  # they hold their owners' objects (a keep-alive its message)
+            return
         self._stale += 1
         self._maybe_compact()
 
+    def _drop_cancelled(self) -> None:
+        """Drop the cancelled timers from the list and make its earliest due exact."""
+        kept: list[Timer] = []
+        due = math.inf
+        for timer in self._unplanned:
+            if timer.alive:
+                kept.append(timer)
+                if timer.due < due:
+                    due = timer.due
+            else:
+                timer.seq = 0  # no longer listed
+        self._unplanned = kept
+        self._unplanned_dead = 0
+        self._unplanned_due = due
+        self._inexact = False
+
+    def _plan_timers(self) -> None:
+        """Move the live timers not planned yet into the heap."""
+        listed, self._unplanned = self._unplanned, []
+        self._unplanned_dead = 0
+        self._unplanned_due = math.inf
+        self._inexact = False
+        heap = self._heap
+        for timer in listed:
+            if timer.alive:
+                timer.seq = next(self._seq)
+                heapq.heappush(heap, (timer.due, timer.seq, timer))
+            else:
+                timer.seq = 0  # no longer listed
+
     def drop_partition(self, tp: TopicIdPartition) -> int:
         """Forget a partition (revoked, or its leader's session was lost); returns offsets dropped."""
+        if self.pending is not None:
+            self.apply_pending()
         part = self._parts.pop(tp, None)
         if part is None:
             return 0
@@ -463,9 +671,18 @@ class LeaseTable:
     def drop_all(self) -> int:
         """Forget everything, timers included (the consumer's sessions are gone); returns
         offsets dropped."""
+        if self.pending is not None:
+            self.apply_pending()
         dropped = self._held
         for entry in self._heap:
             entry[2].alive = False
+        for timer in self._unplanned:
+            timer.alive = False
+            timer.seq = 0
+        self._unplanned.clear()
+        self._unplanned_dead = 0
+        self._unplanned_due = math.inf
+        self._inexact = False
         self._parts.clear()
         self._heap.clear()
         self._fired.clear()
@@ -637,6 +854,30 @@ class LeaseTable:
             self._heap = [entry for entry in self._heap if entry[2].alive and entry[2].seq == entry[1]]
             heapq.heapify(self._heap)
             self._stale = 0
+
+
+def _settle_span(lease: Lease, lo: int, hi: int) -> int:
+    """Settle the held offsets of [lo, hi], inside ``lease``'s span; returns how many.  The
+    caller unlinks the lease once its count is 0 (its span is then meaningless)."""
+    base, bits = lease.first, lease.held
+    if bits is None:
+        n = hi - lo + 1
+        if lo == base:
+            lease.first = hi + 1  # in order: trim the edge, no bitmap
+        elif hi == lease.last:
+            lease.last = lo - 1
+        else:
+            bits = lease.held = bytearray(b"\x01") * (lease.last - base + 1)
+            bits[lo - base : hi - base + 1] = bytes(n)
+        lease.count -= n
+        return n
+    n = bits.count(1, lo - base, hi - base + 1)
+    if n:
+        bits[lo - base : hi - base + 1] = bytes(hi - lo + 1)
+        lease.count -= n
+        if lease.count and (lo == base or hi == lease.last):
+            lease.normalize()  # keep first and last held
+    return n
 
 
 def _subtract(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

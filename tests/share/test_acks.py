@@ -1,11 +1,15 @@
 import itertools
+import random
 import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aioshare.protocol.types import AckType, TopicIdPartition
+from aioshare.protocol.errors import IllegalStateError, InvalidRecordStateError
+from aioshare.protocol.records import DecodedRecord
+from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
+from aioshare.share.ack_tracker import AckResult, AckStatus, AckTracker
 from aioshare.share.acks import (
     SINGLE_TYPE_RUN,
     AckBatch,
@@ -16,6 +20,9 @@ from aioshare.share.acks import (
     expand_batches,
     gap_ranges,
 )
+from aioshare.share.capacity import Capacity
+from aioshare.share.leases import LeaseTable
+from aioshare.share.message import DeliveryContext, Message, make_messages
 
 T1 = TopicIdPartition(uuid.UUID(int=11), 0)
 T2 = TopicIdPartition(uuid.UUID(int=22), 1)
@@ -318,3 +325,181 @@ def test_book_matches_a_model_across_takes(program: list[tuple]) -> None:  # typ
             assert reported == (set() if op[1] == "requeue" else set(sent))
         assert book.pending_count == len(pending)
         assert book.in_flight_count == sum(len(s) for _, s in flying)
+
+
+# -- AckTracker: acks settle their leases per run, when flushed -------------------------
+# Recording an ack only checks the delivery still holds the record and extends a run; the
+# runs settle the lease table in one operation each, before anything next reads the table.
+
+NODE = 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Core:
+    """A lease table and an ack tracker on a fake clock, with ``n`` records leased at 0.."""
+
+    def __init__(self, n: int, *, lock: float = 30.0, capacity: Capacity | None = None) -> None:
+        self.clock = _Clock()
+        self.leases = LeaseTable()
+        self.changes = 0
+        self.results: list[AckResult] = []
+        self.tracker = AckTracker(
+            self.leases,
+            lambda tp: TopicPartition("jobs", tp.partition),
+            linger=0.0,
+            capacity=capacity,
+            on_ack_result=self.results.extend,
+            on_change=self._changed,
+            clock=self.clock,
+        )
+        self.tracker.routes[T1] = NODE
+        self.ctx = DeliveryContext("jobs", T1, self.tracker, None, None)
+        self.msgs = self.acquire(0, n, lock)
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    def acquire(self, first: int, n: int, lock: float, delivery_count: int = 1) -> list[Message]:
+        deadline = self.clock.now + lock
+        self.leases.add_acquired(T1, first, first + n - 1, delivery_count, deadline)
+        records = [DecodedRecord(o, 0, None, b"v", []) for o in range(first, first + n)]
+        out: list[Message] = []
+        make_messages(self.ctx, records, delivery_count, deadline, self.leases.lease_at(T1, first), out)
+        return out
+
+    def sent(self) -> dict[int, int]:
+        """offset -> ack type of the acks the tracker would send now."""
+        snap = self.tracker.take(NODE)
+        if snap is None:
+            return {}
+        return expand_batches(snap.batches.get(T1, []))
+
+
+def test_in_order_acks_settle_as_one_run_when_the_table_is_read() -> None:
+    core = Core(500)
+    for msg in core.msgs:
+        msg.accept()
+    # Nothing settled record by record: the table has a pending settlement to apply.
+    assert core.leases.pending is not None
+    assert core.leases.held_before_pending == 500
+    assert core.leases.held_count == 0  # reading it applies the run
+    assert core.leases.pending is None
+    assert core.leases.partitions() == []
+    assert core.sent() == dict.fromkeys(range(500), A)
+
+
+def test_acked_then_swept_before_the_flush_is_not_reported_lost() -> None:
+    core = Core(10, lock=30.0)
+    core.clock.now = 10.0
+    for msg in core.msgs[:6]:
+        msg.accept()
+    core.clock.now = 40.0  # every lock ran out; the sweep comes before anything flushed the acks
+    expired = core.leases.expire(core.clock.now)
+    assert [(r.first, r.last) for r in expired] == [(6, 9)]  # only the records never acked
+    assert core.leases.held_count == 0
+    assert core.sent() == dict.fromkeys(range(6), A)  # the acks still go out
+    assert core.results == []  # none failed locally
+
+
+def test_ack_after_the_deadline_fails_locally_and_settles_nothing() -> None:
+    core = Core(4, lock=30.0)
+    core.msgs[0].accept()
+    core.clock.now = 30.0  # the lock runs out now, not swept yet
+    core.msgs[1].accept()
+    assert [(r.first_offset, r.last_offset, r.status) for r in core.results] == [(1, 1, AckStatus.NOT_SENT)]
+    assert isinstance(core.results[0].error, InvalidRecordStateError)
+    assert core.sent() == {0: A}
+    assert [(r.first, r.last) for r in core.leases.expire(core.clock.now)] == [(1, 3)]
+
+
+def test_ack_of_a_replaced_delivery_fails_even_with_its_old_hint() -> None:
+    core = Core(4, lock=30.0)
+    core.clock.now = 31.0  # the first delivery's locks ran out
+    again = core.acquire(0, 4, 30.0, delivery_count=2)
+    core.msgs[2].accept()  # the first delivery's message: its lease hint is dead
+    assert [(r.first_offset, r.status) for r in core.results] == [(2, AckStatus.NOT_SENT)]
+    again[2].accept()
+    assert core.sent() == {2: A}
+    assert core.leases.held_count == 3
+
+
+def test_out_of_order_acks_punch_holes_without_splitting_leases() -> None:
+    core = Core(500)
+    order = list(range(500))
+    random.Random(3).shuffle(order)
+    for n, i in enumerate(order):
+        core.msgs[i].accept()
+        if n % 37 == 0:  # the table is read now and then (a fetch, the sweep)
+            assert core.leases.held_count == 500 - n - 1
+            part = core.leases._parts.get(T1)
+            assert part is None or len(part.leases) == 1
+    assert core.results == []
+    assert core.leases.held_count == 0
+    assert core.sent() == dict.fromkeys(range(500), A)
+
+
+def test_mixed_types_and_runs_over_several_leases() -> None:
+    core = Core(10)
+    more = core.acquire(10, 10, 20.0)  # another deadline: its own lease
+    msgs = core.msgs + more
+    for i, msg in enumerate(msgs):
+        if i % 7 == 3:
+            msg.release()
+        elif i != 15:
+            msg.accept()
+    expected = {i: (R if i % 7 == 3 else A) for i in range(20) if i != 15}
+    assert core.sent() == expected
+    assert [(r.first, r.last) for r in core.leases.ranges(T1)] == [(15, 15)]
+
+
+def test_acks_that_free_capacity_wake_a_waiting_fetcher() -> None:
+    capacity = Capacity(10, lambda: core.leases.held_count)
+    core = Core(10, capacity=capacity)
+    assert capacity.free() == 0
+    capacity.wait_for(fetcher=1, free=4)  # it fetches once held is down to 6
+    assert capacity.wake_below == 6
+    core.msgs[0].accept()
+    assert core.changes == 1  # the first ack of a partition always tells the fetchers
+    woken_at = []
+    for i in range(1, 10):
+        before = core.changes
+        core.msgs[i].accept()
+        if core.changes > before:
+            woken_at.append(i)
+    # Woken when the 4th ack brings held down to 6, and for each ack below that; never before.
+    assert woken_at == [3, 4, 5, 6, 7, 8, 9]
+    assert core.leases.pending is not None  # the wake itself settled nothing
+    assert capacity.free() == 10
+
+
+def test_a_second_message_of_the_same_delivery_acks_once_or_conflicts() -> None:
+    # Only a caller building its own Messages can do this: the book takes the same outcome
+    # once, and reports a different one as a conflict, not sent.
+    core = Core(3)
+    ctx_records = [DecodedRecord(o, 0, None, b"v", []) for o in range(3)]
+    twins: list[Message] = []
+    make_messages(core.ctx, ctx_records, 1, 30.0, core.leases.lease_at(T1, 0), twins)
+    core.msgs[0].accept()
+    twins[0].accept()
+    core.msgs[1].accept()
+    twins[1].reject()
+    assert core.sent() == {0: A, 1: A}
+    assert [(r.first_offset, r.ack_type, r.status) for r in core.results] == [(1, J, AckStatus.NOT_SENT)]
+    assert core.leases.held_count == 1
+
+
+def test_keep_alive_of_an_acknowledged_record_is_refused_by_the_tracker() -> None:
+    core = Core(2)
+    core.msgs[0].accept()
+    with pytest.raises(IllegalStateError):
+        core.tracker.keep_alive(core.msgs[0], None, None)
+    core.msgs[1].keep_alive()
+    assert core.leases.pending is not None  # keeping an unacked record alive applies nothing
+    assert core.tracker.kept_alive == 1

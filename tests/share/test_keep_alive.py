@@ -33,8 +33,9 @@ from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable, Timer
 from aioshare.share.message import DeliveryContext, make_messages
 from tests.client.fakes import FakeCluster, all_versions
+from tests.kit import wait_until
 
-from .consumer_clusters import EmbeddedCluster, RealKafkaCluster, wait_until
+from .consumer_clusters import EmbeddedCluster, RealKafkaCluster
 from .consumer_fake import TOPIC, ShareFake
 from .test_consumer_demand import group_with_lock, member, take
 
@@ -372,6 +373,28 @@ def test_many_records_kept_alive_one_after_the_other_renew_in_one_request() -> N
         h.answer(request)
     assert h.renewed_offsets(h.requests[0]) == list(range(200))
     assert len(request.batches[TP]) == 1  # one RENEW batch for the run of offsets
+
+
+def test_records_kept_alive_and_acked_soon_never_reach_the_heap_and_the_rest_renew_on_time() -> None:
+    # The usual pattern: keep alive, then accept within moments.  Their timers are cancelled
+    # before the table is swept near their due, so they never enter the heap; the records
+    # still held then are renewed exactly as if every timer had been in the heap all along.
+    h = Harness(100)
+    for i, msg in enumerate(h.msgs):
+        h.clock.now = i * 0.01
+        msg.keep_alive()
+        if i % 10:
+            msg.accept()
+    assert h.tracker.kept_alive == 10 and h.leases.timer_count == 10
+    assert len(h.leases._heap) == 1  # the records' one lock deadline, no timer
+    assert h.leases.next_deadline() == 20.0
+    h.run_until(19.99)
+    assert h.take() is None
+    assert renewal_times(h, 20.0) == [20.0]
+    assert h.renewed_offsets(h.requests[0]) == list(range(0, 100, 10))
+    assert renewal_times(h, 60.0) == [40.0, 60.0]
+    assert h.expired == [] and h.errors == []
+    assert h.pending_acks() == {i: AckType.ACCEPT for i in range(100) if i % 10}
 
 
 def test_lost_partitions_end_their_keep_alives() -> None:

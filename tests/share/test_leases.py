@@ -1,3 +1,4 @@
+import math
 import random
 import uuid
 
@@ -12,6 +13,7 @@ T2 = TopicIdPartition(uuid.UUID(int=22), 3)
 
 
 def check_invariants(table: LeaseTable) -> None:
+    table.apply_pending()
     total = 0
     live = 0
     for tp, part in table._parts.items():
@@ -40,7 +42,15 @@ def check_invariants(table: LeaseTable) -> None:
     assert live == table._live
     in_heap = [e for e in table._heap if e[2].alive and e[2].seq == e[1]]
     assert sum(1 for e in in_heap if isinstance(e[2], Lease)) == live
-    assert sum(1 for e in in_heap if isinstance(e[2], Timer)) == table.timer_count
+    listed = table._unplanned
+    assert len({id(t) for t in listed}) == len(listed), "a timer is listed once"
+    assert all(t.seq == -1 for t in listed)
+    assert sum(1 for t in listed if not t.alive) == table._unplanned_dead
+    assert all(t.due >= table._unplanned_due for t in listed if t.alive)
+    if not table._inexact:
+        assert table._unplanned_due == min((t.due for t in listed if t.alive), default=math.inf)
+    planned = sum(1 for e in in_heap if isinstance(e[2], Timer))
+    assert planned + sum(1 for t in listed if t.alive) == table.timer_count
     assert len(table._heap) - len(in_heap) == table._stale
 
 
@@ -171,6 +181,42 @@ def test_cancelled_and_moved_timers_do_not_grow_the_heap() -> None:
     check_invariants(t)
 
 
+def test_timers_cancelled_before_the_sweep_never_enter_the_heap() -> None:
+    t = LeaseTable()
+    woken: list[float] = []
+    t.wake = lambda: woken.append(t.next_deadline() or -1.0)
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    timers = [Timer() for _ in range(1000)]
+    for i, timer in enumerate(timers):
+        t.schedule(timer, 20.0 + i / 1000)
+        if i % 100:
+            t.cancel(timer)  # most are cancelled at once (a record kept alive, then acked)
+    assert woken == [20.0]  # once, for the first: the others are not earlier
+    assert t._heap == [(30.0, 0, t.lease_at(T1, 0))] and t.timer_count == 10
+    assert len(t._unplanned) <= 10 + 3 * LeaseTable._COMPACT_MIN  # cancelled ones are dropped
+    check_invariants(t)
+    assert t.expire(20.5) == [] and [round(x.due, 3) for x in t.take_fired()] == [
+        20.0,
+        20.1,
+        20.2,
+        20.3,
+        20.4,
+        20.5,
+    ]
+    assert len(t._heap) == 5 and t.timer_count == 4  # the rest, in the heap now
+    check_invariants(t)
+    t.schedule(timers[0], 25.0)  # fired, scheduled again: listed again
+    assert t.next_deadline() == 20.6
+    assert t.expire(26.0) == [] and [round(x.due, 3) for x in t.take_fired()] == [
+        20.6,
+        20.7,
+        20.8,
+        20.9,
+        25.0,
+    ]
+    check_invariants(t)
+
+
 def test_drop_all_forgets_timers() -> None:
     t = LeaseTable()
     timer = Timer()
@@ -203,6 +249,45 @@ def test_random_order_settles_do_not_fragment_the_table() -> None:
             assert len(t._parts[T1].leases) <= 200
     assert t.held_count == 0
     check_invariants(t)
+
+
+def test_settle_run_trims_edges_punches_holes_and_spans_leases() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    t.add_acquired(T1, 10, 19, 1, 40.0)  # another deadline: a second lease
+    first = t.lease_at(T1, 0)
+    assert t.settle_run(T1, 0, 2) == 3  # in order: the edge moves, no bitmap
+    assert first is not None and (first.first, first.held) == (3, None)
+    assert t.settle_run(T1, 5, 6) == 2  # inside: a hole, the lease is not split
+    assert t.lease_at(T1, 7) is first and len(t._parts[T1].leases) == 2
+    assert t.settle_run(T1, 4, 6) == 1  # only what is still held counts
+    assert t.settle_run(T1, 8, 12) == 5  # over both leases
+    assert [(r.first, r.last) for r in t.ranges(T1)] == [(3, 3), (7, 7), (13, 19)]
+    check_invariants(t)
+    assert t.settle_run(T1, 0, 30) == 9
+    assert t.held_count == 0 and t.partitions() == []
+    assert t.settle_run(T1, 0, 30) == 0
+    check_invariants(t)
+
+
+def test_pending_settlements_apply_once_before_the_table_is_read() -> None:
+    t = LeaseTable()
+    t.add_acquired(T1, 0, 9, 1, 30.0)
+    calls = []
+
+    def pending() -> None:
+        calls.append(t.pending)  # cleared before it runs: settle_run does not call it again
+        t.settle_run(T1, 0, 4)
+
+    t.pending = pending
+    assert t.held_before_pending == 10
+    timer = Timer()
+    t.schedule(timer, 5.0)  # timers do not depend on held records: nothing applied
+    t.cancel(timer)
+    assert calls == []
+    assert [(r.first, r.last) for r in t.expire(31.0)] == [(5, 9)]  # the sweep applies it first
+    assert calls == [None]
+    assert t.held_count == 0
 
 
 def test_settle_range() -> None:
@@ -369,6 +454,8 @@ KINDS = [
     "settle",
     "settle_delivery",
     "settle_range",
+    "settle_run",
+    "defer_run",
     "renew",
     "renew_range",
     "expire",
@@ -378,7 +465,13 @@ KINDS = [
     "cancel",
 ]
 WEIGHTED_KINDS = st.sampled_from(
-    ["add"] * 3 + ["acquire"] * 2 + ["settle"] * 4 + ["renew"] * 3 + ["schedule"] * 2 + KINDS
+    ["add"] * 3
+    + ["acquire"] * 2
+    + ["settle"] * 4
+    + ["defer_run"] * 3
+    + ["renew"] * 3
+    + ["schedule"] * 2
+    + KINDS
 )
 
 
@@ -402,9 +495,30 @@ def test_matches_a_naive_model(data: st.DataObject) -> None:
     hints: dict[tuple[TopicIdPartition, int], Lease | None] = {}  # as a consumer's messages keep them
     timers = [Timer() for _ in range(4)]
     scheduled: dict[int, float] = {}  # timer index -> due, for timers in the heap
+    # Runs settled later, as the AckTracker does: the model drops them at once, so every
+    # operation of the table must apply them before it reads or changes anything.
+    deferred: list[tuple[TopicIdPartition, int, int]] = []
+
+    def apply_deferred() -> None:
+        runs = list(deferred)
+        deferred.clear()
+        for tp, lo, hi in runs:
+            table.settle_run(tp, lo, hi)
+
     for _ in range(data.draw(st.integers(5, 60))):
         kind = data.draw(WEIGHTED_KINDS)
-        if kind == "schedule":
+        if kind in ("settle_run", "defer_run"):
+            tp, first = draw_point(data, model)
+            n = data.draw(st.integers(1, 8))
+            keys = [(tp, o) for o in range(first, first + n) if (tp, o) in model]
+            if kind == "settle_run":
+                assert table.settle_run(tp, first, first + n - 1) == len(keys)
+            else:
+                deferred.append((tp, first, first + n - 1))
+                table.pending = apply_deferred
+            for k in keys:
+                del model[k]
+        elif kind == "schedule":
             i, due = data.draw(st.integers(0, 3)), data.draw(st.sampled_from([*DEADLINES, 12.5]))
             table.schedule(timers[i], due)  # moves it when it is already scheduled
             scheduled[i] = due
@@ -507,6 +621,9 @@ def test_matches_a_naive_model(data: st.DataObject) -> None:
             assert table.is_held(tp, o, now) == (v is not None and v[0] > now)
             assert table.deadline_of(tp, o) == (None if v is None else v[0])
             assert table.delivery_count_of(tp, o) == (None if v is None else v[1])
+        if table.pending is not None and data.draw(st.booleans()):
+            assert table.held_before_pending >= len(model)
+            continue  # left pending: the next operation has to apply it first
         check_invariants(table)
         assert expand(table) == model
         assert table.held_count == len(model)
