@@ -22,6 +22,7 @@ from aioshare.cli.run import parse_processes
 from aioshare.cli.supervisor import RestartPolicy, Supervisor, merge_metrics, worker_argv
 from aioshare.runtime.health import http_get
 from aioshare.testing.broker import ThreadedBroker
+from tests.kit import wait_for
 
 from ._cli import aioshare
 
@@ -314,14 +315,20 @@ async def test_two_workers_share_the_work_survive_a_sigkill_and_drain_on_sigterm
     by_pid = collections.Counter(pid for pids_ in out.handled().values() for pid in pids_)
     assert set(by_pid) == pids and min(by_pid.values()) > 0, by_pid
 
-    metrics = (await http_get("127.0.0.1", port, "/metrics")).text()
-    accepted = {
-        s.labels["worker"]: s.value
-        for f in text_string_to_metric_families(metrics)
-        for s in f.samples
-        if s.name == "aioshare_records_accepted_total"
-    }
-    assert set(accepted) == {"0", "1"} and sum(accepted.values()) >= 40, accepted
+    async def accepted_by_worker() -> dict[str, float]:
+        metrics = (await http_get("127.0.0.1", port, "/metrics")).text()
+        return {
+            s.labels["worker"]: s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.name == "aioshare_records_accepted_total"
+        }
+
+    # Handled is not yet accepted: records-accepted-total counts the broker's confirmations.
+    accepted = await wait_for(
+        accepted_by_worker, lambda a: sum(a.values()) >= 40, timeout=20, what="40 accepted"
+    )
+    assert set(accepted) == {"0", "1"}, accepted
 
     # 2. SIGKILL a worker while records flow: it is restarted and no record is lost.
     victim = int((await out.read_until(r"started worker 0 \(pid (\d+)\)")).group(1))
