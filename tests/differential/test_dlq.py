@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aioshare.broker.embedded import EmbeddedBroker
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.requirement import require
+from tests.kit import wait_for
 
 from .harness import (
     EMBEDDED,
@@ -131,8 +132,25 @@ async def dead_letters(target: Target, *, copy_record: bool) -> Observations:
     seen = [dlq_record(target, r, (written_after, now_ms())) for r in records]
     obs.add("dlq offsets", sorted((r.pop("partition"), r.pop("offset")) for r in seen))
     obs.add("dlq records", sorted(seen, key=lambda r: dict(r["headers"])["__dlq.errors.offset"]))
-    obs.add("offsets", offsets_summary(target, await describe_offsets(conn, group, {topic.name: [0]})))
+    obs.add("offsets", await offsets_once_done(target, conn, group, topic.name))
     return obs
+
+
+async def offsets_once_done(target: Target, conn: Any, group: str, topic: str) -> list[Any]:
+    """The group's offsets once no record is left to deliver (lag 0): Kafka 4.4 archives a
+    dead-lettered record only when its asynchronous DLQ write completes, and persists the share
+    state after that, so an answer taken at once may still show the state before."""
+
+    async def summary() -> list[Any]:
+        return offsets_summary(target, await describe_offsets(conn, group, {topic: [0]}))
+
+    def done(answer: list[Any]) -> bool:
+        return all(p[5] == 0 for _group, _error, partitions in answer for p in partitions)
+
+    try:
+        return await wait_for(summary, done, timeout=10, interval=0.1)
+    except AssertionError:
+        return await summary()  # compared as it is: the difference shows in the assertion
 
 
 def now_ms() -> int:
