@@ -315,6 +315,14 @@ class AckTracker:
             for keep in kept.values():
                 self.leases.cancel(keep)
 
+    @property
+    def held_count(self) -> int:
+        """Records held, the acknowledgements staged since the last flush counted as settled,
+        without settling them (``LeaseTable.held_count`` would): what capacity counts.  Only an
+        offset acknowledged twice - a second Message of one delivery - makes it low by one
+        until the flush."""
+        return self.leases.held_before_pending - self._unsettled
+
     # -- application side (AckSink) ----------------------------------------------------
 
     def acknowledge(self, msg: Message, type_: AckType) -> None:
@@ -370,7 +378,7 @@ class AckTracker:
             # never above the truth (each staged ack is of a held record, counted once or -
             # an offset acked twice - more), so a fetcher is never left waiting; at worst
             # woken early, and it reads the exact count.
-            and self.leases.held_before_pending - self._unsettled <= capacity.wake_below
+            and self.held_count <= capacity.wake_below
         ):
             self._on_change()  # a fetcher waits for this much free capacity
 

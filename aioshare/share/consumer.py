@@ -238,7 +238,7 @@ class ShareConsumer:
         self._demand = Demand(fetch_ahead=fetch_ahead)
         self._capacity = Capacity(
             self._max_in_flight,
-            lambda: self._leases.held_count,
+            self._held_count,
             self._wake_fetchers,
             demand=self._demand,
             buffered=lambda: len(self._ready),
@@ -583,8 +583,17 @@ class ShareConsumer:
 
     # -- internals: delivery -----------------------------------------------------------
 
+    def _held_count(self) -> int:
+        # The tracker's count: the lease table's would first settle the acks staged since the
+        # last flush - a flush per record for an application that acks one at a time.
+        tracker = self._tracker
+        return self._leases.held_count if tracker is None else tracker.held_count
+
     def _pop(self, now: float) -> Message | None:
-        holding = self._leases.holding
+        # Buffered records are not acknowledged yet, so no settlement pending in the lease
+        # table is theirs: holding_unacked() leaves those pending (holding() would apply them,
+        # a flush per record when the application acks each one before taking the next).
+        holding = self._leases.holding_unacked
         ready = self._ready
         while ready:
             msg = ready.popleft()
@@ -597,7 +606,7 @@ class ShareConsumer:
         """Move up to ``limit - len(out)`` ready messages to ``out``, skipping those whose
         delivery ended while they waited (lock ran out - already reported - or replaced)."""
         now = self._clock()
-        holding = self._leases.holding
+        holding = self._leases.holding_unacked  # (as in _pop: nothing buffered is acknowledged)
         ready = self._ready
         popleft = ready.popleft
         append = out.append

@@ -395,6 +395,19 @@ def test_in_order_acks_settle_as_one_run_when_the_table_is_read() -> None:
     assert core.sent() == dict.fromkeys(range(500), A)
 
 
+def test_the_trackers_held_count_counts_staged_acks_without_settling_them() -> None:
+    # Capacity reads it after every record an application takes (async for): reading the
+    # lease table's count instead would flush the staged acks record by record.
+    core = Core(10)
+    for msg in core.msgs[:4]:
+        msg.accept()
+        assert core.leases.pending is not None  # still staged: nothing flushed
+    assert core.tracker.held_count == 6
+    assert core.leases.pending is not None and core.leases.held_before_pending == 10
+    assert core.leases.held_count == 6  # the table's own count settles them: the same answer
+    assert core.tracker.held_count == 6 and core.leases.pending is None
+
+
 def test_acked_then_swept_before_the_flush_is_not_reported_lost() -> None:
     core = Core(10, lock=30.0)
     core.clock.now = 10.0
