@@ -259,17 +259,7 @@ class LeaseTable:
         """
         if self.pending is not None:
             self.apply_pending()
-        # holding_unacked's body, not a call to it: the consumer checks every record it hands out.
-        lease = hint
-        if lease is None or not lease.alive or offset < lease.first or offset > lease.last:
-            lease = self._lease_at(tp, offset)
-            if lease is None:
-                return None
-        elif lease.held is not None and lease.held[offset - lease.first] == 0:
-            return None
-        if lease.delivery_count != delivery_count or lease.deadline <= now:
-            return None
-        return lease
+        return self.holding_unacked(tp, offset, delivery_count, now, hint)
 
     def holding_unacked(
         self, tp: TopicIdPartition, offset: int, delivery_count: int, now: float, hint: Lease | None = None
