@@ -6,31 +6,43 @@ STAMP := $(VENV)/.installed
 # `make demo` needs only the base dependencies: its own, lighter stamp.
 DEMO_STAMP := $(VENV)/.installed-base
 SCHEMAS := ../shared/kafka-protocol
-LINT_PATHS := $(wildcard aioshare tests tools benchmarks examples)
+LINT_PATHS := $(wildcard aioshare tests tools benchmarks examples setup.py)
 # Apache Kafka's jars (real-Kafka tests, Java drivers, benchmarks): resolved once by Maven, git-ignored.
 export AIOSHARE_KAFKA_CACHE ?= $(CURDIR)/.cache/kafka
 KAFKA_VERSIONS := 4.2.2 4.4.0
 # The codec's schemas that ../shared/kafka-protocol lacks are read from this jar.
 CLIENTS_JAR := $(AIOSHARE_KAFKA_CACHE)/4.4.0/lib/kafka-clients-4.4.0.jar
 
-.PHONY: demo test lint typecheck unit generate check-generated kafka-jars chromium bench clean
+.PHONY: demo test compiled lint typecheck unit generate check-generated kafka-jars chromium bench clean
 
-$(STAMP): pyproject.toml
+# The install compiles the per-record path with mypyc (setup.py; the list: aioshare/_compiled.py)
+# into extensions beside the sources, which import in their place: COMPILED_STAMP rebuilds them
+# when a compiled module changes, so an edit is never shadowed by a stale build.
+COMPILED_STAMP := $(VENV)/.compiled
+COMPILED_SOURCES := setup.py aioshare/_compiled.py $(shell sed -n 's/^    "\(aioshare\.[a-z_.]*\)",$$/\1/p' aioshare/_compiled.py | tr . / | sed 's/$$/.py/')
+
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP) $(DEMO_STAMP)
+	touch $(STAMP) $(DEMO_STAMP) $(COMPILED_STAMP)
 
-$(DEMO_STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
-	touch $(DEMO_STAMP)
+	touch $(DEMO_STAMP) $(COMPILED_STAMP)
 
-demo: $(DEMO_STAMP)
+$(COMPILED_STAMP): $(COMPILED_SOURCES) | $(DEMO_STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(COMPILED_STAMP)
+
+compiled: $(COMPILED_STAMP)
+
+demo: $(DEMO_STAMP) $(COMPILED_STAMP)
 	$(BIN)/aioshare demo
 
-test: $(STAMP) lint typecheck kafka-jars check-generated chromium unit
+test: $(STAMP) $(COMPILED_STAMP) lint typecheck kafka-jars check-generated chromium unit
 
 # The web console's page tests drive Debian's Chromium (no browser download). Under CI a missing
 # one is installed; elsewhere those tests skip and say what to install.

@@ -13,6 +13,7 @@ import pytest
 
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.requirement import require
+from tests.compiled import stale_builds
 
 # "Kafka 4.4.0 (1 broker): ready in 4.1 s", for the run's summary.
 KAFKA_STARTUPS: list[str] = []
@@ -23,6 +24,15 @@ def started(cluster: KafkaCluster) -> None:
         f"Kafka {cluster.version} ({len(cluster.brokers)} broker{'s' if len(cluster.brokers) > 1 else ''}): "
         f"ready in {cluster.startup_seconds:.1f} s"
     )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A compiled module imports in place of its source: testing an edit needs a rebuild.
+    stale = stale_builds()
+    if stale:
+        pytest.exit(
+            "stale compiled modules, `make compiled` rebuilds them: " + "; ".join(stale), returncode=2
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -50,7 +50,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from aioshare.protocol.errors import (
     BrokerError,
@@ -140,10 +139,17 @@ _RETRY_INTERVAL = 1.0
 _RETRY_FLOOR = 0.01
 
 
-class _Failure(NamedTuple):
-    code: int
-    exc: BaseException
-    status: AckStatus
+class _Failure:
+    """Why a request's acknowledgements failed: Kafka's error code, the exception, the status."""
+
+    # A plain class, not a NamedTuple: compiled (setup.py), mypyc builds a NamedTuple's
+    # annotations from the module's globals, where builtins such as BaseException are not.
+    __slots__ = ("code", "exc", "status")
+
+    def __init__(self, code: int, exc: BaseException, status: AckStatus) -> None:
+        self.code = code
+        self.exc = exc
+        self.status = status
 
 
 class KeepAlive(Timer):

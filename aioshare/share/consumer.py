@@ -77,7 +77,7 @@ from aioshare.share.leader_session import (
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
-from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages
+from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages, pop_held, take_held
 from aioshare.share.placement import Placement
 from aioshare.share.topic_watch import TopicWatch
 
@@ -590,32 +590,11 @@ class ShareConsumer:
         return self._leases.held_count if tracker is None else tracker.held_count
 
     def _pop(self, now: float) -> Message | None:
-        # Buffered records are not acknowledged yet, so no settlement pending in the lease
-        # table is theirs: holding_unacked() leaves those pending (holding() would apply them,
-        # a flush per record when the application acks each one before taking the next).
-        holding = self._leases.holding_unacked
-        ready = self._ready
-        while ready:
-            msg = ready.popleft()
-            # Skip records whose delivery ended while they waited (see _pop_into).
-            if holding(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
-                return msg
-        return None
+        return pop_held(self._ready, self._leases, now)
 
     def _pop_into(self, out: list[Message], limit: int) -> None:
-        """Move up to ``limit - len(out)`` ready messages to ``out``, skipping those whose
-        delivery ended while they waited (lock ran out - already reported - or replaced)."""
-        now = self._clock()
-        holding = self._leases.holding_unacked  # (as in _pop: nothing buffered is acknowledged)
-        ready = self._ready
-        popleft = ready.popleft
-        append = out.append
-        n = len(out)
-        while ready and n < limit:
-            msg = popleft()
-            if holding(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
-                append(msg)
-                n += 1
+        """Move up to ``limit - len(out)`` ready messages to ``out`` (``take_held``)."""
+        take_held(self._ready, out, limit, self._leases, self._clock())
 
     def _served(self, waited: int, took: int, batch: int) -> None:
         demand = self._demand

@@ -40,7 +40,7 @@ import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from aioshare.protocol.types import TopicIdPartition
 
@@ -184,8 +184,8 @@ class LeaseTable:
 
     # Rebuild the heap when dead entries outnumber live ranges by this factor, so that
     # settling ranges long before their deadline cannot grow the heap without bound.
-    _COMPACT_FACTOR = 2
-    _COMPACT_MIN = 64
+    _COMPACT_FACTOR: Final = 2
+    _COMPACT_MIN: Final = 64
 
     def __init__(self) -> None:
         self._parts: dict[TopicIdPartition, _Partition] = {}
@@ -446,8 +446,9 @@ class LeaseTable:
         self._settle_in(lease, offset)
         return True
 
-    # A RELEASE ends the lease exactly like ACCEPT/REJECT do; the name reads better at call sites.
-    release = settle
+    def release(self, tp: TopicIdPartition, offset: int) -> bool:
+        """``settle``: a RELEASE ends the lease exactly like ACCEPT/REJECT do."""
+        return self.settle(tp, offset)
 
     def settle_range(self, tp: TopicIdPartition, first: int, last: int) -> int:
         """End the leases of every held offset in [first, last]; returns how many."""

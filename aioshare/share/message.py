@@ -11,6 +11,7 @@ acknowledged, or until a given time, when it applies a given acknowledgement.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,9 +21,19 @@ from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.share.deserialize import DeserializationError, Deserializer, identity
 
 if TYPE_CHECKING:
-    from aioshare.share.leases import Lease
+    from aioshare.share.leases import Lease, LeaseTable
 
-__all__ = ["AckSink", "DeliveryContext", "Message", "RecordLike", "TopicPartition", "make_messages"]
+__all__ = [
+    "AckSink",
+    "DeliveryContext",
+    "Message",
+    "RecordLike",
+    "TopicPartition",
+    "detached_message",
+    "make_messages",
+    "pop_held",
+    "take_held",
+]
 
 _UNSET: Any = object()
 _ACCEPT = AckType.ACCEPT
@@ -124,26 +135,20 @@ class Message:
 
     def __init__(
         self,
-        *,
-        topic: str,
-        tp: TopicIdPartition,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes | None]],
-        timestamp: int,
+        ctx: DeliveryContext,
+        rec: RecordLike,
         delivery_count: int,
         lock_expires_at: float,
-        sink: AckSink | None = None,
-        key_decoder: Deserializer | None = None,
-        value_decoder: Deserializer | None = None,
+        lease: Lease | None = None,
     ) -> None:
-        self._ctx = DeliveryContext(topic, tp, sink, key_decoder, value_decoder)
-        self._rec = DecodedRecord(offset, timestamp, key, value, headers)
-        self.offset = offset
+        # Positional and minimal: the consumer builds one per record (make_messages), and
+        # compiled (setup.py) this is a direct call.  ``detached_message`` builds one by fields.
+        self._ctx = ctx
+        self._rec = rec
+        self.offset = rec.offset
         self.delivery_count = delivery_count
         self.lock_expires_at = lock_expires_at
-        self._lease = None
+        self._lease = lease
         self._key: Any = _UNSET
         self._value: Any = _UNSET
         self._error: DeserializationError | None = None
@@ -331,6 +336,29 @@ class Message:
         self._ack = type_
 
 
+def detached_message(
+    *,
+    topic: str,
+    tp: TopicIdPartition,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: list[tuple[str, bytes | None]],
+    timestamp: int,
+    delivery_count: int,
+    lock_expires_at: float,
+    sink: AckSink | None = None,
+    key_decoder: Deserializer | None = None,
+    value_decoder: Deserializer | None = None,
+) -> Message:
+    """A Message built from its fields, delivered by no consumer unless ``sink`` is given
+    (for tests and tools that hand a record to code that reads messages)."""
+    ctx = DeliveryContext(topic, tp, sink, key_decoder, value_decoder)
+    return Message(
+        ctx, DecodedRecord(offset, timestamp, key, value, headers), delivery_count, lock_expires_at
+    )
+
+
 def make_messages(
     ctx: DeliveryContext,
     records: Iterable[RecordLike],
@@ -339,23 +367,33 @@ def make_messages(
     lease: Lease | None,
     out: list[Message],
 ) -> None:
-    """Append one Message per record of one acquired range to ``out``.
-
-    The consumer's per-record delivery cost: one object and a few slot writes, no call to
-    ``__init__``, nothing looked up.
-    """
-    new = Message.__new__
+    """Append one Message per record of one acquired range to ``out``: the consumer's
+    per-record delivery cost, one object and a few slot writes."""
     append = out.append
     for rec in records:
-        msg = new(Message)
-        msg._ctx = ctx
-        msg._rec = rec
-        msg.offset = rec.offset
-        msg.delivery_count = delivery_count
-        msg.lock_expires_at = deadline
-        msg._lease = lease
-        msg._key = _UNSET
-        msg._value = _UNSET
-        msg._error = None
-        msg._ack = None
-        append(msg)
+        append(Message(ctx, rec, delivery_count, deadline, lease))
+
+
+def take_held(ready: deque[Message], out: list[Message], limit: int, leases: LeaseTable, now: float) -> None:
+    """Move messages from ``ready`` to ``out`` until it has ``limit``, dropping those whose
+    delivery ended while they waited (the lock ran out - already reported - or replaced).
+
+    Buffered messages are not acknowledged, so no settlement pending in the lease table is
+    theirs: ``holding_unacked`` leaves those pending (``holding`` would apply them: a flush per
+    record when the application acknowledges each one before taking the next).
+    """
+    n = len(out)
+    while ready and n < limit:
+        msg = ready.popleft()
+        if leases.holding_unacked(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
+            out.append(msg)
+            n += 1
+
+
+def pop_held(ready: deque[Message], leases: LeaseTable, now: float) -> Message | None:
+    """The first message of ``ready`` still held (``take_held`` for one), or None."""
+    while ready:
+        msg = ready.popleft()
+        if leases.holding_unacked(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
+            return msg
+    return None

@@ -28,6 +28,7 @@ from aioshare.runtime import App, ConsumerSpec, Event, EventKind, Message
 from aioshare.runtime.consumer import ConsumerLike, share_consumer
 from aioshare.runtime.events import TERMINAL_KINDS
 from aioshare.share.message import Message as ShareMessage
+from aioshare.share.message import detached_message
 from aioshare.testing import ThreadedBroker
 from tests.kit import wait_for
 
@@ -232,7 +233,7 @@ def header(record: ConsumerRecord[Any, Any] | SentDeadLetter, name: str) -> str 
 def message_at(topic: str, offset: int, partition: int = 0, key: bytes | None = None) -> Message[Any]:
     """A runtime Message of value b"v" at ``topic``/``partition``/``offset``, first delivery,
     held by no consumer (for the parts of the runtime that only read a message)."""
-    inner = ShareMessage(
+    inner = detached_message(
         topic=topic,
         tp=TopicIdPartition(uuid.uuid5(uuid.NAMESPACE_DNS, topic), partition),
         offset=offset,
