@@ -27,6 +27,7 @@ import time
 import uuid
 
 from aioshare.protocol.messages import ShareFetchRequest, ShareFetchResponse
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.records import RecordToWrite, encode_batch
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import AckTracker
@@ -34,7 +35,7 @@ from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.leader_session import Delivered, FetchConfig, LeaderSession, Turn
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages
+from aioshare.share.message import DeliveryContext, Message, make_messages
 
 ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "400"))
 BATCH = int(os.environ.get("BENCH_CORE_BATCH", "500"))
@@ -87,13 +88,13 @@ def run_once(frames: list[bytes], *, keep_alive: bool) -> float:
 
     def messages(
         tp: TopicIdPartition,
-        runs: list[tuple[Acquired, list[RecordLike]]],
+        runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
         out: list[Message],
     ) -> None:
         for acquired, records in runs:
             make_messages(
-                ctx, records, acquired.delivery_count, deadline, leases.lease_at(tp, records[0].offset), out
+                ctx, records, acquired.delivery_count, deadline, leases.lease_at(tp, records[0][0]), out
             )
 
     config = FetchConfig("bench", "m" * 22, BATCH, 500, 1, 1 << 20, AcquireMode.BATCH_OPTIMIZED, 30.0)

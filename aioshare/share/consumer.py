@@ -50,6 +50,7 @@ from aioshare._validate import check_bootstrap, check_int, check_name, check_sec
 from aioshare.client.cluster import Cluster
 from aioshare.client.sasl import SaslConfig
 from aioshare.protocol.errors import ConfigError, IllegalStateError, KafkaTimeoutError
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import (
     AckCommitCallback,
@@ -77,7 +78,7 @@ from aioshare.share.leader_session import (
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
-from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages, pop_held, take_held
+from aioshare.share.message import DeliveryContext, Message, make_messages, pop_held, take_held
 from aioshare.share.placement import Placement
 from aioshare.share.topic_watch import TopicWatch
 
@@ -751,7 +752,7 @@ class ShareConsumer:
     def _make_messages(
         self,
         tp: TopicIdPartition,
-        runs: list[tuple[Acquired, list[RecordLike]]],
+        runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
         out: list[Message],
     ) -> None:
@@ -760,7 +761,7 @@ class ShareConsumer:
         for acquired, records in runs:
             # One lease hint per range; a record of a range split since (a GAP cut out of
             # its middle) just finds its lease by lookup when acknowledged.
-            hint = lease_at(tp, records[0].offset)
+            hint = lease_at(tp, records[0][0])
             make_messages(ctx, records, acquired.delivery_count, deadline, hint, out)
 
     def _context(self, tp: TopicIdPartition) -> DeliveryContext:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from aioshare.protocol.errors import CorruptRecordError, KafkaError
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.records import iter_batches
 from aioshare.share.acks import gap_ranges
-from aioshare.share.message import RecordLike
 
 __all__ = ["Acquired", "Delivery", "unpack_partition"]
 
@@ -42,14 +42,14 @@ class Acquired(NamedTuple):
 class Delivery:
     # The deliverable records of each acquired range, in offset order: grouped per range
     # so that the consumer handles delivery count, deadline and lease once per range.
-    runs: list[tuple[Acquired, list[RecordLike]]] = field(default_factory=list)
+    runs: list[tuple[Acquired, list[RecordFields]]] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     releases: list[tuple[int, int]] = field(default_factory=list)
     rejects: list[tuple[int, int]] = field(default_factory=list)  # acquired offsets of corrupt batches
     corrupt: KafkaError | None = None
 
     @property
-    def records(self) -> list[tuple[RecordLike, int]]:
+    def records(self) -> list[tuple[RecordFields, int]]:
         """(record, delivery count) for every deliverable record, in offset order."""
         return [(rec, r.delivery_count) for r, recs in self.runs for rec in recs]
 
@@ -59,7 +59,7 @@ def unpack_partition(data: bytes | memoryview, acquired: Iterable[Acquired]) -> 
     out = Delivery()
     if not ranges:
         return out
-    runs: list[list[RecordLike]] = [[] for _ in ranges]
+    runs: list[list[RecordFields]] = [[] for _ in ranges]
     covered_to = -1  # last offset of the last complete batch seen
     i = 0  # index into ranges; records arrive in ascending offset order
     lo, hi = ranges[0].first, ranges[-1].last
@@ -84,7 +84,7 @@ def unpack_partition(data: bytes | memoryview, acquired: Iterable[Acquired]) -> 
                 runs[i].extend(decoded)
             else:
                 for record in decoded:
-                    offset = record.offset
+                    offset = record[0]
                     while i < len(ranges) and ranges[i].last < offset:
                         i += 1
                     if i == len(ranges):
@@ -110,13 +110,13 @@ def _overlaps(ranges: Sequence[Acquired], lo: int, hi: int) -> bool:
 
 
 def _settle_missing(
-    ranges: Sequence[Acquired], runs: list[list[RecordLike]], covered_to: int, out: Delivery
+    ranges: Sequence[Acquired], runs: list[list[RecordFields]], covered_to: int, out: Delivery
 ) -> None:
     rejected = [o for lo, hi in out.rejects for o in range(lo, hi + 1)]
     for r, recs in zip(ranges, runs, strict=True):
         gap_end = min(r.last, covered_to)
         if r.first <= gap_end and len(recs) != gap_end - r.first + 1:
-            present = [rec.offset for rec in recs]
+            present = [rec[0] for rec in recs]
             if rejected:  # rejected offsets are settled as such, not as gaps
                 present = sorted([*present, *(o for o in rejected if r.first <= o <= gap_end)])
             out.gaps.extend(gap_ranges(r.first, gap_end, present))

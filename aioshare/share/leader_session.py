@@ -52,6 +52,7 @@ from aioshare.protocol.messages import (
     ShareFetchRequest,
     ShareFetchResponse,
 )
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition
 from aioshare.share.ack_tracker import AckInDoubtError, AckTracker, RenewRequest
 from aioshare.share.acks import AckSnapshot
@@ -59,7 +60,7 @@ from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired, unpack_partition
 from aioshare.share.leases import ExpiredRange
 from aioshare.share.membership import topics_not_authorized
-from aioshare.share.message import Message, RecordLike
+from aioshare.share.message import Message
 from aioshare.share.session import FetchParams, SessionOutcome, ShareSessionState
 from aioshare.share.wire import acknowledge_request, fetch_request
 
@@ -109,7 +110,7 @@ _FATAL_PARTITION = frozenset({ErrorCode.TOPIC_AUTHORIZATION_FAILED})
 _Snapshot = AckSnapshot[None]
 VersionOf = Callable[[int], int]  # API key -> the version the connection negotiated
 MessageFactory = Callable[
-    [TopicIdPartition, list[tuple[Acquired, list[RecordLike]]], float, list[Message]], None
+    [TopicIdPartition, list[tuple[Acquired, list[RecordFields]]], float, list[Message]], None
 ]
 
 

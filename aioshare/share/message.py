@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioshare.protocol.errors import IllegalStateError
-from aioshare.protocol.records import DecodedRecord
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.share.deserialize import DeserializationError, Deserializer, identity
 
@@ -27,7 +27,6 @@ __all__ = [
     "AckSink",
     "DeliveryContext",
     "Message",
-    "RecordLike",
     "TopicPartition",
     "detached_message",
     "make_messages",
@@ -55,25 +54,6 @@ class AckSink(Protocol):
     def stop_keep_alive(self, msg: Message) -> None: ...
 
     def is_kept_alive(self, msg: Message) -> bool: ...
-
-
-class RecordLike(Protocol):
-    """A decoded record: ``DecodedRecord``, or the record decoder's own object."""
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-    @property
-    def headers(self) -> list[tuple[str, bytes | None]]: ...
 
 
 class DeliveryContext:
@@ -130,13 +110,13 @@ class Message:
     )
 
     _ctx: DeliveryContext
-    _rec: RecordLike
+    _rec: RecordFields
     _lease: Lease | None  # the lease it was delivered under: a LeaseTable lookup hint
 
     def __init__(
         self,
         ctx: DeliveryContext,
-        rec: RecordLike,
+        rec: RecordFields,
         delivery_count: int,
         lock_expires_at: float,
         lease: Lease | None = None,
@@ -145,7 +125,7 @@ class Message:
         # compiled (setup.py) this is a direct call.  ``detached_message`` builds one by fields.
         self._ctx = ctx
         self._rec = rec
-        self.offset = rec.offset
+        self.offset = rec[0]
         self.delivery_count = delivery_count
         self.lock_expires_at = lock_expires_at
         self._lease = lease
@@ -180,19 +160,21 @@ class Message:
 
     @property
     def headers(self) -> list[tuple[str, bytes | None]]:
-        return self._rec.headers
+        """(key, value) pairs in the record's order; a new empty list each time if it has none."""
+        headers = self._rec[4]
+        return headers if headers is not None else []
 
     @property
     def timestamp(self) -> int:
-        return self._rec.timestamp
+        return self._rec[1]
 
     @property
     def raw_key(self) -> bytes | None:
-        return self._rec.key
+        return self._rec[2]
 
     @property
     def raw_value(self) -> bytes | None:
-        return self._rec.value
+        return self._rec[3]
 
     @property
     def key(self) -> Any:
@@ -200,8 +182,8 @@ class Message:
         if key is _UNSET:
             decoder = self._ctx.key_decoder
             if decoder is None:
-                return self._rec.key
-            key = self._key = self._decode("key", self._rec.key, decoder)
+                return self._rec[2]
+            key = self._key = self._decode("key", self._rec[2], decoder)
         if isinstance(key, DeserializationError):
             raise key
         return key
@@ -213,8 +195,8 @@ class Message:
         if value is _UNSET:
             decoder = self._ctx.value_decoder
             if decoder is None:
-                return self._rec.value
-            value = self._value = self._decode("value", self._rec.value, decoder)
+                return self._rec[3]
+            value = self._value = self._decode("value", self._rec[3], decoder)
         if isinstance(value, DeserializationError):
             raise value
         return value
@@ -354,14 +336,12 @@ def detached_message(
     """A Message built from its fields, delivered by no consumer unless ``sink`` is given
     (for tests and tools that hand a record to code that reads messages)."""
     ctx = DeliveryContext(topic, tp, sink, key_decoder, value_decoder)
-    return Message(
-        ctx, DecodedRecord(offset, timestamp, key, value, headers), delivery_count, lock_expires_at
-    )
+    return Message(ctx, (offset, timestamp, key, value, headers), delivery_count, lock_expires_at)
 
 
 def make_messages(
     ctx: DeliveryContext,
-    records: Iterable[RecordLike],
+    records: Iterable[RecordFields],
     delivery_count: int,
     deadline: float,
     lease: Lease | None,

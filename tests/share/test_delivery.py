@@ -8,7 +8,7 @@ import pytest
 from aioshare.protocol import records as records_module
 from aioshare.protocol.errors import CorruptRecordError, UnsupportedCompressionTypeError
 from aioshare.protocol.records import Compression, RecordToWrite, encode_batch
-from aioshare.share.delivery import Acquired, unpack_partition
+from aioshare.share.delivery import Acquired, Delivery, unpack_partition
 
 
 def batch(first: int, n: int, compression: Compression = Compression.NONE) -> bytes:
@@ -26,8 +26,8 @@ def corrupt(data: bytes) -> bytes:
     return bytes(broken)
 
 
-def offsets(delivery: object) -> list[int]:
-    return [rec.offset for rec, _ in delivery.records]  # type: ignore[attr-defined]
+def offsets(delivery: Delivery) -> list[int]:
+    return [rec[0] for rec, _ in delivery.records]
 
 
 def test_every_acquired_record_of_good_batches_is_delivered() -> None:

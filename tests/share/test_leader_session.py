@@ -25,6 +25,7 @@ from aioshare.protocol.messages import (
     ShareFetchRequest,
     ShareFetchResponse,
 )
+from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.records import RecordToWrite, encode_batch
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import AckInDoubtError, AckResult, AckStatus, AckTracker
@@ -46,7 +47,7 @@ from aioshare.share.leader_session import (
     Turn,
 )
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import DeliveryContext, Message, RecordLike, make_messages
+from aioshare.share.message import DeliveryContext, Message, make_messages
 
 NODE = 1
 TOPIC_ID = uuid.UUID(int=7)
@@ -110,7 +111,7 @@ class Harness:
     def make_messages(
         self,
         tp: TopicIdPartition,
-        runs: list[tuple[Acquired, list[RecordLike]]],
+        runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
         out: list[Message],
     ) -> None:
