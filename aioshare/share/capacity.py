@@ -41,6 +41,7 @@ class Capacity:
         "demand",
         "limit",
         "reserved",
+        "speculative",
         "stopped",
         "wake_below",
     )
@@ -64,6 +65,7 @@ class Capacity:
         self._fetchers: set[int] = set()
         self._waits: dict[int, int] = {}
         self.reserved = 0
+        self.speculative = 0  # of ``reserved``: by fetches to leaders whose last fetch brought nothing
         self.stopped = False
         self.wake_below = -1
 
@@ -91,7 +93,10 @@ class Capacity:
     def free(self) -> int:
         room = self.limit - self._held() - self.reserved
         if self.demand is not None and room > 0:
-            room = min(room, self.demand.target(self._buffered(), self.reserved))
+            # A long poll on a leader that had nothing last time is not counted as on its way:
+            # it would otherwise keep the demand "met" while another leader that has the
+            # records gets no share (an idle leader re-reserves the moment its poll returns).
+            room = min(room, self.demand.target(self._buffered(), self.reserved - self.speculative))
         return max(0, room)
 
     def share(self) -> int:
@@ -119,15 +124,21 @@ class Capacity:
         if self._waits.pop(fetcher, None) is not None:
             self.wake_below = max(self._waits.values(), default=-1)
 
-    def reserve(self, want: int) -> int:
-        """Reserve up to ``want`` records (capped by the share); returns how many, 0 when full."""
+    def reserve(self, want: int, *, speculative: bool = False) -> int:
+        """Reserve up to ``want`` records (capped by the share); returns how many, 0 when full.
+
+        ``speculative``: for a leader whose last fetch brought nothing (see ``free``)."""
         n = min(want, self.free(), self.share())
         self.reserved += n
+        if speculative:
+            self.speculative += n
         return n
 
-    def unreserve(self, n: int) -> None:
+    def unreserve(self, n: int, *, speculative: bool = False) -> None:
         self.reserved -= n
-        if self.reserved < 0:
+        if speculative:
+            self.speculative -= n
+        if self.reserved < 0 or self.speculative < 0:
             raise AssertionError("capacity reservation went negative")
         if n:
             self._on_release()

@@ -16,8 +16,8 @@ The consumer coordinates small parts, each owning one job:
 * ``AckTracker`` takes the application's acknowledgements and reports every outcome.
 
 Fetching is driven by demand (demand.py): a fetch asks for what a ``getmany()`` /
-``async for`` caller waits for, plus - while the application keeps up - the next batch, so
-the round trip overlaps its work.  When the application stops asking, fetching stops, and
+``async for`` caller waits for, plus - while the application keeps up - the next batch (up
+to four while it outpaces the round trips), so the round trip overlaps its work.  When the application stops asking, fetching stops, and
 records fetched but never handed out are released once a quarter of their lock has passed
 unasked (one delivery attempt per stall), so they neither expire here nor come back as
 duplicates.  ``max_in_flight`` is a ceiling on records held (handed out or buffered, not yet
@@ -112,9 +112,10 @@ _ACQUIRE_MODES = {
 class ShareConsumer:
     """A member of a Kafka share group (KIP-932).
 
-    ``max_poll_records`` bounds one fetch and is the batch ``async for`` asks for;
-    ``max_in_flight`` (default: twice ``max_poll_records``, room for the batch the
-    application works on and the next) bounds how many records are held at once - fetching
+    ``max_poll_records`` is the batch ``async for`` asks for and the default for
+    ``getmany()``; ``max_in_flight`` (default: twice ``max_poll_records``, room for the batch
+    the application works on and the fetch ahead of it, and half of a partition's default
+    in-flight window on the broker) bounds how many records are held at once - fetching
     stops at that many unacknowledged records.  Records are fetched only for callers that
     ask (see the module docstring).  ``value_type`` decodes values as JSON into that msgspec type;
     ``value_deserializer``/``key_deserializer`` take raw bytes (or None) instead.
@@ -123,7 +124,8 @@ class ShareConsumer:
     offsets, ack type and ``AckStatus``: applied, refused with Kafka's error, in doubt, not
     sent).  ``ack_linger`` is how long recorded acks wait for a fetch to ride before they are sent
     alone.  ``fetch_ahead`` (default True) fetches the next batch while the application
-    works on the current one, as long as it comes back for more within a quarter of the
+    works on the current one (further ahead while it outpaces the round trips:
+    ``fetching_ahead``), as long as it comes back for more within a quarter of the
     lock; off, a fetch goes out only for a caller waiting in ``getmany()``/``async for``.  Times are in seconds.
     """
 
@@ -444,6 +446,13 @@ class ShareConsumer:
         return 0 if self._tracker is None else self._tracker.renew_requests
 
     @property
+    def fetching_ahead(self) -> int:
+        """Records fetched ahead of the application now: a batch while it keeps up, up to four
+        while it outpaces the round trips, 0 when only waiting callers are fetched for
+        (demand.py).  The ``max_in_flight`` ceiling still caps what is held."""
+        return self._demand.ahead
+
+    @property
     def max_in_flight(self) -> int:
         """The most records held at once; 0 once ``stop_fetching()`` was called."""
         return self._capacity.limit
@@ -730,6 +739,7 @@ class ShareConsumer:
         """What a leader's session reported (leader_session.py), in the order it happened."""
         for event in events:
             if isinstance(event, Delivered):
+                self._demand.arrived(len(event.messages), event.asked, len(self._ready))
                 self._ready.extend(event.messages)
                 self._wake_consumers()
                 if self._buffer_event is not None:

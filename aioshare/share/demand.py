@@ -11,9 +11,20 @@ archives records no application ever saw.  So the consumer fetches for demand on
   the current one, so the round trip overlaps the work instead of a buffer hiding it.  It
   keeps up when it comes back for more within ``PIPELINE_SHARE`` of the lock duration after
   it took records (its *cycle*); the next batch is asked for once what is buffered and on
-  the way is down to half a batch, so at most about one batch waits.  ``fetch_ahead=False``
-  turns this off for a caller whose calls already say what it can take (the runtime asks
-  for its free handler slots, and asks again while handlers run).
+  the way is down to half of what is fetched ahead.  ``fetch_ahead=False`` turns this off
+  for a caller whose calls already say what it can take (the runtime asks for its free
+  handler slots, and asks again while handlers run).
+* **how far ahead** - one batch, unless the application outpaces the round trip: a full
+  fetch that finds a caller already waiting for it (nothing left of the previous one) shows
+  the application had finished what was fetched ahead before more could arrive, so the next
+  fetches ask for twice as much (up to ``MAX_AHEAD_BATCHES`` batches; the ``max_in_flight``
+  ceiling still caps what is held).  Records fetched this way wait for nobody: the
+  application drained the buffer before they came.  When a fetch arrives to find more than a
+  quarter of what is fetched ahead still unread, the application is the slower side again
+  and the distance halves - so a record waits at most about one round trip's worth of the
+  application's work, and a slow phase after a fast one shrinks the buffer within a fetch.
+  Java's client has no such distance: it fetches ``max.poll.records`` once its buffer is
+  empty, so a fast loop waits a whole round trip per batch (docs/consumer.md).
 * A buffer nobody has asked from for ``STALL_SHARE`` of the lock is *stalled*: the consumer
   gives its records back (one delivery attempt each, once per stall) and fetches nothing
   more until the application asks again.
@@ -29,24 +40,40 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PIPELINE_SHARE", "STALL_SHARE", "Demand"]
+__all__ = ["MAX_AHEAD_BATCHES", "PIPELINE_SHARE", "STALL_SHARE", "Demand"]
 
 # Fractions of the acquisition lock duration.  A record fetched ahead waits at most about one
 # cycle, so with cycles under a quarter of the lock it still has most of its lock left when
 # handed out, and at most a quarter of it is lost when the application stalls.
 PIPELINE_SHARE = 0.25
 STALL_SHARE = 0.25
+# How many batches a fetch ahead may ask for when the application outpaces the round trip
+# (the max_in_flight ceiling usually binds first).  Four of Kafka's default max.poll.records
+# (500) fill a partition's default in-flight window on the broker
+# (group.share.partition.max.record.locks, 2000); a member holding all of it gets empty
+# fetches that long-poll while its acks wait behind them (measured on Kafka 4.4).
+MAX_AHEAD_BATCHES = 4
 # Until a fetch response says otherwise: Kafka's default group.share.record.lock.duration.ms.
 DEFAULT_LOCK_SECONDS = 30.0
 
 
 class Demand:
-    __slots__ = ("_last_took", "ahead", "asked", "fetch_ahead", "last_asked", "lock", "pipelining")
+    __slots__ = (
+        "_last_took",
+        "ahead",
+        "ahead_batches",
+        "asked",
+        "fetch_ahead",
+        "last_asked",
+        "lock",
+        "pipelining",
+    )
 
     def __init__(self, lock: float = DEFAULT_LOCK_SECONDS, *, fetch_ahead: bool = True) -> None:
         self.fetch_ahead = fetch_ahead
         self.asked = 0  # records waiting callers want
-        self.ahead = 0  # the batch to fetch ahead while the application keeps up
+        self.ahead = 0  # the records to fetch ahead while the application keeps up
+        self.ahead_batches = 1  # ... in batches: more while the application outpaces fetches
         self.pipelining = True  # cycles so far were short enough to fetch ahead
         self.lock = lock  # the lock duration in seconds, as the brokers report it
         self.last_asked = -math.inf  # when the application last called for records
@@ -76,7 +103,7 @@ class Demand:
         self.last_asked = now
         if took:
             self._last_took = now
-            self.ahead = batch if self.pipelining and self.fetch_ahead else 0
+            self.ahead = batch * self.ahead_batches if self.pipelining and self.fetch_ahead else 0
 
     def took_one(self, batch: int, now: float) -> None:
         """``begin`` + ``end`` for a call served one buffered record without waiting (the
@@ -84,7 +111,21 @@ class Demand:
         if self._last_took is not None:
             self.pipelining = now - self._last_took <= self.lock * PIPELINE_SHARE
         self.last_asked = self._last_took = now
-        self.ahead = batch if self.pipelining and self.fetch_ahead else 0
+        self.ahead = batch * self.ahead_batches if self.pipelining and self.fetch_ahead else 0
+
+    def arrived(self, count: int, asked: int, unread: int) -> None:
+        """A fetch brought ``count`` records of the ``asked``; ``unread`` were still buffered.
+
+        Sets how far ahead the next fetches reach (see "how far ahead" above); the new
+        distance applies from the application's next call.
+        """
+        if not self.ahead:
+            return
+        if self.asked and not unread and count >= asked:
+            if self.ahead_batches < MAX_AHEAD_BATCHES:
+                self.ahead_batches *= 2
+        elif unread > self.ahead // 4 and self.ahead_batches > 1:
+            self.ahead_batches //= 2
 
     def target(self, buffered: int, reserved: int) -> int:
         """How many more records to fetch now, before the ``max_in_flight`` ceiling.
@@ -107,4 +148,5 @@ class Demand:
     def stalled(self) -> None:
         """The buffer was given back: fetch only for callers that wait, until cycles are short again."""
         self.ahead = 0
+        self.ahead_batches = 1
         self.pipelining = False

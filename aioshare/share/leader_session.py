@@ -138,9 +138,11 @@ class FetchConfig:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """Records acquired for the application, in offset order per partition."""
+    """Records acquired for the application, in offset order per partition, by a fetch
+    that asked for ``asked`` records."""
 
     messages: list[Message]
+    asked: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +201,12 @@ class Kind(enum.Enum):
 @dataclass(slots=True)
 class Turn:
     """A request ``next_request`` chose; ``reserved`` records of capacity are held for a fetch
-    until its answer (or its absence) comes back."""
+    until its answer (or its absence) comes back (``speculative``: to a leader whose last
+    fetch brought nothing, see ``Capacity.free``)."""
 
     kind: Kind
     reserved: int = 0
+    speculative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +262,7 @@ class LeaderSession:
         self._backoff = Backoff()
         self._retry_at = 0.0
         self._dead = False  # a fatal error was reported: fetch no more
+        self._fetched_nothing = False  # the last fetch answered acquired no records
         self._events: list[FetchEvent] = []
 
     def __repr__(self) -> str:
@@ -309,7 +314,12 @@ class LeaderSession:
             # A sliver of capacity freed by a few acks waits for the linger, so one fetch
             # collects what several acks freed instead of many fetches of one record.
             if free >= full or due is None or due <= now:
-                return Turn(Kind.FETCH, capacity.reserve(min(free, self._config.max_poll_records)))
+                # As much as the demand wants (more than a batch while the application
+                # outpaces round trips: demand.py), within the ceiling and this leader's share.
+                # As much as the demand wants (more than a batch while the application
+                # outpaces round trips: demand.py), within the ceiling and this leader's share.
+                idle = self._fetched_nothing
+                return Turn(Kind.FETCH, capacity.reserve(free, speculative=idle), idle)
             capacity.wait_for(node, full)  # ... unless acks free a whole fetch sooner
         if due is not None:
             if due <= now and self.session.is_open:
@@ -334,7 +344,7 @@ class LeaderSession:
         """The turn is over (answered, failed or abandoned): return its capacity reservation."""
         if turn.reserved:
             reserved, turn.reserved = turn.reserved, 0
-            self._capacity.unreserve(reserved)
+            self._capacity.unreserve(reserved, speculative=turn.speculative)
 
     # -- connections -------------------------------------------------------------------
 
@@ -439,13 +449,14 @@ class LeaderSession:
     # -- answers -----------------------------------------------------------------------
 
     def answered(self, out: Outgoing, response: ApiMessage, now: float) -> None:
+        asked = out.turn.reserved
         self.release(out.turn)
         kind = out.turn.kind
         if kind is Kind.FETCH:
             assert isinstance(response, ShareFetchResponse)
             acks = out.acks
             assert acks is None or isinstance(acks, AckSnapshot)
-            self._fetch_answered(response, acks, out.sent_at, now)
+            self._fetch_answered(response, acks, asked, out.sent_at, now)
             return
         assert isinstance(response, ShareAcknowledgeResponse)
         if kind is Kind.RENEW:
@@ -474,7 +485,7 @@ class LeaderSession:
         return True
 
     def _fetch_answered(
-        self, response: ShareFetchResponse, acks: _Snapshot | None, sent_at: float, now: float
+        self, response: ShareFetchResponse, acks: _Snapshot | None, asked: int, sent_at: float, now: float
     ) -> None:
         outcome = self.session.on_response(response.error_code)
         if acks is not None:
@@ -505,10 +516,11 @@ class LeaderSession:
                 if pd.acquired_records:
                     added = True
                     self._take_acquired(tp, pd, deadline, now, tp in fetched, delivered)
+        self._fetched_nothing = not added
         if added:
             self._events.append(LockDuration(lock_ms))
         if delivered:
-            self._events.append(Delivered(delivered))
+            self._events.append(Delivered(delivered, asked))
 
     def _take_acquired(
         self,

@@ -150,20 +150,21 @@ async def test_ack_after_lock_expiry_is_reported_failed_and_not_sent(fake: Share
 async def test_fetch_never_asks_for_more_than_free_capacity(fake: ShareFake) -> None:
     fake.add_batch([str(i).encode() for i in range(50)])
     async with consumer(fake, max_poll_records=5, max_in_flight=7) as c:
-        held = await take(c, 7)
+        held = await c.getmany(max_records=9)  # more than a batch: one fetch of the ceiling
+        assert [m.offset for m in held] == list(range(7))
         assert c.held == 7
         await asyncio.sleep(0.3)  # full: no fetch may go out (acks none, capacity none)
-        assert [f.max_records for f in fake.fetches] == [5, 2]
+        assert [f.max_records for f in fake.fetches] == [7]
         for m in held[:3]:
             m.accept()
         more = await take(c, 3)
         assert [m.offset for m in more] == [7, 8, 9]
         sizes = [f.max_records for f in fake.fetches]
-        assert sizes[:3] == [5, 2, 3], sizes
+        assert sizes[:2] == [7, 3], sizes
         assert all(f.batch_size == f.max_records for f in fake.fetches)
         # The three acks rode the fetch that asked for the capacity they freed.
-        third = fake.fetches[2]
-        assert [b.acknowledgement_batches for t in third.topics for b in t.partitions] == [
+        second = fake.fetches[1]
+        assert [b.acknowledgement_batches for t in second.topics for b in t.partitions] == [
             [ShareFetchRequest.AcknowledgementBatch(first_offset=0, last_offset=2, acknowledge_types=[1])]
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from aioshare.share.capacity import Capacity
-from aioshare.share.demand import PIPELINE_SHARE, STALL_SHARE, Demand
+from aioshare.share.demand import MAX_AHEAD_BATCHES, PIPELINE_SHARE, STALL_SHARE, Demand
 
 LOCK = 8.0
 
@@ -129,3 +129,82 @@ def test_took_one_is_begin_and_end_of_a_call_served_without_waiting() -> None:
     off = Demand(fetch_ahead=False)
     off.took_one(50, 0.0)
     assert off.ahead == 0
+
+
+def keeping_up(batch: int) -> Demand:
+    """A caller that took a batch and came straight back, waiting for the next."""
+    d = demand()
+    d.begin(0.0)
+    d.wait(batch)
+    d.end(waited=batch, took=batch, batch=batch, now=0.01)
+    d.begin(0.02)
+    d.wait(batch)
+    return d
+
+
+def test_a_full_fetch_that_finds_the_caller_waiting_doubles_how_far_ahead() -> None:
+    d = keeping_up(100)
+    d.arrived(count=100, asked=100, unread=0)
+    assert d.ahead_batches == 2
+    d.end(waited=100, took=100, batch=100, now=0.03)
+    assert d.ahead == 200
+    assert d.target(buffered=0, reserved=0) == 200
+    for _ in range(5):
+        d.begin(0.04)
+        d.wait(100)
+        d.arrived(count=200, asked=200, unread=0)
+        d.end(waited=100, took=100, batch=100, now=0.04)
+    assert d.ahead_batches == MAX_AHEAD_BATCHES
+    assert d.ahead == 100 * MAX_AHEAD_BATCHES
+
+
+def test_fetching_further_ahead_needs_a_waiting_caller_a_full_fetch_and_an_empty_buffer() -> None:
+    d = keeping_up(100)
+    d.arrived(count=60, asked=100, unread=0)  # short: the broker had no more
+    d.arrived(count=100, asked=100, unread=5)  # the previous batch was not finished
+    assert d.ahead_batches == 1
+    d.end(waited=100, took=100, batch=100, now=0.03)
+    d.arrived(count=100, asked=100, unread=0)  # nobody waits: the application is busy
+    assert d.ahead_batches == 1
+    off = Demand(fetch_ahead=False)
+    off.begin(0.0)
+    off.wait(10)
+    off.arrived(count=10, asked=10, unread=0)
+    assert off.ahead_batches == 1 and off.ahead == 0
+
+
+def test_a_fetch_that_finds_much_unread_halves_the_distance_and_a_stall_resets_it() -> None:
+    d = keeping_up(100)
+    for _ in range(2):
+        d.arrived(count=100, asked=100, unread=0)
+        d.end(waited=100, took=100, batch=100, now=0.03)
+        d.wait(100)
+    assert d.ahead == 400
+    d.end(waited=100, took=100, batch=100, now=0.04)
+    d.arrived(count=200, asked=200, unread=100)  # exactly a quarter: keep
+    assert d.ahead_batches == 4
+    d.arrived(count=200, asked=200, unread=101)  # the application is the slower side
+    assert d.ahead_batches == 2
+    d.stalled()
+    assert (d.ahead, d.ahead_batches) == (0, 1)
+
+
+def test_a_long_poll_on_an_idle_leader_does_not_count_as_records_on_their_way() -> None:
+    d = demand()
+    cap = Capacity(20, lambda: 0, demand=d)
+    for leader in (1, 2, 3):
+        cap.set_fetching(leader, True)
+    d.begin(0.0)
+    d.wait(10)
+    assert cap.share() == 4
+    # Two leaders that had nothing last time long-poll with their shares ...
+    assert cap.reserve(10, speculative=True) == 4
+    assert cap.reserve(10, speculative=True) == 4
+    # ... and the leader with the records still gets the demand's share.
+    assert cap.free() == 10
+    assert cap.reserve(10) == 4
+    assert cap.free() == 6
+    cap.unreserve(4, speculative=True)
+    cap.unreserve(4, speculative=True)
+    cap.unreserve(4)
+    assert (cap.reserved, cap.speculative) == (0, 0)

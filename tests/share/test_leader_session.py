@@ -185,6 +185,35 @@ def delivered(events: list[FetchEvent]) -> list[Message]:
     return [m for e in events if isinstance(e, Delivered) for m in e.messages]
 
 
+def test_a_fetch_asks_for_all_it_may_and_its_delivery_says_how_many_it_asked_for() -> None:
+    # The demand (not max_poll_records) sizes a fetch: more than a batch while the application
+    # outpaces round trips (demand.py); here, with no demand attached, the ceiling alone.
+    h = Harness(max_in_flight=40)
+    h.core.set_partitions({TP})
+    h.produce(40)
+    events = h.fetch(0, 29)
+    [delivery] = [e for e in events if isinstance(e, Delivered)]
+    assert (delivery.asked, len(delivery.messages)) == (40, 30)
+    assert h.config.max_poll_records == 10
+
+
+def test_a_fetch_to_a_leader_whose_last_fetch_brought_nothing_is_speculative() -> None:
+    h = Harness(max_in_flight=40)
+    h.core.set_partitions({TP})
+    assert h.core.next_request(h.clock()) == Turn(Kind.FETCH, reserved=40, speculative=False)
+    h.capacity.unreserve(40)
+    h.fetch(0, -1)  # answered with nothing
+    turn = h.core.next_request(h.clock())
+    assert turn == Turn(Kind.FETCH, reserved=40, speculative=True)
+    assert (h.capacity.reserved, h.capacity.speculative) == (40, 40)
+    h.core.release(turn)
+    assert (h.capacity.reserved, h.capacity.speculative) == (0, 0)
+    h.produce(5)
+    h.fetch(0, 4)
+    turn = h.core.next_request(h.clock())
+    assert isinstance(turn, Turn) and not turn.speculative and turn.reserved == 35
+
+
 def test_nothing_to_send_without_partitions_then_a_fetch_sized_by_the_free_capacity() -> None:
     h = Harness(max_in_flight=7)
     assert h.core.next_request(h.clock()) is None
