@@ -99,6 +99,11 @@ class Capacity:
             room = min(room, self.demand.target(self._buffered(), self.reserved - self.speculative))
         return max(0, room)
 
+    def callers_waiting(self) -> bool:
+        """Whether a fetch now would be for a caller that waits (not only fetched ahead): one
+        waits and nothing is buffered for it; always, without a demand."""
+        return self.demand is None or (self.demand.asked > 0 and not self._buffered())
+
     def share(self) -> int:
         """The most one fetch may reserve: an equal part of the demand (or, without one, of
         the limit) per fetching leader."""

@@ -226,6 +226,9 @@ class ShareConsumer:
         self._ready: collections.deque[Message] = collections.deque()
         self._ready_event: asyncio.Event | None = None
         self._buffer_event: asyncio.Event | None = None  # records arrived: watch for a stall
+        # A fetch ahead is due: the next call lets the fetchers run before it serves (see
+        # _after_serving).
+        self._yield_to_fetchers = False
         self._last_delivery: list[Message] = []
         self._fatal: BaseException | None = None
         self._fatal_waiter: asyncio.Future[BaseException] | None = None  # wait_failed()'s
@@ -486,6 +489,9 @@ class ShareConsumer:
         return self
 
     async def __anext__(self) -> Message:
+        if self._yield_to_fetchers:
+            self._yield_to_fetchers = False
+            await asyncio.sleep(0)
         implicit = self._ack_mode == "implicit"
         if implicit:
             self._accept_implicitly()
@@ -526,6 +532,9 @@ class ShareConsumer:
 
     async def getmany(self, max_records: int | None = None, timeout: float | None = None) -> list[Message]:  # noqa: ASYNC109
         """Up to ``max_records`` messages; waits at most ``timeout`` seconds for the first one."""
+        if self._yield_to_fetchers:
+            self._yield_to_fetchers = False
+            await asyncio.sleep(0)
         self._accept_implicitly()
         limit = max_records if max_records is not None else self._config.max_poll_records
         if limit < 1:
@@ -613,12 +622,27 @@ class ShareConsumer:
         self._after_serving(was_ahead)
 
     def _after_serving(self, was_ahead: int) -> None:
-        demand = self._demand
-        if demand.ahead and not was_ahead and self._buffer_event is not None:
+        ahead = self._demand.ahead
+        if not ahead:
+            return
+        if not was_ahead and self._buffer_event is not None:
             self._buffer_event.set()  # the watcher ends the fetching ahead if no ask follows
-        # Down to half a batch: the next one may be due (see Demand.target).
-        if demand.ahead and len(self._ready) <= demand.ahead // 2 and self._capacity.free() > 0:
+        # Down to half of what is fetched ahead: the next fetch may be due (Demand.target).
+        # Once per record for the iterator, so the cheap tests go first: nothing to do while
+        # a fetch on its way keeps the demand met, or while a fetcher waits for acks to free
+        # capacity (the acks wake it: Capacity.wait_for) - unless the distance just changed.
+        capacity = self._capacity
+        if (
+            len(self._ready) + capacity.reserved - capacity.speculative <= ahead // 2
+            and (capacity.wake_below < 0 or ahead != was_ahead)
+            and capacity.free() > 0
+        ):
             self._wake_fetchers()
+            # A call served from the buffer never suspends, so a loop that does not await
+            # anything else would not let the fetchers run - and send the fetch ahead - until
+            # the buffer ran dry.  The next call yields once first (before it takes a record:
+            # a cancellation there loses nothing).
+            self._yield_to_fetchers = True
 
     async def _watch_buffer(self) -> None:
         """End a stall (demand.py): nobody asked for the stall time, yet records wait here or
@@ -739,7 +763,7 @@ class ShareConsumer:
         """What a leader's session reported (leader_session.py), in the order it happened."""
         for event in events:
             if isinstance(event, Delivered):
-                self._demand.arrived(len(event.messages), event.asked, len(self._ready))
+                self._demand.arrived(len(event.messages), event.asked, len(self._ready), self._capacity.limit)
                 self._ready.extend(event.messages)
                 self._wake_consumers()
                 if self._buffer_event is not None:

@@ -113,8 +113,9 @@ class Demand:
         self.last_asked = self._last_took = now
         self.ahead = batch * self.ahead_batches if self.pipelining and self.fetch_ahead else 0
 
-    def arrived(self, count: int, asked: int, unread: int) -> None:
-        """A fetch brought ``count`` records of the ``asked``; ``unread`` were still buffered.
+    def arrived(self, count: int, asked: int, unread: int, limit: int) -> None:
+        """A fetch brought ``count`` records of the ``asked``; ``unread`` were still buffered;
+        ``limit`` is the ``max_in_flight`` ceiling (no use reaching further ahead than it).
 
         Sets how far ahead the next fetches reach (see "how far ahead" above); the new
         distance applies from the application's next call.
@@ -122,7 +123,7 @@ class Demand:
         if not self.ahead:
             return
         if self.asked and not unread and count >= asked:
-            if self.ahead_batches < MAX_AHEAD_BATCHES:
+            if self.ahead_batches < MAX_AHEAD_BATCHES and self.ahead < limit:
                 self.ahead_batches *= 2
         elif unread > self.ahead // 4 and self.ahead_batches > 1:
             self.ahead_batches //= 2
@@ -134,7 +135,10 @@ class Demand:
         still on the way.
         """
         pending = buffered + reserved
-        want = self.asked - pending
+        # A waiting caller takes what is buffered and returns: once anything is, more is
+        # fetched for it only as fetching ahead (found when the fetch after the last records
+        # long-polled for a caller about to return, and a commit's acks waited behind it).
+        want = self.asked - reserved if not buffered else 0
         if self.ahead and pending <= self.ahead // 2:
             want = max(want, self.ahead - pending)
         return max(0, want)

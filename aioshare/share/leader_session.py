@@ -202,11 +202,13 @@ class Kind(enum.Enum):
 class Turn:
     """A request ``next_request`` chose; ``reserved`` records of capacity are held for a fetch
     until its answer (or its absence) comes back (``speculative``: to a leader whose last
-    fetch brought nothing, see ``Capacity.free``)."""
+    fetch brought nothing, see ``Capacity.free``; ``long_poll``: a caller waits for it, so
+    it may wait ``MaxWaitMs`` for records)."""
 
     kind: Kind
     reserved: int = 0
     speculative: bool = False
+    long_poll: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,17 +311,20 @@ class LeaderSession:
         if due is not None and tracker.flushing and self.session.is_open:
             return Turn(Kind.ACKNOWLEDGE)
         free = capacity.free()
-        if fetched and free > 0:
+        waiting = capacity.callers_waiting()
+        # A fetch ahead (nobody waits for it) does not long-poll: a request on a connection
+        # holds back the next, so the acks a commit() waits for - and on real Kafka the acks
+        # that would open a full partition window - would wait out its MaxWaitMs behind it.
+        # After one came back empty, fetching ahead waits for a caller (no spinning).
+        if fetched and free > 0 and (waiting or not self._fetched_nothing):
             full = min(self._config.max_poll_records, capacity.share())
             # A sliver of capacity freed by a few acks waits for the linger, so one fetch
             # collects what several acks freed instead of many fetches of one record.
             if free >= full or due is None or due <= now:
                 # As much as the demand wants (more than a batch while the application
                 # outpaces round trips: demand.py), within the ceiling and this leader's share.
-                # As much as the demand wants (more than a batch while the application
-                # outpaces round trips: demand.py), within the ceiling and this leader's share.
                 idle = self._fetched_nothing
-                return Turn(Kind.FETCH, capacity.reserve(free, speculative=idle), idle)
+                return Turn(Kind.FETCH, capacity.reserve(free, speculative=idle), idle, waiting)
             capacity.wait_for(node, full)  # ... unless acks free a whole fetch sooner
         if due is not None:
             if due <= now and self.session.is_open:
@@ -414,7 +419,7 @@ class LeaderSession:
             return None
         acks = self._tracker.take(self.node_id, self.session.partitions) if self.session.is_open else None
         params = FetchParams(
-            max_wait_ms=cfg.max_wait_ms,
+            max_wait_ms=cfg.max_wait_ms if turn.long_poll else 0,
             min_bytes=cfg.min_bytes,
             max_bytes=cfg.max_bytes,
             max_records=turn.reserved,

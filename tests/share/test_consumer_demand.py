@@ -140,3 +140,27 @@ async def test_records_reach_the_application_with_most_of_their_lock_left(cluste
         assert all(r is None for r in (await c.commit()).values())
     assert worst >= 0.9, f"a record was handed out with {worst:.0%} of its lock left"
     assert furthest > 200, f"never fetched more than a batch ahead ({furthest})"
+
+
+async def test_a_commit_after_the_last_record_does_not_wait_behind_a_long_poll(cluster: Cluster) -> None:
+    """A loop that accepts each record and commits at the end: the fetch ahead sent after the
+    last records must not long-poll (a request on the connection holds back the acks), nor
+    may the fetch for a caller that is about to return with records.  With a 10 s
+    ``fetch_max_wait`` either would hold the commit for seconds."""
+    topic = "demand-commit"
+    await cluster.create_topic(topic, 2)
+    n = 1000
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=50)
+    group = await group_with_lock(cluster, 30_000)
+    seen: set[tuple[int, int]] = set()
+    async with member(cluster, topic, group, max_poll_records=100, fetch_max_wait=10.0) as c:
+        async with asyncio.timeout(60):
+            async for msg in c:
+                seen.add((msg.partition, msg.offset))
+                msg.accept()
+                if len(seen) == n:
+                    break
+        async with asyncio.timeout(3):
+            results = await c.commit()
+        assert results and all(r is None for r in results.values()), results
+    assert len(seen) == n

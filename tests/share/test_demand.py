@@ -144,7 +144,7 @@ def keeping_up(batch: int) -> Demand:
 
 def test_a_full_fetch_that_finds_the_caller_waiting_doubles_how_far_ahead() -> None:
     d = keeping_up(100)
-    d.arrived(count=100, asked=100, unread=0)
+    d.arrived(count=100, asked=100, unread=0, limit=10_000)
     assert d.ahead_batches == 2
     d.end(waited=100, took=100, batch=100, now=0.03)
     assert d.ahead == 200
@@ -152,38 +152,47 @@ def test_a_full_fetch_that_finds_the_caller_waiting_doubles_how_far_ahead() -> N
     for _ in range(5):
         d.begin(0.04)
         d.wait(100)
-        d.arrived(count=200, asked=200, unread=0)
+        d.arrived(count=200, asked=200, unread=0, limit=10_000)
         d.end(waited=100, took=100, batch=100, now=0.04)
     assert d.ahead_batches == MAX_AHEAD_BATCHES
     assert d.ahead == 100 * MAX_AHEAD_BATCHES
 
 
+def test_the_distance_stops_growing_once_it_reaches_the_ceiling() -> None:
+    d = keeping_up(300)
+    for _ in range(3):
+        d.arrived(count=300, asked=300, unread=0, limit=1000)
+        d.end(waited=300, took=300, batch=300, now=0.03)
+        d.wait(300)
+    assert d.ahead == 1200  # 600 was below the ceiling; no further
+
+
 def test_fetching_further_ahead_needs_a_waiting_caller_a_full_fetch_and_an_empty_buffer() -> None:
     d = keeping_up(100)
-    d.arrived(count=60, asked=100, unread=0)  # short: the broker had no more
-    d.arrived(count=100, asked=100, unread=5)  # the previous batch was not finished
+    d.arrived(count=60, asked=100, unread=0, limit=10_000)  # short: the broker had no more
+    d.arrived(count=100, asked=100, unread=5, limit=10_000)  # the previous batch was not finished
     assert d.ahead_batches == 1
     d.end(waited=100, took=100, batch=100, now=0.03)
-    d.arrived(count=100, asked=100, unread=0)  # nobody waits: the application is busy
+    d.arrived(count=100, asked=100, unread=0, limit=10_000)  # nobody waits: the application is busy
     assert d.ahead_batches == 1
     off = Demand(fetch_ahead=False)
     off.begin(0.0)
     off.wait(10)
-    off.arrived(count=10, asked=10, unread=0)
+    off.arrived(count=10, asked=10, unread=0, limit=10_000)
     assert off.ahead_batches == 1 and off.ahead == 0
 
 
 def test_a_fetch_that_finds_much_unread_halves_the_distance_and_a_stall_resets_it() -> None:
     d = keeping_up(100)
     for _ in range(2):
-        d.arrived(count=100, asked=100, unread=0)
+        d.arrived(count=100, asked=100, unread=0, limit=10_000)
         d.end(waited=100, took=100, batch=100, now=0.03)
         d.wait(100)
     assert d.ahead == 400
     d.end(waited=100, took=100, batch=100, now=0.04)
-    d.arrived(count=200, asked=200, unread=100)  # exactly a quarter: keep
+    d.arrived(count=200, asked=200, unread=100, limit=10_000)  # exactly a quarter: keep
     assert d.ahead_batches == 4
-    d.arrived(count=200, asked=200, unread=101)  # the application is the slower side
+    d.arrived(count=200, asked=200, unread=101, limit=10_000)  # the application is the slower side
     assert d.ahead_batches == 2
     d.stalled()
     assert (d.ahead, d.ahead_batches) == (0, 1)
@@ -208,3 +217,19 @@ def test_a_long_poll_on_an_idle_leader_does_not_count_as_records_on_their_way() 
     cap.unreserve(4, speculative=True)
     cap.unreserve(4)
     assert (cap.reserved, cap.speculative) == (0, 0)
+
+
+def test_a_waiting_caller_with_records_buffered_wants_nothing_more_but_the_fetch_ahead() -> None:
+    d = demand()
+    d.begin(0.0)
+    d.wait(100)
+    assert d.target(buffered=0, reserved=30) == 70
+    assert d.target(buffered=30, reserved=0) == 0  # it takes these 30 and returns
+    cap = Capacity(500, lambda: 0, demand=d, buffered=lambda: 0)
+    assert cap.callers_waiting()
+    busy = Capacity(500, lambda: 0, demand=d, buffered=lambda: 30)
+    assert not busy.callers_waiting()
+    d.end(waited=100, took=30, batch=100, now=0.01)
+    assert d.target(buffered=30, reserved=0) == 70  # ahead: half a batch is left
+    assert not cap.callers_waiting()
+    assert Capacity(5, lambda: 0).callers_waiting()  # no demand: every fetch is for a caller

@@ -31,6 +31,7 @@ from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition, Topi
 from aioshare.share.ack_tracker import AckInDoubtError, AckResult, AckStatus, AckTracker
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
+from aioshare.share.demand import Demand
 from aioshare.share.leader_session import (
     Delivered,
     FetchConfig,
@@ -212,6 +213,38 @@ def test_a_fetch_to_a_leader_whose_last_fetch_brought_nothing_is_speculative() -
     h.fetch(0, 4)
     turn = h.core.next_request(h.clock())
     assert isinstance(turn, Turn) and not turn.speculative and turn.reserved == 35
+
+
+def demand_harness() -> tuple[Harness, Demand]:
+    h = Harness(max_in_flight=40)
+    d = Demand()
+    h.capacity.demand = d
+    h.core.set_partitions({TP})
+    return h, d
+
+
+def test_a_fetch_for_a_waiting_caller_long_polls_and_a_fetch_ahead_does_not() -> None:
+    h, d = demand_harness()
+    assert h.core.next_request(h.clock()) is None  # nobody asked
+    d.begin(h.clock())
+    d.wait(10)
+    out = h.next_out()
+    assert isinstance(out.request, ShareFetchRequest)
+    assert (out.request.max_wait_ms, out.request.max_records) == (500, 10)
+    h.produce(10)
+    h.core.answered(out, h.fetch_answer(0, 9), h.clock())
+    h.events()
+    d.end(waited=10, took=10, batch=10, now=h.clock())  # it keeps up: fetch the next batch ahead
+    out = h.next_out()
+    assert isinstance(out.request, ShareFetchRequest)
+    assert (out.request.max_wait_ms, out.request.max_records) == (0, 10)
+    # Nothing there: no more fetching ahead (no spinning) until a caller waits again.
+    h.core.answered(out, h.fetch_answer(0, -1), h.clock())
+    assert h.core.next_request(h.clock()) is None
+    d.begin(h.clock())
+    d.wait(10)
+    out = h.next_out()
+    assert isinstance(out.request, ShareFetchRequest) and out.request.max_wait_ms == 500
 
 
 def test_nothing_to_send_without_partitions_then_a_fetch_sized_by_the_free_capacity() -> None:
