@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from aiokafka.record.util import calc_crc32c
-
 from aioshare.broker.flush import NO_FLUSH, FlushPolicy, fsync_directory, monotonic_ms, replace_file
+from aioshare.protocol.crc import crc32c
 from aioshare.protocol.errors import (
     CorruptRecordError,
     InvalidProducerEpochError,
@@ -767,5 +766,5 @@ def _stamp(raw: memoryview, base_offset: int, leader_epoch: int, log_append_time
         (attributes,) = _I16.unpack_from(buf, _ATTRIBUTES_AT)
         _I16.pack_into(buf, _ATTRIBUTES_AT, attributes | _LOG_APPEND_TIME_BIT)
         _I64.pack_into(buf, _MAX_TIMESTAMP_AT, log_append_time)
-        _U32.pack_into(buf, _CRC_AT, calc_crc32c(memoryview(buf)[_ATTRIBUTES_AT:]))
+        _U32.pack_into(buf, _CRC_AT, crc32c(memoryview(buf)[_ATTRIBUTES_AT:]))
     return bytes(buf)

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 
 import aiokafka.codec
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.util import calc_crc32c
 
+from aioshare.protocol.crc import crc32c
 from aioshare.protocol.errors import CorruptRecordError, UnsupportedCompressionTypeError
 from aioshare.protocol.record_reader import RecordFields, read_records
 
@@ -178,7 +178,7 @@ def transaction_marker(
 
 
 def _crc_of(batch: memoryview) -> int:
-    crc: int = calc_crc32c(batch[_ATTRIBUTES_OFFSET:])
+    crc: int = crc32c(batch[_ATTRIBUTES_OFFSET:])
     return crc
 
 

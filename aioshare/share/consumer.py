@@ -499,12 +499,18 @@ class ShareConsumer:
         batch = self._config.max_poll_records
         now = self._clock()
         if self._ready and self._fatal is None and not self._closed:
-            # The common case, once per record: served from the buffer, no wait.
-            ready = self._pop(now)
+            # The common case, once per record: served from the buffer, no wait - so the
+            # cheap test for "nothing to do after serving" is made here, not in a call.
+            ready = pop_held(self._ready, self._leases, now)
             if ready is not None:
                 was_ahead = demand.ahead
                 demand.took_one(batch, now)
-                self._after_serving(was_ahead)
+                ahead = demand.ahead
+                if ahead and (
+                    ahead != was_ahead
+                    or len(self._ready) + self._capacity.reserved - self._capacity.speculative <= ahead // 2
+                ):
+                    self._after_serving(was_ahead)
                 if implicit:
                     self._last_delivery = [ready]
                 return ready
