@@ -17,10 +17,10 @@ The consumer coordinates small parts, each owning one job:
 
 Fetching is driven by demand (demand.py): a fetch asks for what a ``getmany()`` /
 ``async for`` caller waits for, plus - while the application keeps up - the next batch (up
-to four while it outpaces the round trips), so the round trip overlaps its work.  When the application stops asking, fetching stops, and
-records fetched but never handed out are released once a quarter of their lock has passed
-unasked (one delivery attempt per stall), so they neither expire here nor come back as
-duplicates.  ``max_in_flight`` is a ceiling on records held (handed out or buffered, not yet
+to four while it outpaces the round trips), so the round trip overlaps its work.  When the
+application stops asking, fetching stops, and records fetched but never handed out are
+released once a quarter of their lock has passed unasked (one delivery attempt per stall),
+so they neither expire here nor come back as duplicates.  ``max_in_flight`` is a ceiling on records held (handed out or buffered, not yet
 acknowledged), not a target; ``set_max_in_flight()`` changes it at run time;
 ``stop_fetching()`` sets it to zero for good (graceful shutdown: acks, renewals and commits
 keep flowing).

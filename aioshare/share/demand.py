@@ -50,8 +50,8 @@ STALL_SHARE = 0.25
 # How many batches a fetch ahead may ask for when the application outpaces the round trip
 # (the max_in_flight ceiling usually binds first).  Four of Kafka's default max.poll.records
 # (500) fill a partition's default in-flight window on the broker
-# (group.share.partition.max.record.locks, 2000); a member holding all of it gets empty
-# fetches that long-poll while its acks wait behind them (measured on Kafka 4.4).
+# (group.share.partition.max.record.locks, 2000); a member holding most of it gets short or
+# empty fetches (docs/consumer.md, measured on Kafka 4.4).
 MAX_AHEAD_BATCHES = 4
 # Until a fetch response says otherwise: Kafka's default group.share.record.lock.duration.ms.
 DEFAULT_LOCK_SECONDS = 30.0

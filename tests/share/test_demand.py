@@ -158,12 +158,18 @@ def test_a_full_fetch_that_finds_the_caller_waiting_doubles_how_far_ahead() -> N
     assert d.ahead == 100 * MAX_AHEAD_BATCHES
 
 
+def outpaced(d: Demand, batch: int, times: int, limit: int = 10_000) -> None:
+    """``times`` full fetches of a batch, each finding the caller waiting, who takes it and
+    comes straight back."""
+    for _ in range(times):
+        d.arrived(count=batch, asked=batch, unread=0, limit=limit)
+        d.end(waited=batch, took=batch, batch=batch, now=0.03)
+        d.wait(batch)
+
+
 def test_the_distance_stops_growing_once_it_reaches_the_ceiling() -> None:
     d = keeping_up(300)
-    for _ in range(3):
-        d.arrived(count=300, asked=300, unread=0, limit=1000)
-        d.end(waited=300, took=300, batch=300, now=0.03)
-        d.wait(300)
+    outpaced(d, 300, times=3, limit=1000)
     assert d.ahead == 1200  # 600 was below the ceiling; no further
 
 
@@ -184,10 +190,7 @@ def test_fetching_further_ahead_needs_a_waiting_caller_a_full_fetch_and_an_empty
 
 def test_a_fetch_that_finds_much_unread_halves_the_distance_and_a_stall_resets_it() -> None:
     d = keeping_up(100)
-    for _ in range(2):
-        d.arrived(count=100, asked=100, unread=0, limit=10_000)
-        d.end(waited=100, took=100, batch=100, now=0.03)
-        d.wait(100)
+    outpaced(d, 100, times=2)
     assert d.ahead == 400
     d.end(waited=100, took=100, batch=100, now=0.04)
     d.arrived(count=200, asked=200, unread=100, limit=10_000)  # exactly a quarter: keep
