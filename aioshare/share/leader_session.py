@@ -8,7 +8,8 @@ order of precedence (``next_request``):
    while a long-polling ShareFetch is out goes right after it, so within ``MaxWaitMs``);
 2. acks for partitions this session no longer fetches → a standalone ShareAcknowledge;
 3. free capacity → a ShareFetch asking for at most that many records, carrying the
-   pending acks of the fetched partitions;
+   pending acks of the fetched partitions (except a long poll to a leader whose last fetch
+   brought nothing: its acks go first, in a ShareAcknowledge);
 4. acks older than the linger (capacity full, so no fetch is due) → ShareAcknowledge;
 5. otherwise: a delay, or None (nothing until an input changes).
 
@@ -324,6 +325,11 @@ class LeaderSession:
                 # As much as the demand wants (more than a batch while the application
                 # outpaces round trips: demand.py), within the ceiling and this leader's share.
                 idle = self._fetched_nothing
+                if idle and waiting and due is not None and self.session.is_open:
+                    # This long poll will likely wait out MaxWaitMs (the leader had nothing):
+                    # acks riding it would wait as long, and a commit() with them.  They go
+                    # first, on their own.
+                    return Turn(Kind.ACKNOWLEDGE)
                 return Turn(Kind.FETCH, capacity.reserve(free, speculative=idle), idle, waiting)
             capacity.wait_for(node, full)  # ... unless acks free a whole fetch sooner
         if due is not None:

@@ -182,6 +182,18 @@ def versions(share_fetch: int = 2, share_acknowledge: int = 2) -> Any:
     }.__getitem__
 
 
+def acknowledged(tp: TopicIdPartition) -> ShareAcknowledgeResponse:
+    """A ShareAcknowledge answer applying every ack it carried for ``tp``."""
+    return ShareAcknowledgeResponse(
+        responses=[
+            ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(
+                topic_id=tp.topic_id,
+                partitions=[ShareAcknowledgeResponse.PartitionData(partition_index=tp.partition)],
+            )
+        ]
+    )
+
+
 def delivered(events: list[FetchEvent]) -> list[Message]:
     return [m for e in events if isinstance(e, Delivered) for m in e.messages]
 
@@ -245,6 +257,33 @@ def test_a_fetch_for_a_waiting_caller_long_polls_and_a_fetch_ahead_does_not() ->
     d.wait(10)
     out = h.next_out()
     assert isinstance(out.request, ShareFetchRequest) and out.request.max_wait_ms == 500
+
+
+def test_acks_go_before_a_long_poll_to_a_leader_that_had_nothing_not_on_it() -> None:
+    # Riding a long poll that waits out MaxWaitMs, they (and a commit() awaiting them) would
+    # wait as long: found by a commit held 10 s behind an idle leader's long poll.
+    h, d = demand_harness()
+    d.begin(h.clock())
+    d.wait(10)
+    h.produce(10)
+    h.core.answered(h.next_out(), h.fetch_answer(0, 9), h.clock())
+    msgs = delivered(h.events())
+    d.end(waited=10, took=10, batch=10, now=h.clock())
+    fetch_ahead = h.next_out()
+    h.core.answered(fetch_ahead, h.fetch_answer(0, -1), h.clock())  # the leader has no more
+    for m in msgs:
+        m.accept()
+    d.begin(h.clock())
+    d.wait(10)
+    acks = h.next_out()
+    assert acks.turn.kind is Kind.ACKNOWLEDGE and isinstance(acks.request, ShareAcknowledgeRequest)
+    assert h.capacity.reserved == 0
+    h.core.answered(acks, acknowledged(TP), h.clock())
+    assert [(r.first_offset, r.last_offset, r.status) for r in h.results] == [(0, 9, AckStatus.APPLIED)]
+    long_poll = h.next_out()  # the acks are settled: nothing more to send first
+    assert isinstance(long_poll.request, ShareFetchRequest) and long_poll.request.max_wait_ms == 500
+    assert long_poll.acks is None
+    assert not any(p.acknowledgement_batches for t in long_poll.request.topics for p in t.partitions)
 
 
 def test_nothing_to_send_without_partitions_then_a_fetch_sized_by_the_free_capacity() -> None:
@@ -481,17 +520,7 @@ def test_closing_sends_the_final_epoch_only_when_a_session_is_open() -> None:
     out = h2.core.build(turn, versions(), h2.clock())
     assert out is not None and isinstance(out.request, ShareAcknowledgeRequest)
     assert out.request.share_session_epoch == -1
-    h2.core.answered(
-        out,
-        ShareAcknowledgeResponse(
-            responses=[
-                ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(
-                    topic_id=TOPIC_ID, partitions=[ShareAcknowledgeResponse.PartitionData(partition_index=0)]
-                )
-            ]
-        ),
-        h2.clock(),
-    )
+    h2.core.answered(out, acknowledged(TP), h2.clock())
     assert [(r.first_offset, r.status) for r in h2.results] == [(0, AckStatus.APPLIED)]
 
 
