@@ -96,13 +96,18 @@ class Capacity:
             # A long poll on a leader that had nothing last time is not counted as on its way:
             # it would otherwise keep the demand "met" while another leader that has the
             # records gets no share (an idle leader re-reserves the moment its poll returns).
-            room = min(room, self.demand.target(self._buffered(), self.reserved - self.speculative))
+            room = min(room, self.demand.target(self._buffered(), self.on_the_way))
         return max(0, room)
 
+    @property
+    def on_the_way(self) -> int:
+        """Records reserved by fetches that are expected to bring them (not speculative)."""
+        return self.reserved - self.speculative
+
     def callers_waiting(self) -> bool:
-        """Whether a fetch now would be for a caller that waits (not only fetched ahead): one
-        waits and nothing is buffered for it; always, without a demand."""
-        return self.demand is None or (self.demand.asked > 0 and not self._buffered())
+        """Whether a fetch now would be for a caller that waits (not only fetched ahead):
+        ``Demand.caller_waits``; always, without a demand."""
+        return self.demand is None or self.demand.caller_waits(self._buffered())
 
     def share(self) -> int:
         """The most one fetch may reserve: an equal part of the demand (or, without one, of

@@ -499,12 +499,14 @@ class ShareConsumer:
         batch = self._config.max_poll_records
         now = self._clock()
         if self._ready and self._fatal is None and not self._closed:
-            # The common case, once per record: served from the buffer, no wait - so the
-            # cheap test for "nothing to do after serving" is made here, not in a call.
+            # The common case, once per record: served from the buffer, no wait.
             ready = pop_held(self._ready, self._leases, now)
             if ready is not None:
                 was_ahead = demand.ahead
                 demand.took_one(batch, now)
+                # _after_serving acts only when the distance changed or the next fetch ahead
+                # is due (Demand.ahead_due), so that is tested here, inline: calling it for
+                # every record cost 0.1 µs of the iterator's 2 µs per record.
                 ahead = demand.ahead
                 if ahead and (
                     ahead != was_ahead
@@ -628,18 +630,18 @@ class ShareConsumer:
         self._after_serving(was_ahead)
 
     def _after_serving(self, was_ahead: int) -> None:
-        ahead = self._demand.ahead
+        demand = self._demand
+        ahead = demand.ahead
         if not ahead:
             return
         if not was_ahead and self._buffer_event is not None:
             self._buffer_event.set()  # the watcher ends the fetching ahead if no ask follows
-        # Down to half of what is fetched ahead: the next fetch may be due (Demand.target).
         # Once per record for the iterator, so the cheap tests go first: nothing to do while
         # a fetch on its way keeps the demand met, or while a fetcher waits for acks to free
         # capacity (the acks wake it: Capacity.wait_for) - unless the distance just changed.
         capacity = self._capacity
         if (
-            len(self._ready) + capacity.reserved - capacity.speculative <= ahead // 2
+            demand.ahead_due(len(self._ready) + capacity.on_the_way)
             and (capacity.wake_below < 0 or ahead != was_ahead)
             and capacity.free() > 0
         ):

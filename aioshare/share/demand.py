@@ -128,6 +128,19 @@ class Demand:
         elif unread > self.ahead // 4 and self.ahead_batches > 1:
             self.ahead_batches //= 2
 
+    def caller_waits(self, buffered: int) -> bool:
+        """A caller waits and nothing is ``buffered`` for it: what is fetched now is its (so
+        the fetch may long-poll).  A waiting caller takes what is buffered and returns: once
+        anything is, more is fetched only as fetching ahead (found when the fetch after the
+        last records long-polled for a caller about to return, and a commit's acks waited
+        behind it)."""
+        return self.asked > 0 and not buffered
+
+    def ahead_due(self, pending: int) -> bool:
+        """With ``pending`` records buffered or on their way, the next fetch ahead is due:
+        they are down to half of what is fetched ahead."""
+        return self.ahead > 0 and pending <= self.ahead // 2
+
     def target(self, buffered: int, reserved: int) -> int:
         """How many more records to fetch now, before the ``max_in_flight`` ceiling.
 
@@ -135,11 +148,8 @@ class Demand:
         still on the way.
         """
         pending = buffered + reserved
-        # A waiting caller takes what is buffered and returns: once anything is, more is
-        # fetched for it only as fetching ahead (found when the fetch after the last records
-        # long-polled for a caller about to return, and a commit's acks waited behind it).
-        want = self.asked - reserved if not buffered else 0
-        if self.ahead and pending <= self.ahead // 2:
+        want = self.asked - reserved if self.caller_waits(buffered) else 0
+        if self.ahead_due(pending):
             want = max(want, self.ahead - pending)
         return max(0, want)
 
