@@ -76,7 +76,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict aioshare
+	$(BIN)/mypy --strict aioshare benchmarks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -95,7 +95,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--send-mib", type=int, default=90)
     parser.add_argument("--skip-unbounded", action="store_true", help="only run with the embedded defaults")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    runs = [("embedded default (queued.max.request.bytes=104857600)", {})]
+    runs: list[tuple[str, dict[str, str]]] = [("embedded default (queued.max.request.bytes=104857600)", {})]
     if not args.skip_unbounded:
         runs.append(("Kafka default (queued.max.request.bytes=-1)", {"queued.max.request.bytes": "-1"}))
     print(

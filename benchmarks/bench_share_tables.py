@@ -1,6 +1,12 @@
-"""Micro-benchmarks for the share-consumer cores (not collected by pytest).
+"""The share layer's two per-record tables on their own, in process: the LeaseTable (held
+records, aioshare/share/leases.py) and the AckBook (recorded acks, aioshare/share/acks.py).
 
-Run: .venv/bin/python -m tests.share.bench_share_cores
+Each case prints its wall time and ns per operation: leases added in ranges and settled in
+order and at random, every other record renewed and the rest expired, acks recorded in order
+(one batch) and in random order with mixed types (the fragmented worst case).  The consumer's
+end-to-end cost is benchmarks.bench_consumer's; the share core per record bench_share_core's.
+
+Run: `python -m benchmarks share_tables`.
 """
 
 from __future__ import annotations
@@ -98,9 +104,13 @@ def acks_mixed(n: int = 100_000) -> None:
     bench(f"AckBook record {n} mixed types in random order + take", n, run)
 
 
-if __name__ == "__main__":
+def main() -> None:
     leases_in_order()
     leases_random()
     leases_renew_expire()
     acks_in_order()
     acks_mixed()
+
+
+if __name__ == "__main__":
+    main()
