@@ -273,7 +273,10 @@ class ShareConsumer:
         self._ready_event = asyncio.Event()
         self._buffer_event = asyncio.Event()
         self._commit_lock = asyncio.Lock()
-        self._clock = asyncio.get_running_loop().time  # the clock every lock deadline is on
+        # The clock every lock deadline is on.  The stock loop's time() is time.monotonic()
+        # behind a Python call: the iterator reads it once per record.
+        loop = asyncio.get_running_loop()
+        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         self._tracker = AckTracker(
             self._leases,
             self._topic_partition,
@@ -495,27 +498,31 @@ class ShareConsumer:
         implicit = self._ack_mode == "implicit"
         if implicit:
             self._accept_implicitly()
-        demand = self._demand
-        batch = self._config.max_poll_records
-        now = self._clock()
-        if self._ready and self._fatal is None and not self._closed:
+        ready_queue = self._ready
+        if ready_queue and self._fatal is None and not self._closed:
             # The common case, once per record: served from the buffer, no wait.
-            ready = pop_held(self._ready, self._leases, now)
+            now = self._clock()
+            ready = pop_held(ready_queue, self._leases, now)
             if ready is not None:
+                demand = self._demand
                 was_ahead = demand.ahead
-                demand.took_one(batch, now)
+                if now > demand.fresh_until:
+                    demand.took_one(self._config.max_poll_records, now)
                 # _after_serving acts only when the distance changed or the next fetch ahead
                 # is due (Demand.ahead_due), so that is tested here, inline: calling it for
-                # every record cost 0.1 µs of the iterator's 2 µs per record.
+                # every record cost 0.1 µs of the iterator's 1.5 µs per record.
                 ahead = demand.ahead
                 if ahead and (
                     ahead != was_ahead
-                    or len(self._ready) + self._capacity.reserved - self._capacity.speculative <= ahead // 2
+                    or len(ready_queue) + self._capacity.reserved - self._capacity.speculative <= ahead // 2
                 ):
                     self._after_serving(was_ahead)
                 if implicit:
                     self._last_delivery = [ready]
                 return ready
+        demand = self._demand
+        batch = self._config.max_poll_records
+        now = self._clock()
         demand.begin(now)
         waited = 0
         msg: Message | None = None

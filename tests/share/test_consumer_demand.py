@@ -114,6 +114,32 @@ async def test_a_member_whose_application_stops_asking_gives_its_records_back(cl
     assert counts[2] <= batch, f"the stall cost more than one batch a delivery: {counts}"
 
 
+async def test_an_application_taking_records_one_by_one_is_never_taken_for_stalled(cluster: Cluster) -> None:
+    """``async for`` with 50 ms of work per record and 2 s locks: the iterator is served from
+    the buffer, never waiting, for longer than the stall window (a quarter of the lock), yet
+    each record counts as the application asking - nothing is given back unasked and nothing
+    comes back with a second delivery (found when the iterator's bookkeeping was skipped for
+    every record served from the buffer; it may skip it only within
+    demand.TOOK_ONE_RESOLUTION of the last record it counted)."""
+    topic = "demand-steady"
+    await cluster.create_topic(topic, 1)
+    n, lock_ms = 20, 2000
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=5)
+    group = await group_with_lock(cluster, lock_ms)
+    seen: list[Message] = []
+    async with member(cluster, topic, group, max_poll_records=5) as c:
+        async with asyncio.timeout(30):
+            async for msg in c:
+                seen.append(msg)
+                msg.accept()
+                if len(seen) == n:
+                    break
+                await asyncio.sleep(0.05)  # the application's work on the record
+        assert all(r is None for r in (await c.commit()).values())
+    assert sorted(m.offset for m in seen) == list(range(n))
+    assert [(m.offset, m.delivery_count) for m in seen if m.delivery_count > 1] == []
+
+
 async def test_records_reach_the_application_with_most_of_their_lock_left(cluster: Cluster) -> None:
     """A loop that accepts each record as it comes: fetching ahead keeps it busy without a
     buffer aging the locks; every record is handed out with at least 90% of its lock left -

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from aioshare.share.capacity import Capacity
-from aioshare.share.demand import MAX_AHEAD_BATCHES, PIPELINE_SHARE, STALL_SHARE, Demand
+from aioshare.share.demand import MAX_AHEAD_BATCHES, PIPELINE_SHARE, STALL_SHARE, TOOK_ONE_RESOLUTION, Demand
 
 LOCK = 8.0
 
@@ -129,6 +129,35 @@ def test_took_one_is_begin_and_end_of_a_call_served_without_waiting() -> None:
     off = Demand(fetch_ahead=False)
     off.took_one(50, 0.0)
     assert off.ahead == 0
+
+
+def test_took_one_may_be_skipped_only_while_it_would_change_nothing() -> None:
+    d = demand()
+    d.took_one(50, 1.0)
+    assert d.fresh_until == 1.0 + TOOK_ONE_RESOLUTION
+    # Skipped calls within the resolution: the figures are what took_one would have made.
+    skipped = (d.pipelining, d.ahead)
+    d.took_one(50, 1.0 + TOOK_ONE_RESOLUTION / 2)
+    assert (d.pipelining, d.ahead) == skipped
+    # Whatever changes the distance or the windows makes the next call count again.
+    for change in (
+        lambda: d.set_lock(LOCK * 2),
+        lambda: d.end(waited=0, took=1, batch=10, now=1.0),
+        d.stalled,
+        lambda: (d.wait(50), d.arrived(count=50, asked=50, unread=0, limit=10_000)),  # doubles
+        lambda: d.arrived(count=100, asked=100, unread=100, limit=10_000),  # halves
+    ):
+        d.took_one(50, 2.0)
+        assert d.fresh_until > 2.0
+        change()
+        assert d.fresh_until == -math.inf, change
+    # Not fetching ahead (a slow cycle): every call counts, the next may turn it back on.
+    d.took_one(50, 2.0)
+    d.took_one(50, 2.0 + LOCK)
+    assert d.ahead == 0 and d.fresh_until == -math.inf
+    off = Demand(fetch_ahead=False)
+    off.took_one(50, 0.0)
+    assert off.fresh_until == -math.inf
 
 
 def keeping_up(batch: int) -> Demand:
