@@ -32,7 +32,7 @@ Part 2, lease tracking (in process): LeaseTable (aioshare/share/leases.py) holdi
 records: add, lookup, renew, settle and expire costs in µs per operation, memory by
 tracemalloc, and the consumer's LeaseTimer sweeping 100k held records.
 
-Run: `python -m benchmarks consumer`.  BENCH_CONSUMER_RECORDS (default 50000) sets N,
+Run: `python -m benchmarks consumer`.  BENCH_CONSUMER_RECORDS (default 200000; fewer lets start-up weigh on the per-record CPU) sets N,
 BENCH_CONSUMER_PARTITIONS (default 4) the partitions, BENCH_CONSUMER_REPEAT (default 3) the runs
 per client and size (medians are printed), BENCH_LEASES (default 100000) part 2's size.
 """
@@ -59,7 +59,7 @@ from typing import Any
 
 from benchmarks._broker import BrokerProcess
 
-RECORDS = int(os.environ.get("BENCH_CONSUMER_RECORDS", "50000"))
+RECORDS = int(os.environ.get("BENCH_CONSUMER_RECORDS", "200000"))
 PARTITIONS = int(os.environ.get("BENCH_CONSUMER_PARTITIONS", "4"))
 LEASES = int(os.environ.get("BENCH_LEASES", "100000"))
 LOOP = os.environ.get("BENCH_CONSUMER_LOOP", "asyncio")

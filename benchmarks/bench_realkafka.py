@@ -9,7 +9,7 @@ own child process:
 
   * aioshare ShareConsumer: `getmany()` batches, `msg.value` read, `msg.accept()` per record,
     explicit mode (benchmarks.bench_consumer's child), once on the stock asyncio loop and once
-    on uvloop;
+    on uvloop; and `async for msg in consumer` with the same per-record work, on asyncio;
   * confluent_kafka.ShareConsumer (librdkafka): `poll()` batches, `acknowledge(msg)` per
     record, explicit mode (bench_consumer's child too);
   * Kafka's org.apache.kafka.tools.ShareConsumerPerformance (KafkaShareConsumer), as
@@ -98,10 +98,11 @@ TOOL_JVM_OPTIONS = (*KAFKA_JVM_OPTIONS, "-XX:TieredStopAtLevel=4", "-Duser.langu
 CLIENTS = {
     "aioshare": ("aioshare ShareConsumer, asyncio", "explicit"),
     "aioshare-uvloop": ("aioshare ShareConsumer, uvloop", "explicit"),
+    "aioshare-iter": ("aioshare async for, asyncio", "explicit"),
     "confluent": ("librdkafka ShareConsumer", "explicit"),
     "java": ("Java ShareConsumerPerformance", "implicit"),
 }
-_LOOPS = {"aioshare": "asyncio", "aioshare-uvloop": "uvloop"}
+_LOOPS = {"aioshare": "asyncio", "aioshare-uvloop": "uvloop", "aioshare-iter": "asyncio"}
 _FIGURES = ("wall", "total", "cpu", "process_cpu", "broker_cpu")
 
 _FINAL = re.compile(
@@ -258,8 +259,9 @@ def _run(client: str, version: str, broker: _KafkaBroker, topic: str, group: str
     elif client == "confluent":
         result = bench_consumer._run_client(client, broker.bootstrap, topic, group, records=RECORDS)
     else:
+        child = "aioshare-iter" if client == "aioshare-iter" else "aioshare-getmany"
         result = bench_consumer._run_client(
-            "aioshare-getmany", broker.bootstrap, topic, group, records=RECORDS, loop=_LOOPS[client]
+            child, broker.bootstrap, topic, group, records=RECORDS, loop=_LOOPS[client]
         )
     result["broker_cpu"] = process_cpu_seconds(broker.process.pid) - broker0
     if result["records"] != RECORDS:
@@ -448,8 +450,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{os.cpu_count()} CPUs, {_load()}"
         )
         print(
-            "clients, each in its own process, a fresh share group per run: aioshare getmany() + "
-            "msg.accept() per record; librdkafka poll() + acknowledge(msg) per record; Java "
+            "clients, each in its own process, a fresh share group per run: aioshare getmany() (and "
+            "async for) + msg.accept() per record; librdkafka poll() + acknowledge(msg) per record; Java "
             "ShareConsumerPerformance (KafkaShareConsumer as the tool ships: implicit mode, no "
             "acknowledge call, each poll()/commitSync() accepts what the previous poll delivered)"
         )
