@@ -514,7 +514,8 @@ class ShareConsumer:
                 ahead = demand.ahead
                 if ahead and (
                     ahead != was_ahead
-                    or len(ready_queue) + self._capacity.reserved - self._capacity.speculative <= ahead // 2
+                    or len(ready_queue) + self._capacity.reserved - self._capacity.speculative
+                    <= demand.due_at
                 ):
                     self._after_serving(was_ahead)
                 if implicit:
@@ -778,7 +779,14 @@ class ShareConsumer:
         """What a leader's session reported (leader_session.py), in the order it happened."""
         for event in events:
             if isinstance(event, Delivered):
-                self._demand.arrived(len(event.messages), event.asked, len(self._ready), self._capacity.limit)
+                self._demand.arrived(
+                    len(event.messages),
+                    event.asked,
+                    len(self._ready),
+                    self._capacity.limit,
+                    self._clock(),
+                    event.round_trip,
+                )
                 self._ready.extend(event.messages)
                 self._wake_consumers()
                 if self._buffer_event is not None:

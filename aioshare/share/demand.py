@@ -25,6 +25,19 @@ archives records no application ever saw.  So the consumer fetches for demand on
   application's work, and a slow phase after a fast one shrinks the buffer within a fetch.
   Java's client has no such distance: it fetches ``max.poll.records`` once its buffer is
   empty, so a fast loop waits a whole round trip per batch (docs/consumer.md).
+* **when, at the ceiling** - once the distance cannot grow (``max_in_flight``), a fetch ahead
+  sent at half the distance brings half of it.  Where a request costs more than the
+  application's work on half the distance (measured on Kafka 4.4: about 2 ms per ShareFetch
+  with its acks, whatever its size, against under 1 ms to handle 500 records), the caller
+  waits for every fetch anyway and records per request set the pace.  So each fetch that
+  arrives to find the caller waiting compares, from its round trip and how long the
+  application took over the previous fetch, half the distance per request (overlapped with
+  the work) with the whole distance per request sent once nothing is left (*drain first*),
+  and the next fetches take the faster way.  Draining first also ends when the application
+  is not waiting as a fetch arrives, after a stall, and when it measures fewer records per
+  second than half the distance did (a round trip that grows with the records: 1 KiB values
+  on the embedded broker) - then it is tried again only after ``FIRST_HOLD_OFF`` fetches,
+  twice as many each time it loses again.
 * A buffer nobody has asked from for ``STALL_SHARE`` of the lock is *stalled*: the consumer
   gives its records back (one delivery attempt each, once per stall) and fetches nothing
   more until the application asks again.
@@ -40,7 +53,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_AHEAD_BATCHES", "PIPELINE_SHARE", "STALL_SHARE", "TOOK_ONE_RESOLUTION", "Demand"]
+__all__ = [
+    "FIRST_HOLD_OFF",
+    "MAX_AHEAD_BATCHES",
+    "MAX_HOLD_OFF",
+    "PIPELINE_SHARE",
+    "STALL_SHARE",
+    "TOOK_ONE_RESOLUTION",
+    "Demand",
+]
 
 # Fractions of the acquisition lock duration.  A record fetched ahead waits at most about one
 # cycle, so with cycles under a quarter of the lock it still has most of its lock left when
@@ -53,6 +74,10 @@ STALL_SHARE = 0.25
 # (group.share.partition.max.record.locks, 2000); a member holding most of it gets short or
 # empty fetches (docs/consumer.md, measured on Kafka 4.4).
 MAX_AHEAD_BATCHES = 4
+# Draining first that measured slower than half the distance is tried again only after this
+# many fetches, twice as many each time it loses again (up to MAX_HOLD_OFF).
+FIRST_HOLD_OFF = 8
+MAX_HOLD_OFF = 1024
 # Until a fetch response says otherwise: Kafka's default group.share.record.lock.duration.ms.
 DEFAULT_LOCK_SECONDS = 30.0
 # took_one's figures change only when the application pauses or the distance changes, so the
@@ -64,12 +89,18 @@ TOOK_ONE_RESOLUTION = 0.001
 
 class Demand:
     __slots__ = (
+        "_half_rate",
+        "_hold_off",
         "_last_took",
+        "_next_hold_off",
         "ahead",
         "ahead_batches",
         "asked",
+        "drain_first",
+        "due_at",
         "fetch_ahead",
         "fresh_until",
+        "last_arrival",
         "last_asked",
         "lock",
         "pipelining",
@@ -86,6 +117,12 @@ class Demand:
         self._last_took: float | None = None  # when a call last returned records
         # Until then took_one would change nothing: the iterator need not call it.
         self.fresh_until = -math.inf
+        self.drain_first = False  # at the ceiling: fetch ahead once nothing is left ("when")
+        self.due_at = 0  # the fetch ahead is due with this many records buffered or on the way
+        self.last_arrival: float | None = None  # when the last fetch's records arrived
+        self._half_rate: float | None = None  # records/s measured at half the distance
+        self._hold_off = 0  # fetches before draining first may be tried again
+        self._next_hold_off = FIRST_HOLD_OFF
 
     def set_lock(self, seconds: float) -> None:
         if seconds > 0:
@@ -114,6 +151,7 @@ class Demand:
         if took:
             self._last_took = now
             self.ahead = batch * self.ahead_batches if self.pipelining and self.fetch_ahead else 0
+            self._retarget()
 
     def took_one(self, batch: int, now: float) -> None:
         """``begin`` + ``end`` for a call served one buffered record without waiting (the
@@ -123,25 +161,79 @@ class Demand:
             self.pipelining = now - self._last_took <= self.lock * PIPELINE_SHARE
         self.last_asked = self._last_took = now
         self.ahead = batch * self.ahead_batches if self.pipelining and self.fetch_ahead else 0
+        self._retarget()
         # Not fetching ahead: the next call may turn it on, so it is always counted.
         self.fresh_until = now + TOOK_ONE_RESOLUTION if self.ahead else -math.inf
 
-    def arrived(self, count: int, asked: int, unread: int, limit: int) -> None:
+    def arrived(
+        self,
+        count: int,
+        asked: int,
+        unread: int,
+        limit: int,
+        now: float | None = None,
+        round_trip: float = 0.0,
+    ) -> None:
         """A fetch brought ``count`` records of the ``asked``; ``unread`` were still buffered;
-        ``limit`` is the ``max_in_flight`` ceiling (no use reaching further ahead than it).
+        ``limit`` is the ``max_in_flight`` ceiling (no use reaching further ahead than it);
+        it arrived at ``now``, ``round_trip`` seconds after it was sent.
 
-        Sets how far ahead the next fetches reach (see "how far ahead" above); the new
-        distance applies from the application's next call.
+        Sets how far ahead the next fetches reach and when they go out (see "how far ahead"
+        and "when, at the ceiling" above); the new distance applies from the application's
+        next call.
         """
+        previous, self.last_arrival = self.last_arrival, now
         if not self.ahead:
             return
-        if self.asked and not unread and count >= asked:
+        waiting = self.asked > 0 and not unread
+        if waiting and count >= asked:
             if self.ahead_batches < MAX_AHEAD_BATCHES and self.ahead < limit:
                 self.ahead_batches *= 2
                 self.fresh_until = -math.inf
+                return
         elif unread > self.ahead // 4 and self.ahead_batches > 1:
             self.ahead_batches //= 2
             self.fresh_until = -math.inf
+        if now is None or round_trip <= 0 or previous is None:
+            return
+        # Compare the two ways per cycle, from what this one measured: the caller began
+        # waiting at its call (``begin``: last_asked), so it worked through the previous
+        # fetch's records in ``drained``; one request costs about ``round_trip`` whatever
+        # its size (the fixed cost is what makes draining first pay).
+        drained = self.last_asked - previous
+        cycle = now - previous
+        rate = count / cycle if cycle > 0 else math.inf
+        if not self.drain_first:
+            if not (waiting and count >= asked):
+                return
+            self._half_rate = rate
+            if self._hold_off:
+                self._hold_off -= 1
+            elif round_trip + 2 * drained < 2 * cycle:
+                # Twice the records per request, without the overlap: a cycle of one
+                # request and twice the work, for two of these cycles.
+                self.drain_first = True
+                self._retarget()
+        elif (
+            not waiting
+            # Half the records per request, overlapped with the work: two requests per
+            # cycle, each taking the longer of the round trip and half the work.
+            or 2 * max(round_trip, drained / 2) < cycle
+            # Measured slower than half the distance was (a round trip that grows with
+            # the records, e.g. 1 KiB values on the embedded broker).
+            or (self._half_rate is not None and rate < self._half_rate)
+        ):
+            # Back to half the distance; draining first is tried again later, later each
+            # time it loses.
+            self.drain_first = False
+            self._retarget()
+            self._hold_off = self._next_hold_off
+            self._next_hold_off = min(2 * self._next_hold_off, MAX_HOLD_OFF)
+        else:
+            self._next_hold_off = FIRST_HOLD_OFF
+
+    def _retarget(self) -> None:
+        self.due_at = 0 if self.drain_first else self.ahead // 2
 
     def caller_waits(self, buffered: int) -> bool:
         """A caller waits and nothing is ``buffered`` for it: what is fetched now is its (so
@@ -153,8 +245,9 @@ class Demand:
 
     def ahead_due(self, pending: int) -> bool:
         """With ``pending`` records buffered or on their way, the next fetch ahead is due:
-        they are down to half of what is fetched ahead."""
-        return self.ahead > 0 and pending <= self.ahead // 2
+        they are down to half of what is fetched ahead (``due_at``; none left when draining
+        first)."""
+        return self.ahead > 0 and pending <= self.due_at
 
     def target(self, buffered: int, reserved: int) -> int:
         """How many more records to fetch now, before the ``max_in_flight`` ceiling.
@@ -180,3 +273,8 @@ class Demand:
         self.ahead_batches = 1
         self.pipelining = False
         self.fresh_until = -math.inf
+        self.drain_first = False
+        self._half_rate = None
+        self._hold_off = 0
+        self._next_hold_off = FIRST_HOLD_OFF
+        self._retarget()

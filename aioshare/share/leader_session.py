@@ -140,10 +140,11 @@ class FetchConfig:
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """Records acquired for the application, in offset order per partition, by a fetch
-    that asked for ``asked`` records."""
+    that asked for ``asked`` records and was answered ``round_trip`` seconds after it was sent."""
 
     messages: list[Message]
     asked: int
+    round_trip: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,7 +532,7 @@ class LeaderSession:
         if added:
             self._events.append(LockDuration(lock_ms))
         if delivered:
-            self._events.append(Delivered(delivered, asked))
+            self._events.append(Delivered(delivered, asked, now - sent_at))
 
     def _take_acquired(
         self,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 
 from aioshare.share.capacity import Capacity
-from aioshare.share.demand import MAX_AHEAD_BATCHES, PIPELINE_SHARE, STALL_SHARE, TOOK_ONE_RESOLUTION, Demand
+from aioshare.share.demand import (
+    FIRST_HOLD_OFF,
+    MAX_AHEAD_BATCHES,
+    PIPELINE_SHARE,
+    STALL_SHARE,
+    TOOK_ONE_RESOLUTION,
+    Demand,
+)
 
 LOCK = 8.0
 
@@ -228,6 +235,99 @@ def test_a_fetch_that_finds_much_unread_halves_the_distance_and_a_stall_resets_i
     assert d.ahead_batches == 2
     d.stalled()
     assert (d.ahead, d.ahead_batches) == (0, 1)
+
+
+def at_the_ceiling(batch: int = 500) -> Demand:
+    """A caller keeping up with fetches ahead of two batches, the max_in_flight ceiling."""
+    d = keeping_up(batch)
+    d.arrived(count=batch, asked=batch, unread=0, limit=2 * batch, now=1.0, round_trip=0.001)
+    d.end(waited=batch, took=batch, batch=batch, now=1.0)
+    assert (d.ahead, d.due_at, d.drain_first) == (2 * batch, batch, False)
+    return d
+
+
+def cycle(d: Demand, *, drained: float, round_trip: float, count: int = 500, waiting: bool = True) -> None:
+    """The application works through the last fetch for ``drained`` s and (``waiting``) calls
+    again; the next fetch takes ``round_trip``: sent as the last one arrived (fetching at
+    half the distance), or once the application had drained it (draining first)."""
+    arrived = d.last_arrival
+    assert arrived is not None
+    at = arrived + (drained + round_trip if d.drain_first else max(drained, round_trip))
+    if waiting:
+        d.begin(arrived + drained)
+        d.wait(500)
+    d.arrived(
+        count=count,
+        asked=count,
+        unread=0 if waiting else 5,
+        limit=1000,
+        now=at,
+        round_trip=round_trip,
+    )
+    if waiting:
+        d.end(waited=500, took=500, batch=500, now=at)
+
+
+def test_at_the_ceiling_a_request_dearer_than_the_work_makes_the_fetch_ahead_drain_first() -> None:
+    # Kafka 4.4, measured: a fetch of 500 every 2.8 ms, 1000 in 2.5 ms, and the loop handled
+    # 500 records in 0.85 ms - twice the records per request is the faster way.
+    d = at_the_ceiling()
+    cycle(d, drained=0.00085, round_trip=0.0028)
+    assert d.drain_first and d.due_at == 0
+    assert not d.ahead_due(1) and d.ahead_due(0)
+    assert d.target(buffered=0, reserved=0) == 1000  # the whole distance in one request
+    for _ in range(3):
+        cycle(d, drained=0.0017, round_trip=0.0025, count=1000)  # measured faster: stay
+        assert d.drain_first
+
+
+def test_draining_first_that_measures_slower_goes_back_and_waits_longer_each_time() -> None:
+    # A round trip that grows with the records (1 KiB values on the embedded broker): the
+    # estimate says drain first, the measurement says no.
+    d = at_the_ceiling()
+    for hold_off in (FIRST_HOLD_OFF, 2 * FIRST_HOLD_OFF):
+        cycle(d, drained=0.0005, round_trip=0.0012)
+        assert d.drain_first
+        cycle(d, drained=0.001, round_trip=0.0024, count=1000)
+        assert not d.drain_first and d.due_at == 500
+        for _ in range(hold_off):
+            cycle(d, drained=0.0005, round_trip=0.0012)
+            assert not d.drain_first
+
+
+def test_at_the_ceiling_a_cheap_request_keeps_the_fetch_ahead_at_half_the_distance() -> None:
+    # The embedded broker, measured: 0.41 ms round trips, 500 records handled in 0.35 ms.
+    d = at_the_ceiling()
+    cycle(d, drained=0.00035, round_trip=0.00041)
+    assert not d.drain_first and d.due_at == 500
+    # Below the ceiling the distance grows instead.
+    d = keeping_up(100)
+    d.arrived(count=100, asked=100, unread=0, limit=10_000, now=1.0, round_trip=0.001)
+    cycle(d, drained=0.0001, round_trip=0.01, count=100)
+    assert (d.drain_first, d.ahead_batches) == (False, 4)
+
+
+def test_draining_first_ends_when_half_the_distance_would_arrive_in_time_or_nobody_waits() -> None:
+    def drain_first_again(hold_off: int) -> None:
+        for _ in range(hold_off):  # a revert holds off the next try
+            cycle(d, drained=0.00085, round_trip=0.0028)
+            assert not d.drain_first
+        cycle(d, drained=0.00085, round_trip=0.0028)
+        assert d.drain_first
+
+    d = at_the_ceiling()
+    drain_first_again(0)
+    cycle(d, drained=0.0007, round_trip=0.00043, count=1000)  # the broker answers fast now
+    assert not d.drain_first and d.due_at == 500
+    drain_first_again(FIRST_HOLD_OFF)
+    cycle(d, drained=0.0017, round_trip=0.0025, count=1000, waiting=False)  # the application is busy
+    assert not d.drain_first
+    drain_first_again(2 * FIRST_HOLD_OFF)
+    cycle(d, drained=0.0017, round_trip=0.0025, count=1000)  # a win resets the hold-off
+    cycle(d, drained=0.0017, round_trip=0.0025, count=1000, waiting=False)
+    drain_first_again(FIRST_HOLD_OFF)
+    d.stalled()
+    assert (d.drain_first, d.due_at) == (False, 0)
 
 
 def test_a_long_poll_on_an_idle_leader_does_not_count_as_records_on_their_way() -> None:
