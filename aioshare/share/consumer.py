@@ -509,8 +509,8 @@ class ShareConsumer:
                 if now > demand.fresh_until:
                     demand.took_one(self._config.max_poll_records, now)
                 # _after_serving acts only when the distance changed or the next fetch ahead
-                # is due (Demand.ahead_due), so that is tested here, inline: calling it for
-                # every record cost 0.1 µs of the iterator's 1.5 µs per record.
+                # is due (Demand.ahead_due of Capacity.on_the_way), so that is tested here,
+                # inline: calling it for every record cost 0.1 µs of the iterator's 1.5 µs.
                 ahead = demand.ahead
                 if ahead and (
                     ahead != was_ahead

@@ -176,7 +176,8 @@ class Demand:
     ) -> None:
         """A fetch brought ``count`` records of the ``asked``; ``unread`` were still buffered;
         ``limit`` is the ``max_in_flight`` ceiling (no use reaching further ahead than it);
-        it arrived at ``now``, ``round_trip`` seconds after it was sent.
+        it arrived at ``now``, ``round_trip`` seconds after it was sent (None, 0: not timed,
+        the way fetches ahead go out stays as it is).
 
         Sets how far ahead the next fetches reach and when they go out (see "how far ahead"
         and "when, at the ceiling" above); the new distance applies from the application's
@@ -186,7 +187,8 @@ class Demand:
         if not self.ahead:
             return
         waiting = self.asked > 0 and not unread
-        if waiting and count >= asked:
+        outpaced = waiting and count >= asked  # a full fetch found the caller waiting
+        if outpaced:
             if self.ahead_batches < MAX_AHEAD_BATCHES and self.ahead < limit:
                 self.ahead_batches *= 2
                 self.fresh_until = -math.inf
@@ -204,7 +206,7 @@ class Demand:
         cycle = now - previous
         rate = count / cycle if cycle > 0 else math.inf
         if not self.drain_first:
-            if not (waiting and count >= asked):
+            if not outpaced:
                 return
             self._half_rate = rate
             if self._hold_off:

@@ -144,7 +144,7 @@ class Delivered:
 
     messages: list[Message]
     asked: int
-    round_trip: float = 0.0
+    round_trip: float
 
 
 @dataclass(frozen=True, slots=True)
