@@ -29,15 +29,18 @@ archives records no application ever saw.  So the consumer fetches for demand on
   sent at half the distance brings half of it.  Where a request costs more than the
   application's work on half the distance (measured on Kafka 4.4: about 2 ms per ShareFetch
   with its acks, whatever its size, against under 1 ms to handle 500 records), the caller
-  waits for every fetch anyway and records per request set the pace.  So each fetch that
-  arrives to find the caller waiting compares, from its round trip and how long the
-  application took over the previous fetch, half the distance per request (overlapped with
-  the work) with the whole distance per request sent once nothing is left (*drain first*),
-  and the next fetches take the faster way.  Draining first also ends when the application
-  is not waiting as a fetch arrives, after a stall, and when it measures fewer records per
-  second than half the distance did (a round trip that grows with the records: 1 KiB values
-  on the embedded broker) - then it is tried again only after ``FIRST_HOLD_OFF`` fetches,
-  twice as many each time it loses again.
+  waits for every fetch anyway and records per request set the pace.  So every ``WINDOW``
+  fetches that arrive to find the caller waiting, the consumer compares, from their round
+  trips and how long the application took over each, half the distance per request
+  (overlapped with the work) with the whole distance per request sent once nothing is left
+  (*drain first*), and the next fetches take the faster way.  Draining first ends when the
+  application is not waiting as a fetch arrives, after a stall, and when a window of it
+  measures fewer records per second than the last window at half the distance (a round trip
+  that grows with the records: 1 KiB values on the embedded broker) - then it is tried again
+  only after ``FIRST_HOLD_OFF`` fetches, twice as many each time it loses again.  Windows,
+  not single fetches: Kafka's round trips vary from 2 to 10 ms between requests, and
+  choosing by single fetches kept switching back (``async for`` drained first for a third of
+  its fetches on Kafka 4.4).
 * A buffer nobody has asked from for ``STALL_SHARE`` of the lock is *stalled*: the consumer
   gives its records back (one delivery attempt each, once per stall) and fetches nothing
   more until the application asks again.
@@ -60,6 +63,7 @@ __all__ = [
     "PIPELINE_SHARE",
     "STALL_SHARE",
     "TOOK_ONE_RESOLUTION",
+    "WINDOW",
     "Demand",
 ]
 
@@ -78,6 +82,8 @@ MAX_AHEAD_BATCHES = 4
 # many fetches, twice as many each time it loses again (up to MAX_HOLD_OFF).
 FIRST_HOLD_OFF = 8
 MAX_HOLD_OFF = 1024
+# Fetches at the ceiling measured together before the way fetches go out may change.
+WINDOW = 8
 # Until a fetch response says otherwise: Kafka's default group.share.record.lock.duration.ms.
 DEFAULT_LOCK_SECONDS = 30.0
 # took_one's figures change only when the application pauses or the distance changes, so the
@@ -93,6 +99,12 @@ class Demand:
         "_hold_off",
         "_last_took",
         "_next_hold_off",
+        "_settling",
+        "_window_drained",
+        "_window_n",
+        "_window_records",
+        "_window_rt",
+        "_window_time",
         "ahead",
         "ahead_batches",
         "asked",
@@ -120,9 +132,14 @@ class Demand:
         self.drain_first = False  # at the ceiling: fetch ahead once nothing is left ("when")
         self.due_at = 0  # the fetch ahead is due with this many records buffered or on the way
         self.last_arrival: float | None = None  # when the last fetch's records arrived
-        self._half_rate: float | None = None  # records/s measured at half the distance
+        self._half_rate = 0.0  # records/s measured over the last window at half the distance
         self._hold_off = 0  # fetches before draining first may be tried again
         self._next_hold_off = FIRST_HOLD_OFF
+        # The measuring window (WINDOW fetches at the ceiling): one fetch's figures vary too
+        # much to choose by (Kafka's round trips vary 2-10 ms from request to request).
+        self._settling = False
+        self._window_n = self._window_records = 0
+        self._window_time = self._window_rt = self._window_drained = 0.0
 
     def set_lock(self, seconds: float) -> None:
         if seconds > 0:
@@ -198,41 +215,74 @@ class Demand:
             self.fresh_until = -math.inf
         if now is None or round_trip <= 0 or previous is None:
             return
-        # Compare the two ways per cycle, from what this one measured: the caller began
-        # waiting at its call (``begin``: last_asked), so it worked through the previous
-        # fetch's records in ``drained``; one request costs about ``round_trip`` whatever
-        # its size (the fixed cost is what makes draining first pay).
-        drained = self.last_asked - previous
-        cycle = now - previous
-        rate = count / cycle if cycle > 0 else math.inf
-        if not self.drain_first:
-            if not outpaced:
-                return
-            self._half_rate = rate
-            if self._hold_off:
-                self._hold_off -= 1
-            elif round_trip + 2 * drained < 2 * cycle:
-                # Twice the records per request, without the overlap: a cycle of one
-                # request and twice the work, for two of these cycles.
+        # The caller began waiting at its call (``begin``: last_asked), so it worked through
+        # the previous fetch's records in ``drained``; one request costs about ``round_trip``
+        # whatever its size (the fixed cost is what makes draining first pay).
+        cycle, drained = now - previous, self.last_asked - previous
+        if self.drain_first:
+            if not waiting:
+                self._half_distance()  # the application is the slower side again
+            elif self._sample(count, cycle, round_trip, drained):
+                if (
+                    # Half the records per request, overlapped with the work: two requests
+                    # per cycle, each taking the longer of the round trip and half the work.
+                    2 * max(self._window_rt, self._window_drained / 2) < self._window_cycle()
+                    # Measured slower than half the distance was (a round trip that grows
+                    # with the records, e.g. 1 KiB values on the embedded broker).
+                    or self._window_rate() < self._half_rate
+                ):
+                    self._half_distance()
+                else:
+                    self._next_hold_off = FIRST_HOLD_OFF
+                    self._restart_window()
+            return
+        if not outpaced:
+            self._restart_window()  # the application kept up: these are not at the ceiling
+            return
+        if self._hold_off:
+            self._hold_off -= 1
+        if self._sample(count, cycle, round_trip, drained):
+            self._half_rate = self._window_rate()
+            # Twice the records per request, without the overlap: a cycle of one request and
+            # twice the work, for two of these cycles.
+            if not self._hold_off and self._window_rt + 2 * self._window_drained < 2 * self._window_cycle():
                 self.drain_first = True
                 self._retarget()
-        elif (
-            not waiting
-            # Half the records per request, overlapped with the work: two requests per
-            # cycle, each taking the longer of the round trip and half the work.
-            or 2 * max(round_trip, drained / 2) < cycle
-            # Measured slower than half the distance was (a round trip that grows with
-            # the records, e.g. 1 KiB values on the embedded broker).
-            or (self._half_rate is not None and rate < self._half_rate)
-        ):
-            # Back to half the distance; draining first is tried again later, later each
-            # time it loses.
-            self.drain_first = False
-            self._retarget()
-            self._hold_off = self._next_hold_off
-            self._next_hold_off = min(2 * self._next_hold_off, MAX_HOLD_OFF)
-        else:
-            self._next_hold_off = FIRST_HOLD_OFF
+                self._settling = True
+            self._restart_window()
+
+    def _sample(self, count: int, cycle: float, round_trip: float, drained: float) -> bool:
+        """One fetch's figures into the measuring window; True once it holds ``WINDOW``
+        fetches.  The first fetch after a change of way is left out: it was sent the other way."""
+        if self._settling:
+            self._settling = False
+            return False
+        self._window_n += 1
+        self._window_records += count
+        self._window_time += cycle
+        self._window_rt += round_trip / WINDOW  # averages over the window
+        self._window_drained += drained / WINDOW
+        return self._window_n >= WINDOW
+
+    def _window_rate(self) -> float:
+        return self._window_records / self._window_time if self._window_time > 0 else math.inf
+
+    def _window_cycle(self) -> float:
+        return self._window_time / WINDOW
+
+    def _restart_window(self) -> None:
+        self._window_n = self._window_records = 0
+        self._window_time = self._window_rt = self._window_drained = 0.0
+
+    def _half_distance(self) -> None:
+        """Back to half the distance; draining first is tried again later, later each time it
+        loses."""
+        self.drain_first = False
+        self._retarget()
+        self._restart_window()
+        self._settling = True
+        self._hold_off = self._next_hold_off
+        self._next_hold_off = min(2 * self._next_hold_off, MAX_HOLD_OFF)
 
     def _retarget(self) -> None:
         self.due_at = 0 if self.drain_first else self.ahead // 2
@@ -276,7 +326,9 @@ class Demand:
         self.pipelining = False
         self.fresh_until = -math.inf
         self.drain_first = False
-        self._half_rate = None
+        self._half_rate = 0.0
         self._hold_off = 0
         self._next_hold_off = FIRST_HOLD_OFF
+        self._settling = False
+        self._restart_window()
         self._retarget()
