@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
+import pytest
+
 from aioshare.admin import ShareAdmin
 from aioshare.share import Message, ShareConsumer
 from tests.kit import wait_until
@@ -140,6 +142,30 @@ async def test_an_application_taking_records_one_by_one_is_never_taken_for_stall
     assert [(m.offset, m.delivery_count) for m in seen if m.delivery_count > 1] == []
 
 
+async def test_a_run_served_from_the_buffer_still_counts_as_the_application_asking(cluster: Cluster) -> None:
+    """The iterator serves up to ``QUICK_RUN`` buffered records without its bookkeeping, but
+    never past ``TOOK_ONE_RESOLUTION`` of the last record it counted: 40 ms of work per record
+    over a run of 48 records is longer than the stall window (a quarter of a 6 s lock), and
+    nothing may be given back unasked or come back with a second delivery."""
+    topic = "demand-run-steady"
+    await cluster.create_topic(topic, 1)
+    n = 100
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=n)
+    group = await group_with_lock(cluster, 6000)
+    seen: list[Message] = []
+    async with member(cluster, topic, group, max_poll_records=n) as c:
+        async with asyncio.timeout(30):
+            async for msg in c:
+                seen.append(msg)
+                msg.accept()
+                if len(seen) == n:
+                    break
+                await asyncio.sleep(0.04)  # the application's work on the record
+        assert all(r is None for r in (await c.commit()).values())
+    assert sorted(m.offset for m in seen) == list(range(n))
+    assert [(m.offset, m.delivery_count) for m in seen if m.delivery_count > 1] == []
+
+
 async def test_records_reach_the_application_with_most_of_their_lock_left(cluster: Cluster) -> None:
     """A loop that accepts each record as it comes: fetching ahead keeps it busy without a
     buffer aging the locks; every record is handed out with at least 90% of its lock left -
@@ -190,3 +216,49 @@ async def test_a_commit_after_the_last_record_does_not_wait_behind_a_long_poll(c
             results = await c.commit()
         assert results and all(r is None for r in results.values()), results
     assert len(seen) == n
+
+
+async def test_a_run_of_buffered_records_ends_at_once_when_the_consumer_closes(cluster: Cluster) -> None:
+    """The iterator serves runs of buffered records without its bookkeeping (``__anext__``,
+    ``QUICK_RUN``); ``close()`` ends a run at once: nothing is handed out after it, though
+    most of the fetched batch still waits in the buffer."""
+    topic = "demand-run-close"
+    await cluster.create_topic(topic, 1)
+    await cluster.produce(topic, [str(i).encode() for i in range(200)], batch_records=200)
+    group = await group_with_lock(cluster, 30_000)
+    async with member(cluster, topic, group, max_poll_records=200) as c:
+        it = aiter(c)
+        async with asyncio.timeout(30):
+            got = [await anext(it) for _ in range(10)]
+        assert [m.offset for m in got] == list(range(10))
+        assert c.held == 200  # the rest of the batch is buffered
+        for msg in got:
+            msg.accept()
+        await c.close()
+        with pytest.raises(StopAsyncIteration):
+            await anext(it)
+
+
+async def test_getmany_between_runs_of_the_iterator_takes_the_next_records(cluster: Cluster) -> None:
+    """``async for`` and ``getmany()`` on one consumer share the buffer: a getmany between
+    the iterator's runs takes the records that follow, and the iterator goes on after them -
+    each record once, in order."""
+    topic = "demand-run-mixed"
+    await cluster.create_topic(topic, 1)
+    n = 300
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=100)
+    group = await group_with_lock(cluster, 30_000)
+    seen: list[Message] = []
+    async with member(cluster, topic, group, max_poll_records=100) as c:
+        it = aiter(c)
+        async with asyncio.timeout(30):
+            while len(seen) < n:
+                for _ in range(min(7, n - len(seen))):
+                    seen.append(await anext(it))
+                    seen[-1].accept()
+                for msg in await c.getmany(max_records=min(11, n - len(seen)), timeout=1.0):
+                    seen.append(msg)
+                    msg.accept()
+        assert all(r is None for r in (await c.commit()).values())
+    assert [m.offset for m in seen] == list(range(n))
+    assert {m.delivery_count for m in seen} == {1}
