@@ -116,51 +116,37 @@ async def test_a_member_whose_application_stops_asking_gives_its_records_back(cl
     assert counts[2] <= batch, f"the stall cost more than one batch a delivery: {counts}"
 
 
-async def test_an_application_taking_records_one_by_one_is_never_taken_for_stalled(cluster: Cluster) -> None:
-    """``async for`` with 50 ms of work per record and 2 s locks: the iterator is served from
-    the buffer, never waiting, for longer than the stall window (a quarter of the lock), yet
+@pytest.mark.parametrize(
+    ("n", "batch", "lock_ms", "work"),
+    [
+        pytest.param(20, 5, 2000, 0.05, id="small-batches"),
+        # A run of up to QUICK_RUN records is served without the bookkeeping: 48 of them
+        # here, 1.9 s of work against a 1.5 s stall window.
+        pytest.param(100, 100, 6000, 0.04, id="runs"),
+    ],
+)
+async def test_an_application_taking_records_one_by_one_is_never_taken_for_stalled(
+    cluster: Cluster, n: int, batch: int, lock_ms: int, work: float
+) -> None:
+    """``async for`` with ``work`` seconds per record: the iterator is served from the
+    buffer, never waiting, for longer than the stall window (a quarter of the lock), yet
     each record counts as the application asking - nothing is given back unasked and nothing
     comes back with a second delivery (found when the iterator's bookkeeping was skipped for
     every record served from the buffer; it may skip it only within
     demand.TOOK_ONE_RESOLUTION of the last record it counted)."""
-    topic = "demand-steady"
+    topic = f"demand-steady-{batch}"
     await cluster.create_topic(topic, 1)
-    n, lock_ms = 20, 2000
-    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=5)
+    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=batch)
     group = await group_with_lock(cluster, lock_ms)
     seen: list[Message] = []
-    async with member(cluster, topic, group, max_poll_records=5) as c:
+    async with member(cluster, topic, group, max_poll_records=batch) as c:
         async with asyncio.timeout(30):
             async for msg in c:
                 seen.append(msg)
                 msg.accept()
                 if len(seen) == n:
                     break
-                await asyncio.sleep(0.05)  # the application's work on the record
-        assert all(r is None for r in (await c.commit()).values())
-    assert sorted(m.offset for m in seen) == list(range(n))
-    assert [(m.offset, m.delivery_count) for m in seen if m.delivery_count > 1] == []
-
-
-async def test_a_run_served_from_the_buffer_still_counts_as_the_application_asking(cluster: Cluster) -> None:
-    """The iterator serves up to ``QUICK_RUN`` buffered records without its bookkeeping, but
-    never past ``TOOK_ONE_RESOLUTION`` of the last record it counted: 40 ms of work per record
-    over a run of 48 records is longer than the stall window (a quarter of a 6 s lock), and
-    nothing may be given back unasked or come back with a second delivery."""
-    topic = "demand-run-steady"
-    await cluster.create_topic(topic, 1)
-    n = 100
-    await cluster.produce(topic, [str(i).encode() for i in range(n)], batch_records=n)
-    group = await group_with_lock(cluster, 6000)
-    seen: list[Message] = []
-    async with member(cluster, topic, group, max_poll_records=n) as c:
-        async with asyncio.timeout(30):
-            async for msg in c:
-                seen.append(msg)
-                msg.accept()
-                if len(seen) == n:
-                    break
-                await asyncio.sleep(0.04)  # the application's work on the record
+                await asyncio.sleep(work)  # the application's work on the record
         assert all(r is None for r in (await c.commit()).values())
     assert sorted(m.offset for m in seen) == list(range(n))
     assert [(m.offset, m.delivery_count) for m in seen if m.delivery_count > 1] == []
