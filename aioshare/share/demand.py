@@ -226,7 +226,7 @@ class Demand:
                 if (
                     # Half the records per request, overlapped with the work: two requests
                     # per cycle, each taking the longer of the round trip and half the work.
-                    2 * max(self._window_rt, self._window_drained / 2) < self._window_cycle()
+                    2 * max(self._window_rt, self._window_drained / 2) < self._window_time
                     # Measured slower than half the distance was (a round trip that grows
                     # with the records, e.g. 1 KiB values on the embedded broker).
                     or self._window_rate() < self._half_rate
@@ -245,7 +245,7 @@ class Demand:
             self._half_rate = self._window_rate()
             # Twice the records per request, without the overlap: a cycle of one request and
             # twice the work, for two of these cycles.
-            if not self._hold_off and self._window_rt + 2 * self._window_drained < 2 * self._window_cycle():
+            if not self._hold_off and self._window_rt + 2 * self._window_drained < 2 * self._window_time:
                 self.drain_first = True
                 self._retarget()
                 self._settling = True
@@ -253,22 +253,20 @@ class Demand:
 
     def _sample(self, count: int, cycle: float, round_trip: float, drained: float) -> bool:
         """One fetch's figures into the measuring window; True once it holds ``WINDOW``
-        fetches.  The first fetch after a change of way is left out: it was sent the other way."""
+        fetches.  The first fetch after a change of way is left out: it was sent the other way.
+        The window keeps sums: the rules compare them as they would the averages."""
         if self._settling:
             self._settling = False
             return False
         self._window_n += 1
         self._window_records += count
         self._window_time += cycle
-        self._window_rt += round_trip / WINDOW  # averages over the window
-        self._window_drained += drained / WINDOW
+        self._window_rt += round_trip
+        self._window_drained += drained
         return self._window_n >= WINDOW
 
     def _window_rate(self) -> float:
         return self._window_records / self._window_time if self._window_time > 0 else math.inf
-
-    def _window_cycle(self) -> float:
-        return self._window_time / WINDOW
 
     def _restart_window(self) -> None:
         self._window_n = self._window_records = 0
