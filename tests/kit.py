@@ -1,13 +1,16 @@
-"""The one shared test kit: waiting on conditions (never a bare ``sleep``) and task-leak checks."""
+"""The one shared test kit: waiting on conditions (never a bare ``sleep``), task-leak checks, and
+writing one log batch."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["aioshare_tasks", "live_tasks", "wait_for", "wait_until"]
+from aiokafka import AIOKafkaProducer
+
+__all__ = ["aioshare_tasks", "live_tasks", "produce_one_batch", "wait_for", "wait_until"]
 
 T = TypeVar("T")
 
@@ -65,3 +68,23 @@ def aioshare_tasks() -> list[asyncio.Task[Any]]:
         if code is not None and f"{os.sep}aioshare{os.sep}" in code.co_filename and not task.done():
             found.append(task)
     return found
+
+
+async def produce_one_batch(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
+    """Append ``values`` to partition 0 of ``topic`` as exactly one log batch (keys are their
+    indexes), for a scenario that counts on a fetch acquiring the whole batch.
+
+    aiokafka's explicit batch is one ProduceRequest batch by construction, where a producer's
+    linger only makes one likely: librdkafka, descheduled past its linger on a loaded 2-core CI
+    machine, split a five-record scenario (twice in full CI runs, even with a 200 ms linger).
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for i, value in enumerate(values):
+            appended = batch.append(key=str(i).encode(), value=value, timestamp=None)
+            assert appended is not None, f"{len(values)} values do not fit in one batch"
+        await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await producer.stop()

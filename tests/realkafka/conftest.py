@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from aioshare.admin import ShareAdmin
 from aioshare.testing.kafka import TESTED_KAFKA_VERSIONS
@@ -83,7 +82,7 @@ class KafkaTarget:
                 "bootstrap.servers": self.bootstrap,
                 # flush() sends at once; the linger only has to outlast the gaps between
                 # produce() calls, so small scenarios usually form one log batch.  Where a
-                # test needs exactly one, it uses produce_one_batch.
+                # test needs exactly one, it uses tests.kit.produce_one_batch.
                 "linger.ms": 200,
                 "batch.num.messages": records_per_batch,
                 "enable.idempotence": False,
@@ -108,25 +107,6 @@ class KafkaTarget:
 
         left = await asyncio.to_thread(run)
         assert left == 0, f"{left} records were not acknowledged by the cluster"
-
-    async def produce_one_batch(self, topic: str, values: Sequence[bytes]) -> None:
-        """Append ``values`` to partition 0 as exactly one log batch (keys are their indexes).
-
-        For scenarios that count on Kafka acquiring the whole batch in one fetch: librdkafka's
-        linger only makes one batch likely, and a producer thread descheduled past it on a loaded
-        2-core CI machine split a five-record scenario (twice in full CI runs, even with a 200 ms
-        linger).  aiokafka's explicit batch is one ProduceRequest batch by construction.
-        """
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False)
-        await producer.start()
-        try:
-            batch = producer.create_batch()
-            for i, value in enumerate(values):
-                appended = batch.append(key=str(i).encode(), value=value, timestamp=None)
-                assert appended is not None, f"{len(values)} values do not fit in one batch"
-            await (await producer.send_batch(batch, topic, partition=0))
-        finally:
-            await producer.stop()
 
     async def cleanup(self) -> None:
         """Best effort: a long-lived cluster should not collect test topics and groups."""

@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from aioshare.share import Message, ShareConsumer, TopicPartition
+from tests.kit import produce_one_batch
 
 from .conftest import KafkaTarget
 from .test_consumer_real_kafka import JOIN_TIMEOUT, consumer, nothing_left, take, wait_until
@@ -70,7 +71,7 @@ async def test_delivery_count_limit_archives_the_record(kafka: KafkaTarget) -> N
 async def test_record_limit_acquires_exactly_what_was_asked(kafka: KafkaTarget) -> None:
     topic = await kafka.new_topic()
     # One log batch of 20: batch_optimized would hand out the whole batch.
-    await kafka.produce_one_batch(topic, [b"%d" % i for i in range(20)])
+    await produce_one_batch(kafka.bootstrap, topic, [b"%d" % i for i in range(20)])
     group = await kafka.new_group()
     async with consumer(kafka, topic, group, acquire_mode="record_limit", max_poll_records=3) as c:
         first = await take(c, 3)

@@ -36,7 +36,7 @@ from aioshare.share import AckResult, AckStatus, AckType, LockExpiry, Message, S
 from aioshare.testing.kafka.cluster import KafkaCluster
 from aioshare.testing.kafka.java import compile_java, java_command
 from aioshare.testing.kafka.requirement import require
-from tests.kit import wait_until
+from tests.kit import produce_one_batch, wait_until
 
 from .conftest import KafkaTarget, confluent_kafka
 
@@ -86,7 +86,7 @@ async def nothing_left(kafka: KafkaTarget, group: str, topic: str) -> None:
 async def scenario(kafka: KafkaTarget, values: Sequence[bytes], **group_configs: str) -> tuple[str, str]:
     """A one-partition topic holding ``values`` in one log batch, and a fresh group reading it."""
     topic = await kafka.new_topic()
-    await kafka.produce_one_batch(topic, values)
+    await produce_one_batch(kafka.bootstrap, topic, values)
     return topic, await kafka.new_group(**group_configs)
 
 
@@ -162,7 +162,7 @@ async def _prepare_java(
     }
     await made.produce(topics["close"], [b"a", b"b", b"c"])
     await made.produce(topics["implicit"], [b"a", b"b", b"c"])
-    await made.produce_one_batch(topics["explicit"], [b"0", b"1", b"2", b"3", b"4"])
+    await produce_one_batch(made.bootstrap, topics["explicit"], [b"0", b"1", b"2", b"3", b"4"])
     # Java's IntegerDeserializer takes exactly four bytes: offset 1 does not deserialize.
     await made.produce(topics["decode"], [(7).to_bytes(4, "big"), b"bad", (8).to_bytes(4, "big")])
     await made.produce(topics["renew"], [b"long job"])
@@ -464,8 +464,8 @@ async def produce_compressed(kafka: KafkaTarget, topic: str, values: Sequence[by
 async def test_fetches_the_next_batch_while_the_application_works(kafka: KafkaTarget) -> None:
     # parity: see docs/consumer.md (Java fetches only when poll() finds its buffer empty)
     topic = await kafka.new_topic()
-    await kafka.produce_one_batch(topic, [str(i).encode() for i in range(5)])
-    await kafka.produce_one_batch(topic, [str(i).encode() for i in range(5, 10)])
+    await produce_one_batch(kafka.bootstrap, topic, [str(i).encode() for i in range(5)])
+    await produce_one_batch(kafka.bootstrap, topic, [str(i).encode() for i in range(5, 10)])
     group = await kafka.new_group()
     async with consumer(kafka, topic, group, max_poll_records=5) as c:
         first = await take(c, 5)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka import TopicPartition as KafkaTopicPartition
 
 from aioshare.broker.embedded import EmbeddedBroker, ShareRecords
@@ -46,7 +46,6 @@ __all__ = [
     "header",
     "lock_renewed",
     "message_at",
-    "produce_one_batch",
     "read_topic",
     "settled_at_broker",
     "share_records_when",
@@ -181,19 +180,6 @@ async def lock_renewed(kafka: ThreadedBroker, group: str, topic: str, offset: in
 
 
 # ---------------------------------------------------------------- topics
-
-
-async def produce_one_batch(kafka: ThreadedBroker, topic: str, values: list[bytes]) -> None:
-    """Append ``values`` to partition 0 as one log batch, as a producer batching them would."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        batch = producer.create_batch()
-        for value in values:
-            assert batch.append(key=None, value=value, timestamp=None) is not None
-        await (await producer.send_batch(batch, topic, partition=0))
-    finally:
-        await producer.stop()
 
 
 async def read_topic(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[Any, Any]]:

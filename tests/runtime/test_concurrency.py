@@ -18,9 +18,9 @@ from aioshare.protocol.types import RecordState
 from aioshare.runtime import App, EventKind, Message, per_batch
 from aioshare.runtime.limits import Limiter
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_until
+from tests.kit import produce_one_batch, wait_until
 
-from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, produce_one_batch, settled_at_broker
+from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, settled_at_broker
 
 # In Kafka's default acquire mode (batch_optimized) a ShareFetch's MaxRecords is soft: the
 # broker acquires whole log batches, so a producer's batch is acquired whole whatever the free
@@ -75,7 +75,7 @@ async def test_concurrency_bounds_handlers_and_fetching_waits_for_a_free_slot(
         running.discard(msg.offset)
 
     await ready(app)
-    await produce_one_batch(kafka, "jobs", [b"%d" % i for i in range(5)])
+    await produce_one_batch(kafka.bootstrap_servers, "jobs", [b"%d" % i for i in range(5)])
     samples: list[int] = []
     async with app:
         (consumer,) = watch.consumers
@@ -119,7 +119,7 @@ async def test_several_consumers_share_the_route_slots(
         await gate.wait()
 
     await ready(app)
-    await produce_one_batch(kafka, "jobs", [b"x"] * 6)
+    await produce_one_batch(kafka.bootstrap_servers, "jobs", [b"x"] * 6)
     async with app:
         assert [c.spec.member_index for c in watch.consumers] == [0, 1]
         assert [c.spec.max_in_flight for c in watch.consumers] == [2, 2]
@@ -166,7 +166,7 @@ async def test_prefetched_jobs_start_as_slots_free_up_without_a_fetch(
         await gates[msg.offset].wait()
 
     await ready(app)
-    await produce_one_batch(kafka, "jobs", [b"x"] * 6)
+    await produce_one_batch(kafka.bootstrap_servers, "jobs", [b"x"] * 6)
     async with app:
         (consumer,) = watch.consumers
         assert consumer.spec.max_in_flight == 4

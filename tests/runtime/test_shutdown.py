@@ -20,9 +20,9 @@ from aioshare.protocol.errors import ConfigError, GroupAuthorizationFailedError,
 from aioshare.protocol.types import RecordState
 from aioshare.runtime import EventKind, Message, Retry
 from aioshare.testing import ThreadedBroker
-from tests.kit import wait_until
+from tests.kit import produce_one_batch, wait_until
 
-from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, produce_one_batch, settled_at_broker
+from .kit import AppFactory, Ready, Recorder, Watch, applied_acks, settled_at_broker
 
 AVAILABLE_AGAIN = (RecordState.AVAILABLE, 1)  # released after one delivery, the count kept
 ACCEPTED_ONCE = (RecordState.ACKNOWLEDGED, 1)
@@ -276,7 +276,7 @@ async def test_a_failing_jobs_builder_releases_the_batch(
 
     await ready(app)
     # One log batch: the first fetch brings both records, so both meet the failing builder.
-    await produce_one_batch(kafka, "jobs", [b"a", b"b"])
+    await produce_one_batch(kafka.bootstrap_servers, "jobs", [b"a", b"b"])
     async with app:
         await settled_at_broker(kafka, "g", "jobs", 2)
     assert [e.reason for e in recorder.kinds(EventKind.ERROR)] == ["jobs-builder", "jobs-builder"]
