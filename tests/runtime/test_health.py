@@ -342,7 +342,9 @@ async def test_readyz_is_false_while_the_coordinator_is_down_and_true_again_afte
             last = member.last_heartbeat_at
             assert last is not None and member.heartbeat_failures == 0 and member.failure is None
             assert app_health(app, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=last + HEARTBEAT_TIMEOUT).ready
-            late = app_health(app, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=last + HEARTBEAT_TIMEOUT + 0.05)
+            # 0.1 s past the edge, not 0.05: (last + 1.05) - last prints as 1.0 or 1.1 depending on
+            # the float value of the monotonic clock, and the reason is compared whole.
+            late = app_health(app, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=last + HEARTBEAT_TIMEOUT + 0.1)
             assert not late.ready and late.live
             assert (
                 late.reason
