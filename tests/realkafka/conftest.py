@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -43,9 +43,11 @@ class KafkaTarget:
         self._groups: list[str] = []
         self.version = ""
 
-    async def new_topic(self, partitions: int = 1, replication_factor: int = 1) -> str:
+    async def new_topic(
+        self, partitions: int = 1, replication_factor: int = 1, config: Mapping[str, str] | None = None
+    ) -> str:
         name = f"aioshare-it-{uuid.uuid4().hex[:10]}"
-        await self.admin.create_topic(name, partitions, replication_factor=replication_factor)
+        await self.admin.create_topic(name, partitions, replication_factor=replication_factor, config=config)
         self._topics.append(name)
         return name
 
