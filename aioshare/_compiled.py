@@ -13,6 +13,7 @@ MODULES = (
     "aioshare.share.ack_tracker",
     "aioshare.share.leases",
     "aioshare.share.delivery",
+    "aioshare.share.buffer",
     "aioshare.share.iterator",
     "aioshare.protocol.record_reader",
 )

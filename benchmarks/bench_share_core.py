@@ -6,7 +6,8 @@ the broker: for ROUNDS ShareFetch responses of BATCH records of 100 B, each roun
 
   * builds the next ShareFetch (with the previous round's acks) and encodes it,
   * decodes the response bytes (as the connection would hand them over),
-  * hands the answer to the core (leases, record batches unpacked, Messages made),
+  * hands the answer to the core (leases, record batches unpacked and buffered),
+  * takes the buffered records as Messages (ReadyBuffer.take_held, as getmany does),
   * reads each message's value and accepts it (AckTracker, LeaseTable),
 
 on a fake clock; optionally every message is kept alive first (``msg.keep_alive()``, what the
@@ -31,11 +32,12 @@ from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.records import RecordToWrite, encode_batch
 from aioshare.protocol.types import AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import AckTracker
+from aioshare.share.buffer import ReadyBuffer
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.leader_session import Delivered, FetchConfig, LeaderSession, Turn
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import DeliveryContext, Message, make_messages
+from aioshare.share.message import DeliveryContext, Message
 
 ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "400"))
 BATCH = int(os.environ.get("BENCH_CORE_BATCH", "500"))
@@ -90,12 +92,10 @@ def run_once(frames: list[bytes], *, keep_alive: bool) -> float:
         tp: TopicIdPartition,
         runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
-        out: list[Message],
+        out: ReadyBuffer,
     ) -> None:
         for acquired, records in runs:
-            make_messages(
-                ctx, records, acquired.delivery_count, deadline, leases.lease_at(tp, records[0][0]), out
-            )
+            out.add(ctx, records, acquired.delivery_count, deadline, leases.lease_at(tp, records[0][0]))
 
     config = FetchConfig("bench", "m" * 22, BATCH, 500, 1, 1 << 20, AcquireMode.BATCH_OPTIMIZED, 30.0)
     core = LeaderSession(
@@ -122,7 +122,9 @@ def run_once(frames: list[bytes], *, keep_alive: bool) -> float:
         core.answered(out, ShareFetchResponse.decode(memoryview(frame), FETCH_VERSION), clock())
         for event in core.take_events():
             if isinstance(event, Delivered):
-                for msg in event.messages:
+                batch: list[Message] = []
+                event.records.take_held(batch, len(event.records), leases, clock())
+                for msg in batch:
                     if keep_alive:
                         msg.keep_alive()
                     len(msg.value or b"")

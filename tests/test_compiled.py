@@ -41,6 +41,7 @@ _OWN_TESTS = [
     "tests/share/test_ack_in_doubt.py",
     "tests/share/test_keep_alive.py",
     "tests/share/test_iterator.py",
+    "tests/share/test_buffer.py",
     "tests/protocol/test_record_reader.py",
     "tests/protocol/test_records.py",
 ]

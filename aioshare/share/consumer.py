@@ -36,7 +36,6 @@ whose key or value did not decode are *released*, never silently accepted, in im
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -59,6 +58,7 @@ from aioshare.share.ack_tracker import (
     AckTracker,
     KeepAliveErrorCallback,
 )
+from aioshare.share.buffer import ReadyBuffer
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import STALL_SHARE, Demand
@@ -79,7 +79,7 @@ from aioshare.share.leader_session import (
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable
 from aioshare.share.membership import Membership
-from aioshare.share.message import DeliveryContext, Message, make_messages, pop_held, take_held
+from aioshare.share.message import DeliveryContext, Message
 from aioshare.share.placement import Placement
 from aioshare.share.topic_watch import TopicWatch
 
@@ -229,7 +229,7 @@ class ShareConsumer:
         self._on_ack_result = on_ack_result
         self._names: dict[Any, str] = {}  # topic id -> name, as metadata told us
         self._contexts: dict[TopicIdPartition, DeliveryContext] = {}
-        self._ready: collections.deque[Message] = collections.deque()
+        self._ready = ReadyBuffer()  # fetched, not handed out yet
         self._ready_event: asyncio.Event | None = None
         self._buffer_event: asyncio.Event | None = None  # records arrived: watch for a stall
         # A fetch ahead is due: the next call lets the fetchers run before it serves (see
@@ -512,7 +512,7 @@ class ShareConsumer:
         if ready_queue and self._fatal is None and not self._closed:
             # The common case, once per record: served from the buffer, no wait.
             now = self._clock()
-            ready = pop_held(ready_queue, self._leases, now)
+            ready = ready_queue.pop_held(self._leases, now)
             if ready is not None:
                 demand = self._demand
                 was_ahead = demand.ahead
@@ -643,11 +643,11 @@ class ShareConsumer:
         return self._leases.held_count if tracker is None else tracker.held_count
 
     def _pop(self, now: float) -> Message | None:
-        return pop_held(self._ready, self._leases, now)
+        return self._ready.pop_held(self._leases, now)
 
     def _pop_into(self, out: list[Message], limit: int) -> None:
         """Move up to ``limit - len(out)`` ready messages to ``out`` (``take_held``)."""
-        take_held(self._ready, out, limit, self._leases, self._clock())
+        self._ready.take_held(out, limit, self._leases, self._clock())
 
     def _served(self, waited: int, took: int, batch: int) -> None:
         demand = self._demand
@@ -704,9 +704,7 @@ class ShareConsumer:
         now = self._clock()
         holding = self._leases.holding
         released: list[Message] = []
-        # Emptied in place: the iterator serves runs from this same deque.
-        ready = list(self._ready)
-        self._ready.clear()
+        ready = self._ready.take_all()  # emptied in place: the iterator serves from it too
         for msg in ready:
             if msg.acknowledged is None and holding(
                 msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease
@@ -802,14 +800,14 @@ class ShareConsumer:
         for event in events:
             if isinstance(event, Delivered):
                 self._demand.arrived(
-                    len(event.messages),
+                    len(event.records),
                     event.asked,
                     len(self._ready),
                     self._capacity.limit,
                     self._clock(),
                     event.round_trip,
                 )
-                self._ready.extend(event.messages)
+                self._ready.move_from(event.records)
                 self._wake_consumers()
                 if self._buffer_event is not None:
                     self._buffer_event.set()
@@ -833,7 +831,7 @@ class ShareConsumer:
         tp: TopicIdPartition,
         runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
-        out: list[Message],
+        out: ReadyBuffer,
     ) -> None:
         ctx = self._context(tp)
         lease_at = self._leases.lease_at
@@ -841,7 +839,7 @@ class ShareConsumer:
             # One lease hint per range; a record of a range split since (a GAP cut out of
             # its middle) just finds its lease by lookup when acknowledged.
             hint = lease_at(tp, records[0][0])
-            make_messages(ctx, records, acquired.delivery_count, deadline, hint, out)
+            out.add(ctx, records, acquired.delivery_count, deadline, hint)
 
     def _context(self, tp: TopicIdPartition) -> DeliveryContext:
         """The partition's DeliveryContext, shared by all its messages (and its ack runs)."""
@@ -857,9 +855,7 @@ class ShareConsumer:
         """Records of ``tps`` are no longer ours: drop the ones not yet handed out."""
         lost = set(tps)
         if self._ready and lost:
-            kept = [m for m in self._ready if m.tp not in lost]
-            self._ready.clear()  # in place: the iterator serves runs from this same deque
-            self._ready.extend(kept)
+            self._ready.drop_partitions(lost)
         self._wake_fetchers()
 
     def _fail(self, exc: BaseException) -> None:

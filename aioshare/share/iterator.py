@@ -4,7 +4,7 @@
 Demand counts it, and a fetch ahead goes out when one is due.  Within a run it has nothing
 to do: the consumer found that no fetch ahead can be due before ``run`` more records are
 served, and Demand's ``took_one`` would change nothing before ``fresh_until``.  Those records
-only need the lease check (``pop_held``).  This class serves them; it is compiled with mypyc
+only need the lease check (``ReadyBuffer.pop_held``).  This class serves them; it is compiled with mypyc
 (``aioshare/_compiled.py``), where the coroutine an ``async for`` step creates, the clock
 read and the pop cost less than half what the same lines cost as a Python method of the
 consumer (docs/performance.md).
@@ -17,12 +17,12 @@ failure, ``close()``).  Everything outside a run goes to the consumer's ``__anex
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
+from aioshare.share.buffer import ReadyBuffer
 from aioshare.share.demand import Demand
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import Message, pop_held
+from aioshare.share.message import Message
 
 __all__ = ["ConsumerIterator"]
 
@@ -32,7 +32,7 @@ class ConsumerIterator:
 
     def __init__(
         self,
-        ready: deque[Message],
+        ready: ReadyBuffer,
         leases: LeaseTable,
         demand: Demand,
         next_message: Callable[[], Awaitable[Message]],
@@ -51,7 +51,7 @@ class ConsumerIterator:
         if self.run:
             now = self.clock()
             if now <= self._demand.fresh_until:
-                served = pop_held(self._ready, self._leases, now)
+                served = self._ready.pop_held(self._leases, now)
                 if served is not None:
                     self.run -= 1
                     return served

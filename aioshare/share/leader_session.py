@@ -57,11 +57,11 @@ from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition
 from aioshare.share.ack_tracker import AckInDoubtError, AckTracker, RenewRequest
 from aioshare.share.acks import AckSnapshot
+from aioshare.share.buffer import ReadyBuffer
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired, unpack_partition
 from aioshare.share.leases import ExpiredRange
 from aioshare.share.membership import topics_not_authorized
-from aioshare.share.message import Message
 from aioshare.share.session import FetchParams, SessionOutcome, ShareSessionState
 from aioshare.share.wire import acknowledge_request, fetch_request
 
@@ -110,8 +110,10 @@ _FATAL_PARTITION = frozenset({ErrorCode.TOPIC_AUTHORIZATION_FAILED})
 
 _Snapshot = AckSnapshot[None]
 VersionOf = Callable[[int], int]  # API key -> the version the connection negotiated
+# Buffers a partition's acquired runs of records, locked until the deadline (the consumer's
+# _make_messages: the ranges carry its DeliveryContext and lease hints).
 MessageFactory = Callable[
-    [TopicIdPartition, list[tuple[Acquired, list[RecordFields]]], float, list[Message]], None
+    [TopicIdPartition, list[tuple[Acquired, list[RecordFields]]], float, ReadyBuffer], None
 ]
 
 
@@ -142,7 +144,7 @@ class Delivered:
     """Records acquired for the application, in offset order per partition, by a fetch
     that asked for ``asked`` records and was answered ``round_trip`` seconds after it was sent."""
 
-    messages: list[Message]
+    records: ReadyBuffer  # handed out as Messages one by one (buffer.py)
     asked: int
     round_trip: float
 
@@ -518,7 +520,7 @@ class LeaderSession:
         lock_ms = response.acquisition_lock_timeout_ms
         deadline = sent_at + lock_ms / 1000 - _LOCK_CLOCK_SLACK if lock_ms > 0 else math.inf
         fetched = set(self.session.partitions)
-        delivered: list[Message] = []
+        delivered = ReadyBuffer()
         added = False
         for topic in response.responses:
             for pd in topic.partitions:
@@ -541,7 +543,7 @@ class LeaderSession:
         deadline: float,
         now: float,
         wanted: bool,
-        out: list[Message],
+        out: ReadyBuffer,
     ) -> None:
         tracker = self._tracker
         tracker.routes[tp] = self.node_id

@@ -11,7 +11,6 @@ acknowledged, or until a given time, when it applies a given acknowledgement.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +20,7 @@ from aioshare.protocol.types import AckType, TopicIdPartition, TopicPartition
 from aioshare.share.deserialize import DeserializationError, Deserializer, identity
 
 if TYPE_CHECKING:
-    from aioshare.share.leases import Lease, LeaseTable
+    from aioshare.share.leases import Lease
 
 __all__ = [
     "AckSink",
@@ -30,8 +29,6 @@ __all__ = [
     "TopicPartition",
     "detached_message",
     "make_messages",
-    "pop_held",
-    "take_held",
 ]
 
 _UNSET: Any = object()
@@ -352,28 +349,3 @@ def make_messages(
     append = out.append
     for rec in records:
         append(Message(ctx, rec, delivery_count, deadline, lease))
-
-
-def take_held(ready: deque[Message], out: list[Message], limit: int, leases: LeaseTable, now: float) -> None:
-    """Move messages from ``ready`` to ``out`` until it has ``limit``, dropping those whose
-    delivery ended while they waited (the lock ran out - already reported - or replaced).
-
-    Buffered messages are not acknowledged, so no settlement pending in the lease table is
-    theirs: ``holding_unacked`` leaves those pending (``holding`` would apply them: a flush per
-    record when the application acknowledges each one before taking the next).
-    """
-    n = len(out)
-    while ready and n < limit:
-        msg = ready.popleft()
-        if leases.holding_unacked(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
-            out.append(msg)
-            n += 1
-
-
-def pop_held(ready: deque[Message], leases: LeaseTable, now: float) -> Message | None:
-    """The first message of ``ready`` still held (``take_held`` for one), or None."""
-    while ready:
-        msg = ready.popleft()
-        if leases.holding_unacked(msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease) is not None:
-            return msg
-    return None

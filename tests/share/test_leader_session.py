@@ -29,6 +29,7 @@ from aioshare.protocol.record_reader import RecordFields
 from aioshare.protocol.records import RecordToWrite, encode_batch
 from aioshare.protocol.types import AckType, AcquireMode, TopicIdPartition, TopicPartition
 from aioshare.share.ack_tracker import AckInDoubtError, AckResult, AckStatus, AckTracker
+from aioshare.share.buffer import ReadyBuffer
 from aioshare.share.capacity import Capacity
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import Demand
@@ -48,7 +49,7 @@ from aioshare.share.leader_session import (
     Turn,
 )
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import DeliveryContext, Message, make_messages
+from aioshare.share.message import DeliveryContext, Message
 
 NODE = 1
 TOPIC_ID = uuid.UUID(int=7)
@@ -114,11 +115,11 @@ class Harness:
         tp: TopicIdPartition,
         runs: list[tuple[Acquired, list[RecordFields]]],
         deadline: float,
-        out: list[Message],
+        out: ReadyBuffer,
     ) -> None:
         ctx = DeliveryContext("jobs", tp, self.tracker, None, None)
         for acquired, records in runs:
-            make_messages(ctx, records, acquired.delivery_count, deadline, None, out)
+            out.add(ctx, records, acquired.delivery_count, deadline, None)
 
     def produce(self, n: int) -> None:
         self.log.append(
@@ -195,7 +196,7 @@ def acknowledged(tp: TopicIdPartition) -> ShareAcknowledgeResponse:
 
 
 def delivered(events: list[FetchEvent]) -> list[Message]:
-    return [m for e in events if isinstance(e, Delivered) for m in e.messages]
+    return [m for e in events if isinstance(e, Delivered) for m in e.records.take_all()]
 
 
 def test_a_fetch_asks_for_all_it_may_and_its_delivery_says_how_many_it_asked_for() -> None:
@@ -206,7 +207,7 @@ def test_a_fetch_asks_for_all_it_may_and_its_delivery_says_how_many_it_asked_for
     h.produce(40)
     events = h.fetch(0, 29)
     [delivery] = [e for e in events if isinstance(e, Delivered)]
-    assert (delivery.asked, len(delivery.messages)) == (40, 30)
+    assert (delivery.asked, len(delivery.records)) == (40, 30)
     assert h.config.max_poll_records == 10
 
 
