@@ -701,16 +701,12 @@ class ShareConsumer:
                 demand.stalled()
 
     def _release_buffer(self) -> None:
-        now = self._clock()
-        holding = self._leases.holding
+        # Every buffered record still held, the buffer emptied in place (the iterator serves
+        # from it too); records whose lock ran out while they waited are dropped on the way.
         released: list[Message] = []
-        ready = self._ready.take_all()  # emptied in place: the iterator serves from it too
-        for msg in ready:
-            if msg.acknowledged is None and holding(
-                msg._ctx.tp, msg.offset, msg.delivery_count, now, msg._lease
-            ):
-                msg.release()
-                released.append(msg)
+        self._ready.take_held(released, len(self._ready), self._leases, self._clock())
+        for msg in released:
+            msg.release()
         self._demand.stalled()
         if released:
             first = released[0]
