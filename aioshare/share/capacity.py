@@ -28,7 +28,21 @@ from collections.abc import Callable
 
 from aioshare.share.demand import Demand
 
-__all__ = ["Capacity"]
+__all__ = ["Capacity", "default_max_in_flight"]
+
+
+def default_max_in_flight(max_poll_records: int, partitions: int) -> int:
+    """``max_in_flight`` when the application leaves it to us: twice ``max_poll_records`` (the
+    batch being worked on and the fetch ahead) per assigned partition, for at most two.
+
+    With Kafka's default of 500 that is 1000 records on one partition, half of its in-flight
+    window on the broker (``group.share.partition.max.record.locks``, 2000): a consumer near a
+    whole window gets short or empty fetches.  With several partitions the held records spread
+    over their windows, and 2000 halves the requests: a ShareFetch costs a round trip of a few
+    ms whatever its size, so where the work on 1000 records takes less, records per request set
+    the pace (docs/performance.md).
+    """
+    return 2 * max_poll_records * min(max(partitions, 1), 2)
 
 
 class Capacity:

@@ -59,7 +59,7 @@ from aioshare.share.ack_tracker import (
     KeepAliveErrorCallback,
 )
 from aioshare.share.buffer import ReadyBuffer
-from aioshare.share.capacity import Capacity
+from aioshare.share.capacity import Capacity, default_max_in_flight
 from aioshare.share.delivery import Acquired
 from aioshare.share.demand import STALL_SHARE, Demand
 from aioshare.share.deserialize import Deserializer, make_key_decoder, make_value_decoder
@@ -119,10 +119,11 @@ class ShareConsumer:
     """A member of a Kafka share group (KIP-932).
 
     ``max_poll_records`` is the batch ``async for`` asks for and the default for
-    ``getmany()``; ``max_in_flight`` (default: twice ``max_poll_records``, room for the batch
-    the application works on and the fetch ahead of it, and half of a partition's default
-    in-flight window on the broker) bounds how many records are held at once - fetching
-    stops at that many unacknowledged records.  Records are fetched only for callers that
+    ``getmany()``; ``max_in_flight`` bounds how many records are held at once - fetching
+    stops at that many unacknowledged records.  Its default follows the assignment: twice
+    ``max_poll_records`` (room for the batch the application works on and the fetch ahead of
+    it, and half of a partition's default in-flight window on the broker) per assigned
+    partition, for at most two (``default_max_in_flight`` in capacity.py).  Records are fetched only for callers that
     ask (see the module docstring).  ``value_type`` decodes values as JSON into that msgspec type;
     ``value_deserializer``/``key_deserializer`` take raw bytes (or None) instead.
     ``on_ack_commit(offsets, exc)`` is Java's acknowledgement-commit callback;
@@ -223,7 +224,11 @@ class ShareConsumer:
             request_timeout=request_timeout,
             record_limit_if_served=acquire_mode == "auto",
         )
-        self._max_in_flight = max_in_flight if max_in_flight is not None else 2 * max_poll_records
+        # Left to us, the limit follows the assignment (_on_assignment).
+        self._max_in_flight_by_assignment = max_in_flight is None
+        self._max_in_flight = (
+            max_in_flight if max_in_flight is not None else default_max_in_flight(max_poll_records, 1)
+        )
         self._ack_linger = ack_linger
         self._on_ack_commit = on_ack_commit
         self._on_ack_result = on_ack_result
@@ -307,7 +312,7 @@ class ShareConsumer:
         self._heartbeat = HeartbeatLoop(
             self._membership,
             self._cluster,
-            on_assignment=self._placement.set_assignment,
+            on_assignment=self._on_assignment,
             on_fatal=self._fail,
             request_timeout=self._cluster.request_timeout,
         )
@@ -478,11 +483,22 @@ class ShareConsumer:
 
         Growing it lets the fetchers ask for more at once; shrinking it below ``held``
         stops fetching until enough records are settled (nothing held is given back).
-        After ``stop_fetching()`` the new value is kept but fetching stays stopped.
+        After ``stop_fetching()`` the new value is kept but fetching stays stopped.  From
+        then on the limit no longer follows the assignment.
         """
         check_int("max_in_flight", n, 1)
+        self._max_in_flight_by_assignment = False
         self._max_in_flight = n
         self._capacity.set_limit(n)
+
+    def _on_assignment(self, tps: frozenset[TopicIdPartition]) -> None:
+        assert self._placement is not None  # the heartbeat runs from start() on
+        self._placement.set_assignment(tps)
+        if self._max_in_flight_by_assignment:
+            n = default_max_in_flight(self._config.max_poll_records, len(tps))
+            if n != self._max_in_flight:
+                self._max_in_flight = n
+                self._capacity.set_limit(n)
 
     def stop_fetching(self) -> None:
         """Acquire no more records, for good; everything else keeps working.

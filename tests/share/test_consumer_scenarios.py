@@ -267,6 +267,32 @@ async def test_getmany_respects_max_in_flight(cluster: ShareCluster) -> None:
         assert {m.offset for m in more}.isdisjoint({m.offset for m in got})
 
 
+async def test_default_max_in_flight_follows_the_assignment(cluster: ShareCluster) -> None:
+    await cluster.create_topic("one")
+    await cluster.create_topic("four", partitions=4)
+    for partition in range(4):
+        await cluster.produce("four", [b"%d" % i for i in range(12)], partition=partition, batch_records=1)
+    async with consumer(cluster, "four", await cluster.new_group(), max_poll_records=5) as c:
+        assert c.max_in_flight == 10  # before an assignment: one partition's worth
+        got = await take(c, 20)  # four partitions: twice as much, and no more
+        assert c.max_in_flight == 20 and c.held == 20
+        assert await nothing_for(c, 0.5) == []
+        for msg in got:
+            msg.accept()
+        await take(c, 20)
+    async with consumer(cluster, "one", await cluster.new_group(), max_poll_records=5) as c:
+        await wait_until(lambda: len(c.assignment()) == 1)
+        assert c.max_in_flight == 10
+    # Set by the application, it stays whatever the assignment.
+    async with consumer(cluster, "four", await cluster.new_group(), max_poll_records=5, max_in_flight=8) as c:
+        await take(c, 8)
+        assert len(c.assignment()) == 4 and c.max_in_flight == 8
+    async with consumer(cluster, "four", await cluster.new_group(), max_poll_records=5) as c:
+        c.set_max_in_flight(7)
+        await take(c, 7)
+        assert len(c.assignment()) == 4 and c.max_in_flight == 7 and c.held == 7
+
+
 async def test_value_type_and_undecodable_values(cluster: ShareCluster) -> None:
     class Job(msgspec.Struct):
         id: int
