@@ -128,16 +128,6 @@ class ReadyBuffer:
             else:
                 run.next = index
 
-    def take_all(self) -> list[Message]:
-        """Every buffered record as a Message, held or not; the buffer is left empty."""
-        out: list[Message] = []
-        for run in self._ranges:
-            ctx, count, deadline, hint = run.ctx, run.delivery_count, run.deadline, run.lease
-            for index in range(run.next, len(run.records)):
-                out.append(Message(ctx, run.records[index], count, deadline, hint))
-        self.clear()
-        return out
-
     def drop_partitions(self, tps: Collection[TopicIdPartition]) -> None:
         """Forget the records of ``tps`` (no longer ours)."""
         kept = [run for run in self._ranges if run.ctx.tp not in tps]

@@ -11,7 +11,7 @@ acknowledged, or until a given time, when it applies a given acknowledgement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aioshare.protocol.errors import IllegalStateError
@@ -28,7 +28,6 @@ __all__ = [
     "Message",
     "TopicPartition",
     "detached_message",
-    "make_messages",
 ]
 
 _UNSET: Any = object()
@@ -118,7 +117,7 @@ class Message:
         lock_expires_at: float,
         lease: Lease | None = None,
     ) -> None:
-        # Positional and minimal: the consumer builds one per record (make_messages), and
+        # Positional and minimal: the consumer builds one per record handed out (ReadyBuffer), and
         # compiled (setup.py) this is a direct call.  ``detached_message`` builds one by fields.
         self._ctx = ctx
         self._rec = rec
@@ -334,18 +333,3 @@ def detached_message(
     (for tests and tools that hand a record to code that reads messages)."""
     ctx = DeliveryContext(topic, tp, sink, key_decoder, value_decoder)
     return Message(ctx, (offset, timestamp, key, value, headers), delivery_count, lock_expires_at)
-
-
-def make_messages(
-    ctx: DeliveryContext,
-    records: Iterable[RecordFields],
-    delivery_count: int,
-    deadline: float,
-    lease: Lease | None,
-    out: list[Message],
-) -> None:
-    """Append one Message per record of one acquired range to ``out``: the consumer's
-    per-record delivery cost, one object and a few slot writes."""
-    append = out.append
-    for rec in records:
-        append(Message(ctx, rec, delivery_count, deadline, lease))

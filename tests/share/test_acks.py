@@ -22,7 +22,7 @@ from aioshare.share.acks import (
 )
 from aioshare.share.capacity import Capacity
 from aioshare.share.leases import LeaseTable
-from aioshare.share.message import DeliveryContext, Message, make_messages
+from aioshare.share.message import DeliveryContext, Message
 
 T1 = TopicIdPartition(uuid.UUID(int=11), 0)
 T2 = TopicIdPartition(uuid.UUID(int=22), 1)
@@ -370,9 +370,8 @@ class Core:
         deadline = self.clock.now + lock
         self.leases.add_acquired(T1, first, first + n - 1, delivery_count, deadline)
         records = [DecodedRecord(o, 0, None, b"v", []) for o in range(first, first + n)]
-        out: list[Message] = []
-        make_messages(self.ctx, records, delivery_count, deadline, self.leases.lease_at(T1, first), out)
-        return out
+        hint = self.leases.lease_at(T1, first)
+        return [Message(self.ctx, rec, delivery_count, deadline, hint) for rec in records]
 
     def sent(self) -> dict[int, int]:
         """offset -> ack type of the acks the tracker would send now."""
@@ -497,8 +496,8 @@ def test_a_second_message_of_the_same_delivery_acks_once_or_conflicts() -> None:
     # once, and reports a different one as a conflict, not sent.
     core = Core(3)
     ctx_records = [DecodedRecord(o, 0, None, b"v", []) for o in range(3)]
-    twins: list[Message] = []
-    make_messages(core.ctx, ctx_records, 1, 30.0, core.leases.lease_at(T1, 0), twins)
+    hint = core.leases.lease_at(T1, 0)
+    twins = [Message(core.ctx, rec, 1, 30.0, hint) for rec in ctx_records]
     core.msgs[0].accept()
     twins[0].accept()
     core.msgs[1].accept()

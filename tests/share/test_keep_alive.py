@@ -31,7 +31,7 @@ from aioshare.share import LockExpiry, Message, RenewUnsupportedError, ShareCons
 from aioshare.share.ack_tracker import AckTracker, RenewRequest, keep_alive_step
 from aioshare.share.lease_timer import LeaseTimer
 from aioshare.share.leases import ExpiredRange, LeaseTable, Timer
-from aioshare.share.message import DeliveryContext, make_messages
+from aioshare.share.message import DeliveryContext
 from tests.client.fakes import FakeCluster, all_versions
 from tests.kit import wait_until
 
@@ -79,9 +79,8 @@ class Harness:
         self.leases.add_acquired(TP, first, first + n - 1, 1, deadline)
         ctx = DeliveryContext("jobs", TP, self.tracker, None, None)
         records = [DecodedRecord(o, 0, None, b"v", []) for o in range(first, first + n)]
-        out: list[Message] = []
-        make_messages(ctx, records, 1, deadline, self.leases.lease_at(TP, first), out)
-        return out
+        hint = self.leases.lease_at(TP, first)
+        return [Message(ctx, rec, 1, deadline, hint) for rec in records]
 
     def run_until(self, t: float) -> None:
         """What LeaseTimer.run does between now and ``t``: wake at each deadline, sweep."""
@@ -508,7 +507,8 @@ def _held_bytes(n: int, keep_alive: bool) -> tuple[float, float]:
         base = tracemalloc.get_traced_memory()[0]
         for first in range(1, n + 1, 500):
             h.leases.add_acquired(TP, first, first + 499, 1, LOCK)
-            make_messages(ctx, records[first - 1 : first + 499], 1, LOCK, h.leases.lease_at(TP, first), msgs)
+            hint = h.leases.lease_at(TP, first)
+            msgs.extend(Message(ctx, rec, 1, LOCK, hint) for rec in records[first - 1 : first + 499])
         held = tracemalloc.get_traced_memory()[0]
         if keep_alive:
             for i, msg in enumerate(msgs):

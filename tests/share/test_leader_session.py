@@ -195,8 +195,13 @@ def acknowledged(tp: TopicIdPartition) -> ShareAcknowledgeResponse:
     )
 
 
-def delivered(events: list[FetchEvent]) -> list[Message]:
-    return [m for e in events if isinstance(e, Delivered) for m in e.records.take_all()]
+def delivered(h: Harness, events: list[FetchEvent]) -> list[Message]:
+    """The records the events deliver, handed out as the consumer does (still held)."""
+    out: list[Message] = []
+    for e in events:
+        if isinstance(e, Delivered):
+            e.records.take_held(out, len(out) + len(e.records), h.leases, h.clock())
+    return out
 
 
 def test_a_fetch_asks_for_all_it_may_and_its_delivery_says_how_many_it_asked_for() -> None:
@@ -268,7 +273,7 @@ def test_acks_go_before_a_long_poll_to_a_leader_that_had_nothing_not_on_it() -> 
     d.wait(10)
     h.produce(10)
     h.core.answered(h.next_out(), h.fetch_answer(0, 9), h.clock())
-    msgs = delivered(h.events())
+    msgs = delivered(h, h.events())
     d.end(waited=10, took=10, batch=10, now=h.clock())
     fetch_ahead = h.next_out()
     h.core.answered(fetch_ahead, h.fetch_answer(0, -1), h.clock())  # the leader has no more
@@ -308,7 +313,7 @@ def test_a_fetch_answer_delivers_messages_and_reports_the_lock() -> None:
     h.core.set_partitions({TP})
     events = h.fetch(0, 2)
     assert events[0] == LockDuration(LOCK_MS)
-    msgs = delivered(events)
+    msgs = delivered(h, events)
     assert [(m.offset, m.value, m.delivery_count) for m in msgs] == [
         (0, b"v0", 1),
         (1, b"v1", 1),
@@ -323,7 +328,7 @@ def test_acks_ride_the_next_fetch_and_their_answer_settles_them() -> None:
     h = Harness()
     h.produce(3)
     h.core.set_partitions({TP})
-    msgs = delivered(h.fetch(0, 2))
+    msgs = delivered(h, h.fetch(0, 2))
     msgs[0].accept()
     msgs[1].release()
     msgs[2].reject()
@@ -350,7 +355,7 @@ def test_a_refused_ack_is_reported_with_kafkas_error() -> None:
     h = Harness()
     h.produce(1)
     h.core.set_partitions({TP})
-    (msg,) = delivered(h.fetch(0, 0))
+    (msg,) = delivered(h, h.fetch(0, 0))
     msg.accept()
     out = h.next_out()
     h.core.answered(out, h.fetch_answer(0, -1, ack_error=ErrorCode.INVALID_RECORD_STATE), h.clock())
@@ -404,7 +409,7 @@ def test_records_of_a_partition_revoked_while_the_fetch_was_out_go_straight_back
     out = h.next_out()
     h.core.set_partitions(set())  # revoked meanwhile
     h.core.answered(out, h.fetch_answer(0, 1), h.clock())
-    assert delivered(h.events()) == []
+    assert delivered(h, h.events()) == []
     assert h.leases.held_count == 0
     assert h.tracker.due_at(NODE) is not None  # the RELEASE is queued for the leader
 
@@ -413,7 +418,7 @@ def test_no_answer_after_sending_puts_the_acks_in_doubt_and_retries_later() -> N
     h = Harness()
     h.produce(1)
     h.core.set_partitions({TP})
-    (msg,) = delivered(h.fetch(0, 0))
+    (msg,) = delivered(h, h.fetch(0, 0))
     msg.accept()
     turn = h.core.next_request(h.clock())
     assert isinstance(turn, Turn)
@@ -432,7 +437,7 @@ def test_a_request_never_written_fails_its_acks_plainly() -> None:
     h = Harness()
     h.produce(1)
     h.core.set_partitions({TP})
-    (msg,) = delivered(h.fetch(0, 0))
+    (msg,) = delivered(h, h.fetch(0, 0))
     msg.accept()
     out = h.next_out()
     not_sent = RequestNotSentError("connection closed")
@@ -496,7 +501,7 @@ def test_a_renew_goes_first_and_needs_share_acknowledge_v2() -> None:
     h = Harness()
     h.produce(1)
     h.core.set_partitions({TP})
-    (msg,) = delivered(h.fetch(0, 0))
+    (msg,) = delivered(h, h.fetch(0, 0))
     h.tracker.keep_alive(msg, None, None)
     h.clock.now += LOCK_MS / 1000 * 0.8  # past the keep-alive point (70% of the lock)
     assert h.leases.expire(h.clock()) == []  # the lock itself still runs
@@ -514,7 +519,7 @@ def test_closing_sends_the_final_epoch_only_when_a_session_is_open() -> None:
     h2 = Harness()
     h2.produce(1)
     h2.core.set_partitions({TP})
-    (msg,) = delivered(h2.fetch(0, 0))
+    (msg,) = delivered(h2, h2.fetch(0, 0))
     msg.accept()
     turn = h2.core.closing()
     assert turn == Turn(Kind.CLOSE)
@@ -529,7 +534,7 @@ def test_closing_without_a_connection_fails_the_last_acks() -> None:
     h = Harness()
     h.produce(1)
     h.core.set_partitions({TP})
-    (msg,) = delivered(h.fetch(0, 0))
+    (msg,) = delivered(h, h.fetch(0, 0))
     msg.accept()
     turn = h.core.closing()
     assert turn is not None
