@@ -83,6 +83,7 @@ _MAGIC_OFFSET = 16
 _CRC_OFFSET = 17
 _ATTRIBUTES_OFFSET = 21  # the CRC covers everything from here on, so BaseOffset is free to change
 _COMPRESSION_MASK = 0x07
+_MAX_CODEC = max(Compression)  # once: max() iterates the enum (2% of the share core per batch)
 _LOG_APPEND_TIME_BIT = 0x08
 _TRANSACTIONAL_BIT = 0x10
 _CONTROL_BIT = 0x20
@@ -244,7 +245,7 @@ class RecordBatchView:
             raise CorruptRecordError(f"record batch length {length} does not match its {len(raw)} bytes")
         if self.record_count < 0:
             raise CorruptRecordError(f"negative record count {self.record_count}")
-        if self.attributes & _COMPRESSION_MASK > max(Compression):
+        if self.attributes & _COMPRESSION_MASK > _MAX_CODEC:
             raise CorruptRecordError(f"unknown compression codec {self.attributes & _COMPRESSION_MASK}")
         self.raw = raw
 
@@ -286,10 +287,10 @@ class RecordBatchView:
 
     def payload(self) -> bytes:
         """The records section, decompressed."""
-        compression = self.compression
         body = self.raw[HEADER_SIZE:]
-        if compression is Compression.NONE:
+        if not self.attributes & _COMPRESSION_MASK:
             return bytes(body)
+        compression = self.compression
         _require_codec(compression)
         try:
             return bytes(_DECOMPRESS[compression](body.tobytes()))
