@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 APP_WITHOUT_DLQ = """
 import aioshare
 
-app = aioshare.App("127.0.0.1:1")
+# start_timeout: the default (30 s) only makes the test slow; what it checks is the one line.
+app = aioshare.App("127.0.0.1:1", consumer_options={"start_timeout": 2.0})
 
 
 @app.handler("jobs", group_id="g")

@@ -1,7 +1,9 @@
 """A scriptable share-group broker for ShareConsumer unit tests.
 
 Built on the client tests' FakeCluster (Metadata, FindCoordinator, ApiVersions); adds
-ShareGroupHeartbeat, ShareFetch and ShareAcknowledge handlers that record every request.
+ShareGroupHeartbeat, ShareFetch and ShareAcknowledge handlers that record every request, and
+DescribeConfigs for the one config a runtime route reads at start (the group's delivery-count
+limit, Kafka's default 5): unanswered, it held every route back for its 30 s timeout.
 By default ShareFetch acquires the next ``MaxRecords`` offsets of one partition and returns
 the batches holding them; ``fetch_hook`` replaces that answer for a test, and
 ``acknowledge_hook`` runs before each ShareAcknowledge is answered (to hold it back).
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aioshare.protocol.messages import (
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
     RequestHeader,
     ShareAcknowledgeRequest,
     ShareAcknowledgeResponse,
@@ -42,6 +46,7 @@ class ShareFake:
             broker.handlers[76] = self._heartbeat
             broker.handlers[78] = self._fetch
             broker.handlers[79] = self._acknowledge
+            broker.handlers[32] = self._describe_configs
         self.lock_ms = lock_ms
         self.batches: list[bytes] = []
         self.end = 0  # next offset to write
@@ -53,6 +58,7 @@ class ShareFake:
         self.acknowledges: list[ShareAcknowledgeRequest] = []
         self.heartbeats: list[ShareGroupHeartbeatRequest] = []
         self.ack_error: tuple[int, str] | None = None  # refuse_acks()
+        self.delivery_count_limit = 5
 
     # -- scripted failures --------------------------------------------------------------
 
@@ -113,6 +119,27 @@ class ShareFake:
         return out
 
     # -- handlers ----------------------------------------------------------------------
+
+    async def _describe_configs(
+        self, conn: FakeConn, header: RequestHeader, body: DescribeConfigsRequest
+    ) -> DescribeConfigsResponse:
+        limits = ("share.delivery.count.limit", "group.share.delivery.count.limit")
+        Result = DescribeConfigsResponse.DescribeConfigsResult
+        Entry = DescribeConfigsResponse.DescribeConfigsResourceResult
+        return DescribeConfigsResponse(
+            results=[
+                Result(
+                    resource_type=r.resource_type,
+                    resource_name=r.resource_name,
+                    configs=[
+                        Entry(name=name, value=str(self.delivery_count_limit))
+                        for name in r.configuration_keys or limits
+                        if name in limits
+                    ],
+                )
+                for r in body.resources
+            ]
+        )
 
     async def _heartbeat(
         self, conn: FakeConn, header: RequestHeader, body: Any
