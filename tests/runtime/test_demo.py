@@ -6,6 +6,7 @@ retries, dead-lettering, renewals, the frozen member whose jobs come back on loc
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -16,6 +17,7 @@ import sys
 import pytest
 
 from aioshare.cli.demo import DLQ_TOPIC, DemoConfig, DemoResult, Job, Ledger, _summary, plan_jobs, run, verify
+from aioshare.runtime import Event, EventKind
 
 needs_sigstop = pytest.mark.skipif(
     not hasattr(signal, "SIGSTOP"), reason="the fifth member is frozen with SIGSTOP"
@@ -167,7 +169,6 @@ def test_the_job_plan_is_deterministic_and_keeps_special_jobs_off_the_crashed_on
 
 
 async def test_the_summary_names_the_frozen_member_when_its_jobs_are_what_failed() -> None:
-    import asyncio
 
     config = DemoConfig(jobs=3, crash_jobs=2)
     jobs = [Job(0, "ok", 1), Job(1, "ok", 1), Job(2, "ok", 1)]
@@ -194,3 +195,21 @@ def test_counts_take_the_right_number() -> None:
     assert _n(2, "job") == "2 jobs"
     assert _n(0, "copy", "copies") == "0 copies"
     assert _n(1, "copy", "copies") == "1 copy"
+
+
+async def test_a_job_comes_back_only_when_the_app_never_received_its_previous_delivery() -> None:
+    ledger = Ledger(asyncio.get_running_loop())
+
+    def event(kind: EventKind, offset: int, delivery: int) -> Event:
+        return Event(
+            kind, "jobs", 0.0, topic="demo.jobs", partition=0, offset=offset, delivery_count=delivery
+        )
+
+    # Released for a retry by one member, redelivered to another before the broker's answer
+    # reached the first (its RELEASED event comes last): the app's own retry, not a comeback.
+    ledger(event(EventKind.RECEIVED, 7, 1))
+    ledger(event(EventKind.RECEIVED, 7, 2))
+    ledger(event(EventKind.RELEASED, 7, 1))
+    # Held by another member (the frozen one) on delivery 1: it came back.
+    ledger(event(EventKind.RECEIVED, 3, 2))
+    assert set(ledger.came_back) == {3}
