@@ -169,7 +169,6 @@ def test_the_job_plan_is_deterministic_and_keeps_special_jobs_off_the_crashed_on
 
 
 async def test_the_summary_names_the_frozen_member_when_its_jobs_are_what_failed() -> None:
-
     config = DemoConfig(jobs=3, crash_jobs=2)
     jobs = [Job(0, "ok", 1), Job(1, "ok", 1), Job(2, "ok", 1)]
     result = _result(3, {2}, set())

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aioshare.admin.share_admin import BROKER_DELIVERY_COUNT_LIMIT, GROUP_DELIVERY_COUNT_LIMIT
 from aioshare.protocol.messages import (
     DescribeConfigsRequest,
     DescribeConfigsResponse,
@@ -123,7 +124,7 @@ class ShareFake:
     async def _describe_configs(
         self, conn: FakeConn, header: RequestHeader, body: DescribeConfigsRequest
     ) -> DescribeConfigsResponse:
-        limits = ("share.delivery.count.limit", "group.share.delivery.count.limit")
+        limits = (GROUP_DELIVERY_COUNT_LIMIT, BROKER_DELIVERY_COUNT_LIMIT)
         Result = DescribeConfigsResponse.DescribeConfigsResult
         Entry = DescribeConfigsResponse.DescribeConfigsResourceResult
         return DescribeConfigsResponse(
